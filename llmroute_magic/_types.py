@@ -1,0 +1,298 @@
+"""Value types shared by every layer: strategies, provider specs, completions, attempt records.
+
+Nothing here imports httpx, pandas or IPython, so ``import llmroute_magic`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import ipaddress
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+from ._errors import ConfigError
+
+
+class RoutingStrategy(str, enum.Enum):
+    ROUND_ROBIN = "round_robin"
+    LEAST_LATENCY = "least_latency"
+    LOWEST_COST = "lowest_cost"
+    RANDOM = "random"
+    PRIORITY = "priority"
+    LEAST_BUSY = "least_busy"
+
+    @classmethod
+    def parse(cls, value: "RoutingStrategy | str") -> "RoutingStrategy":
+        """Accept the member, its value (``"least_latency"``) or the seed's spelling (``"LeastLatency"``)."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            key = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", value.strip()).replace("-", "_").replace(" ", "_").lower()
+            for member in cls:
+                if member.value == key:
+                    return member
+        allowed = ", ".join(m.value for m in cls)
+        raise ConfigError(f"strategy: unknown strategy {value!r}; allowed: {allowed}", field="strategy")
+
+    def __str__(self) -> str:
+        return self.value
+
+
+APIS = ("openai", "anthropic")
+
+# Public endpoints of well-known providers. OpenAI-style base URLs end in /v1 like the official SDK's;
+# Anthropic's does not (the SDK appends /v1/messages).
+KNOWN_BASE_URLS: dict[str, str] = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+    "claude": "https://api.anthropic.com",
+    "groq": "https://api.groq.com/openai/v1",
+    "together": "https://api.together.xyz/v1",
+    "openrouter": "https://openrouter.ai/api/v1",
+    "mistral": "https://api.mistral.ai/v1",
+    "deepseek": "https://api.deepseek.com/v1",
+    "fireworks": "https://api.fireworks.ai/inference/v1",
+    "ollama": "http://127.0.0.1:11434/v1",
+    "lmstudio": "http://127.0.0.1:1234/v1",
+    "vllm": "http://127.0.0.1:8000/v1",
+}
+
+
+def env_var_for(name: str) -> str:
+    return re.sub(r"[^A-Z0-9]", "_", name.upper()) + "_API_KEY"
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_number(field_name: str, value: Any, *, minimum: float = 0.0, allow_none: bool = True,
+                  integer: bool = False, strictly_positive: bool = False) -> Any:
+    if value is None and allow_none:
+        return None
+    kind = "a whole number" if integer else "a number"
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
+        raise ConfigError(f"{field_name}: expected {kind}, got {value!r}", field=field_name)
+    if value < minimum or (strictly_positive and value <= 0):
+        bound = f"> {minimum}" if strictly_positive else f">= {minimum}"
+        raise ConfigError(f"{field_name}: must be {bound}, got {value!r}", field=field_name)
+    return value
+
+
+class _Secret(str):
+    """A str that never shows itself: an API key kept inside a spec."""
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+    __str__ = __repr__
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ProviderSpec:
+    """One provider: where to send requests, with which model, and how to price and weigh it."""
+
+    name: str
+    model: str
+    api: str | None = None
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    api_key_env: str | None = None
+    priority: int = 0
+    weight: float = 1.0
+    input_price: float | None = None
+    output_price: float | None = None
+    context_window: int | None = None
+    max_concurrency: int | None = None
+    timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ConfigError(f"providers.name: a non-empty string is required, got {self.name!r}", field="name")
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ConfigError(f"providers.model ({self.name}): a non-empty model name is required, got {self.model!r}",
+                              field="model")
+        api = self.api
+        if api is None:
+            api = "anthropic" if self.name.lower().startswith(("anthropic", "claude")) else "openai"
+        if api not in APIS:
+            raise ConfigError(f"providers.api ({self.name}): unknown api {api!r}; allowed: openai, anthropic",
+                              field="api")
+        set_("api", api)
+        base_url = self.base_url
+        if base_url is None:
+            base_url = KNOWN_BASE_URLS.get(self.name.lower())
+            if base_url is None:
+                known = ", ".join(sorted(KNOWN_BASE_URLS))
+                raise ConfigError(
+                    f"providers.base_url ({self.name}): unknown provider name without base_url; "
+                    f"give base_url= (e.g. 'http://127.0.0.1:8000/v1') or use a known name: {known}",
+                    field="base_url")
+        if not isinstance(base_url, str) or urlsplit(base_url).scheme not in ("http", "https") \
+                or not urlsplit(base_url).hostname:
+            raise ConfigError(f"providers.base_url ({self.name}): expected an http(s) URL, got {base_url!r}",
+                              field="base_url")
+        set_("base_url", base_url.rstrip("/"))
+        if self.api_key is not None:
+            if not isinstance(self.api_key, str):
+                raise ConfigError(f"providers.api_key ({self.name}): expected a string", field="api_key")
+            set_("api_key", _Secret(self.api_key))
+        if not isinstance(self.priority, int) or isinstance(self.priority, bool):
+            raise ConfigError(f"providers.priority ({self.name}): expected a whole number, got {self.priority!r}",
+                              field="priority")
+        _check_number(f"providers.weight ({self.name})", self.weight, allow_none=False, strictly_positive=True)
+        set_("weight", float(self.weight))
+        for f in ("input_price", "output_price"):
+            v = _check_number(f"providers.{f} ({self.name})", getattr(self, f))
+            set_(f, None if v is None else float(v))
+        _check_number(f"providers.context_window ({self.name})", self.context_window, integer=True,
+                      strictly_positive=True)
+        _check_number(f"providers.max_concurrency ({self.name})", self.max_concurrency, integer=True,
+                      strictly_positive=True)
+        _check_number(f"providers.timeout ({self.name})", self.timeout, strictly_positive=True)
+
+    # -- copies -------------------------------------------------------------------------------
+    def _copy(self, **changes: Any) -> "ProviderSpec":
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if isinstance(values["api_key"], _Secret):
+            values["api_key"] = values["api_key"].reveal()
+        values.update(changes)
+        return ProviderSpec(**values)
+
+    def with_priority(self, priority: int) -> "ProviderSpec":
+        return self._copy(priority=priority)
+
+    def with_weight(self, weight: float) -> "ProviderSpec":
+        return self._copy(weight=weight)
+
+    def with_base_url(self, base_url: str) -> "ProviderSpec":
+        return self._copy(base_url=base_url)
+
+    def with_api_key(self, api_key: str) -> "ProviderSpec":
+        return self._copy(api_key=api_key)
+
+    def with_prices(self, input: float | None = None, output: float | None = None) -> "ProviderSpec":  # noqa: A002
+        return self._copy(input_price=input, output_price=output)
+
+    def with_timeout(self, timeout: float) -> "ProviderSpec":
+        return self._copy(timeout=timeout)
+
+    def with_context_window(self, context_window: int) -> "ProviderSpec":
+        return self._copy(context_window=context_window)
+
+    def with_max_concurrency(self, max_concurrency: int) -> "ProviderSpec":
+        return self._copy(max_concurrency=max_concurrency)
+
+    # -- keys ---------------------------------------------------------------------------------
+    @property
+    def key_env_var(self) -> str:
+        return self.api_key_env or env_var_for(self.name)
+
+    @property
+    def is_local(self) -> bool:
+        return is_loopback_url(self.base_url or "")
+
+    def resolve_api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The key to send, or None. Never logged; only the provider's own adapter calls this."""
+        if self.api_key is not None:
+            return self.api_key.reveal() if isinstance(self.api_key, _Secret) else self.api_key
+        env = os.environ if environ is None else environ
+        return env.get(self.key_env_var) or None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ProviderSpec):
+            return NotImplemented
+        return all(getattr(self, f.name) == getattr(other, f.name) for f in dataclasses.fields(self))
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.model, self.base_url))
+
+    def to_dict(self, *, include_key: bool = False) -> dict[str, Any]:
+        """Plain dict of the settings (no key unless asked), the shape ``from_dict`` takes."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if include_key and isinstance(self.api_key, _Secret):
+            out["api_key"] = self.api_key.reveal()
+        else:
+            out.pop("api_key")
+        return {k: v for k, v in out.items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One finished answer and what it cost."""
+
+    text: str
+    provider: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    latency_s: float = 0.0
+    ttft_s: float | None = None
+    request_id: str = ""
+    finish_reason: str | None = None
+    attempts: int = 1
+
+    def __str__(self) -> str:
+        return self.text
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def footer(self) -> str:
+        cost = "unknown cost" if self.cost != self.cost else f"${self.cost:.6f}"
+        ttft = f", ttft {self.ttft_s * 1000:.0f} ms" if self.ttft_s is not None else ""
+        retry = f", {self.attempts} attempts" if self.attempts > 1 else ""
+        return (f"{self.provider} · {self.model} · {self.latency_s * 1000:.0f} ms{ttft} · "
+                f"{self.input_tokens}+{self.output_tokens} tokens · {cost}{retry}")
+
+    def _repr_markdown_(self) -> str:
+        return f"{self.text}\n\n---\n*{self.footer()}*"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    """One attempt at one provider, as it ended: the unit of the usage ledger."""
+
+    request_id: str
+    attempt: int
+    timestamp: float  # epoch seconds (UTC) when the attempt started
+    provider: str
+    model: str
+    strategy: str
+    status: str  # "ok" | "error" | "cancelled"
+    error_type: str | None
+    http_status: int | None
+    input_tokens: int
+    output_tokens: int
+    cost: float  # NaN when the price is unknown
+    latency_s: float
+    ttft_s: float | None
+    streamed: bool
+    reached_network: bool = True
+
+
+LEDGER_COLUMNS: tuple[str, ...] = (
+    "request_id", "attempt", "timestamp", "provider", "model", "strategy", "status", "error_type",
+    "http_status", "input_tokens", "output_tokens", "cost", "latency_s", "ttft_s", "streamed",
+)

@@ -1,0 +1,71 @@
+"""The one small interface every wire format implements.
+
+An adapter turns a ``ChatRequest`` into one HTTP call at one provider and returns a
+``ProviderResult``, or raises ``ProviderError`` with an ``error_type`` from ``_errors.ERROR_POLICY``.
+It never retries, never falls back and never records usage: the router does that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, AsyncIterator, Union
+
+if TYPE_CHECKING:  # httpx is imported lazily by the router, not at package import
+    import httpx
+
+    from .._types import ProviderSpec
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """A request in neutral form. ``messages`` are ``{"role", "content"}`` dicts without the system prompt."""
+
+    messages: list[dict[str, Any]]
+    system: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def prompt_chars(self) -> int:
+        n = len(self.system or "")
+        for m in self.messages:
+            c = m.get("content")
+            n += len(c) if isinstance(c, str) else len(str(c))
+        return n
+
+
+@dataclass(slots=True)
+class ProviderResult:
+    """What one successful attempt returned, as the provider reported it."""
+
+    text: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    finish_reason: str | None = None
+    http_status: int = 200
+    ttft_s: float | None = None  # set by streaming calls: seconds from send to first text
+
+
+# A stream yields text deltas (str) and ends with exactly one ProviderResult.
+StreamItem = Union[str, ProviderResult]
+
+
+class ProviderAdapter:
+    """Base of the per-wire-format adapters. One instance per provider per router."""
+
+    api: str = ""
+
+    def __init__(self, spec: "ProviderSpec", client: "httpx.AsyncClient") -> None:
+        self.spec = spec
+        self.client = client
+
+    async def complete(self, request: ChatRequest) -> ProviderResult:
+        raise NotImplementedError
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamItem]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.spec.name!r}, model={self.spec.model!r}, base_url={self.spec.base_url!r})"
