@@ -1,0 +1,1 @@
+"""IPython integration (placeholder until the magics land)."""
