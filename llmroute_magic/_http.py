@@ -1,0 +1,174 @@
+"""The HTTP layer: one pooled httpx client per router, and the send/receive loop every wire format shares.
+
+httpx gives the API and the exception tree; the ``httpx-aiohttp`` transport gives aiohttp's speed
+(DESIGN.md section 6). httpx is imported inside functions so ``import llmroute_magic`` stays cheap.
+
+``JSONOverHTTPAdapter`` owns what is the same for every API: API-key lookup, the POST, status
+and transport-failure mapping, SSE reading, time to first token. A wire format adds only its
+URL path, headers, request body and response/stream parsing.
+"""
+
+from __future__ import annotations
+
+import json
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, AsyncIterator
+
+from ._errors import ProviderError
+from .providers._base import ChatRequest, ProviderAdapter, ProviderResult, StreamItem
+from .providers._failures import (
+    AttemptContext,
+    error_from_exception,
+    error_from_status,
+    malformed,
+    missing_key_error,
+)
+from .providers._sse import ServerSentEvent, iter_sse
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ._types import ProviderSpec
+
+USER_AGENT = "llmroute_magic/0.1"
+
+# Compact separators: fewer bytes on the wire; ensure_ascii off: non-English prompts stay small.
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def dumps(body: dict[str, Any]) -> bytes:
+    return _encode_json(body).encode("utf-8")
+
+
+def make_client(*, timeout: float = 60.0, max_connections: int = 100) -> "httpx.AsyncClient":
+    """The one pooled client a router shares across all its providers (TLS verification on).
+
+    Its aiohttp session is created on first use and belongs to the event loop that made that
+    first request; use the client from that loop only.
+    """
+    import httpx
+    from httpx_aiohttp import AiohttpTransport
+
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    return httpx.AsyncClient(
+        transport=AiohttpTransport(verify=True, limits=limits),
+        timeout=httpx.Timeout(timeout),
+        headers={"user-agent": USER_AGENT},
+        follow_redirects=False,
+    )
+
+
+class StreamParser:
+    """Reads one SSE stream of one wire format. ``feed`` returns the text delta an event carried
+    (or None) and raises ``ProviderError`` for an error event; ``result`` is called at the end of
+    the stream and raises ``malformed_response`` if the stream stopped before its proper end."""
+
+    __slots__ = ()
+
+    def feed(self, event: ServerSentEvent) -> str | None:
+        raise NotImplementedError
+
+    def result(self, http_status: int, ttft_s: float | None) -> ProviderResult:
+        raise NotImplementedError
+
+
+class JSONOverHTTPAdapter(ProviderAdapter):
+    path = ""  # appended to the spec's base_url
+
+    def __init__(self, spec: "ProviderSpec", client: "httpx.AsyncClient") -> None:
+        super().__init__(spec, client)
+        import httpx
+
+        self._url = httpx.URL(f"{spec.base_url}{self.path}")
+        self._timeout: Any = httpx.Timeout(spec.timeout) if spec.timeout is not None else httpx.USE_CLIENT_DEFAULT
+        self._needs_key = not spec.is_local
+        self._env_var = spec.key_env_var
+        self._key_headers: tuple[str | None, dict[str, str]] = (None, self.headers_for(None))
+
+    # -- what a wire format provides ---------------------------------------------------------
+    def headers_for(self, key: str | None) -> dict[str, str]:
+        raise NotImplementedError
+
+    def build_body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def parse_response(self, payload: Any, http_status: int) -> ProviderResult:
+        """Raises KeyError/TypeError/IndexError/ValueError when a field is missing or wrong."""
+        raise NotImplementedError
+
+    def stream_parser(self, ctx: AttemptContext) -> StreamParser:
+        raise NotImplementedError
+
+    # -- the shared call ---------------------------------------------------------------------
+    def _begin(self) -> tuple[dict[str, str], AttemptContext]:
+        key = self.spec.resolve_api_key()
+        if key is None and self._needs_key:
+            raise missing_key_error(self.spec.name, self.spec.model, self._env_var)
+        cached_key, headers = self._key_headers
+        if key != cached_key:  # the key changed (env var set later): rebuild the headers once
+            headers = self.headers_for(key)
+            self._key_headers = (key, headers)
+        return headers, AttemptContext(self.spec.name, self.spec.model, key)
+
+    def _request(self, headers: dict[str, str], content: bytes) -> "httpx.Request":
+        return self.client.build_request("POST", self._url, content=content, headers=headers,
+                                         timeout=self._timeout)
+
+    async def complete(self, request: ChatRequest) -> ProviderResult:
+        headers, ctx = self._begin()
+        http_request = self._request(headers, dumps(self.build_body(request, False)))
+        try:
+            response = await self.client.send(http_request)
+        except Exception as exc:
+            err = error_from_exception(ctx, exc)
+            if err is None:
+                raise
+            raise err from exc
+        status = response.status_code
+        if status >= 300:
+            raise error_from_status(ctx, status, response.content, response.headers)
+        try:
+            payload = json.loads(response.content)
+        except ValueError:
+            raise malformed(ctx, f"response body is not JSON: {_preview(response.content)}") from None
+        try:
+            return self.parse_response(payload, status)
+        except (KeyError, TypeError, IndexError, ValueError, AttributeError) as exc:
+            raise malformed(ctx, f"response JSON lacks an expected field ({type(exc).__name__}: {exc})") from None
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamItem]:
+        headers, ctx = self._begin()
+        http_request = self._request(headers, dumps(self.build_body(request, True)))
+        parser = self.stream_parser(ctx)
+        ttft: float | None = None
+        started = perf_counter()
+        try:
+            # The response is closed on every way out (end, error, cancellation, the consumer
+            # dropping the generator), so no connection is left half-read in the pool.
+            response = await self.client.send(http_request, stream=True)
+            try:
+                status = response.status_code
+                if status >= 300:
+                    raise error_from_status(ctx, status, await response.aread(), response.headers)
+                async for event in iter_sse(response.aiter_bytes()):
+                    text = parser.feed(event)
+                    if text:
+                        if ttft is None:
+                            ttft = perf_counter() - started
+                        ctx.parts.append(text)
+                        yield text
+            finally:
+                await response.aclose()
+        except ProviderError:
+            raise
+        except Exception as exc:
+            err = error_from_exception(ctx, exc)
+            if err is None:
+                raise
+            raise err from exc
+        yield parser.result(status, ttft)
+
+
+def _preview(body: bytes, limit: int = 80) -> str:
+    text = body[:limit].decode("utf-8", "replace")
+    return repr(text + ("…" if len(body) > limit else ""))

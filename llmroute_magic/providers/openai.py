@@ -1,0 +1,121 @@
+"""OpenAI chat completions (``POST {base_url}/chat/completions``), also every OpenAI-compatible
+server (vLLM, Ollama, Groq, Together, OpenRouter, ...)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .._http import JSONOverHTTPAdapter, StreamParser
+from ._base import ChatRequest, ProviderResult
+from ._failures import AttemptContext, error_from_event, malformed
+from ._sse import ServerSentEvent
+
+
+class OpenAIAdapter(JSONOverHTTPAdapter):
+    api = "openai"
+    path = "/chat/completions"
+
+    def headers_for(self, key: str | None) -> dict[str, str]:
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        if key is not None:
+            headers["authorization"] = f"Bearer {key}"
+        return headers
+
+    def build_body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
+        messages = request.messages
+        if request.system is not None:
+            messages = [{"role": "system", "content": request.system}, *messages]
+        body: dict[str, Any] = {"model": self.spec.model, "messages": messages}
+        params = request.params
+        # Newer OpenAI models take max_completion_tokens instead; a caller passing it wins.
+        if request.max_tokens is not None and "max_completion_tokens" not in params:
+            body["max_tokens"] = request.max_tokens
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if params:
+            body.update(params)
+        if stream:
+            body["stream"] = True
+            # Without include_usage a stream reports no tokens, and the ledger could not bill it.
+            body["stream_options"] = {**(params.get("stream_options") or {}), "include_usage": True}
+        elif "stream" in body:
+            del body["stream"]
+        return body
+
+    def parse_response(self, payload: Any, http_status: int) -> ProviderResult:
+        choice = payload["choices"][0]
+        text = choice["message"].get("content") or ""
+        usage = payload.get("usage") or {}  # some compatible servers omit it: tokens unknown, reported as 0
+        details = usage.get("prompt_tokens_details") or {}
+        return ProviderResult(
+            text=text,
+            model=payload.get("model") or self.spec.model,
+            input_tokens=int(usage.get("prompt_tokens") or 0),
+            output_tokens=int(usage.get("completion_tokens") or 0),
+            cache_read_tokens=int(details.get("cached_tokens") or 0),
+            finish_reason=choice.get("finish_reason"),
+            http_status=http_status,
+        )
+
+    def stream_parser(self, ctx: AttemptContext) -> StreamParser:
+        return _OpenAIStream(ctx, self.spec.model)
+
+
+class _OpenAIStream(StreamParser):
+    """``data: {chunk}`` events, a final usage chunk (``choices: []``), then ``data: [DONE]``."""
+
+    __slots__ = ("ctx", "model", "finish_reason", "cache_read_tokens", "done")
+
+    def __init__(self, ctx: AttemptContext, model: str) -> None:
+        self.ctx = ctx
+        self.model = model
+        self.finish_reason: str | None = None
+        self.cache_read_tokens = 0
+        self.done = False
+
+    def feed(self, event: ServerSentEvent) -> str | None:
+        data = event.data
+        if data == "[DONE]":
+            self.done = True
+            return None
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise malformed(self.ctx, f"stream chunk is not JSON: {data[:80]!r}") from None
+        if not isinstance(chunk, dict):
+            raise malformed(self.ctx, f"stream chunk is not an object: {data[:80]!r}")
+        if "error" in chunk:
+            raise error_from_event(self.ctx, chunk)
+        model = chunk.get("model")
+        if model:
+            self.model = model
+        usage = chunk.get("usage")
+        if usage:
+            self.ctx.input_tokens = int(usage.get("prompt_tokens") or 0)
+            self.ctx.output_tokens = int(usage.get("completion_tokens") or 0)
+            self.cache_read_tokens = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+        choices = chunk.get("choices")
+        if not choices:
+            return None
+        choice = choices[0]
+        reason = choice.get("finish_reason")
+        if reason:
+            self.finish_reason = reason
+        delta = choice.get("delta")
+        return delta.get("content") if delta else None
+
+    def result(self, http_status: int, ttft_s: float | None) -> ProviderResult:
+        if not self.done:
+            raise malformed(self.ctx, "stream ended before data: [DONE]")
+        ctx = self.ctx
+        return ProviderResult(
+            text=ctx.partial_text,
+            model=self.model,
+            input_tokens=ctx.input_tokens,
+            output_tokens=ctx.output_tokens,
+            cache_read_tokens=self.cache_read_tokens,
+            finish_reason=self.finish_reason,
+            http_status=http_status,
+            ttft_s=ttft_s,
+        )

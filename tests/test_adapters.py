@@ -1,0 +1,498 @@
+"""Adapters over real loopback sockets.
+
+Two servers: ``ScriptedServer`` (a raw asyncio HTTP/1.1 server in the test's own loop, answering
+each request with bytes the test wrote by hand, and recording the request it saw), and the
+project's simulator (ground truth for text, tokens and cost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from llmroute_magic._errors import ProviderError
+from llmroute_magic._http import make_client
+from llmroute_magic._types import ProviderSpec
+from llmroute_magic.providers import ChatRequest, ProviderResult, adapter_for
+from llmroute_magic.providers._sse import SSEDecoder, ServerSentEvent
+from llmroute_magic.providers.anthropic import AnthropicAdapter
+from llmroute_magic.providers.openai import OpenAIAdapter
+
+CANARY = "sk-canary-XYZ"
+
+
+# -- a hand-scripted HTTP server --------------------------------------------------------------
+
+@dataclass
+class Seen:
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class Reply:
+    """One scripted answer: bytes to write (with pauses), then keep the connection or drop it."""
+
+    pieces: list[bytes | float] = field(default_factory=list)  # a float is a pause in seconds
+    close: bool = False
+    hang: bool = False
+
+
+def http_head(status: int, headers: dict[str, str]) -> bytes:
+    lines = [f"HTTP/1.1 {status} X"] + [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def json_reply(status: int, payload: Any, headers: dict[str, str] | None = None) -> Reply:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    head = http_head(status, {"content-type": "application/json", "content-length": str(len(body)),
+                              **(headers or {})})
+    return Reply([head + body])
+
+
+def chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+def sse_reply(events: list[str], *, finish: bool = True, pause: float = 0.0) -> Reply:
+    """``events`` are raw SSE event texts (without the blank line). ``finish=False`` drops the
+    connection after them without ending the chunked body."""
+    pieces: list[bytes | float] = [http_head(200, {"content-type": "text/event-stream",
+                                                   "transfer-encoding": "chunked"})]
+    for text in events:
+        pieces.append(chunk((text + "\n\n").encode()))
+        if pause:
+            pieces.append(pause)
+    if finish:
+        pieces.append(b"0\r\n\r\n")
+    return Reply(pieces, close=not finish)
+
+
+class ScriptedServer:
+    def __init__(self) -> None:
+        self.replies: list[Reply] = []
+        self.seen: list[Seen] = []
+        self.open_connections = 0
+        self.disconnected = asyncio.Event()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.open_connections += 1
+        self._writers.add(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode().split("\r\n")
+                path = lines[0].split(" ")[1]
+                headers = {k.strip().lower(): v.strip() for k, v in
+                           (line.split(":", 1) for line in lines[1:] if ":" in line)}
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                self.seen.append(Seen(path, headers, json.loads(body) if body else None))
+                reply = self.replies.pop(0)
+                if reply.hang:
+                    await reader.read()  # until the client gives up
+                    return
+                for piece in reply.pieces:
+                    if isinstance(piece, float):
+                        await writer.drain()
+                        await asyncio.sleep(piece)
+                    else:
+                        writer.write(piece)
+                await writer.drain()
+                if reply.close:
+                    writer.transport.abort()
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        finally:
+            self.open_connections -= 1
+            self._writers.discard(writer)
+            self.disconnected.set()
+            writer.close()
+
+
+@pytest.fixture
+async def server():
+    s = ScriptedServer()
+    await s.start()
+    yield s
+    await s.stop()
+
+
+@pytest.fixture
+async def client():
+    c = make_client(timeout=10.0)
+    yield c
+    await c.aclose()
+
+
+def openai_spec(url: str, **kw: Any) -> ProviderSpec:
+    return ProviderSpec("p-openai", "gpt-test", api="openai", base_url=f"{url}/v1", **kw)
+
+
+def anthropic_spec(url: str, **kw: Any) -> ProviderSpec:
+    return ProviderSpec("p-anthropic", "claude-test", api="anthropic", base_url=url, **kw)
+
+
+async def collect(adapter, request: ChatRequest) -> tuple[list[str], ProviderResult]:
+    deltas: list[str] = []
+    final = None
+    async for item in adapter.stream(request):
+        if isinstance(item, str):
+            assert final is None, "text after the final result"
+            deltas.append(item)
+        else:
+            assert final is None, "two final results"
+            final = item
+    assert isinstance(final, ProviderResult)
+    return deltas, final
+
+
+HELLO = ChatRequest(messages=[{"role": "user", "content": "Hello"}])
+
+OPENAI_OK = {
+    "id": "c1", "object": "chat.completion", "model": "gpt-test-2024",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi there"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11,
+              "prompt_tokens_details": {"cached_tokens": 4}},
+}
+ANTHROPIC_OK = {
+    "id": "m1", "type": "message", "role": "assistant", "model": "claude-test-1",
+    "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}],
+    "stop_reason": "end_turn",
+    "usage": {"input_tokens": 9, "output_tokens": 2, "cache_read_input_tokens": 3},
+}
+
+
+def openai_chunks(words: list[str], usage: bool = True, done: bool = True) -> list[str]:
+    events = [f'data: {json.dumps({"choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]})}'
+              for w in words]
+    events.append('data: {"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}')
+    if usage:
+        events.append('data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":%d}}' % len(words))
+    if done:
+        events.append("data: [DONE]")
+    return events
+
+
+def anthropic_events(words: list[str], stop: bool = True) -> list[str]:
+    def ev(name: str, payload: dict) -> str:
+        return f"event: {name}\ndata: {json.dumps(payload)}"
+    events = [ev("message_start", {"type": "message_start", "message": {
+        "model": "claude-test-1", "usage": {"input_tokens": 7, "output_tokens": 1}}}),
+        ev("content_block_start", {"type": "content_block_start", "index": 0,
+                                   "content_block": {"type": "text", "text": ""}}),
+        ev("ping", {"type": "ping"})]
+    events += [ev("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                          "delta": {"type": "text_delta", "text": w}}) for w in words]
+    events += [ev("content_block_stop", {"type": "content_block_stop", "index": 0}),
+               ev("message_delta", {"type": "message_delta", "delta": {"stop_reason": "max_tokens"},
+                                    "usage": {"output_tokens": len(words)}})]
+    if stop:
+        events.append(ev("message_stop", {"type": "message_stop"}))
+    return events
+
+
+# -- request building -------------------------------------------------------------------------
+
+def test_openai_body_and_headers():
+    spec = openai_spec("https://api.example.invalid", api_key=CANARY)
+    adapter = OpenAIAdapter(spec, client=None)  # building needs no client
+    req = ChatRequest(messages=[{"role": "user", "content": "Q"}], system="Be brief", max_tokens=5,
+                      temperature=0.2, params={"top_p": 0.9, "stream_options": {"x": 1}})
+    body = adapter.build_body(req, stream=False)
+    assert body == {"model": "gpt-test", "messages": [{"role": "system", "content": "Be brief"},
+                                                       {"role": "user", "content": "Q"}],
+                    "max_tokens": 5, "temperature": 0.2, "top_p": 0.9, "stream_options": {"x": 1}}
+    streamed = adapter.build_body(req, stream=True)
+    assert streamed["stream"] is True and streamed["stream_options"] == {"x": 1, "include_usage": True}
+    bare = adapter.build_body(ChatRequest(messages=[{"role": "user", "content": "Q"}]), stream=False)
+    assert bare == {"model": "gpt-test", "messages": [{"role": "user", "content": "Q"}]}
+    assert adapter.headers_for(CANARY)["authorization"] == f"Bearer {CANARY}"
+    assert "authorization" not in adapter.headers_for(None)
+    assert CANARY not in repr(adapter)
+
+
+def test_anthropic_body_moves_system_messages_and_defaults_max_tokens():
+    adapter = AnthropicAdapter(anthropic_spec("https://api.example.invalid"), client=None)
+    req = ChatRequest(messages=[{"role": "system", "content": "Rule 2"}, {"role": "user", "content": "Q"}],
+                      system="Rule 1", temperature=0.0, params={"top_k": 3})
+    body = adapter.build_body(req, stream=True)
+    assert body == {"model": "claude-test", "messages": [{"role": "user", "content": "Q"}],
+                    "system": "Rule 1\n\nRule 2", "max_tokens": 1024, "temperature": 0.0, "top_k": 3,
+                    "stream": True}
+    assert adapter.build_body(ChatRequest(messages=[], max_tokens=7), stream=False) == {
+        "model": "claude-test", "messages": [], "max_tokens": 7}
+    headers = adapter.headers_for(CANARY)
+    assert headers["x-api-key"] == CANARY and headers["anthropic-version"] == "2023-06-01"
+    assert "x-api-key" not in adapter.headers_for(None)
+
+
+def test_adapter_for_picks_the_wire_format():
+    assert adapter_for("openai") is OpenAIAdapter and adapter_for("anthropic") is AnthropicAdapter
+
+
+# -- SSE parsing ------------------------------------------------------------------------------
+
+def test_sse_decoder_handles_any_chunking_and_line_ending():
+    text = "event: a\r\ndata: 1\r\ndata: 2\r\n\r\n: keep-alive\n\ndata:x\rdata: é\r\rdata: [DONE]\n\n"
+    raw = text.encode()
+    expected = [ServerSentEvent("a", "1\n2"), ServerSentEvent("message", "x\né"), ServerSentEvent("message", "[DONE]")]
+    for size in (1, 2, 3, 5, 7, len(raw)):
+        decoder = SSEDecoder()
+        out = []
+        for i in range(0, len(raw), size):
+            out += decoder.feed(raw[i:i + size])
+        out += decoder.close()
+        assert out == expected, size
+
+
+def test_sse_decoder_drops_an_unfinished_line_at_the_end():
+    decoder = SSEDecoder()
+    assert decoder.feed(b'data: {"a": 1}\n\ndata: {"cut') == [ServerSentEvent("message", '{"a": 1}')]
+    assert decoder.close() == []
+    decoder = SSEDecoder()
+    decoder.feed(b"data: [DONE]\n")  # no closing blank line: still delivered at the end
+    assert decoder.close() == [ServerSentEvent("message", "[DONE]")]
+
+
+# -- plain and streamed answers over a socket -------------------------------------------------
+
+async def test_openai_complete_parses_answer_and_sends_key(server, client):
+    server.replies.append(json_reply(200, OPENAI_OK))
+    adapter = OpenAIAdapter(openai_spec(server.url, api_key=CANARY), client)
+    req = ChatRequest(messages=[{"role": "user", "content": "Hello"}], system="S", max_tokens=3)
+    result = await adapter.complete(req)
+    assert result == ProviderResult(text="Hi there", model="gpt-test-2024", input_tokens=9, output_tokens=2,
+                                    cache_read_tokens=4, finish_reason="stop", http_status=200)
+    seen = server.seen[0]
+    assert seen.path == "/v1/chat/completions"
+    assert seen.headers["authorization"] == f"Bearer {CANARY}"
+    assert seen.headers["content-type"] == "application/json"
+    assert seen.body["messages"][0] == {"role": "system", "content": "S"} and seen.body["max_tokens"] == 3
+
+
+async def test_anthropic_complete_parses_answer_and_sends_key(server, client):
+    server.replies.append(json_reply(200, ANTHROPIC_OK))
+    adapter = AnthropicAdapter(anthropic_spec(server.url, api_key=CANARY), client)
+    result = await adapter.complete(HELLO)
+    assert (result.text, result.input_tokens, result.output_tokens, result.cache_read_tokens,
+            result.finish_reason, result.model) == ("Hi there", 9, 2, 3, "end_turn", "claude-test-1")
+    seen = server.seen[0]
+    assert seen.path == "/v1/messages"
+    assert seen.headers["x-api-key"] == CANARY and seen.headers["anthropic-version"] == "2023-06-01"
+    assert "authorization" not in seen.headers
+    assert seen.body["max_tokens"] == 1024
+
+
+async def test_local_server_needs_no_key_and_gets_no_auth_header(server, client, monkeypatch):
+    monkeypatch.delenv("P_OPENAI_API_KEY", raising=False)
+    server.replies.append(json_reply(200, OPENAI_OK))
+    await OpenAIAdapter(openai_spec(server.url), client).complete(HELLO)
+    assert "authorization" not in server.seen[0].headers
+
+
+async def test_key_from_environment_is_read_per_call(server, client, monkeypatch):
+    adapter = OpenAIAdapter(openai_spec(server.url), client)
+    server.replies += [json_reply(200, OPENAI_OK), json_reply(200, OPENAI_OK)]
+    monkeypatch.setenv("P_OPENAI_API_KEY", "sk-first")
+    await adapter.complete(HELLO)
+    monkeypatch.setenv("P_OPENAI_API_KEY", "sk-second")
+    await adapter.complete(HELLO)
+    assert [s.headers["authorization"] for s in server.seen] == ["Bearer sk-first", "Bearer sk-second"]
+
+
+async def test_openai_stream_yields_text_then_one_result(server, client):
+    server.replies.append(sse_reply(openai_chunks(["Hel", "lo", " you"]), pause=0.01))
+    adapter = OpenAIAdapter(openai_spec(server.url), client)
+    deltas, result = await collect(adapter, HELLO)
+    assert deltas == ["Hel", "lo", " you"]
+    assert (result.text, result.input_tokens, result.output_tokens, result.finish_reason) == ("Hello you", 7, 3,
+                                                                                              "length")
+    assert 0 < result.ttft_s < 1.0
+    assert server.seen[0].body["stream"] is True
+    assert server.seen[0].body["stream_options"] == {"include_usage": True}
+
+
+async def test_anthropic_stream_yields_text_then_one_result(server, client):
+    server.replies.append(sse_reply(anthropic_events(["Hel", "lo"])))
+    deltas, result = await collect(AnthropicAdapter(anthropic_spec(server.url), client), HELLO)
+    assert deltas == ["Hel", "lo"]
+    assert (result.text, result.input_tokens, result.output_tokens, result.finish_reason, result.model) == (
+        "Hello", 7, 2, "max_tokens", "claude-test-1")
+    assert result.ttft_s is not None
+
+
+# -- failures over a socket -------------------------------------------------------------------
+
+async def test_missing_key_fails_before_any_network(client, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    spec = ProviderSpec("openai", "gpt-4o", base_url="https://api.example.invalid/v1")
+    adapter = OpenAIAdapter(spec, client)
+    with pytest.raises(ProviderError) as info:
+        await adapter.complete(HELLO)
+    assert info.value.error_type == "missing_api_key" and "OPENAI_API_KEY" in str(info.value)
+    with pytest.raises(ProviderError) as info:
+        await collect(adapter, HELLO)
+    assert info.value.error_type == "missing_api_key"
+
+
+async def test_error_status_maps_with_retry_after_and_never_shows_key(server, client):
+    server.replies.append(json_reply(429, {"type": "error", "error": {
+        "type": "rate_limit_error", "message": f"slow down {CANARY}"}}, {"retry-after": "3", "retry-after-ms": "2500"}))
+    adapter = AnthropicAdapter(anthropic_spec(server.url, api_key=CANARY), client)
+    with pytest.raises(ProviderError) as info:
+        await adapter.complete(HELLO)
+    err = info.value
+    assert (err.error_type, err.status_code, err.retry_after, err.provider) == ("rate_limit", 429, 2.5, "p-anthropic")
+    assert "slow down" in err.message
+    assert CANARY not in str(err) and CANARY not in repr(err) and CANARY not in err.message
+
+
+async def test_error_status_in_stream_mode(server, client):
+    server.replies.append(json_reply(529, {"type": "error", "error": {"type": "overloaded_error",
+                                                                       "message": "Overloaded"}}))
+    with pytest.raises(ProviderError) as info:
+        await collect(AnthropicAdapter(anthropic_spec(server.url), client), HELLO)
+    assert (info.value.error_type, info.value.status_code) == ("overloaded", 529)
+
+
+@pytest.mark.parametrize("body", [b"not json", b'{"choices": []}', b'{"choices": [{"message": 5}]}', b"[1]"])
+async def test_unusable_body_is_malformed(server, client, body):
+    server.replies.append(json_reply(200, body))
+    with pytest.raises(ProviderError) as info:
+        await OpenAIAdapter(openai_spec(server.url), client).complete(HELLO)
+    assert (info.value.error_type, info.value.status_code) == ("malformed_response", 200)
+
+
+async def test_stream_ending_early_is_malformed_and_keeps_what_arrived(server, client):
+    server.replies.append(sse_reply(openai_chunks(["a", "b"], done=False)))
+    with pytest.raises(ProviderError) as info:
+        await collect(OpenAIAdapter(openai_spec(server.url), client), HELLO)
+    err = info.value
+    assert (err.error_type, err.partial_text, err.input_tokens, err.output_tokens) == ("malformed_response", "ab", 7, 2)
+
+
+async def test_anthropic_stream_without_message_stop_is_malformed(server, client):
+    server.replies.append(sse_reply(anthropic_events(["x"], stop=False)))
+    with pytest.raises(ProviderError) as info:
+        await collect(AnthropicAdapter(anthropic_spec(server.url), client), HELLO)
+    assert info.value.error_type == "malformed_response" and info.value.partial_text == "x"
+
+
+async def test_stream_cut_mid_body_is_connection_reset_with_partial_text(server, client):
+    server.replies.append(sse_reply(openai_chunks(["a", "b"], usage=False, done=False), finish=False))
+    with pytest.raises(ProviderError) as info:
+        await collect(OpenAIAdapter(openai_spec(server.url), client), HELLO)
+    assert info.value.error_type == "connection_reset" and info.value.partial_text == "ab"
+
+
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+async def test_error_event_mid_stream(server, client, api):
+    if api == "openai":
+        events = openai_chunks(["a"], usage=False, done=False)[:1] + [
+            'data: {"error": {"message": "The server had an error", "type": "server_error"}}']
+        adapter = OpenAIAdapter(openai_spec(server.url), client)
+        expected = "stream_error"
+    else:
+        events = anthropic_events(["a"])[:4] + [
+            'event: error\ndata: {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}']
+        adapter = AnthropicAdapter(anthropic_spec(server.url), client)
+        expected = "overloaded"
+    server.replies.append(sse_reply(events))
+    with pytest.raises(ProviderError) as info:
+        await collect(adapter, HELLO)
+    assert (info.value.error_type, info.value.partial_text) == (expected, "a")
+
+
+async def test_reset_before_answer_is_connection_reset(server, client):
+    server.replies.append(Reply([], close=True))
+    with pytest.raises(ProviderError) as info:
+        await OpenAIAdapter(openai_spec(server.url), client).complete(HELLO)
+    assert info.value.error_type == "connection_reset"
+
+
+async def test_hang_with_spec_timeout_is_timeout(server, client):
+    server.replies.append(Reply(hang=True))
+    adapter = OpenAIAdapter(openai_spec(server.url, timeout=0.3), client)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with pytest.raises(ProviderError) as info:
+        await adapter.complete(HELLO)
+    assert info.value.error_type == "timeout"
+    assert 0.25 < loop.time() - start < 3.0
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_refused_connection_is_connect_error(client, streamed):
+    adapter = OpenAIAdapter(openai_spec(f"http://127.0.0.1:{closed_port()}"), client)
+    with pytest.raises(ProviderError) as info:
+        if streamed:
+            await collect(adapter, HELLO)
+        else:
+            await adapter.complete(HELLO)
+    assert info.value.error_type == "connect_error" and info.value.status_code is None
+
+
+async def test_cancelling_a_stream_closes_its_connection(server, client):
+    server.replies.append(sse_reply(openai_chunks([f"w{i} " for i in range(50)]), pause=0.05))
+    adapter = OpenAIAdapter(openai_spec(server.url), client)
+    first = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in adapter.stream(HELLO):
+            first.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(first.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.wait_for(server.disconnected.wait(), 5)
+    assert server.open_connections == 0
+
+
+async def test_abandoning_a_stream_closes_its_connection(server, client):
+    server.replies.append(sse_reply(openai_chunks([f"w{i} " for i in range(50)]), pause=0.05))
+    gen = OpenAIAdapter(openai_spec(server.url), client).stream(HELLO)
+    assert isinstance(await gen.__anext__(), str)
+    await gen.aclose()
+    await asyncio.wait_for(server.disconnected.wait(), 5)
+    assert server.open_connections == 0
+
+
+async def test_connection_is_reused_after_a_full_stream(server, client):
+    server.replies += [sse_reply(openai_chunks(["a"])), json_reply(200, OPENAI_OK)]
+    adapter = OpenAIAdapter(openai_spec(server.url), client)
+    await collect(adapter, HELLO)
+    await adapter.complete(HELLO)
+    assert len(server.seen) == 2 and not server.disconnected.is_set()
