@@ -1,0 +1,348 @@
+"""The usage ledger: one row per attempt, kept in compact columns, optionally persisted to SQLite.
+
+Appending is O(1) and allocation-light (typed arrays, repeated strings stored once as codes),
+so a million attempts fit in well under 300 MB and turn into a DataFrame in about a second.
+pandas is imported only by ``to_frame``.
+
+With a ``path`` the rows also go to SQLite (WAL) through a background writer that batches them,
+so the event loop never waits on disk; a restarted kernel, or a second kernel on the same file,
+sees every committed row. A file that cannot be used (corrupt, locked, read-only) gives one
+clear warning and the ledger keeps working in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sqlite3
+import threading
+import warnings
+from array import array
+from typing import Any, Callable, Iterable
+
+from ._types import LEDGER_COLUMNS, AttemptRecord
+
+log = logging.getLogger("llmroute_magic")
+
+_TEXT_CODED = ("provider", "model", "strategy", "status", "error_type")
+
+
+class LedgerPersistenceWarning(UserWarning):
+    pass
+
+
+class _Codes:
+    """Strings stored once; rows keep small integer codes (-1 for None)."""
+
+    __slots__ = ("values", "index")
+
+    def __init__(self) -> None:
+        self.values: list[str] = []
+        self.index: dict[str, int] = {}
+
+    def code(self, value: str | None) -> int:
+        if value is None:
+            return -1
+        c = self.index.get(value)
+        if c is None:
+            c = self.index[value] = len(self.values)
+            self.values.append(value)
+        return c
+
+
+class Ledger:
+    def __init__(self, path: str | os.PathLike | None = None, *, flush_interval_s: float = 0.25) -> None:
+        self._lock = threading.Lock()
+        self._clear_columns()
+        self._listeners: list[Callable[[AttemptRecord], None]] = []
+        self._store: _SQLiteStore | None = None
+        self.path = None if path is None else os.fspath(path)
+        if self.path is not None:
+            try:
+                self._store = _SQLiteStore(self.path, flush_interval_s)
+            except (sqlite3.Error, OSError) as e:
+                self._persistence_failed(e)
+
+    def _clear_columns(self) -> None:
+        self._request_id: list[str] = []
+        self._attempt = array("i")
+        self._timestamp = array("d")
+        self._codes = {name: _Codes() for name in _TEXT_CODED}
+        self._coded = {name: array("i") for name in _TEXT_CODED}
+        self._http_status = array("i")
+        self._input_tokens = array("q")
+        self._output_tokens = array("q")
+        self._cost = array("d")
+        self._latency = array("d")
+        self._ttft = array("d")
+        self._streamed = array("b")
+
+    # -- writing -----------------------------------------------------------------------------
+    def append(self, r: AttemptRecord) -> None:
+        codes, coded = self._codes, self._coded
+        with self._lock:
+            self._request_id.append(r.request_id)
+            self._attempt.append(r.attempt)
+            self._timestamp.append(r.timestamp)
+            coded["provider"].append(codes["provider"].code(r.provider))
+            coded["model"].append(codes["model"].code(r.model))
+            coded["strategy"].append(codes["strategy"].code(r.strategy))
+            coded["status"].append(codes["status"].code(r.status))
+            coded["error_type"].append(codes["error_type"].code(r.error_type))
+            self._http_status.append(-1 if r.http_status is None else r.http_status)
+            self._input_tokens.append(r.input_tokens)
+            self._output_tokens.append(r.output_tokens)
+            self._cost.append(r.cost)
+            self._latency.append(r.latency_s)
+            self._ttft.append(math.nan if r.ttft_s is None else r.ttft_s)
+            self._streamed.append(1 if r.streamed else 0)
+        if self._store is not None:
+            try:
+                self._store.put(r)
+            except (sqlite3.Error, OSError) as e:
+                self._persistence_failed(e)
+        for fn in self._listeners:
+            try:
+                fn(r)
+            except Exception:  # a broken listener must not lose usage or fail a request
+                log.exception("llmroute_magic: usage listener %r failed", fn)
+
+    def subscribe(self, fn: Callable[[AttemptRecord], None]) -> Callable[[], None]:
+        self._listeners = [*self._listeners, fn]  # copy-on-write: append() iterates without a lock
+
+        def unsubscribe() -> None:
+            self._listeners = [f for f in self._listeners if f is not fn]
+
+        return unsubscribe
+
+    def clear(self) -> None:
+        """Forget the in-memory rows (rows already persisted stay in the file)."""
+        with self._lock:
+            self._clear_columns()
+
+    def __len__(self) -> int:
+        return len(self._attempt)
+
+    # -- reading -----------------------------------------------------------------------------
+    def columns(self) -> dict[str, Any]:
+        """A consistent snapshot of the in-memory rows as plain columns (no pandas needed)."""
+        with self._lock:
+            snap = {
+                "request_id": list(self._request_id),
+                "attempt": array("i", self._attempt),
+                "timestamp": array("d", self._timestamp),
+                "http_status": array("i", self._http_status),
+                "input_tokens": array("q", self._input_tokens),
+                "output_tokens": array("q", self._output_tokens),
+                "cost": array("d", self._cost),
+                "latency_s": array("d", self._latency),
+                "ttft_s": array("d", self._ttft),
+                "streamed": array("b", self._streamed),
+            }
+            for name in _TEXT_CODED:
+                snap[name] = (array("i", self._coded[name]), list(self._codes[name].values))
+        return snap
+
+    def records(self) -> Iterable[dict[str, Any]]:
+        """Rows as dicts, decoded (for small ledgers and tests)."""
+        cols = self.columns()
+        for i in range(len(cols["attempt"])):
+            row: dict[str, Any] = {}
+            for name in LEDGER_COLUMNS:
+                col = cols[name]
+                if name in _TEXT_CODED:
+                    codes, values = col
+                    row[name] = values[codes[i]] if codes[i] >= 0 else None
+                elif name == "http_status":
+                    row[name] = None if col[i] < 0 else col[i]
+                elif name == "ttft_s":
+                    row[name] = None if math.isnan(col[i]) else col[i]
+                elif name == "streamed":
+                    row[name] = bool(col[i])
+                else:
+                    row[name] = col[i]
+            yield row
+
+    def to_frame(self):
+        """The ledger as a pandas DataFrame, one row per attempt (all sessions' rows when persisted)."""
+        if self._store is not None:
+            try:
+                return self._store.read_frame()
+            except (sqlite3.Error, OSError) as e:
+                self._persistence_failed(e)
+        return frame_from_columns(self.columns())
+
+    # -- persistence -------------------------------------------------------------------------
+    def flush(self) -> None:
+        if self._store is not None:
+            try:
+                self._store.flush()
+            except (sqlite3.Error, OSError) as e:
+                self._persistence_failed(e)
+
+    def close(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            try:
+                store.close()
+            except (sqlite3.Error, OSError) as e:
+                self._persistence_failed(e)
+
+    @property
+    def persistent(self) -> bool:
+        return self._store is not None
+
+    def _persistence_failed(self, error: BaseException) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            store.abandon()
+        msg = (f"usage ledger file {self.path!r} cannot be used ({type(error).__name__}: {error}); "
+               "usage is kept in memory only for this session. Fix or move the file, or set another ledger_path.")
+        warnings.warn(msg, LedgerPersistenceWarning, stacklevel=3)
+        log.warning(msg)
+
+
+def frame_from_columns(cols: dict[str, Any]):
+    import numpy as np
+    import pandas as pd
+
+    data: dict[str, Any] = {"request_id": pd.array(cols["request_id"], dtype="string")}
+    data["attempt"] = np.frombuffer(cols["attempt"], dtype=np.int32).astype(np.int64)
+    data["timestamp"] = pd.to_datetime(np.frombuffer(cols["timestamp"], dtype=np.float64), unit="s", utc=True)
+    for name in ("provider", "model", "strategy", "status", "error_type"):
+        codes, values = cols[name]
+        data[name] = pd.Categorical.from_codes(np.frombuffer(codes, dtype=np.int32), categories=values) \
+            if values else pd.Categorical.from_codes(np.full(len(codes), -1, dtype=np.int32), categories=[])
+    status = np.frombuffer(cols["http_status"], dtype=np.int32)
+    data["http_status"] = pd.arrays.IntegerArray(status.astype(np.int64), status < 0)
+    data["input_tokens"] = np.frombuffer(cols["input_tokens"], dtype=np.int64)
+    data["output_tokens"] = np.frombuffer(cols["output_tokens"], dtype=np.int64)
+    data["cost"] = np.frombuffer(cols["cost"], dtype=np.float64)
+    data["latency_s"] = np.frombuffer(cols["latency_s"], dtype=np.float64)
+    data["ttft_s"] = np.frombuffer(cols["ttft_s"], dtype=np.float64)
+    data["streamed"] = np.frombuffer(cols["streamed"], dtype=np.int8).astype(bool)
+    return pd.DataFrame({name: data[name] for name in LEDGER_COLUMNS})
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS attempts (
+    request_id TEXT NOT NULL, attempt INTEGER NOT NULL, timestamp REAL NOT NULL,
+    provider TEXT NOT NULL, model TEXT NOT NULL, strategy TEXT NOT NULL, status TEXT NOT NULL,
+    error_type TEXT, http_status INTEGER, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+    cost REAL, latency_s REAL NOT NULL, ttft_s REAL, streamed INTEGER NOT NULL
+)
+"""
+
+
+class _SQLiteStore:
+    """Batches rows to SQLite from a writer thread: the event loop only appends to a list."""
+
+    def __init__(self, path: str, flush_interval_s: float) -> None:
+        self.path = path
+        self.flush_interval_s = flush_interval_s
+        self._pending: list[tuple] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self._failed: BaseException | None = None
+        self._write_lock = threading.Lock()  # one connection: the writer thread and flush() take turns
+        self._conn = self._connect()
+        self._thread = threading.Thread(target=self._run, name="llmroute-ledger-writer", daemon=True)
+        self._thread.start()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(_SCHEMA)
+            conn.execute("SELECT count(*) FROM attempts").fetchone()  # fails now, not later, on a corrupt file
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def put(self, r: AttemptRecord) -> None:
+        if self._failed is not None:
+            raise sqlite3.OperationalError(str(self._failed))
+        row = (r.request_id, r.attempt, r.timestamp, r.provider, r.model, r.strategy, r.status, r.error_type,
+               r.http_status, r.input_tokens, r.output_tokens, None if math.isnan(r.cost) else r.cost,
+               r.latency_s, r.ttft_s, int(r.streamed))
+        with self._cond:
+            self._pending.append(row)
+            if len(self._pending) >= 2000:
+                self._cond.notify()
+
+    def _take(self) -> list[tuple]:
+        with self._cond:
+            rows, self._pending = self._pending, []
+        return rows
+
+    def _write(self, rows: list[tuple]) -> None:
+        if not rows:
+            return
+        with self._write_lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany("INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._closed:
+                    self._cond.wait(self.flush_interval_s)
+                closed = self._closed
+            try:
+                self._write(self._take())
+            except (sqlite3.Error, OSError) as e:
+                self._failed = e
+                log.warning("llmroute_magic: writing the usage ledger to %r failed: %s", self.path, e)
+                return
+            if closed:
+                return
+
+    def flush(self) -> None:
+        if self._failed is not None:
+            raise sqlite3.OperationalError(str(self._failed))
+        self._write(self._take())
+
+    def read_frame(self):
+        import pandas as pd
+
+        self.flush()
+        with self._write_lock:
+            df = pd.read_sql_query("SELECT * FROM attempts ORDER BY timestamp, request_id, attempt", self._conn)
+        df["timestamp"] = pd.to_datetime(df["timestamp"], unit="s", utc=True)
+        df["http_status"] = df["http_status"].astype("Int64")
+        df["cost"] = df["cost"].astype(float)
+        df["ttft_s"] = df["ttft_s"].astype(float)
+        df["streamed"] = df["streamed"].astype(bool)
+        for name in ("request_id",):
+            df[name] = df[name].astype("string")
+        for name in _TEXT_CODED:
+            df[name] = df[name].astype("category")
+        return df[list(LEDGER_COLUMNS)]
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(timeout=10)
+        try:
+            self._write(self._take())
+        finally:
+            self._conn.close()
+
+    def abandon(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._pending = []
+            self._cond.notify()
+        try:
+            self._conn.close()
+        except sqlite3.Error:
+            pass
