@@ -81,13 +81,14 @@ def _check_number(field_name: str, value: Any, *, minimum: float = 0.0, allow_no
                   integer: bool = False, strictly_positive: bool = False) -> Any:
     if value is None and allow_none:
         return None
+    field = field_name.split(" ")[0].rsplit(".", 1)[-1]  # "providers.weight (x)" -> "weight"
     kind = "a whole number" if integer else "a number"
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
     if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
-        raise ConfigError(f"{field_name}: expected {kind}, got {value!r}", field=field_name)
+        raise ConfigError(f"{field_name}: expected {kind}, got {value!r}", field=field)
     if value < minimum or (strictly_positive and value <= 0):
         bound = f"> {minimum}" if strictly_positive else f">= {minimum}"
-        raise ConfigError(f"{field_name}: must be {bound}, got {value!r}", field=field_name)
+        raise ConfigError(f"{field_name}: must be {bound}, got {value!r}", field=field)
     return value
 
 
