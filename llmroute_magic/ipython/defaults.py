@@ -1,0 +1,137 @@
+"""The router ``%load_ext llmroute_magic`` starts with, chosen from what the user has set up.
+
+In order: ``$LLMROUTE_SIMULATE=1`` forces the simulator; else the file named by
+``$LLMROUTE_CONFIG``; else ``./llmroute.toml``; else one provider per API key found in the
+environment; else the built-in simulator on an ephemeral loopback port, kept alive as long as
+the router (stopped when it is released or the process exits).
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .._errors import ConfigError
+
+CONFIG_ENV = "LLMROUTE_CONFIG"
+SIMULATE_ENV = "LLMROUTE_SIMULATE"
+CONFIG_FILE = "llmroute.toml"
+
+# (provider name, default model) per key variable, in priority order: cheap, capable defaults.
+KEY_PROVIDERS: tuple[tuple[str, str, str], ...] = (
+    ("OPENAI_API_KEY", "openai", "gpt-4o-mini"),
+    ("ANTHROPIC_API_KEY", "anthropic", "claude-3-5-haiku-latest"),
+    ("GROQ_API_KEY", "groq", "llama-3.1-8b-instant"),
+    ("MISTRAL_API_KEY", "mistral", "mistral-small-latest"),
+    ("DEEPSEEK_API_KEY", "deepseek", "deepseek-chat"),
+    ("TOGETHER_API_KEY", "together", "meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo"),
+    ("OPENROUTER_API_KEY", "openrouter", "openai/gpt-4o-mini"),
+)
+
+HOW_TO_CONFIGURE = (f"set OPENAI_API_KEY / ANTHROPIC_API_KEY / GROQ_API_KEY, or write ./{CONFIG_FILE} "
+                    f"(or point ${CONFIG_ENV} at one) and run %llm config PATH")
+
+# Simulators started for routers, stopped with them: id(router) -> (finalizer, simulator).
+_owned: dict[int, tuple[Callable[[], Any], Any]] = {}
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def config_source(environ: Mapping[str, str] | None = None, cwd: str | os.PathLike | None = None) -> tuple[str, Any]:
+    """Where the default router comes from: ("simulate", None) | ("file", path) | ("keys", names) | ("sim", None)."""
+    env = os.environ if environ is None else environ
+    if _truthy(env.get(SIMULATE_ENV)):
+        return "simulate", None
+    named = env.get(CONFIG_ENV)
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"${CONFIG_ENV} points to {str(path)!r}, which is not a file; "
+                              f"fix the path or unset {CONFIG_ENV}", field=CONFIG_ENV)
+        return "file", path
+    local = Path(cwd or os.getcwd()) / CONFIG_FILE
+    if local.is_file():
+        return "file", local
+    found = [(name, model) for var, name, model in KEY_PROVIDERS if env.get(var)]
+    if found:
+        return "keys", found
+    return "sim", None
+
+
+def default_router(*, environ: Mapping[str, str] | None = None, cwd: str | os.PathLike | None = None,
+                   announce: Callable[[str], None] | None = print):
+    """Build the router the magics start with; ``announce`` gets a one-line notice when it matters."""
+    from .. import ModelClientRouter, ProviderRoutingConfig, ProviderSpec
+
+    kind, detail = config_source(environ, cwd)
+    if kind == "file":
+        return ModelClientRouter(ProviderRoutingConfig.from_file(detail))
+    if kind == "keys":
+        specs = [ProviderSpec(name, model, priority=i) for i, (name, model) in enumerate(detail)]
+        if announce:
+            announce(f"llmroute: using {', '.join(n for n, _ in detail)} (API keys found in the environment); "
+                     "`%llm status` shows the setup")
+        return ModelClientRouter(ProviderRoutingConfig(specs))
+    router = simulated_router()
+    if announce:
+        why = f"${SIMULATE_ENV} is set" if kind == "simulate" else "no providers are configured"
+        announce(f"llmroute: answers are SIMULATED ({why}; local simulator at {router_sim_url(router)}); "
+                 f"for real providers {HOW_TO_CONFIGURE}")
+    return router
+
+
+def simulated_router(**config: Any):
+    """A router over the built-in simulator's providers; the simulator lives as long as the router."""
+    from .. import ModelClientRouter, ProviderRoutingConfig
+    from ..sim import Simulator
+
+    sim = Simulator()
+    sim.start()
+    try:
+        router = ModelClientRouter(ProviderRoutingConfig(sim.provider_specs(), **config))
+    except BaseException:
+        sim.stop()
+        raise
+    # Stop the simulator when the router is released, garbage collected, or at interpreter exit.
+    try:
+        stop: Callable[[], Any] = weakref.finalize(router, _stop_sim, sim, id(router))
+    except TypeError:  # not weak-referenceable: fall back to process exit
+        import atexit
+
+        stop = lambda: _stop_sim(sim, id(router))  # noqa: E731
+        atexit.register(stop)
+    _owned[id(router)] = (stop, sim)
+    return router
+
+
+def _stop_sim(sim: Any, key: int) -> None:
+    _owned.pop(key, None)
+    try:
+        sim.stop()
+    except Exception:  # noqa: BLE001 - best effort at shutdown
+        pass
+
+
+def owned_simulator(router: Any):
+    """The simulator started for ``router`` by this module, or None."""
+    entry = _owned.get(id(router))
+    return entry[1] if entry else None
+
+
+def router_sim_url(router: Any) -> str | None:
+    sim = owned_simulator(router)
+    return getattr(sim, "url", None)
+
+
+def release(router: Any) -> None:
+    """Close a router and stop the simulator started for it, if any."""
+    try:
+        router.close()
+    finally:
+        entry = _owned.get(id(router))
+        if entry is not None:
+            entry[0]()
