@@ -63,6 +63,10 @@ KNOWN_BASE_URLS: dict[str, str] = {
 }
 
 
+# Servers that run models on the user's own machine: no key, and no public price list applies.
+LOCAL_SERVERS = frozenset({"ollama", "lmstudio", "vllm"})
+
+
 def env_var_for(name: str) -> str:
     return re.sub(r"[^A-Z0-9]", "_", name.upper()) + "_API_KEY"
 
@@ -138,7 +142,10 @@ class ProviderSpec:
         set_("api", api)
         base_url = self.base_url
         if base_url is None:
-            base_url = KNOWN_BASE_URLS.get(self.name.lower())
+            # Like the official SDKs (OPENAI_BASE_URL, ANTHROPIC_BASE_URL): a proxy or gateway
+            # can stand in for a known provider without touching the code.
+            base_url = os.environ.get(self.name.upper().replace("-", "_") + "_BASE_URL") \
+                or KNOWN_BASE_URLS.get(self.name.lower())
             if base_url is None:
                 known = ", ".join(sorted(KNOWN_BASE_URLS))
                 raise ConfigError(

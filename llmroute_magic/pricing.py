@@ -12,7 +12,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 
-from ._types import ProviderSpec
+from ._types import KNOWN_BASE_URLS, LOCAL_SERVERS, ProviderSpec
 
 log = logging.getLogger("llmroute_magic")
 
@@ -94,26 +94,30 @@ class PriceBook:
 def resolve_price(spec: ProviderSpec) -> Price | None:
     if spec.input_price is not None or spec.output_price is not None:
         return Price(spec.input_price or 0.0, spec.output_price or 0.0, None, "spec")
+    name = spec.name.lower()
+    if name in KNOWN_BASE_URLS and name not in LOCAL_SERVERS:
+        # A known vendor (possibly behind a proxy on loopback): its own price list applies.
+        return _genai_price(spec.model, provider_id=name)
     if spec.is_local:
         return None  # a local server's model name says nothing about what it costs
-    return _genai_price(spec.model, spec.base_url or "")
+    return _genai_price(spec.model, provider_api_url=spec.base_url or "")
 
 
-def _genai_price(model: str, base_url: str) -> Price | None:
+def _genai_price(model: str, **provider: str) -> Price | None:
     try:
         from genai_prices import Usage, calc_price
     except ImportError:  # pragma: no cover - a declared dependency
         return None
 
     def rate(**usage) -> float:
-        return float(getattr(calc_price(Usage(**usage), model, provider_api_url=base_url),
+        return float(getattr(calc_price(Usage(**usage), model, **provider),
                              "output_price" if "output_tokens" in usage else "input_price"))
 
     try:
         inp = rate(input_tokens=MTOK)
         out = rate(output_tokens=MTOK)
     except (LookupError, ValueError, TypeError):
-        try:  # a base URL genai-prices does not know (a proxy): match by model name alone
+        try:  # a provider genai-prices does not know (a proxy): match by model name alone
             return _genai_price_by_model(model)
         except (LookupError, ValueError, TypeError):
             return None

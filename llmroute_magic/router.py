@@ -417,13 +417,13 @@ class ModelClientRouter:
         while attempt < budget:
             # ---- choose who serves this attempt, and whether to wait first
             previous = errors[-1] if errors else None
-            if fixed is not None or (not cfg.fallback_enabled and attempt > 1):
+            if fixed is not None or (not cfg.fallback_enabled and previous is not None):
                 if fixed is None:
                     fixed = self._health[previous.provider]  # type: ignore[union-attr]
                 h = fixed
                 if h.name in excluded:
                     break
-                waiting_for_same = attempt > 1
+                waiting_for_same = previous is not None
             else:
                 if pos >= len(order):
                     with self._lock:
