@@ -188,7 +188,12 @@ class LLMRouteMagics(Magics, Configurable):
 
     # -- cell -----------------------------------------------------------------------------------
     def _cell(self, line: str, cell: str) -> None:
-        args = magic_arguments.parse_argstring(self._cell_args, line)
+        # shlex (not IPython's arg_split) so that --system 'Be brief' arrives without its quotes.
+        try:
+            argv = shlex.split(line)
+        except ValueError as e:
+            raise UsageError(f"%%llm: cannot parse the options {line!r}: {e}") from None
+        args = self._cell_args.parser.parse_args(argv)
         router = self.router
         fmt = (args.format or self.default_format).lower()
         if fmt not in FORMATS:
@@ -216,6 +221,7 @@ class LLMRouteMagics(Magics, Configurable):
         prompt = cell
         if self.interpolate and not args.no_interpolate:
             prompt = interpolate(prompt, self.shell.user_ns)
+        prompt = prompt.strip("\r\n").rstrip()  # the cell's trailing newline is not part of the prompt
         if not prompt.strip():
             raise UsageError("the prompt is empty: write it in the cell below the %%llm line")
         if args.compare is not None:
