@@ -496,3 +496,207 @@ async def test_connection_is_reused_after_a_full_stream(server, client):
     await collect(adapter, HELLO)
     await adapter.complete(HELLO)
     assert len(server.seen) == 2 and not server.disconnected.is_set()
+
+
+# -- any httpx client works, not only make_client's --------------------------------------------
+
+async def test_a_plain_httpx_client_works_too(server):
+    import httpx
+
+    async with httpx.AsyncClient() as plain:  # httpx's own transport: no direct path
+        server.replies += [json_reply(200, OPENAI_OK), sse_reply(openai_chunks(["a", "b"])),
+                           json_reply(503, {"error": {"message": "busy", "type": "server_error"}},
+                                      {"retry-after": "1"})]
+        adapter = OpenAIAdapter(openai_spec(server.url, api_key=CANARY), plain)
+        assert (await adapter.complete(HELLO)).text == "Hi there"
+        assert (await collect(adapter, HELLO))[1].text == "ab"
+        with pytest.raises(ProviderError) as info:
+            await adapter.complete(HELLO)
+        assert (info.value.error_type, info.value.retry_after) == ("server_error", 1.0)
+        assert server.seen[0].headers["authorization"] == f"Bearer {CANARY}"
+        refused = OpenAIAdapter(openai_spec(f"http://127.0.0.1:{closed_port()}"), plain)
+        with pytest.raises(ProviderError) as info:
+            await refused.complete(HELLO)
+        assert info.value.error_type == "connect_error"
+
+
+# -- against the simulator (ground truth for text, tokens, cost and faults) -------------------
+
+sim_module = pytest.importorskip("llmroute_magic.sim")
+
+SIM_NAMES = {"openai": "t-openai", "anthropic": "t-anthropic"}
+
+
+@pytest.fixture(scope="module")
+def sim():
+    profiles = [
+        sim_module.ProviderProfile("t-openai", api="openai", model="gpt-4o-mini", input_price=0.15,
+                                   output_price=0.6, retry_after_s=2.5, seed=1),
+        sim_module.ProviderProfile("t-anthropic", api="anthropic", model="claude-3-5-haiku-latest",
+                                   input_price=0.8, output_price=4.0, retry_after_s=2.5, seed=2),
+        sim_module.ProviderProfile("t-keyed", api="openai", require_api_key=CANARY),
+        sim_module.ProviderProfile("t-slow", api="openai", tokens_per_s=40.0),
+    ]
+    with sim_module.Simulator(profiles) as s:
+        yield s
+
+
+@pytest.fixture
+def fresh_sim(sim):
+    sim.reset()
+    return sim
+
+
+def sim_adapter(sim, api: str, client, **changes: Any):
+    spec = next(s for s in sim.provider_specs() if s.name == SIM_NAMES[api])
+    if changes:
+        spec = spec._copy(**changes)
+    return adapter_for(api)(spec, client)
+
+
+PROMPT = ChatRequest(messages=[{"role": "user", "content": "Explain the CAP theorem in one line, please."}],
+                     system="You are terse.")
+
+
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_sim_text_tokens_and_cost_equal_its_stats(fresh_sim, client, api, streamed):
+    adapter = sim_adapter(fresh_sim, api, client)
+    results = []
+    for max_tokens in (None, 5):
+        req = ChatRequest(PROMPT.messages, system=PROMPT.system, max_tokens=max_tokens)
+        if streamed:
+            deltas, result = await collect(adapter, req)
+            assert "".join(deltas) == result.text and len(deltas) == result.output_tokens
+            assert result.ttft_s is not None and result.ttft_s > 0
+        else:
+            result = await adapter.complete(req)
+        assert result.text and result.http_status == 200 and result.model == adapter.spec.model
+        results.append(result)
+    assert results[1].output_tokens == 5
+    stats = fresh_sim.stats()["providers"][SIM_NAMES[api]]
+    assert stats["requests"] == 2 and stats["statuses"] == {"200": 2}
+    assert sum(r.input_tokens for r in results) == stats["input_tokens"]
+    assert sum(r.output_tokens for r in results) == stats["output_tokens"]
+    spec = adapter.spec
+    cost = sum(r.input_tokens * spec.input_price / 1e6 + r.output_tokens * spec.output_price / 1e6 for r in results)
+    assert cost == pytest.approx(stats["cost"], rel=1e-12) and cost > 0
+
+
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+async def test_sim_plain_and_streamed_answers_agree(fresh_sim, client, api):
+    adapter = sim_adapter(fresh_sim, api, client)
+    plain = await adapter.complete(PROMPT)
+    _, streamed = await collect(adapter, PROMPT)
+    assert (plain.text, plain.input_tokens, plain.output_tokens) == (
+        streamed.text, streamed.input_tokens, streamed.output_tokens)
+
+
+# (fault, streamed?) -> (error_type, status_code) for each API; None status = no HTTP answer.
+HTTP_FAULTS = {
+    "rate_limit": ("rate_limit", 429),
+    "rate_limit_no_retry_after": ("rate_limit", 429),
+    "server_error": ("server_error", 500),
+    "bad_gateway": ("server_error", 502),
+    "unavailable": ("server_error", 503),
+    "gateway_timeout": ("server_error", 504),
+    "overloaded": ("overloaded", 529),
+    "invalid_request": ("invalid_request", 400),
+    "context_length": ("context_length", 400),
+    "unauthorized": ("authentication", 401),
+    "forbidden": ("permission", 403),
+    "model_not_found": ("not_found", 404),
+    "reset": ("connection_reset", None),
+    "hang": ("timeout", None),
+    "malformed_json": ("malformed_response", 200),
+    "truncated_stream": ("malformed_response", 200),
+}
+
+
+def expected_fault(api: str, fault: str, streamed: bool) -> tuple[str, int | None]:
+    if fault == "insufficient_quota":
+        return ("insufficient_quota", 429 if api == "openai" else 400)
+    if fault == "stream_error":
+        if not streamed:
+            return ("server_error", 500)
+        return ("stream_error" if api == "openai" else "overloaded", 200)
+    return HTTP_FAULTS[fault]
+
+
+def test_every_sim_fault_kind_is_covered():
+    assert set(sim_module.FAULT_KINDS) == set(HTTP_FAULTS) | {"insufficient_quota", "stream_error"}
+
+
+@pytest.mark.parametrize("fault", sim_module.FAULT_KINDS)
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_sim_fault_maps_to_error_type(fresh_sim, client, api, fault, streamed):
+    adapter = sim_adapter(fresh_sim, api, client, timeout=0.3)
+    fresh_sim.inject(SIM_NAMES[api], [fault])
+    with pytest.raises(ProviderError) as info:
+        if streamed:
+            await collect(adapter, PROMPT)
+        else:
+            await adapter.complete(PROMPT)
+    err = info.value
+    assert (err.error_type, err.status_code) == expected_fault(api, fault, streamed)
+    assert err.provider == SIM_NAMES[api] and err.model == adapter.spec.model and err.message
+    if fault == "rate_limit":
+        assert err.retry_after == 2.5  # retry-after-ms (2500) wins over retry-after (3)
+    else:
+        assert err.retry_after is None
+    if streamed and fault in ("stream_error", "truncated_stream"):
+        assert err.partial_text  # the text shown before the failure travels with the error
+    stats = fresh_sim.stats()["providers"][SIM_NAMES[api]]
+    assert stats["requests"] == 1
+    # What the error says was reported is exactly what the simulator billed.
+    assert (err.input_tokens, err.output_tokens) == (stats["input_tokens"], stats["output_tokens"])
+
+
+async def test_sim_missing_key_never_reaches_the_network(fresh_sim, client, monkeypatch):
+    monkeypatch.delenv("T_OPENAI_API_KEY", raising=False)
+    adapter = sim_adapter(fresh_sim, "openai", client, base_url="https://api.example.invalid/v1", api_key=None)
+    for call in (adapter.complete(PROMPT), collect(adapter, PROMPT)):
+        with pytest.raises(ProviderError) as info:
+            await call
+        assert info.value.error_type == "missing_api_key" and "T_OPENAI_API_KEY" in str(info.value)
+    assert all(p["requests"] == 0 for p in fresh_sim.stats()["providers"].values())
+
+
+async def test_sim_key_is_sent_and_never_shown(fresh_sim, client):
+    spec = next(s for s in fresh_sim.provider_specs() if s.name == "t-keyed")
+    keyed = OpenAIAdapter(spec.with_api_key(CANARY), client)
+    assert (await keyed.complete(PROMPT)).text
+    wrong = OpenAIAdapter(spec.with_api_key("sk-wrong-key"), client)
+    with pytest.raises(ProviderError) as info:
+        await wrong.complete(PROMPT)
+    assert info.value.error_type == "authentication"
+    fresh_sim.inject("t-keyed", ["server_error"])
+    with pytest.raises(ProviderError) as info:
+        await keyed.complete(PROMPT)
+    for text in (str(info.value), repr(info.value), info.value.message, repr(keyed)):
+        assert CANARY not in text
+
+
+async def test_sim_cancelled_stream_disconnects(fresh_sim, client):
+    spec = next(s for s in fresh_sim.provider_specs() if s.name == "t-slow")
+    adapter = OpenAIAdapter(spec, client)
+    first = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in adapter.stream(ChatRequest(PROMPT.messages, max_tokens=200)):
+            first.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(first.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(100):
+        if fresh_sim.stats()["providers"]["t-slow"]["statuses"].get("disconnected"):
+            break
+        await asyncio.sleep(0.05)
+    assert fresh_sim.stats()["providers"]["t-slow"]["statuses"] == {"disconnected": 1}
+    connector = client.direct_transport.client.connector
+    if hasattr(connector, "_acquired"):  # aiohttp's own count of connections checked out of the pool
+        assert not connector._acquired
