@@ -101,6 +101,8 @@ class RouterPanel(w.VBox):
         self.plot = w.Image(format="png", layout=w.Layout(max_width="640px"))
         self.status = w.HTML()
         self._show_plot = show_plot
+        self._plotted: tuple[int, int, str] | None = None
+        self._seen = 0  # attempts reported by the router since the panel opened
 
         self.strategy.observe(self._on_strategy, names="value")
         for name, box in self.provider_boxes.items():
@@ -128,7 +130,7 @@ class RouterPanel(w.VBox):
         if self._syncing:
             return
         (self.router.enable if change["new"] else self.router.disable)(name)
-        self.refresh()
+        self.refresh(plot=False)  # the state column changes; the usage (and so the plot) does not
 
     def _on_fallback(self, change: dict) -> None:
         if not self._syncing:
@@ -142,6 +144,7 @@ class RouterPanel(w.VBox):
     def _on_record(self, record: Any) -> None:
         """Called after every attempt, on the router's thread: only schedule a redraw."""
         with self._lock:
+            self._seen += 1
             if self._closed or self._timer is not None:
                 return  # a redraw is already due; it will include this attempt
             delay = max(0.0, self._last_draw + self.interval_s - self._clock())
@@ -155,15 +158,15 @@ class RouterPanel(w.VBox):
                 return
         self.refresh()
 
-    def refresh(self) -> None:
-        """Mirror the router's settings into the controls and redraw the stats table and plot."""
+    def refresh(self, plot: bool = True) -> None:
+        """Mirror the router's settings into the controls and redraw the stats table (and plot)."""
         with self._draw_lock:
             with self._lock:
                 self._last_draw = self._clock()
             try:
                 self._sync_controls()
                 self.table.value = stats_table_html(self.router)
-                if self._show_plot:
+                if plot and self._show_plot:
                     self._draw_plot()
                 self.status.value = ""
             except Exception as e:  # noqa: BLE001 - a redraw failure must not break the router's callback
@@ -191,8 +194,12 @@ class RouterPanel(w.VBox):
     def _draw_plot(self) -> None:
         from ..plots import figure_to_png, plot_usage
 
-        fig = plot_usage(self.router.usage_df(), self.plot_kind.value)
-        self.plot.value = figure_to_png(fig, dpi=80)
+        df = self.router.usage_df()
+        key = (len(df), self._seen, self.plot_kind.value)
+        if key == self._plotted:  # drawing costs ~0.1 s: skip it when nothing new landed
+            return
+        self.plot.value = figure_to_png(plot_usage(df, self.plot_kind.value), dpi=80)
+        self._plotted = key
 
     def close(self) -> None:
         """Stop following the router and close the widgets."""
