@@ -122,8 +122,9 @@ class LeastLatencyStrategy(Strategy):
     """Fastest expected answer, counting the queue: latency estimate × (requests in flight + 1).
 
     - Unseen providers are explored first (fewest in flight first), so each gets measured.
-    - A provider not sampled for ``probe_after_s`` gets one probe request, so a single slow
-      cold-start answer never locks a fast provider out for good.
+    - A provider not sampled for ``probe_after_s`` gets one probe request, and a small share of
+      requests (``explore_share``) goes to the least recently sampled provider, so a single slow
+      cold-start answer never locks a fast provider out.
     - With few candidates the in-flight counts are exact (one event loop), so comparing all of
       them is the best choice and a burst cannot herd: each start raises that provider's score at
       once. Above ``sample_above`` candidates it uses power of two choices, O(1) and robust to
@@ -133,10 +134,11 @@ class LeastLatencyStrategy(Strategy):
     kind = RoutingStrategy.LEAST_LATENCY
 
     def __init__(self, clock: Clock, rng: _random.Random | None = None, *, probe_after_s: float = 10.0,
-                 sample_above: int = 4) -> None:
+                 explore_share: float = 0.02, sample_above: int = 4) -> None:
         self.clock = clock
         self.rng = rng or _random.Random()
         self.probe_after_s = probe_after_s
+        self.explore_share = explore_share
         self.sample_above = sample_above
 
     @staticmethod
@@ -153,6 +155,8 @@ class LeastLatencyStrategy(Strategy):
         else:
             now = self.clock()
             stale = [h for h in candidates if h.in_flight == 0 and now - h.latency.last_sample > self.probe_after_s]
+            if not stale and self.rng.random() < self.explore_share:
+                stale = [h for h in candidates if h.in_flight == 0]
             if stale:
                 head = min(stale, key=lambda h: h.latency.last_sample)
             elif len(candidates) > self.sample_above:

@@ -127,9 +127,9 @@ def test_every_strategy_serves_and_records(fresh, strategy):
 
 
 def test_least_latency_prefers_the_fast_provider(fresh):
-    fresh.update("alpha", latency_s=0.08)
+    fresh.update("alpha", latency_s=0.25)
     fresh.update("beta", latency_s=0.005)
-    fresh.update("gamma", latency_s=0.04)
+    fresh.update("gamma", latency_s=0.20)
     with make_router(fresh, strategy="least_latency") as r:
         served = Counter(r.complete(f"q{i}", max_tokens=8).provider for i in range(15))
     assert served["beta"] >= 11  # three exploration requests, then the fastest
