@@ -5,13 +5,38 @@ private. Heavy dependencies (httpx, pandas, matplotlib, IPython, ipywidgets) loa
 ``import llmroute_magic`` costs a few milliseconds.
 """
 
+from typing import TYPE_CHECKING
+
 from ._config import ProviderRoutingConfig
 from ._errors import AllProvidersFailed, ConfigError, LLMRouteError, ProviderError
 from ._types import Completion, ProviderSpec, RoutingStrategy
-from .router import ModelClientRouter
-from .stats import UsageStats
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily (see __getattr__)
+    from .router import ModelClientRouter
+    from .stats import UsageStats
 
 __version__ = "0.1.0"
+
+# The router pulls in asyncio, sqlite3 and the ledger (about two thirds of the import time):
+# loaded on first use of the name, so ``import llmroute_magic`` (and ``%load_ext`` before its
+# first request) stays cheap while ``from llmroute_magic import ModelClientRouter`` works as ever.
+_LAZY = {"ModelClientRouter": ".router", "UsageStats": ".stats"}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "AllProvidersFailed", "Completion", "ConfigError", "LLMRouteError", "ModelClientRouter", "ProviderError",
