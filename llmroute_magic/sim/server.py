@@ -1,0 +1,206 @@
+"""``Simulator``: the simulated providers served by uvicorn on 127.0.0.1 from a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import socket
+import threading
+import time
+from typing import Any, Iterable, Mapping
+
+from .._errors import ConfigError
+from .profiles import DEFAULT_PROFILES, ProviderProfile
+from .state import SimState
+
+_READY_TIMEOUT_S = 10.0
+_STOP_TIMEOUT_S = 5.0
+# Longer than any client pool keeps an idle connection (httpx 5 s, aiohttp 15 s), so the server
+# never closes a connection the client is about to reuse (a race that looks like a reset).
+_KEEP_ALIVE_S = 75
+
+
+def _as_profiles(profiles: Iterable[ProviderProfile] | Mapping[str, ProviderProfile] | None) -> list[ProviderProfile]:
+    if profiles is None:
+        return list(DEFAULT_PROFILES)
+    if isinstance(profiles, Mapping):
+        out = []
+        for key, p in profiles.items():
+            if isinstance(p, ProviderProfile) and p.name != key:
+                p = p.replace(name=key)
+            out.append(p)
+        return out
+    if isinstance(profiles, ProviderProfile):
+        return [profiles]
+    return list(profiles)
+
+
+class Simulator:
+    """Simulated LLM providers on one loopback port. Use as a context manager or with start()/stop().
+
+    ``profiles``: None for DEFAULT_PROFILES, or a list / dict of ProviderProfile.
+    ``port``: 0 picks a free ephemeral port.
+    """
+
+    def __init__(self, profiles: Iterable[ProviderProfile] | Mapping[str, ProviderProfile] | None = None,
+                 port: int = 0, *, host: str = "127.0.0.1") -> None:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ConfigError(f"port: expected a whole number 0..65535, got {port!r}", field="port")
+        from .app import SimApp  # starlette is only needed once a simulator is built
+
+        self._state = SimState(_as_profiles(profiles))
+        self._app = SimApp(self._state)
+        self._host = host
+        self._requested_port = port
+        self._port: int | None = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> "Simulator":
+        with self._lock:
+            if self._thread is not None:
+                return self
+            import uvicorn
+
+            # proto must be IPPROTO_TCP: asyncio only sets TCP_NODELAY on accepted sockets whose proto says
+            # TCP, and without it Nagle + delayed ACK add ~40 ms to every answer.
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.bind((self._host, self._requested_port))
+            except OSError:
+                sock.close()
+                raise
+            self._port = sock.getsockname()[1]
+            config = uvicorn.Config(
+                self._app, host=self._host, port=self._port, log_config=None, log_level="warning",
+                access_log=False, lifespan="off", timeout_keep_alive=_KEEP_ALIVE_S, timeout_graceful_shutdown=2,
+                http="httptools" if importlib.util.find_spec("httptools") else "h11",
+                ws="none", server_header=False)
+            server = uvicorn.Server(config)
+            errors: list[BaseException] = []
+
+            def serve() -> None:
+                loop = asyncio.new_event_loop()
+                self._loop = loop
+                try:
+                    loop.run_until_complete(server.serve(sockets=[sock]))
+                except BaseException as exc:  # surfaced by start() if it happens before readiness
+                    errors.append(exc)
+                finally:
+                    sock.close()
+                    loop.close()
+
+            thread = threading.Thread(target=serve, name=f"llmroute-sim:{self._port}", daemon=True)
+            thread.start()
+            deadline = time.monotonic() + _READY_TIMEOUT_S
+            while not server.started:
+                if not thread.is_alive() or time.monotonic() > deadline:
+                    server.should_exit = True
+                    thread.join(_STOP_TIMEOUT_S)
+                    reason = repr(errors[0]) if errors else "it did not start in time"
+                    raise RuntimeError(f"the simulator could not start on {self._host}:{self._port}: {reason}")
+                time.sleep(0.002)
+            self._server, self._thread = server, thread
+            return self
+
+    def stop(self) -> None:
+        with self._lock:
+            server, thread, loop = self._server, self._thread, self._loop
+            if thread is None:
+                return
+            if loop is not None and not loop.is_closed():
+                try:
+                    loop.call_soon_threadsafe(self._app.stop_waiting)
+                except RuntimeError:  # the loop closed in between
+                    pass
+            server.should_exit = True
+            thread.join(_STOP_TIMEOUT_S)
+            if thread.is_alive():
+                server.force_exit = True
+                thread.join(_STOP_TIMEOUT_S)
+            self._server = self._thread = self._loop = None
+
+    def __enter__(self) -> "Simulator":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    # -- addresses ------------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the simulator has not been started; use `with Simulator() as sim:` or sim.start()")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._host}:{self.port}"
+
+    def base_url(self, name: str) -> str:
+        """What a client's base_url should be: ``.../<name>/v1`` for OpenAI format, ``.../<name>`` for Anthropic."""
+        profile = self._profile(name)
+        return f"{self.url}/{name}/v1" if profile.api == "openai" else f"{self.url}/{name}"
+
+    def provider_specs(self, names: Iterable[str] | None = None) -> list:
+        """ProviderSpecs pointing at this server, with the profiles' api, model, prices and context window.
+
+        They carry the profile's required key, or a placeholder key when none is required, so clients
+        that insist on a key work unchanged.
+        """
+        from .._types import ProviderSpec
+
+        profiles = self._state.profiles()
+        chosen = list(profiles) if names is None else list(names)
+        return [ProviderSpec(name=n, model=self._profile(n).model, api=self._profile(n).api,
+                             base_url=self.base_url(n), api_key=self._profile(n).require_api_key or "sim",
+                             input_price=self._profile(n).input_price, output_price=self._profile(n).output_price,
+                             context_window=self._profile(n).context_window)
+                for n in chosen]
+
+    # -- profiles and faults --------------------------------------------------------------------
+    def _profile(self, name: str) -> ProviderProfile:
+        profile = self._state.get(name)
+        if profile is None:
+            raise ConfigError(f"provider: unknown simulated provider {name!r}; known: {', '.join(self._state.names())}",
+                              field="provider")
+        return profile
+
+    @property
+    def profiles(self) -> dict[str, ProviderProfile]:
+        return self._state.profiles()
+
+    def add_profile(self, profile: ProviderProfile) -> None:
+        self._state.add(profile)
+
+    def update(self, name: str, **changes: Any) -> ProviderProfile:
+        """Change a profile live (validated); requests already in flight keep the old one."""
+        return self._state.update(name, **changes)
+
+    def inject(self, name: str, faults: Iterable[str | None]) -> None:
+        """The next requests to ``name`` get these faults in order (None = a normal answer), before random ones."""
+        self._state.inject(name, faults)
+
+    # -- counters -------------------------------------------------------------------------------
+    def stats(self) -> dict:
+        return self._state.stats()
+
+    def reset_stats(self) -> None:
+        self._state.reset_stats()
+
+    def reset(self) -> None:
+        """Everything back to the start: profiles, RNGs, injected faults, rate windows and counters."""
+        self._state.reset_all()
+
+    def __repr__(self) -> str:
+        where = self.url if self._port is not None else "not started"
+        return f"Simulator({where}, providers={self._state.names()!r})"
