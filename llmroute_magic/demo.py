@@ -1,0 +1,161 @@
+"""``llmroute demo [--out DIR]``: run the quickstart notebook on the simulator and keep what it made.
+
+The notebook runs headless (nbclient) in a kernel of this same Python, with ``LLMROUTE_SIMULATE=1``
+so no key or config in the environment can send a request anywhere but loopback. A last cell,
+added to the executed copy only, saves the usage ledger and the plots with the magics themselves.
+Outputs: ``quickstart.ipynb`` (executed), ``quickstart.html``, ``usage.csv`` and one PNG per plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+DEFAULT_OUT = "llmroute-demo"
+NOTEBOOK = "quickstart.ipynb"
+PLOTS = ("cost", "latency", "tokens", "requests", "timeline")
+CELL_TIMEOUT_S = 120
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
+                        help=f"directory for the outputs (default: ./{DEFAULT_OUT}/)")
+
+
+# -- finding the notebooks ------------------------------------------------------------------------
+
+def notebook_dirs() -> list[Path]:
+    """Where the shipped notebooks may be: inside the installed package, or in a source checkout."""
+    here = Path(__file__).resolve().parent
+    return [here / "notebooks", here.parent / "notebooks",
+            Path(sys.prefix) / "share" / "llmroute_magic" / "notebooks"]
+
+
+def find_notebook(name: str) -> Path:
+    for d in notebook_dirs():
+        if (d / name).is_file():
+            return d / name
+    looked = ", ".join(str(d) for d in notebook_dirs())
+    raise FileNotFoundError(f"cannot find {name}; looked in {looked}")
+
+
+# -- running notebooks ------------------------------------------------------------------------------
+
+def simulated_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The kernel's environment: simulator forced, no config file, no API keys."""
+    env = dict(os.environ if base is None else base)
+    for key in list(env):
+        if key.endswith("_API_KEY"):
+            del env[key]  # belt and braces: LLMROUTE_SIMULATE already ignores them
+    env.pop("LLMROUTE_CONFIG", None)
+    env["LLMROUTE_SIMULATE"] = "1"
+    env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"  # quiets a debugger warning on kernel start
+    return env
+
+
+def _kernel_manager(spec_dir: Path):
+    """A kernel manager running ipykernel on this interpreter (not whatever "python" is on PATH)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    kdir = spec_dir / "kernels" / "llmroute-python"
+    kdir.mkdir(parents=True, exist_ok=True)
+    (kdir / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python (llmroute)", "language": "python"}))
+    ksm = KernelSpecManager(kernel_dirs=[str(spec_dir / "kernels")], ensure_native_kernel=False)
+    return KernelManager(kernel_name="llmroute-python", kernel_spec_manager=ksm)
+
+
+def execute_notebook(nb: Any, *, cwd: str | os.PathLike, env: Mapping[str, str] | None = None,
+                     timeout: int = CELL_TIMEOUT_S) -> Any:
+    """Execute ``nb`` (a NotebookNode) in place in a fresh kernel; raises on a cell error."""
+    from nbclient import NotebookClient
+
+    with tempfile.TemporaryDirectory(prefix="llmroute-kernel-") as spec_dir:
+        km = _kernel_manager(Path(spec_dir))
+        client = NotebookClient(nb, km=km, timeout=timeout, coalesce_streams=True,
+                                resources={"metadata": {"path": str(cwd)}})
+        # The kernel's own stderr is start-up chatter; cell errors arrive as messages, not here.
+        client.execute(env=dict(simulated_env() if env is None else env), cwd=str(cwd),
+                       stderr=subprocess.DEVNULL)
+    return nb
+
+
+def _save_cell(out: Path) -> str:
+    lines = ["# Added by `llmroute demo`: save the usage table and the plots next to this notebook.",
+             f"%llm save {_q(out / 'usage.csv')}"]
+    lines += [f"%llm plot {kind} {_q(out / f'{kind}.png')}" for kind in PLOTS]
+    return "\n".join(lines)
+
+
+def _q(path: Path) -> str:
+    import shlex
+
+    return shlex.quote(str(path))
+
+
+def _print_stats(usage_csv: Path) -> None:
+    import pandas as pd
+
+    df = pd.read_csv(usage_csv)
+    if df.empty:
+        print("usage: no requests were made")
+        return
+    by = df.groupby("provider", sort=False).agg(
+        attempts=("request_id", "size"), errors=("status", lambda s: int((s != "ok").sum())),
+        input_tokens=("input_tokens", "sum"), output_tokens=("output_tokens", "sum"), cost=("cost", "sum"),
+        latency_p50_ms=("latency_s", lambda s: s.median() * 1000))
+    with pd.option_context("display.width", 120, "display.float_format", "{:,.6f}".format):
+        print(by.to_string(formatters={"latency_p50_ms": "{:,.0f}".format}))
+    print(f"total: {len(df)} attempts, {df['request_id'].nunique()} requests, "
+          f"{int(df['input_tokens'].sum() + df['output_tokens'].sum()):,} tokens, ${df['cost'].sum():.6f} "
+          "(simulated prices)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    out = Path(args.out).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        source = find_notebook(NOTEBOOK)
+    except FileNotFoundError as e:
+        print(f"llmroute demo: {e}", file=sys.stderr)
+        return 1
+    nb = nbformat.read(source, as_version=4)
+    nb.cells.append(nbformat.v4.new_markdown_cell("## Saved by `llmroute demo`"))
+    nb.cells.append(nbformat.v4.new_code_cell(_save_cell(out)))
+    print(f"llmroute demo: running {source.name} on the built-in simulator (no keys, no network)...", flush=True)
+    started = time.monotonic()
+    try:
+        execute_notebook(nb, cwd=out)
+    except Exception as e:  # noqa: BLE001 - the user needs the cell's error, not our stack
+        failed = out / NOTEBOOK
+        nbformat.write(nb, failed)
+        print(f"llmroute demo: the notebook failed: {e}\npartial notebook: {failed}", file=sys.stderr)
+        return 1
+    nb_path = out / NOTEBOOK
+    nbformat.write(nb, nb_path)
+    html_path = out / "quickstart.html"
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    html_path.write_text(body, encoding="utf-8")
+    print(f"done in {time.monotonic() - started:.1f} s\n")
+    usage_csv = out / "usage.csv"
+    _print_stats(usage_csv)
+    print(f"\nfiles in {out}:")
+    for p in [nb_path, html_path, usage_csv, *(out / f"{k}.png" for k in PLOTS)]:
+        print(f"  {p.name:<18} {'missing!' if not p.exists() else f'{p.stat().st_size:,} bytes'}")
+    print("\nopen quickstart.html in a browser, or quickstart.ipynb in Jupyter; "
+          "set OPENAI_API_KEY / ANTHROPIC_API_KEY to run it for real")
+    missing = [p for p in [usage_csv, *(out / f"{k}.png" for k in PLOTS)] if not p.exists()]
+    return 1 if missing else 0
