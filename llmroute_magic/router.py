@@ -425,6 +425,9 @@ class ModelClientRouter:
                     break
                 waiting_for_same = previous is not None
             else:
+                # Every candidate has failed once: the list starts again, after a backoff (not when
+                # the list was only emptied to look for a larger context window).
+                restarting = previous is not None and bool(order) and pos >= len(order)
                 if pos >= len(order):
                     with self._lock:
                         order = self._candidates(plan, excluded, min_context)
@@ -433,7 +436,7 @@ class ModelClientRouter:
                         break
                 h = order[pos]
                 pos += 1
-                waiting_for_same = previous is not None and previous.provider == h.name
+                waiting_for_same = previous is not None and (restarting or previous.provider == h.name)
             if waiting_for_same:
                 n = same_provider_retries.get(h.name, 0)
                 same_provider_retries[h.name] = n + 1
