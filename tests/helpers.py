@@ -1,0 +1,101 @@
+"""Shared test helpers: a sleep that never waits, routers over the simulator, the ledger == simulator check.
+
+Importable from any test module (pytest puts ``tests/`` on ``sys.path``: ``from helpers import ...``).
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import time
+from collections import Counter
+from typing import Any, Callable
+
+import pytest
+
+from llmroute_magic import ModelClientRouter, ProviderRoutingConfig
+
+
+class Sleeps:
+    """Injected sleep: records what the router waited for, without waiting."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+
+
+def make_router(sim, names, *, sleeps: Sleeps | None = None, clock: Callable[[], float] | None = None,
+                specs=None, **cfg: Any) -> ModelClientRouter:
+    specs = list(specs) if specs is not None else sim.provider_specs(list(names))
+    extra: dict[str, Any] = {}
+    if sleeps is not None:
+        extra["sleep"] = sleeps
+    if clock is not None:
+        extra["clock"] = clock
+    return ModelClientRouter(ProviderRoutingConfig(specs, **cfg), **extra)
+
+
+def rows(router) -> list[dict]:
+    return list(router.ledger.records())
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (connections are refused)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# Attempts that failed before any byte reached the simulator: the simulator cannot count them.
+NEVER_ARRIVED = ("missing_api_key", "connect_error")
+
+
+def _sim_settled(sim, router) -> bool:
+    """The simulator records a client that walked away (timeout, cancel) a moment after the client
+    saw it; wait until it has counted as many requests as the ledger has network attempts."""
+    stats = sim.stats()["providers"]
+    net = [r for r in router.ledger.records() if r["error_type"] not in NEVER_ARRIVED]
+    per = Counter(r["provider"] for r in net)
+    for name, s in stats.items():
+        if s["requests"] != per.get(name, 0):
+            return False
+        if sum(s["statuses"].values()) != s["requests"]:
+            return False
+    return True
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def assert_ledger_matches_sim(router, sim, *, settle_s: float = 5.0) -> None:
+    """The invariant: what the ledger recorded equals what the simulator served and billed, exactly.
+
+    Requests, input/output tokens and cost per provider; HTTP statuses one for one; failures inside
+    a 200 (malformed, truncated, error event) or without any status (reset, hang, a client that left)
+    counted by the simulator under the fault's name.
+    """
+    wait_until(lambda: _sim_settled(sim, router), settle_s)
+    stats = sim.stats()["providers"]
+    net = [r for r in router.ledger.records() if r["error_type"] not in NEVER_ARRIVED]
+    assert {r["provider"] for r in net} <= set(stats), "the ledger names a provider the simulator never saw"
+    for name, s in stats.items():
+        mine = [r for r in net if r["provider"] == name]
+        assert len(mine) == s["requests"], (name, len(mine), s)
+        assert sum(r["input_tokens"] for r in mine) == s["input_tokens"], (name, s)
+        assert sum(r["output_tokens"] for r in mine) == s["output_tokens"], (name, s)
+        assert math.fsum(r["cost"] for r in mine) == pytest.approx(s["cost"], rel=1e-9, abs=1e-12), name
+        http = [r for r in mine if r["status"] == "ok" or r["http_status"] not in (None, 200)]
+        body_level = len(mine) - len(http)
+        codes = Counter(str(r["http_status"]) for r in http)
+        assert dict(codes) == {k: v for k, v in s["statuses"].items() if k.isdigit()}, (name, s["statuses"])
+        assert body_level == sum(v for k, v in s["statuses"].items() if not k.isdigit()), (name, s["statuses"])
