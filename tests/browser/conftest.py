@@ -16,6 +16,7 @@ these machines; `.ci/browser-setup` installs Debian's `chromium` instead.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -118,9 +119,9 @@ def _kernel_env(base: dict[str, str]) -> dict[str, str]:
     }
     env["LLMROUTE_SIMULATE"] = "1"
     # The kernel must import the very package under test, even from an uninstalled checkout.
-    import llmroute_magic
-
-    package_parent = str(Path(llmroute_magic.__file__).resolve().parents[1])
+    # find_spec locates it without importing it (an import error belongs in the kernel's output).
+    spec = importlib.util.find_spec("llmroute_magic")
+    package_parent = str(Path(spec.origin).resolve().parents[1]) if spec and spec.origin else str(REPO_ROOT)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
     return env
 
@@ -159,7 +160,22 @@ class LabServer:
         return f"{self.base_url}/{path.lstrip('/')}?token={self.token}"
 
     def notebook_url(self, name: str) -> str:
-        return self.url(f"lab/tree/{name}")
+        # A workspace of its own per page: the default one would restore every notebook opened
+        # before in this server as extra (hidden) tabs, whose cells the locators would also match.
+        return self.url(f"lab/workspaces/{uuid.uuid4().hex[:12]}/tree/{name}")
+
+    def _api(self, method: str, path: str) -> bytes:
+        request = urllib.request.Request(
+            f"{self.base_url}/api/{path}", method=method, headers={"Authorization": f"token {self.token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.read()
+
+    def shutdown_kernel(self, notebook_name: str) -> None:
+        """End the notebook's session (and kernel) so later tests do not share the CPU with it."""
+        for session in json.loads(self._api("GET", "sessions")):
+            if session.get("path") == notebook_name:
+                self._api("DELETE", f"sessions/{session['id']}")
 
     def write_notebook(self, name: str, cells: list[str]) -> Path:
         import nbformat
@@ -291,8 +307,10 @@ def chromium_executable() -> Path:
 
 @pytest.fixture(scope="session")
 def browser(chromium_executable: Path):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # expect()'s 5 s default is tight for a 2-core machine busy with a kernel and the rest of a suite.
+    expect.set_options(timeout=20_000)
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=str(chromium_executable), headless=True, args=CHROMIUM_ARGS)
         try:
@@ -336,20 +354,31 @@ class LabNotebook:
         expect(self.page.locator(".jp-NotebookPanel-toolbar .jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=timeout_ms)
         expect(self.page.locator("#jp-main-statusbar")).to_contain_text("Python 3 (ipykernel) | Idle", timeout=timeout_ms)
 
-    def run_cell(self, index: int, *, timeout_ms: int = 30_000) -> None:
-        """Run one cell with Ctrl+Enter (Shift+Enter on the last cell would add a new one)
-        and wait for its execution count to change to a number."""
+    def prompt(self, index: int):
+        return self.cell(index).locator(".jp-InputPrompt")
+
+    def run_cell(self, index: int, *, wait: bool = True, timeout_ms: int = 30_000) -> None:
+        """Run one cell with Ctrl+Enter (Shift+Enter on the last cell would add a new one);
+        with `wait`, until its prompt shows a new execution count."""
         from playwright.sync_api import expect
 
-        cell = self.cell(index)
-        prompt = cell.locator(".jp-InputPrompt")
+        prompt = self.prompt(index)
         before = prompt.inner_text().strip()
-        cell.locator(".jp-InputArea-editor").click()
+        self.cell(index).locator(".jp-InputArea-editor").click()
         self.page.keyboard.press("Control+Enter")
         expect(prompt).not_to_have_text(before, timeout=timeout_ms)
-        expect(prompt).to_have_text(re.compile(r"\[\d+\]:"), timeout=timeout_ms)
+        if wait:
+            self.wait_cell_done(index, timeout_ms=timeout_ms)
 
-    def screenshot(self, name: str) -> Path:
+    def wait_cell_done(self, index: int, *, timeout_ms: int = 30_000) -> None:
+        from playwright.sync_api import expect
+
+        expect(self.prompt(index)).to_have_text(re.compile(r"\[\d+\]:"), timeout=timeout_ms)
+
+    def screenshot(self, name: str, show=None) -> Path:
+        """Save the page as NN-name.png, after scrolling the locator `show` into view."""
+        if show is not None:
+            show.scroll_into_view_if_needed()
         self._shots += 1
         path = self.artifacts_dir / f"{self._shots:02d}-{name}.png"
         self.page.screenshot(path=str(path))
@@ -364,10 +393,12 @@ class LabNotebook:
 def open_notebook(browser, lab_server: LabServer, artifacts_dir: Path, request: pytest.FixtureRequest):
     """Factory: open_notebook(name, cells) -> LabNotebook with its kernel idle."""
     contexts = []
+    names: list[str] = []
     notebooks: list[LabNotebook] = []
 
     def _open(name: str, cells: list[str]) -> LabNotebook:
         lab_server.write_notebook(name, cells)
+        names.append(name)
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         contexts.append(context)
         page = context.new_page()
@@ -390,3 +421,8 @@ def open_notebook(browser, lab_server: LabServer, artifacts_dir: Path, request: 
             shutil.copy(lab_server.log_path, artifacts_dir / "jupyterlab.log")
         for context in contexts:
             context.close()
+        for name in names:
+            try:
+                lab_server.shutdown_kernel(name)
+            except (OSError, ValueError):  # best effort: the server going down ends it anyway
+                pass
