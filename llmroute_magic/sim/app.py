@@ -198,8 +198,9 @@ class _Stream:
                     return
                 if bill is not None:
                     state.bill(plan.profile, *bill)
+        delivered = alive()  # checked before the last send: with connection: close the server closes right after it
         await send({"type": "http.response.body", "body": b"".join(buffer), "more_body": False})
-        state.record(name, self._status if alive() else "disconnected")
+        state.record(name, self._status if delivered else "disconnected")
 
 
 class SimApp:

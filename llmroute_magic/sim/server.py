@@ -7,7 +7,7 @@ import importlib.util
 import socket
 import threading
 import time
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from .._errors import ConfigError
 from .profiles import DEFAULT_PROFILES, ProviderProfile
@@ -39,16 +39,16 @@ class Simulator:
     """Simulated LLM providers on one loopback port. Use as a context manager or with start()/stop().
 
     ``profiles``: None for DEFAULT_PROFILES, or a list / dict of ProviderProfile.
-    ``port``: 0 picks a free ephemeral port.
+    ``port``: 0 picks a free ephemeral port. ``clock`` drives the rate-limit window (tests pass a fake one).
     """
 
     def __init__(self, profiles: Iterable[ProviderProfile] | Mapping[str, ProviderProfile] | None = None,
-                 port: int = 0, *, host: str = "127.0.0.1") -> None:
+                 port: int = 0, *, host: str = "127.0.0.1", clock: Callable[[], float] = time.monotonic) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ConfigError(f"port: expected a whole number 0..65535, got {port!r}", field="port")
         from .app import SimApp  # starlette is only needed once a simulator is built
 
-        self._state = SimState(_as_profiles(profiles))
+        self._state = SimState(_as_profiles(profiles), clock=clock)
         self._app = SimApp(self._state)
         self._host = host
         self._requested_port = port
