@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 USER_AGENT = "llmroute_magic/0.1"
 
+# What parsing JSON of the wrong shape raises (a field missing, a list where an object belongs).
+_SHAPE_ERRORS = (KeyError, TypeError, IndexError, ValueError, AttributeError)
+
 # Compact separators: fewer bytes on the wire; ensure_ascii off: non-English prompts stay small.
 _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -184,13 +187,16 @@ class JSONOverHTTPAdapter(ProviderAdapter):
         status = response.status_code
         if status >= 300:
             raise error_from_status(ctx, status, response.content, response.headers)
+        return self._parse_body(ctx, response.content, status)
+
+    def _parse_body(self, ctx: AttemptContext, body: bytes, status: int) -> ProviderResult:
         try:
-            payload = json.loads(response.content)
+            payload = json.loads(body)
         except ValueError:
-            raise malformed(ctx, f"response body is not JSON: {_preview(response.content)}") from None
+            raise malformed(ctx, f"response body is not JSON: {_preview(body)}") from None
         try:
             return self.parse_response(payload, status)
-        except (KeyError, TypeError, IndexError, ValueError, AttributeError) as exc:
+        except _SHAPE_ERRORS as exc:
             raise malformed(ctx, f"response JSON lacks an expected field ({type(exc).__name__}: {exc})") from None
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamItem]:
@@ -207,8 +213,20 @@ class JSONOverHTTPAdapter(ProviderAdapter):
                 status = response.status_code
                 if status >= 300:
                     raise error_from_status(ctx, status, await response.aread(), response.headers)
+                if response.headers.get("content-type", "").startswith("application/json"):
+                    # A server that ignores "stream": true answers in one piece; take it as such.
+                    result = self._parse_body(ctx, await response.aread(), status)
+                    result.ttft_s = perf_counter() - started
+                    if result.text:
+                        yield result.text
+                    yield result
+                    return
                 async for event in iter_sse(response.aiter_bytes()):
-                    text = parser.feed(event)
+                    try:
+                        text = parser.feed(event)
+                    except _SHAPE_ERRORS as exc:
+                        raise malformed(ctx, f"stream event lacks an expected field ({type(exc).__name__}: "
+                                             f"{exc}): {event.data[:80]!r}") from None
                     if text:
                         if ttft is None:
                             ttft = perf_counter() - started

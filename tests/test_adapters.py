@@ -396,6 +396,15 @@ async def test_stream_ending_early_is_malformed_and_keeps_what_arrived(server, c
     assert (err.error_type, err.partial_text, err.input_tokens, err.output_tokens) == ("malformed_response", "ab", 7, 2)
 
 
+@pytest.mark.parametrize("event", ['data: {"choices": [5]}', 'data: {"choices": [{"delta": "x"}]}', "data: [1, 2]",
+                                   'data: {"usage": {"prompt_tokens": "many"}}'])
+async def test_stream_chunk_of_the_wrong_shape_is_malformed(server, client, event):
+    server.replies.append(sse_reply(openai_chunks(["a"], usage=False, done=False) + [event]))
+    with pytest.raises(ProviderError) as info:
+        await collect(OpenAIAdapter(openai_spec(server.url), client), HELLO)
+    assert (info.value.error_type, info.value.partial_text) == ("malformed_response", "a")
+
+
 async def test_anthropic_stream_without_message_stop_is_malformed(server, client):
     server.replies.append(sse_reply(anthropic_events(["x"], stop=False)))
     with pytest.raises(ProviderError) as info:
@@ -700,3 +709,30 @@ async def test_sim_cancelled_stream_disconnects(fresh_sim, client):
     connector = client.direct_transport.client.connector
     if hasattr(connector, "_acquired"):  # aiohttp's own count of connections checked out of the pool
         assert not connector._acquired
+
+
+async def test_server_ignoring_stream_flag_still_gives_a_stream(server, client):
+    server.replies.append(json_reply(200, ANTHROPIC_OK))
+    deltas, result = await collect(AnthropicAdapter(anthropic_spec(server.url), client), HELLO)
+    assert deltas == ["Hi there"] and (result.text, result.output_tokens) == ("Hi there", 2)
+    assert result.ttft_s is not None
+
+
+def test_make_client_verifies_tls_and_honours_the_pool_size():
+    import ssl
+
+    c = make_client(timeout=5.0, max_connections=7)
+    transport = c.direct_transport
+    assert transport.ssl_context.verify_mode == ssl.CERT_REQUIRED and transport.ssl_context.check_hostname
+    assert transport.limits.max_connections == 7
+    assert c.timeout.read == 5.0
+
+
+def test_http_layer_imports_no_httpx_until_used():
+    import subprocess
+    import sys
+
+    code = ("import sys, llmroute_magic._http, llmroute_magic.providers.openai, "
+            "llmroute_magic.providers.anthropic; print('httpx' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
