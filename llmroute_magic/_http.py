@@ -104,6 +104,19 @@ class StreamParser:
         raise NotImplementedError
 
 
+class _Auth:
+    """The key in use and the headers carrying it; hidden from reprs like the spec's own key."""
+
+    __slots__ = ("key", "headers")
+
+    def __init__(self, key: str | None, headers: dict[str, str]) -> None:
+        self.key = key
+        self.headers = headers
+
+    def __repr__(self) -> str:
+        return "_Auth(***)"
+
+
 class JSONOverHTTPAdapter(ProviderAdapter):
     path = ""  # appended to the spec's base_url
 
@@ -123,8 +136,9 @@ class JSONOverHTTPAdapter(ProviderAdapter):
         self._env_var = spec.key_env_var
         # A key given on the spec never changes; one from the environment is looked up per call
         # (it may be set after the router was built), by the name worked out once here.
-        self._fixed_key = spec.resolve_api_key({})
-        self._key_headers: tuple[str | None, dict[str, str]] = (None, self._full_headers(None))
+        key = spec.resolve_api_key({})
+        self._key_from_env = key is None
+        self._auth = _Auth(key, self._full_headers(key))
 
     # -- what a wire format provides ---------------------------------------------------------
     def headers_for(self, key: str | None) -> dict[str, str]:
@@ -142,16 +156,14 @@ class JSONOverHTTPAdapter(ProviderAdapter):
 
     # -- the shared call ---------------------------------------------------------------------
     def _begin(self) -> tuple[dict[str, str], AttemptContext]:
-        key = self._fixed_key
-        if key is None:
+        auth = self._auth
+        if self._key_from_env:
             key = os.environ.get(self._env_var) or None
-        if key is None and self._needs_key:
+            if key != auth.key:  # set, changed or removed since the last call: rebuild the headers once
+                auth = self._auth = _Auth(key, self._full_headers(key))
+        if auth.key is None and self._needs_key:
             raise missing_key_error(self.spec.name, self.spec.model, self._env_var)
-        cached_key, headers = self._key_headers
-        if key != cached_key:  # the key changed (env var set later): rebuild the headers once
-            headers = self._full_headers(key)
-            self._key_headers = (key, headers)
-        return headers, AttemptContext(self.spec.name, self.spec.model, key)
+        return auth.headers, AttemptContext(self.spec.name, self.spec.model, auth.key)
 
     def _full_headers(self, key: str | None) -> dict[str, str]:
         if self._direct is None:

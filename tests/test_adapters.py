@@ -233,7 +233,7 @@ def test_openai_body_and_headers():
     assert bare == {"model": "gpt-test", "messages": [{"role": "user", "content": "Q"}]}
     assert adapter.headers_for(CANARY)["authorization"] == f"Bearer {CANARY}"
     assert "authorization" not in adapter.headers_for(None)
-    assert CANARY not in repr(adapter)
+    assert CANARY not in repr(adapter) and CANARY not in repr(vars(adapter))
 
 
 def test_anthropic_body_moves_system_messages_and_defaults_max_tokens():
