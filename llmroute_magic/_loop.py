@@ -47,17 +47,41 @@ class LoopThread:
         if self.in_loop_thread():
             coro.close()
             raise RuntimeError("the sync API cannot be called from the router's own event loop; use the a* methods")
-        fut = self.submit(coro)
+        task_box: list[asyncio.Task] = []
+        fut = self.submit(_remember_task(coro, task_box))
         try:
-            return fut.result()
+            while True:
+                # Wait in slices: a KeyboardInterrupt raised by _thread.interrupt_main() (IDEs,
+                # some kernels) is only noticed when this thread runs Python code again.
+                try:
+                    return fut.result(timeout=0.1)
+                except concurrent.futures.TimeoutError:
+                    if fut.done():
+                        raise
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)) or not fut.done():
-                fut.cancel()
+                self._cancel(fut, task_box, coro)
                 try:  # let the coroutine run its cancellation (ledger row, connection release)
                     fut.result(timeout=5)
                 except BaseException:
                     pass
             raise
+
+    def _cancel(self, fut: "concurrent.futures.Future", task_box: list, coro: Coroutine) -> None:
+        """Cancel the task itself, not ``fut``: cancelling ``fut`` marks it done at once, before the
+        task has run its cleanup, and the caller would stop waiting too early."""
+
+        def on_loop() -> None:
+            if task_box:
+                task_box[0].cancel()
+            else:  # not started yet: nothing to clean up
+                fut.cancel()
+                coro.close()
+
+        try:
+            self.loop.call_soon_threadsafe(on_loop)
+        except RuntimeError:  # the loop is closed
+            fut.cancel()
 
     def stop(self, timeout: float = 5.0) -> None:
         if not self._thread.is_alive():
@@ -78,3 +102,8 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         if not self.in_loop_thread():
             self._thread.join(timeout)
+
+
+async def _remember_task(coro: Coroutine[Any, Any, T], task_box: list) -> T:
+    task_box.append(asyncio.current_task())
+    return await coro
