@@ -18,6 +18,7 @@ sync API runs the same core on the router's own loop in a background thread.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import itertools
 import logging
 import math
@@ -25,6 +26,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable, Iterator, Sequence
 
 from ._config import ProviderRoutingConfig
@@ -79,6 +81,7 @@ class ModelClientRouter:
             # genai-prices takes ~0.4 s to import: do it now, off the request path
             threading.Thread(target=self._prices.warm, args=(config.providers,), daemon=True,
                              name="llmroute-prices").start()
+        _open_routers.add(self)
 
     # -- configuration --------------------------------------------------------------------------
     @property
@@ -283,9 +286,14 @@ class ModelClientRouter:
         if self._closed:
             return
         self._closed = True
+        _open_routers.discard(self)
         lt = self._loop_thread
         own = [(loop, c) for loop, c in self._clients.items() if lt is not None and loop is lt.loop]
         if lt is not None:
+            try:  # streams left half read end now: each records its 'cancelled' row and frees its connection
+                lt.run(lt.loop.shutdown_asyncgens())
+            except BaseException:
+                pass
             for loop, (client, _) in own:
                 try:
                     lt.run(client.aclose())
@@ -657,6 +665,20 @@ class SyncStream:
                 self._lt.submit(self._inner.aclose())
             except RuntimeError:
                 pass
+
+
+# Routers not closed yet. At interpreter exit they are closed, so a script that never calls close()
+# still writes its last ledger rows and closes its connections (no "Unclosed client session").
+_open_routers: "weakref.WeakSet[ModelClientRouter]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_routers() -> None:
+    for router in list(_open_routers):
+        try:
+            router.close()
+        except BaseException:  # noqa: BLE001 - the interpreter is going away; never print a traceback
+            pass
 
 
 def _normalise_messages(prompt: Any) -> list[dict[str, Any]]:
