@@ -198,9 +198,10 @@ class _Stream:
                     return
                 if bill is not None:
                     state.bill(plan.profile, *bill)
-        delivered = alive()  # checked before the last send: with connection: close the server closes right after it
+        # Counted before the last send, so a client that has read the whole stream always finds it in the
+        # stats (and because with connection: close the server closes the transport right after it).
+        state.record(name, self._status if alive() else "disconnected")
         await send({"type": "http.response.body", "body": b"".join(buffer), "more_body": False})
-        state.record(name, self._status if delivered else "disconnected")
 
 
 class SimApp:
