@@ -132,6 +132,10 @@ class JSONOverHTTPAdapter(ProviderAdapter):
             self._client_headers = dict(client.headers)
             self._extensions = {"timeout": timeout.as_dict()}
             self._httpx_request = httpx.Request
+            self._httpx_headers = httpx.Headers
+            self._byte_stream = httpx.ByteStream
+            self._wire_source: dict[str, str] | None = None
+            self._wire_headers: Any = None
         self._needs_key = not spec.is_local
         self._env_var = spec.key_env_var
         # A key given on the spec never changes; one from the environment is looked up per call
@@ -175,8 +179,14 @@ class JSONOverHTTPAdapter(ProviderAdapter):
             request = self.client.build_request("POST", self._url, content=content, headers=headers,
                                                 timeout=self._timeout)
             return await self.client.send(request, stream=stream)
-        request = self._httpx_request("POST", self._url, headers=headers, content=content,
-                                      extensions=self._extensions)
+        if headers is not self._wire_source:  # new key headers: convert them once, not per call
+            self._wire_headers = self._httpx_headers(headers)
+            self._wire_source = headers
+        # stream= skips httpx's per-request header merging (host and content-length are added by
+        # aiohttp, as before); read() then makes the body available to the transport as content.
+        request = self._httpx_request("POST", self._url, headers=self._wire_headers,
+                                      stream=self._byte_stream(content), extensions=self._extensions)
+        request.read()
         response = await self._direct.handle_async_request(request)
         if not stream:
             try:
