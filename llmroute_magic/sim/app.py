@@ -2,6 +2,12 @@
 
 Billing follows one rule so a client's ledger can equal the stats exactly: count only the tokens
 reported in a usage block the client received whole (see ``_Stream``).
+
+Each request to a known provider ends under exactly one key of ``statuses``: the HTTP status as a
+string ("200" only for a complete answer, "429", "500", ...) or, when there was no proper answer,
+"reset", "hang", "malformed_json", "truncated_stream" (plain or streamed), "stream_error" (streamed
+only; a plain request with that fault gets "500"), or "disconnected" (the client left first).
+Error statuses answer at once; latency applies to answers and to the stream faults.
 """
 
 from __future__ import annotations
