@@ -13,6 +13,8 @@ import concurrent.futures
 import threading
 from typing import Any, Coroutine, TypeVar
 
+from ._errors import LLMRouteError
+
 T = TypeVar("T")
 
 
@@ -58,6 +60,9 @@ class LoopThread:
                 except concurrent.futures.TimeoutError:
                     if fut.done():
                         raise
+        except concurrent.futures.CancelledError:
+            # Only the loop's owner cancels its tasks: close() (or interpreter exit) from another thread.
+            raise LLMRouteError("the request was cancelled: the router was closed while it was in flight") from None
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)) or not fut.done():
                 self._cancel(fut, task_box, coro)

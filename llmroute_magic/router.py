@@ -290,15 +290,10 @@ class ModelClientRouter:
         lt = self._loop_thread
         own = [(loop, c) for loop, c in self._clients.items() if lt is not None and loop is lt.loop]
         if lt is not None:
-            try:  # streams left half read end now: each records its 'cancelled' row and frees its connection
-                lt.run(lt.loop.shutdown_asyncgens())
-            except BaseException:
+            try:
+                lt.run(_wind_down([client for _, (client, _) in own]))
+            except BaseException:  # closing must not raise on a dying interpreter
                 pass
-            for loop, (client, _) in own:
-                try:
-                    lt.run(client.aclose())
-                except BaseException:  # closing must not raise on a dying interpreter
-                    pass
             lt.stop()
         for loop, (client, _) in list(self._clients.items()):
             if lt is None or loop is not lt.loop:
@@ -670,6 +665,20 @@ class SyncStream:
 # Routers not closed yet. At interpreter exit they are closed, so a script that never calls close()
 # still writes its last ledger rows and closes its connections (no "Unclosed client session").
 _open_routers: "weakref.WeakSet[ModelClientRouter]" = weakref.WeakSet()
+
+
+async def _wind_down(clients: list) -> None:
+    """On the router's own loop, in this order: cancel requests still in flight (each records its
+    'cancelled' row), end streams left half read (likewise), then close the pooled clients."""
+    me = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not me]
+    for t in tasks:
+        t.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=5)
+    await asyncio.get_running_loop().shutdown_asyncgens()
+    for client in clients:
+        await client.aclose()
 
 
 @atexit.register
