@@ -622,3 +622,14 @@ def test_cli_loads_a_profile_file(tmp_path):
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+def test_profiles_may_be_given_as_a_dict_keyed_by_name():
+    s = Simulator({"x": ProviderProfile("ignored", api="anthropic"), "y": ProviderProfile("y")})
+    assert list(s.profiles) == ["x", "y"] and s.profiles["x"].api == "anthropic"
+    with pytest.raises(RuntimeError, match="not been started"):
+        s.url
+    with pytest.raises(ConfigError, match="port"):
+        Simulator(port=70000)
+    with pytest.raises(ConfigError, match="at least one"):
+        Simulator([])
