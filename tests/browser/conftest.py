@@ -50,10 +50,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 SERVER_START_TIMEOUT_S = 60.0
 KERNEL_READY_TIMEOUT_MS = 60_000
+# A first import of pandas + matplotlib (the panel's plot) on a cold, busy CI machine is slow.
+CELL_TIMEOUT_MS = 60_000
 
 
 def _in_ci() -> bool:
-    return bool(os.environ.get("CI"))
+    return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}
 
 
 def _unavailable(reason: str) -> None:
@@ -226,7 +228,7 @@ def _stop(process: subprocess.Popen) -> None:
 
 def _start_lab(base: Path) -> LabServer:
     root_dir = base / "root"
-    dirs = {name: base / name for name in ("config", "runtime", "settings", "workspaces", "data", "path")}
+    dirs = {name: base / name for name in ("config", "runtime", "settings", "workspaces", "data", "path", "ipython")}
     for d in (root_dir, *dirs.values()):
         d.mkdir(parents=True, exist_ok=True)
     _write_kernelspec(dirs["path"])
@@ -241,6 +243,8 @@ def _start_lab(base: Path) -> LabServer:
         JUPYTERLAB_SETTINGS_DIR=str(dirs["settings"]),
         JUPYTERLAB_WORKSPACES_DIR=str(dirs["workspaces"]),
         JUPYTER_PLATFORM_DIRS="1",
+        # No user startup files or profile settings in the kernel.
+        IPYTHONDIR=str(dirs["ipython"]),
     )
     env.pop("JUPYTER_TOKEN", None)
 
@@ -351,13 +355,15 @@ class LabNotebook:
         # status bar text is the reliable signal, so wait for both.
         from playwright.sync_api import expect
 
-        expect(self.page.locator(".jp-NotebookPanel-toolbar .jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=timeout_ms)
-        expect(self.page.locator("#jp-main-statusbar")).to_contain_text("Python 3 (ipykernel) | Idle", timeout=timeout_ms)
+        indicator = ".jp-NotebookPanel-toolbar .jp-Notebook-ExecutionIndicator[data-status='idle']"
+        expect(self.page.locator(indicator)).to_have_count(1, timeout=timeout_ms)
+        status_bar = self.page.locator("#jp-main-statusbar")
+        expect(status_bar).to_contain_text("Python 3 (ipykernel) | Idle", timeout=timeout_ms)
 
     def prompt(self, index: int):
         return self.cell(index).locator(".jp-InputPrompt")
 
-    def run_cell(self, index: int, *, wait: bool = True, timeout_ms: int = 30_000) -> None:
+    def run_cell(self, index: int, *, wait: bool = True, timeout_ms: int = CELL_TIMEOUT_MS) -> None:
         """Run one cell with Ctrl+Enter (Shift+Enter on the last cell would add a new one);
         with `wait`, until its prompt shows a new execution count."""
         from playwright.sync_api import expect
@@ -370,7 +376,7 @@ class LabNotebook:
         if wait:
             self.wait_cell_done(index, timeout_ms=timeout_ms)
 
-    def wait_cell_done(self, index: int, *, timeout_ms: int = 30_000) -> None:
+    def wait_cell_done(self, index: int, *, timeout_ms: int = CELL_TIMEOUT_MS) -> None:
         from playwright.sync_api import expect
 
         expect(self.prompt(index)).to_have_text(re.compile(r"\[\d+\]:"), timeout=timeout_ms)
@@ -419,6 +425,10 @@ def open_notebook(browser, lab_server: LabServer, artifacts_dir: Path, request: 
                 except Exception:  # the page may be gone; the report matters more
                     pass
             shutil.copy(lab_server.log_path, artifacts_dir / "jupyterlab.log")
+            (artifacts_dir / "browser-console.txt").write_text(
+                "\n".join([*(f"console error: {e}" for nb in notebooks for e in nb.console_errors),
+                           *(f"page error: {e}" for nb in notebooks for e in nb.page_errors)])
+            )
         for context in contexts:
             context.close()
         for name in names:
