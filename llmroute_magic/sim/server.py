@@ -154,7 +154,8 @@ class Simulator:
     def provider_specs(self, names: Iterable[str] | None = None) -> list:
         """ProviderSpecs pointing at this server, with the profiles' api, model, prices and context window.
 
-        They carry the profile's required key, or a placeholder key when none is required, so clients
+        Priorities follow the order asked for (profile order by default), so the PRIORITY strategy
+        prefers the first one rather than whichever name sorts first. They carry the profile's required key, or a placeholder key when none is required, so clients
         that insist on a key work unchanged.
         """
         from .._types import ProviderSpec
@@ -164,8 +165,8 @@ class Simulator:
         return [ProviderSpec(name=n, model=self._profile(n).model, api=self._profile(n).api,
                              base_url=self.base_url(n), api_key=self._profile(n).require_api_key or "sim",
                              input_price=self._profile(n).input_price, output_price=self._profile(n).output_price,
-                             context_window=self._profile(n).context_window)
-                for n in chosen]
+                             context_window=self._profile(n).context_window, priority=i)
+                for i, n in enumerate(chosen)]
 
     # -- profiles and faults --------------------------------------------------------------------
     def _profile(self, name: str) -> ProviderProfile:
