@@ -36,7 +36,11 @@ class ChatRequest:
 
 @dataclass(slots=True)
 class ProviderResult:
-    """What one successful attempt returned, as the provider reported it."""
+    """What one successful attempt returned, as the provider reported it.
+
+    ``input_tokens`` counts every prompt token, cached ones included (OpenAI's meaning);
+    ``cache_read_tokens`` is the cached share of it, priced at the cache-read rate.
+    """
 
     text: str
     model: str

@@ -57,7 +57,7 @@ class AnthropicAdapter(JSONOverHTTPAdapter):
         return ProviderResult(
             text=text,
             model=payload.get("model") or self.spec.model,
-            input_tokens=int(usage.get("input_tokens") or 0),
+            input_tokens=prompt_tokens(usage),
             output_tokens=int(usage.get("output_tokens") or 0),
             cache_read_tokens=int(usage.get("cache_read_input_tokens") or 0),
             finish_reason=payload.get("stop_reason"),
@@ -66,6 +66,16 @@ class AnthropicAdapter(JSONOverHTTPAdapter):
 
     def stream_parser(self, ctx: AttemptContext) -> StreamParser:
         return _AnthropicStream(ctx, self.spec.model)
+
+
+def prompt_tokens(usage: dict[str, Any]) -> int:
+    """All prompt tokens, cache reads and writes included, as OpenAI counts ``prompt_tokens``.
+
+    Anthropic's ``input_tokens`` leaves the cached part out; the ledger and pricing expect one
+    meaning across providers (pricing then charges the ``cache_read_tokens`` share at its own rate).
+    """
+    return (int(usage.get("input_tokens") or 0) + int(usage.get("cache_read_input_tokens") or 0)
+            + int(usage.get("cache_creation_input_tokens") or 0))
 
 
 def _as_text(content: Any) -> str:
@@ -107,7 +117,7 @@ class _AnthropicStream(StreamParser):
             message = payload.get("message") or {}
             self.model = message.get("model") or self.model
             usage = message.get("usage") or {}
-            self.ctx.input_tokens = int(usage.get("input_tokens") or 0)
+            self.ctx.input_tokens = prompt_tokens(usage)
             self.ctx.output_tokens = int(usage.get("output_tokens") or 0)
             self.cache_read_tokens = int(usage.get("cache_read_input_tokens") or 0)
         elif kind == "message_delta":
@@ -115,7 +125,7 @@ class _AnthropicStream(StreamParser):
             if "output_tokens" in usage:  # cumulative count for the whole message
                 self.ctx.output_tokens = int(usage["output_tokens"] or 0)
             if usage.get("input_tokens"):
-                self.ctx.input_tokens = int(usage["input_tokens"])
+                self.ctx.input_tokens = prompt_tokens(usage)
             reason = (payload.get("delta") or {}).get("stop_reason")
             if reason:
                 self.finish_reason = reason
