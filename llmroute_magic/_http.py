@@ -20,6 +20,7 @@ from ._errors import ProviderError
 from .providers._base import ChatRequest, ProviderAdapter, ProviderResult, StreamItem
 from .providers._failures import (
     AttemptContext,
+    current_attempt,
     error_from_exception,
     error_from_status,
     malformed,
@@ -167,7 +168,9 @@ class JSONOverHTTPAdapter(ProviderAdapter):
                 auth = self._auth = _Auth(key, self._full_headers(key))
         if auth.key is None and self._needs_key:
             raise missing_key_error(self.spec.name, self.spec.model, self._env_var)
-        return auth.headers, AttemptContext(self.spec.name, self.spec.model, auth.key)
+        ctx = AttemptContext(self.spec.name, self.spec.model, auth.key)
+        current_attempt.set(ctx)
+        return auth.headers, ctx
 
     def _full_headers(self, key: str | None) -> dict[str, str]:
         if self._direct is None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import itertools
 import logging
 import math
@@ -35,6 +36,7 @@ from ._types import AttemptRecord, Completion, ProviderSpec, RoutingStrategy
 from .health import ProviderHealth
 from .ledger import Ledger
 from .pricing import PriceBook
+from .providers._failures import current_attempt
 from .retry import Backoff
 from .strategies import RequestInfo, Strategy, make_strategy
 
@@ -73,7 +75,7 @@ class ModelClientRouter:
         self._strategy = self._strategy_for(config.strategy)
         self._request_ids = itertools.count(1)
         self._id_prefix = os.urandom(3).hex()
-        self._clients: dict[asyncio.AbstractEventLoop, tuple[Any, dict[str, "ProviderAdapter"]]] = {}
+        self._clients: dict[asyncio.AbstractEventLoop, tuple[Any, dict[str, "ProviderAdapter"], Any]] = {}
         self._semaphores: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Semaphore] = {}
         self._loop_thread = None
         self._closed = False
@@ -291,11 +293,11 @@ class ModelClientRouter:
         own = [(loop, c) for loop, c in self._clients.items() if lt is not None and loop is lt.loop]
         if lt is not None:
             try:
-                lt.run(_wind_down([client for _, (client, _) in own]))
+                lt.run(_wind_down([entry[0] for _, entry in own]))
             except BaseException:  # closing must not raise on a dying interpreter
                 pass
             lt.stop()
-        for loop, (client, _) in list(self._clients.items()):
+        for loop, (client, *_) in list(self._clients.items()):
             if lt is None or loop is not lt.loop:
                 _close_client_on(loop, client)
         self._clients.clear()
@@ -348,7 +350,7 @@ class ModelClientRouter:
 
             client = make_client(timeout=self._config.timeout)
             adapters = {p.name: adapter_for(p.api)(p, client) for p in self._config.providers}
-            entry = (client, adapters)
+            entry = (client, adapters, _closed_with_loop(client))
             with self._lock:
                 for old in [lp for lp in self._clients if lp.is_closed()]:
                     _close_client_on(old, self._clients.pop(old)[0])
@@ -463,21 +465,25 @@ class ModelClientRouter:
                 await sem.acquire()
             with self._lock:
                 h.in_flight += 1
+            current_attempt.set(None)
             started_wall = time.time()
             t0 = time.perf_counter()
             outcome: ProviderError | None = None
             try:
                 if stream:
                     result = None
-                    async for item in adapter.stream(plan.request):
-                        if isinstance(item, str):
-                            if item:
-                                if not shown:
-                                    shown = True
-                                    first_text_at = time.perf_counter()
-                                yield item
-                        else:
-                            result = item
+                    # aclosing: when the consumer stops reading (break, close, garbage collection), the
+                    # adapter's stream and its connection end now, not whenever it is collected.
+                    async with contextlib.aclosing(adapter.stream(plan.request)) as items:
+                        async for item in items:
+                            if isinstance(item, str):
+                                if item:
+                                    if not shown:
+                                        shown = True
+                                        first_text_at = time.perf_counter()
+                                    yield item
+                            else:
+                                result = item
                     if result is None:
                         raise ProviderError("the stream ended without a final result", provider=spec.name,
                                             error_type="malformed_response", model=spec.model)
@@ -486,8 +492,12 @@ class ModelClientRouter:
             except ProviderError as e:
                 outcome = e
             except (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt):
+                ctx = current_attempt.get()
+                tokens = (ctx.input_tokens, ctx.output_tokens) if ctx is not None and ctx.provider == spec.name \
+                    else (0, 0)
+                cost = self._prices.cost(spec, *tokens) if any(tokens) else 0.0
                 self._record(request_id, attempt, started_wall, t0, h, plan, "cancelled", "cancelled", None,
-                             0, 0, 0, None, stream)
+                             *tokens, cost, None, stream)
                 raise
             except Exception as e:  # an adapter bug must still leave a ledger row and a clear error
                 log.exception("llmroute_magic: unexpected error from %s", spec.name)
@@ -722,10 +732,35 @@ def _progress_bar(total: int):
     return tqdm(total=total, desc="llm", unit="req", leave=True)
 
 
+def _closed_with_loop(client: Any) -> Any:
+    """Tie ``client`` to the running loop's end: loops close their async generators before they
+    close (asyncio.run, pytest-asyncio, the router's own), so a parked generator whose finally
+    awaits ``client.aclose()`` closes the client while its loop can still run it. Without this a
+    client made for ``asyncio.run(router.acomplete(...))`` outlived its loop with sockets open."""
+
+    async def keeper():
+        try:
+            yield
+        finally:
+            await client.aclose()
+
+    gen = keeper()
+    step = gen.__anext__()  # registers the generator with the running loop (firstiter hook)
+    try:
+        step.send(None)  # run to the first yield: no awaits before it
+    except StopIteration:
+        pass
+    return gen  # the router keeps it: the loop only holds it weakly
+
+
 def _close_client_on(loop: asyncio.AbstractEventLoop, client: Any) -> None:
     """Close a client that belongs to another loop: on it if it still runs, else drop its pool."""
     try:
-        if loop.is_running() and not loop.is_closed():
+        running_here = asyncio.get_running_loop() is loop
+    except RuntimeError:
+        running_here = False
+    try:
+        if loop.is_running() and not loop.is_closed() and not running_here:
             asyncio.run_coroutine_threadsafe(client.aclose(), loop)
             return
     except RuntimeError:

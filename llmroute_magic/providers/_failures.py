@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextvars import ContextVar
 from email.utils import parsedate_to_datetime
 from typing import Any, Mapping
 
@@ -63,6 +64,12 @@ class AttemptContext:
             output_tokens=self.output_tokens,
             partial_text=self.partial_text,
         )
+
+
+# The attempt running in this task. An attempt cancelled mid-way raises no ProviderError to carry
+# what the provider had already reported (Anthropic bills message_start's input tokens), so the
+# router reads it here for the 'cancelled' ledger row.
+current_attempt: ContextVar[AttemptContext | None] = ContextVar("llmroute_current_attempt", default=None)
 
 
 def _clean_message(message: str, secret: str | None) -> str:
