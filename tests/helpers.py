@@ -77,6 +77,11 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: fl
     return predicate()
 
 
+def sim_quiet(sim) -> bool:
+    """Every request the simulator admitted has ended (a client that left is noticed a little later)."""
+    return all(sum(s["statuses"].values()) == s["requests"] for s in sim.stats()["providers"].values())
+
+
 def assert_ledger_matches_sim(router, sim, *, settle_s: float = 5.0) -> None:
     """The invariant: what the ledger recorded equals what the simulator served and billed, exactly.
 
