@@ -317,12 +317,16 @@ class _SQLiteStore:
         self._thread.start()
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False, isolation_level=None)
+        # Opening waits at most 2 s for a lock (a file held by another program must not freeze the
+        # notebook cell that builds the router for long); the writer thread then waits up to 10 s,
+        # long enough for another kernel's batch on the same file.
+        conn = sqlite3.connect(self.path, timeout=2.0, check_same_thread=False, isolation_level=None)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(_SCHEMA)
             conn.execute("SELECT count(*) FROM attempts").fetchone()  # fails now, not later, on a corrupt file
+            conn.execute("PRAGMA busy_timeout=10000")
         except BaseException:
             conn.close()
             raise
