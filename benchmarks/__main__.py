@@ -22,6 +22,8 @@ from ._table import Section, render_section, render_targets
 PARTS = {
     "import": "benchmarks.imports",
     "ledger": "benchmarks.ledger_scale",
+    "overhead": "benchmarks.overhead",
+    "quality": "benchmarks.quality",
 }
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 

@@ -76,7 +76,7 @@ def _tmp_ipython_dir() -> str:
 
 
 def run(quick: bool = False) -> Section:
-    runs = 5 if quick else 11
+    runs = 3 if quick else 11
     bare, full, bare_cpu, full_cpu = [], [], [], []
     _time_run("import llmroute_magic")  # warm the file cache and .pyc files first
     for _ in range(runs):

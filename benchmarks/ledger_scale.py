@@ -201,9 +201,9 @@ def _in_child(kind: str, n: int) -> dict:
 
 
 def run(quick: bool = False) -> Section:
-    n = 250_000 if quick else 1_000_000
+    n = 100_000 if quick else 1_000_000
     mem = _in_child("memory", n)
-    sq = _in_child("sqlite", 5_000 if quick else 20_000)
+    sq = _in_child("sqlite", 2_000 if quick else 20_000)
     scale = 1_000_000 / n  # quick mode runs a tenth and scales, clearly labelled
 
     s = Section("ledger", f"Ledger scale ({n:,} attempts{' , scaled to 1M' if quick else ''})",
@@ -227,10 +227,11 @@ def run(quick: bool = False) -> Section:
                    "cores); the baseline of 'append' is building the same AttemptRecords, of SQLite one "
                    "executemany of the same rows in one transaction")
     if quick:
-        s.notes.append("quick mode: a quarter of the rows; time and memory scaled linearly to 1M (memory over-estimated: fixed costs scale too)")
+        s.notes.append("quick mode: a tenth of the rows; time and memory scaled linearly to 1M (memory over-estimated: fixed costs scale too)")
     s.data = {"memory": mem, "sqlite": sq, "scale_to_1m": scale}
     s.target("1M attempts appended + DataFrame", mem["total_s"] * scale, "<=", 2.0, " s")
-    s.target("memory added for 1M attempts (ledger + frame)", mem["rss_added_mb"] * scale, "<=", 300, " MB")
+    if not quick:  # a tenth of the rows says little about memory: allocator and import overheads dominate
+        s.target("memory added for 1M attempts (ledger + frame)", mem["rss_added_mb"], "<=", 300, " MB")
     s.target("append cost last 10k / first 10k", mem["last_append_us"] / mem["first_append_us"], "<=", 1.5)
     s.target("SQLite persistence rate", sq["rate_per_s"], ">=", 2000, "/s")
     s.target("SQLite rows stored / appended", sq["stored"] / sq["n"], ">=", 1.0)
