@@ -158,7 +158,7 @@ class Ledger:
         for name, values in (("provider", provider), ("model", model), ("strategy", strategy),
                              ("status", status), ("error_type", error_type)):
             codes = self._codes[name]
-            distinct = set(values)  # a handful of strings per batch
+            distinct = dict.fromkeys(values)  # a handful of strings per batch, in order of first appearance
             for v in distinct:
                 if v is not None and not isinstance(v, str):
                     raise TypeError(f"{name}: expected a string, got {type(v).__name__}")
@@ -166,7 +166,7 @@ class Ledger:
             if len(distinct) == 1:
                 coded = array("i", (codes.code(values[0]),)) * n
             else:
-                lookup = dict.fromkeys(distinct)
+                lookup = distinct
                 for v in distinct:
                     lookup[v] = codes.code(v)
                 coded = array("i", operator.itemgetter(*values)(lookup))
@@ -288,7 +288,7 @@ def frame_from_columns(cols: dict[str, Any]):
     data["latency_s"] = np.frombuffer(cols["latency_s"], dtype=np.float64)
     data["ttft_s"] = np.frombuffer(cols["ttft_s"], dtype=np.float64)
     data["streamed"] = np.frombuffer(cols["streamed"], dtype=np.int8).astype(bool)
-    return pd.DataFrame({name: data[name] for name in LEDGER_COLUMNS})
+    return pd.DataFrame({name: data[name] for name in LEDGER_COLUMNS}, copy=False)
 
 
 _SCHEMA = """
