@@ -64,7 +64,12 @@ class ProviderRoutingConfig:
             set_(name, float(value))
         if ledger_path is not None and not isinstance(ledger_path, (str, os.PathLike)):
             raise ConfigError(f"ledger_path: expected a file path, got {ledger_path!r}", field="ledger_path")
-        set_("ledger_path", None if ledger_path is None else os.fspath(ledger_path))
+        path = None if ledger_path is None else os.fspath(ledger_path)
+        # sqlite3 raises a bare ValueError for a NUL, and silently keeps "" in a temporary file
+        if path is not None and (not isinstance(path, str) or not path.strip() or "\x00" in path):
+            raise ConfigError(f"ledger_path: expected a file path (non-empty, no NUL character), got {path!r}",
+                              field="ledger_path")
+        set_("ledger_path", path)
 
     # -- builders (the seed's API) --------------------------------------------------------------
     @classmethod

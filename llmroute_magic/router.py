@@ -365,6 +365,8 @@ class ModelClientRouter:
         messages = _normalise_messages(prompt)
         if system is not None and not isinstance(system, str):
             raise ConfigError(f"system: expected a string, got {type(system).__name__}", field="system")
+        if system is not None:
+            _check_sendable(system, "system")
         if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
                                        or max_tokens < 1):
             raise ConfigError(f"max_tokens: expected a whole number >= 1, got {max_tokens!r}", field="max_tokens")
@@ -700,11 +702,24 @@ def _close_open_routers() -> None:
             pass
 
 
+def _check_sendable(text: str, field: str) -> None:
+    """Text must encode as UTF-8 to go on the wire. A lone surrogate (from a bad decode or a
+    sliced emoji) otherwise fails every attempt deep in the JSON encoder, retried as if the
+    provider had misbehaved."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ConfigError(f"{field}: not valid Unicode text: lone surrogate {text[e.start]!r} at position {e.start} "
+                          "(often a badly decoded file or a cut emoji); fix the text, e.g. "
+                          "text.encode('utf-8', 'replace').decode()", field=field.split("[")[0].split(".")[0]) from None
+
+
 def _normalise_messages(prompt: Any) -> list[dict[str, Any]]:
     if isinstance(prompt, str):
         if not prompt.strip():
             raise ConfigError("prompt: empty; give the text to send (a string or a list of "
                               "{'role', 'content'} messages)", field="prompt")
+        _check_sendable(prompt, "prompt")
         return [{"role": "user", "content": prompt}]
     if isinstance(prompt, (list, tuple)):
         if not prompt:
@@ -718,6 +733,8 @@ def _normalise_messages(prompt: Any) -> list[dict[str, Any]]:
             if m["role"] not in _ROLES:
                 raise ConfigError(f"prompt[{i}].role: unknown role {m['role']!r}; allowed: {', '.join(_ROLES)}",
                                   field="prompt")
+            if isinstance(m["content"], str):
+                _check_sendable(m["content"], f"prompt[{i}].content")
             out.append(dict(m))
         return out
     raise ConfigError(f"prompt: expected a string or a list of messages, got {type(prompt).__name__}",
