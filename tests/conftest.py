@@ -20,3 +20,8 @@ def fresh_sim(sim):
     sim.reset()
     yield sim
     sim.reset()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the real-browser tests last: they start JupyterLab and Chromium, the heaviest part of the suite."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

@@ -309,7 +309,9 @@ def chromium_executable() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an asyncio loop marked as running in the
+# main thread while it is alive, which breaks every later test that starts its own event loop.
+@pytest.fixture(scope="module")
 def browser(chromium_executable: Path):
     from playwright.sync_api import expect, sync_playwright
 
