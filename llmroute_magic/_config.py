@@ -180,3 +180,6 @@ def _spec_from_dict(index: int, item: Any) -> ProviderSpec:
         return ProviderSpec(**item)
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}", field=e.field) from None
+    except ValueError as e:  # urllib's own parse error on a malformed base_url, e.g. "http://[::1"
+        raise ConfigError(f"{where}.base_url: not a usable http(s) URL ({e}): {item.get('base_url')!r}",
+                          field="base_url") from None
