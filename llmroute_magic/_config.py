@@ -119,10 +119,10 @@ class ProviderRoutingConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> "ProviderRoutingConfig":
         if not isinstance(data, Mapping):
             raise ConfigError(f"config: expected a table of settings, got {type(data).__name__}", field="config")
-        unknown = sorted(set(data) - set(_CONFIG_KEYS))
+        unknown = sorted(set(data) - set(_CONFIG_KEYS), key=str)  # keys may be of mixed types
         if unknown:
             raise ConfigError(f"config: unknown setting {unknown[0]!r}; allowed: {', '.join(_CONFIG_KEYS)}",
-                              field=unknown[0])
+                              field=str(unknown[0]) or "config")
         raw = data.get("providers")
         if raw is None:
             raise ConfigError("providers: missing; add at least one [[providers]] table with name and model",
@@ -169,10 +169,12 @@ def _spec_from_dict(index: int, item: Any) -> ProviderSpec:
         return item
     if not isinstance(item, Mapping):
         raise ConfigError(f"{where}: expected a table with name and model, got {item!r}", field="providers")
-    unknown = sorted(set(item) - _SPEC_FIELDS)
+    unknown = sorted(set(item) - _SPEC_FIELDS, key=str)  # keys may be of mixed types
     if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: unknown field; allowed: {', '.join(sorted(_SPEC_FIELDS))}",
-                          field=unknown[0])
+        bad = unknown[0]
+        label = f"{where}.{bad}" if isinstance(bad, str) and bad.isidentifier() else f"{where}: {bad!r}"
+        raise ConfigError(f"{label}: unknown field; allowed: {', '.join(sorted(_SPEC_FIELDS))}",
+                          field=str(bad) or "providers")
     for required in ("name", "model"):
         if required not in item:
             raise ConfigError(f"{where}.{required}: missing; every provider needs name and model", field=required)
