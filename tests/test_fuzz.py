@@ -50,14 +50,14 @@ provider_tables = st.fixed_dictionaries(
      "model": st.one_of(st.just("m"), spec_field_values["model"]),
      "base_url": st.one_of(st.just("http://127.0.0.1:8000/v1"), spec_field_values["base_url"])},
     optional={k: v for k, v in spec_field_values.items() if k not in ("name", "model", "base_url")}
-    | {"bogus_field": values},
+    | {"bogus_field": values, "": values, 7: values},
 )
 config_dicts = st.fixed_dictionaries(
     {"providers": st.one_of(st.lists(provider_tables, max_size=3), values)},
     optional={"strategy": st.one_of(st.sampled_from(["round_robin", "LowestCost", "fastest"]), values),
               "fallback_enabled": values, "max_retries": values, "timeout": values, "cooldown_s": values,
               "ledger_path": st.one_of(st.sampled_from(["", "\x00", "usage.sqlite"]), values),
-              "unknown_setting": values},
+              "unknown_setting": values, "": values, 3: values},
 )
 
 
@@ -67,7 +67,8 @@ def assert_names_what_to_fix(e: ConfigError) -> None:
     if e.field == "path":  # the file itself cannot be read or parsed: the message names the file
         assert msg.startswith("config file ") and ("TOML" in msg or "read" in msg or "UTF-8" in msg), msg
     else:
-        assert e.field.split("[")[0].split(".")[-1] in msg, (e.field, msg)  # the field is in the message
+        name = e.field.split("[")[0].split(".")[-1]
+        assert name in msg or repr(name)[1:-1] in msg, (e.field, msg)  # the field is in the message
     assert "Traceback" not in msg
 
 
