@@ -259,7 +259,7 @@ class JSONOverHTTPAdapter(ProviderAdapter):
                         yield result.text
                     yield result
                     return
-                async for event in iter_sse(response.aiter_bytes()):
+                async for event in iter_sse(self._body_chunks(response)):
                     try:
                         text = parser.feed(event)
                     except _SHAPE_ERRORS as exc:
@@ -280,6 +280,22 @@ class JSONOverHTTPAdapter(ProviderAdapter):
                 raise
             raise err from exc
         yield parser.result(status, ttft)
+
+
+    def _body_chunks(self, response: "httpx.Response") -> AsyncIterator[bytes]:
+        """The body as it arrives. Straight from aiohttp when the transport is ours and the body is
+        not encoded (SSE never is): each chunk then skips httpx's byte-stream, decoder and chunker
+        layers, about a third of the client's CPU per streamed answer; errors are mapped to httpx's
+        exactly as the transport's own stream maps them."""
+        raw = getattr(response.stream, "_aiohttp_response", None) if self._direct is not None else None
+        if raw is None or "content-encoding" in raw.headers:
+            return response.aiter_bytes()
+        return self._raw_chunks(raw)
+
+    async def _raw_chunks(self, raw: Any) -> AsyncIterator[bytes]:
+        with self._map_transport_errors():
+            async for chunk in raw.content.iter_any():
+                yield chunk
 
 
 def _preview(body: bytes, limit: int = 80) -> str:
