@@ -151,6 +151,9 @@ def advice_for(attempts: Sequence[ProviderError]) -> str:
     tips: list[str] = []
     if "missing_api_key" in kinds or "authentication" in kinds:
         tips.append("set the API key named above (or pass api_key= / api_key_env= on the ProviderSpec)")
+    if "permission" in kinds:
+        tips.append("the key is valid but not allowed to use this model or endpoint: check the key's "
+                    "project, organisation or model access")
     if "insufficient_quota" in kinds:
         tips.append("check the provider's billing or quota")
     if "not_found" in kinds:

@@ -81,6 +81,17 @@ def is_loopback_url(url: str) -> bool:
         return False
 
 
+def _is_http_url(url: object) -> bool:
+    if not isinstance(url, str):
+        return False
+    try:  # urlsplit and .port raise ValueError on a bad bracketed host or an out-of-range port
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and (port is None or 0 < port)
+
+
 def _check_number(field_name: str, value: Any, *, minimum: float = 0.0, allow_none: bool = True,
                   integer: bool = False, strictly_positive: bool = False) -> Any:
     if value is None and allow_none:
@@ -152,10 +163,9 @@ class ProviderSpec:
                     f"providers.base_url ({self.name}): unknown provider name without base_url; "
                     f"give base_url= (e.g. 'http://127.0.0.1:8000/v1') or use a known name: {known}",
                     field="base_url")
-        if not isinstance(base_url, str) or urlsplit(base_url).scheme not in ("http", "https") \
-                or not urlsplit(base_url).hostname:
-            raise ConfigError(f"providers.base_url ({self.name}): expected an http(s) URL, got {base_url!r}",
-                              field="base_url")
+        if not _is_http_url(base_url):
+            raise ConfigError(f"providers.base_url ({self.name}): expected an http(s) URL with a host "
+                              f"(and a port from 1 to 65535), got {base_url!r}", field="base_url")
         set_("base_url", base_url.rstrip("/"))
         if self.api_key is not None:
             if not isinstance(self.api_key, str):

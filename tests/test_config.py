@@ -54,6 +54,8 @@ def test_api_inferred_from_name():
     (dict(name="openai", model="m", input_price=-1), "input_price", "must be >= 0"),
     (dict(name="openai", model="m", context_window=1.5), "context_window", "whole number"),
     (dict(name="openai", model="m", base_url="ftp://x"), "base_url", r"http\(s\) URL"),
+    (dict(name="openai", model="m", base_url="http://[::1"), "base_url", r"http\(s\) URL"),
+    (dict(name="openai", model="m", base_url="http://127.0.0.1:99999/v1"), "base_url", "port from 1 to 65535"),
 ])
 def test_bad_spec_names_the_field(kwargs, field, fragment):
     with pytest.raises(ConfigError, match=fragment) as info:

@@ -216,8 +216,7 @@ def test_fault_everywhere_gives_up_with_a_clear_error(fresh, fault, api, streame
         for name in (a, b):
             assert f"{name}: {error_type}{code}: " in msg
         assert "What to do: " in msg
-        if error_type != "permission":  # _errors.advice_for has no specific tip for a 403 (yet)
-            assert "check the errors above" not in msg, msg
+        assert "check the errors above" not in msg, msg  # every failure kind has a specific tip
     else:
         assert isinstance(err, ProviderError) and err.error_type == error_type and err.provider == a
         assert f"{a}: {error_type}" in str(err)
