@@ -9,9 +9,10 @@ from collections import Counter
 
 import pytest
 
+import helpers
+from helpers import Sleeps, assert_ledger_matches_sim, rows
 from llmroute_magic import (AllProvidersFailed, Completion, ConfigError, ModelClientRouter, ProviderError,
                             ProviderRoutingConfig, ProviderSpec, RoutingStrategy)
-from llmroute_magic.retry import Backoff
 from llmroute_magic.sim import ProviderProfile, Simulator
 
 FAST = dict(latency_s=0.0)
@@ -41,47 +42,8 @@ def fresh(sim):
     sim.reset()
 
 
-class Sleeps:
-    """Injected sleep: records what the router waited for, without waiting."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
-
-
-def make_router(sim, names=("alpha", "beta", "gamma"), *, sleeps=None, clock=None, **cfg) -> ModelClientRouter:
-    specs = sim.provider_specs(list(names))
-    extra = {}
-    if sleeps is not None:
-        extra["sleep"] = sleeps
-    if clock is not None:
-        extra["clock"] = clock
-    return ModelClientRouter(ProviderRoutingConfig(specs, **cfg), **extra)
-
-
-def rows(router):
-    return list(router.ledger.records())
-
-
-def assert_ledger_matches_sim(router, sim):
-    """The invariant: what the ledger recorded equals what the simulator served and billed."""
-    df = router.usage_df()
-    stats = sim.stats()["providers"]
-    net = df[df["error_type"].astype(object) != "missing_api_key"]
-    for name, s in stats.items():
-        mine = net[net["provider"] == name]
-        assert len(mine) == s["requests"], name
-        assert int(mine["input_tokens"].sum()) == s["input_tokens"], name
-        assert int(mine["output_tokens"].sum()) == s["output_tokens"], name
-        assert float(mine["cost"].sum()) == pytest.approx(s["cost"], rel=1e-9, abs=1e-12), name
-        # HTTP statuses match one for one; failures inside a 200 body (malformed, truncated, error
-        # event, reset, hang) are counted by the simulator under the fault's name.
-        body_level = (mine["status"] != "ok") & (mine["http_status"].isna() | (mine["http_status"] == 200))
-        codes = Counter(str(int(v)) for v in mine.loc[~body_level, "http_status"].dropna())
-        assert dict(codes) == {k: v for k, v in s["statuses"].items() if k.isdigit()}, name
-        assert int(body_level.sum()) == sum(v for k, v in s["statuses"].items() if not k.isdigit()), name
+def make_router(sim, names=("alpha", "beta", "gamma"), **kw) -> ModelClientRouter:
+    return helpers.make_router(sim, names, **kw)
 
 
 # -- the seed's example ----------------------------------------------------------------------------
