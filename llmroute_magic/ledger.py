@@ -12,7 +12,6 @@ clear warning and the ledger keeps working in memory.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import operator

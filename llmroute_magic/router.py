@@ -22,7 +22,6 @@ import atexit
 import contextlib
 import itertools
 import logging
-import math
 import os
 import random
 import threading
@@ -41,7 +40,6 @@ from .retry import Backoff
 from .strategies import RequestInfo, Strategy, make_strategy
 
 if TYPE_CHECKING:
-    import httpx
     import pandas as pd
 
     from .providers import ChatRequest, ProviderAdapter

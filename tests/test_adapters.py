@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 from dataclasses import dataclass, field
 from typing import Any

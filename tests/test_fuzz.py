@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from llmroute_magic import (Completion, ConfigError, LLMRouteError, ModelClientRouter, ProviderError,
                             ProviderRoutingConfig)
-from llmroute_magic._config import _CONFIG_KEYS, _SPEC_FIELDS
 from llmroute_magic.sim import ProviderProfile, Simulator
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,

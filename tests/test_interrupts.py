@@ -21,7 +21,7 @@ import time
 import pytest
 
 from helpers import Sleeps, assert_ledger_matches_sim, make_router, rows, sim_quiet, wait_until
-from llmroute_magic import Completion, LLMRouteError, ModelClientRouter, ProviderRoutingConfig
+from llmroute_magic import Completion, LLMRouteError
 from llmroute_magic.sim import ProviderProfile, Simulator
 
 PROFILES = [

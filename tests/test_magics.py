@@ -16,7 +16,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from llmroute_magic import Completion, ModelClientRouter, ProviderRoutingConfig, ProviderSpec
+from llmroute_magic import Completion, ModelClientRouter, ProviderRoutingConfig
 from llmroute_magic.sim import Simulator
 
 SECRET = "sk-test-SECRET-do-not-print-4242"
