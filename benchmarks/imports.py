@@ -54,25 +54,22 @@ def _time_run(code: str) -> tuple[float, float]:
 
 
 def _probe(code: str) -> object:
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
-                         env=_quiet_env())
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def _quiet_env() -> dict[str, str]:
     import os
-
-    env = dict(os.environ)
-    # The extension must not pick up a user's real config or keys while being measured.
-    env.pop("LLMROUTE_CONFIG", None)
-    env["IPYTHONDIR"] = env.get("IPYTHONDIR_BENCH") or _tmp_ipython_dir()
-    return env
-
-
-def _tmp_ipython_dir() -> str:
     import tempfile
 
-    return tempfile.mkdtemp(prefix="llmroute-bench-ipython-")
+    with tempfile.TemporaryDirectory(prefix="llmroute-bench-") as tmp:
+        env = dict(os.environ)
+        # The extension must not pick up a user's real config, profile or keys while being measured.
+        env.pop("LLMROUTE_CONFIG", None)
+        env["IPYTHONDIR"] = tmp
+        # Run from an empty directory (no ./llmroute.toml), importing the same package as this process.
+        import llmroute_magic
+
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(llmroute_magic.__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env,
+                             cwd=tmp)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def run(quick: bool = False) -> Section:
