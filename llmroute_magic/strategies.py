@@ -122,9 +122,10 @@ class LeastLatencyStrategy(Strategy):
     """Fastest expected answer, counting the queue: latency estimate × (requests in flight + 1).
 
     - Unseen providers are explored first (fewest in flight first), so each gets measured.
-    - A provider not sampled for ``probe_after_s`` gets one probe request, and a small share of
-      requests (``explore_share``) goes to the least recently sampled provider, so a single slow
-      cold-start answer never locks a fast provider out.
+    - A provider not sampled for ``probe_after_s`` gets a probe request, so a single slow
+      cold-start answer never locks a fast provider out; probes are capped at ``explore_share``
+      of the requests routed (the first is free), so at low traffic re-probing every idle
+      provider cannot eat a fifth of the requests.
     - With few candidates the in-flight counts are exact (one event loop), so comparing all of
       them is the best choice and a burst cannot herd: each start raises that provider's score at
       once. Above ``sample_above`` candidates it uses power of two choices, O(1) and robust to
@@ -134,12 +135,14 @@ class LeastLatencyStrategy(Strategy):
     kind = RoutingStrategy.LEAST_LATENCY
 
     def __init__(self, clock: Clock, rng: _random.Random | None = None, *, probe_after_s: float = 10.0,
-                 explore_share: float = 0.02, sample_above: int = 4) -> None:
+                 explore_share: float = 0.05, sample_above: int = 4) -> None:
         self.clock = clock
         self.rng = rng or _random.Random()
         self.probe_after_s = probe_after_s
         self.explore_share = explore_share
         self.sample_above = sample_above
+        self._routed = 0
+        self._probes = 0
 
     @staticmethod
     def score(h: ProviderHealth) -> float:
@@ -154,10 +157,13 @@ class LeastLatencyStrategy(Strategy):
             head = min(unseen, key=lambda h: h.in_flight)
         else:
             now = self.clock()
-            stale = [h for h in candidates if h.in_flight == 0 and now - h.latency.last_sample > self.probe_after_s]
-            if not stale and self.rng.random() < self.explore_share:
-                stale = [h for h in candidates if h.in_flight == 0]
+            self._routed += 1
+            stale = None
+            if self._probes < 1 + self.explore_share * self._routed:
+                stale = [h for h in candidates
+                         if h.in_flight == 0 and now - h.latency.last_sample > self.probe_after_s]
             if stale:
+                self._probes += 1
                 head = min(stale, key=lambda h: h.latency.last_sample)
             elif len(candidates) > self.sample_above:
                 a, b = self.rng.sample(list(candidates), 2)

@@ -162,3 +162,20 @@ def test_latency_estimate_decays_toward_recent_fast_samples():
         clock.now += 0.5
         h.record_success(0.1, 1)
     assert h.latency.value < 0.15
+
+
+def test_least_latency_caps_probes_at_its_exploration_share():
+    clock = FakeClock()
+    fast, mid, slow = healths(clock, spec("a"), spec("b"), spec("c"))
+    ll = make_strategy("least_latency", prices=lambda s: None, clock=clock, rng=random.Random(0))
+    for h, lat in ((fast, 0.03), (mid, 0.06), (slow, 0.09)):
+        h.record_success(lat, 1)
+    heads = Counter()
+    for _ in range(400):  # one request per second: every idle provider is "stale" again and again
+        clock.now += 1.0
+        head = ll.order([fast, mid, slow], RequestInfo())[0]
+        heads[head.name] += 1
+        head.record_success({"a": 0.03, "b": 0.06, "c": 0.09}[head.name], 1)
+    probes = heads["b"] + heads["c"]
+    assert 2 <= probes <= 1 + 0.05 * 400  # idle providers are re-probed, but at most 5 % of traffic
+    assert heads["a"] >= 380
