@@ -18,6 +18,7 @@ import operator
 import os
 import sqlite3
 import threading
+import time
 import warnings
 from array import array
 from typing import Any, Callable, Iterable
@@ -320,16 +321,26 @@ class _SQLiteStore:
         # notebook cell that builds the router for long); the writer thread then waits up to 10 s,
         # long enough for another kernel's batch on the same file.
         conn = sqlite3.connect(self.path, timeout=2.0, check_same_thread=False, isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(_SCHEMA)
-            conn.execute("SELECT count(*) FROM attempts").fetchone()  # fails now, not later, on a corrupt file
-            conn.execute("PRAGMA busy_timeout=10000")
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+        deadline = time.monotonic() + 2.0
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(_SCHEMA)
+                conn.execute("SELECT count(*) FROM attempts").fetchone()  # fails now, not later, on a corrupt file
+                conn.execute("PRAGMA busy_timeout=10000")
+                return conn
+            except sqlite3.OperationalError as e:
+                # Two kernels creating the same new file at once: switching it to WAL answers
+                # "locked" at once, without waiting on the busy timeout. Try again briefly.
+                if "locked" in str(e) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                conn.close()
+                raise
+            except BaseException:
+                conn.close()
+                raise
 
     def put(self, r: AttemptRecord) -> None:
         if self._failed is not None:
