@@ -33,9 +33,6 @@ _TEXT_CODED = ("provider", "model", "strategy", "status", "error_type")
 # pass per column instead of sixteen Python-level appends per row (about 4x cheaper per attempt).
 _FOLD_EVERY = 512
 _NAN = (math.nan,)
-_ROW_FIELDS = operator.attrgetter(
-    "request_id", "attempt", "timestamp", "provider", "model", "strategy", "status", "error_type",
-    "http_status", "input_tokens", "output_tokens", "cost", "latency_s", "ttft_s", "streamed")
 
 
 class LedgerPersistenceWarning(UserWarning):
@@ -137,7 +134,7 @@ class Ledger:
         None in a numeric column."""
         n = len(batch)
         (request_id, attempt, timestamp, provider, model, strategy, status, error_type, http_status,
-         input_tokens, output_tokens, cost, latency, ttft, streamed) = zip(*map(_ROW_FIELDS, batch))
+         input_tokens, output_tokens, cost, latency, ttft, streamed, _reached_network) = zip(*batch)
         if None in http_status:
             http_status = [-1 if s is None else s for s in http_status]
         if ttft.count(None) == n:
@@ -273,9 +270,9 @@ def frame_from_columns(cols: dict[str, Any]):
     import numpy as np
     import pandas as pd
 
-    data: dict[str, Any] = {"request_id": pd.array(cols["request_id"], dtype="string")}
+    data: dict[str, Any] = {"request_id": _string_array(cols["request_id"])}
     data["attempt"] = np.frombuffer(cols["attempt"], dtype=np.int32).astype(np.int64)
-    data["timestamp"] = pd.to_datetime(np.frombuffer(cols["timestamp"], dtype=np.float64), unit="s", utc=True)
+    data["timestamp"] = utc_timestamps(np.frombuffer(cols["timestamp"], dtype=np.float64))
     for name in ("provider", "model", "strategy", "status", "error_type"):
         codes, values = cols[name]
         data[name] = pd.Categorical.from_codes(np.frombuffer(codes, dtype=np.int32), categories=values) \
@@ -289,6 +286,30 @@ def frame_from_columns(cols: dict[str, Any]):
     data["ttft_s"] = np.frombuffer(cols["ttft_s"], dtype=np.float64)
     data["streamed"] = np.frombuffer(cols["streamed"], dtype=np.int8).astype(bool)
     return pd.DataFrame({name: data[name] for name in LEDGER_COLUMNS}, copy=False)
+
+
+def utc_timestamps(epoch_s):
+    """Epoch seconds (float array) as tz-aware UTC timestamps, to the microsecond.
+
+    Rounded, then cast: ``pd.to_datetime(unit="s")`` is ten times slower and keeps float noise
+    (…00.000999928) that no clock behind these numbers had."""
+    import numpy as np
+    import pandas as pd
+
+    micros = np.rint(np.asarray(epoch_s, dtype=np.float64) * 1e6).astype("int64").astype("datetime64[us]")
+    return pd.DatetimeIndex(micros).tz_localize("UTC")
+
+
+def _string_array(values: list[str]):
+    """pandas' "string" array; through pyarrow directly when it is there (5x faster for 1M ids)."""
+    import pandas as pd
+
+    try:
+        import pyarrow as pa
+
+        return pd.arrays.ArrowStringArray(pa.array(values, type=pa.large_string()))
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return pd.array(values, dtype="string")
 
 
 _SCHEMA = """
@@ -396,7 +417,7 @@ class _SQLiteStore:
         self.flush()
         with self._write_lock:
             df = pd.read_sql_query("SELECT * FROM attempts ORDER BY timestamp, request_id, attempt", self._conn)
-        df["timestamp"] = pd.to_datetime(df["timestamp"], unit="s", utc=True)
+        df["timestamp"] = utc_timestamps(df["timestamp"].to_numpy(dtype="float64"))
         df["http_status"] = df["http_status"].astype("Int64")
         df["cost"] = df["cost"].astype(float)
         df["ttft_s"] = df["ttft_s"].astype(float)
