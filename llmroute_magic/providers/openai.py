@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .._http import JSONOverHTTPAdapter, StreamParser
+from ._json_http import JSONOverHTTPAdapter, StreamParser
 from ._base import ChatRequest, ProviderResult
 from ._failures import AttemptContext, error_from_event, malformed
 from ._sse import ServerSentEvent
