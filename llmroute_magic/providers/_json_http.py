@@ -42,16 +42,37 @@ def dumps(body: dict[str, Any]) -> bytes:
 
 class StreamParser:
     """Reads one SSE stream of one wire format. ``feed`` returns the text delta an event carried
-    (or None) and raises ``ProviderError`` for an error event; ``result`` is called at the end of
-    the stream and raises ``malformed_response`` if the stream stopped before its proper end."""
+    (or None), keeps the usage it reports in ``ctx`` and raises ``ProviderError`` for an error
+    event; it sets ``done`` at the format's proper end (``end_marker``). ``result`` is called at
+    the end of the stream and raises ``malformed_response`` if that end never came."""
 
-    __slots__ = ()
+    __slots__ = ("ctx", "model", "finish_reason", "cache_read_tokens", "done")
+    end_marker = ""
+
+    def __init__(self, ctx: AttemptContext, model: str) -> None:
+        self.ctx = ctx
+        self.model = model
+        self.finish_reason: str | None = None
+        self.cache_read_tokens = 0
+        self.done = False
 
     def feed(self, event: ServerSentEvent) -> str | None:
         raise NotImplementedError
 
     def result(self, http_status: int, ttft_s: float | None) -> ProviderResult:
-        raise NotImplementedError
+        if not self.done:
+            raise malformed(self.ctx, f"stream ended before {self.end_marker}")
+        ctx = self.ctx
+        return ProviderResult(
+            text=ctx.partial_text,
+            model=self.model,
+            input_tokens=ctx.input_tokens,
+            output_tokens=ctx.output_tokens,
+            cache_read_tokens=self.cache_read_tokens,
+            finish_reason=self.finish_reason,
+            http_status=http_status,
+            ttft_s=ttft_s,
+        )
 
 
 class _Auth:

@@ -90,14 +90,8 @@ class _AnthropicStream(StreamParser):
     """message_start (input tokens) · content_block_* (text) · ping · message_delta (output tokens,
     stop_reason) · message_stop; or ``event: error`` at any point."""
 
-    __slots__ = ("ctx", "model", "finish_reason", "cache_read_tokens", "done")
-
-    def __init__(self, ctx: AttemptContext, model: str) -> None:
-        self.ctx = ctx
-        self.model = model
-        self.finish_reason: str | None = None
-        self.cache_read_tokens = 0
-        self.done = False
+    __slots__ = ()
+    end_marker = "message_stop"
 
     def feed(self, event: ServerSentEvent) -> str | None:
         name = event.event
@@ -134,18 +128,3 @@ class _AnthropicStream(StreamParser):
         elif kind == "error" or name == "error":
             raise error_from_event(self.ctx, payload)
         return None
-
-    def result(self, http_status: int, ttft_s: float | None) -> ProviderResult:
-        if not self.done:
-            raise malformed(self.ctx, "stream ended before message_stop")
-        ctx = self.ctx
-        return ProviderResult(
-            text=ctx.partial_text,
-            model=self.model,
-            input_tokens=ctx.input_tokens,
-            output_tokens=ctx.output_tokens,
-            cache_read_tokens=self.cache_read_tokens,
-            finish_reason=self.finish_reason,
-            http_status=http_status,
-            ttft_s=ttft_s,
-        )

@@ -65,14 +65,8 @@ class OpenAIAdapter(JSONOverHTTPAdapter):
 class _OpenAIStream(StreamParser):
     """``data: {chunk}`` events, a final usage chunk (``choices: []``), then ``data: [DONE]``."""
 
-    __slots__ = ("ctx", "model", "finish_reason", "cache_read_tokens", "done")
-
-    def __init__(self, ctx: AttemptContext, model: str) -> None:
-        self.ctx = ctx
-        self.model = model
-        self.finish_reason: str | None = None
-        self.cache_read_tokens = 0
-        self.done = False
+    __slots__ = ()
+    end_marker = "data: [DONE]"
 
     def feed(self, event: ServerSentEvent) -> str | None:
         data = event.data
@@ -104,18 +98,3 @@ class _OpenAIStream(StreamParser):
             self.finish_reason = reason
         delta = choice.get("delta")
         return delta.get("content") if delta else None
-
-    def result(self, http_status: int, ttft_s: float | None) -> ProviderResult:
-        if not self.done:
-            raise malformed(self.ctx, "stream ended before data: [DONE]")
-        ctx = self.ctx
-        return ProviderResult(
-            text=ctx.partial_text,
-            model=self.model,
-            input_tokens=ctx.input_tokens,
-            output_tokens=ctx.output_tokens,
-            cache_read_tokens=self.cache_read_tokens,
-            finish_reason=self.finish_reason,
-            http_status=http_status,
-            ttft_s=ttft_s,
-        )
