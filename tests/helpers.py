@@ -104,3 +104,41 @@ def assert_ledger_matches_sim(router, sim, *, settle_s: float = 5.0) -> None:
         codes = Counter(str(r["http_status"]) for r in http)
         assert dict(codes) == {k: v for k, v in s["statuses"].items() if k.isdigit()}, (name, s["statuses"])
         assert body_level == sum(v for k, v in s["statuses"].items() if not k.isdigit()), (name, s["statuses"])
+
+
+# fault -> (error_type, http status) of the attempt, for a plain request over the OpenAI format.
+FAULT_OUTCOMES = {
+    "rate_limit": ("rate_limit", 429),
+    "rate_limit_no_retry_after": ("rate_limit", 429),
+    "insufficient_quota": ("insufficient_quota", 429),
+    "server_error": ("server_error", 500),
+    "bad_gateway": ("server_error", 502),
+    "unavailable": ("server_error", 503),
+    "gateway_timeout": ("server_error", 504),
+    "overloaded": ("overloaded", 529),
+    "invalid_request": ("invalid_request", 400),
+    "context_length": ("context_length", 400),
+    "unauthorized": ("authentication", 401),
+    "forbidden": ("permission", 403),
+    "model_not_found": ("not_found", 404),
+    "hang": ("timeout", None),
+    "reset": ("connection_reset", None),
+    "malformed_json": ("malformed_response", 200),
+    "truncated_stream": ("malformed_response", 200),
+    "stream_error": ("server_error", 500),
+    # made by the network, not injected by the simulator
+    "connect_refused": ("connect_error", None),
+    "read_timeout": ("timeout", None),
+    "stalled_stream": ("timeout", None),
+}
+NETWORK_FAULTS = ("connect_refused", "read_timeout", "stalled_stream")
+
+
+def expected_fault(fault: str, api: str, streamed: bool) -> tuple[str, int | None]:
+    """(error_type, http_status) of the attempt a fault causes, per wire format and mode."""
+    error_type, status = FAULT_OUTCOMES[fault]
+    if fault == "insufficient_quota" and api == "anthropic":
+        status = 400  # "Your credit balance is too low" comes as a 400 invalid_request_error
+    if fault == "stream_error" and streamed:
+        error_type, status = ("stream_error" if api == "openai" else "overloaded"), 200
+    return error_type, status

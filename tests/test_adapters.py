@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+import helpers
+
 from llmroute_magic._errors import ProviderError
 from llmroute_magic._http import make_client
 from llmroute_magic._types import ProviderSpec
@@ -601,39 +603,12 @@ async def test_sim_plain_and_streamed_answers_agree(fresh_sim, client, api):
         streamed.text, streamed.input_tokens, streamed.output_tokens)
 
 
-# (fault, streamed?) -> (error_type, status_code) for each API; None status = no HTTP answer.
-HTTP_FAULTS = {
-    "rate_limit": ("rate_limit", 429),
-    "rate_limit_no_retry_after": ("rate_limit", 429),
-    "server_error": ("server_error", 500),
-    "bad_gateway": ("server_error", 502),
-    "unavailable": ("server_error", 503),
-    "gateway_timeout": ("server_error", 504),
-    "overloaded": ("overloaded", 529),
-    "invalid_request": ("invalid_request", 400),
-    "context_length": ("context_length", 400),
-    "unauthorized": ("authentication", 401),
-    "forbidden": ("permission", 403),
-    "model_not_found": ("not_found", 404),
-    "reset": ("connection_reset", None),
-    "hang": ("timeout", None),
-    "malformed_json": ("malformed_response", 200),
-    "truncated_stream": ("malformed_response", 200),
-}
-
-
 def expected_fault(api: str, fault: str, streamed: bool) -> tuple[str, int | None]:
-    if fault == "insufficient_quota":
-        return ("insufficient_quota", 429 if api == "openai" else 400)
-    if fault == "stream_error":
-        if not streamed:
-            return ("server_error", 500)
-        return ("stream_error" if api == "openai" else "overloaded", 200)
-    return HTTP_FAULTS[fault]
+    return helpers.expected_fault(fault, api, streamed)
 
 
 def test_every_sim_fault_kind_is_covered():
-    assert set(sim_module.FAULT_KINDS) == set(HTTP_FAULTS) | {"insufficient_quota", "stream_error"}
+    assert set(sim_module.FAULT_KINDS) == set(helpers.FAULT_OUTCOMES) - set(helpers.NETWORK_FAULTS)
 
 
 @pytest.mark.parametrize("fault", sim_module.FAULT_KINDS)

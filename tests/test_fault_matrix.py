@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import Sleeps, assert_ledger_matches_sim, closed_port, rows
+from helpers import (FAULT_OUTCOMES, NETWORK_FAULTS, Sleeps, assert_ledger_matches_sim, closed_port,
+                     expected_fault, rows)
 from llmroute_magic import (AllProvidersFailed, Completion, ModelClientRouter, ProviderError,
                             ProviderRoutingConfig)
 from llmroute_magic._errors import ERROR_POLICY, Policy
@@ -33,42 +34,12 @@ PROFILES = [ProviderProfile(f"{api}-{x}", api=api, model=f"{api}-{x}-model", inp
                             context_window=4000, retry_after_s=RETRY_AFTER_S, seed=i)
             for i, (api, x) in enumerate((a, x) for a in APIS for x in ("a", "b"))]
 
-# fault -> (error_type, http status) of the attempt, for a plain request over the OpenAI format.
-BY_STATUS = {
-    "rate_limit": ("rate_limit", 429),
-    "rate_limit_no_retry_after": ("rate_limit", 429),
-    "insufficient_quota": ("insufficient_quota", 429),
-    "server_error": ("server_error", 500),
-    "bad_gateway": ("server_error", 502),
-    "unavailable": ("server_error", 503),
-    "gateway_timeout": ("server_error", 504),
-    "overloaded": ("overloaded", 529),
-    "invalid_request": ("invalid_request", 400),
-    "context_length": ("context_length", 400),
-    "unauthorized": ("authentication", 401),
-    "forbidden": ("permission", 403),
-    "model_not_found": ("not_found", 404),
-    "hang": ("timeout", None),
-    "reset": ("connection_reset", None),
-    "malformed_json": ("malformed_response", 200),
-    "truncated_stream": ("malformed_response", 200),
-    "stream_error": ("server_error", 500),
-    # made by the network, not injected by the simulator
-    "connect_refused": ("connect_error", None),
-    "read_timeout": ("timeout", None),
-    "stalled_stream": ("timeout", None),
-}
-NETWORK_FAULTS = ("connect_refused", "read_timeout", "stalled_stream")
 STREAM_ONLY = {"stalled_stream"}  # a plain answer is not paced: it cannot stall half way
 
 
 def expected(fault: str, api: str, streamed: bool) -> tuple[str, int | None, Policy]:
     """(error_type, http_status, what the router must do) for one cell of the matrix."""
-    error_type, status = BY_STATUS[fault]
-    if fault == "insufficient_quota" and api == "anthropic":
-        status = 400  # "Your credit balance is too low" comes as a 400 invalid_request_error
-    if fault == "stream_error" and streamed:
-        error_type, status = ("stream_error" if api == "openai" else "overloaded"), 200
+    error_type, status = expected_fault(fault, api, streamed)
     policy = ERROR_POLICY[error_type]
     if streamed and fault in ("stream_error", "truncated_stream", "stalled_stream"):
         policy = Policy.SURFACE  # the user already saw the first words: never retried behind their back
@@ -76,12 +47,12 @@ def expected(fault: str, api: str, streamed: bool) -> tuple[str, int | None, Pol
 
 
 CASES = [pytest.param(fault, api, streamed, id=f"{fault}-{api}-{'stream' if streamed else 'plain'}")
-         for fault in BY_STATUS for api in APIS for streamed in (False, True)
+         for fault in FAULT_OUTCOMES for api in APIS for streamed in (False, True)
          if streamed or fault not in STREAM_ONLY]
 
 
 def test_the_matrix_covers_every_fault_the_simulator_can_inject():
-    assert set(FAULT_KINDS) == set(BY_STATUS) - set(NETWORK_FAULTS)
+    assert set(FAULT_KINDS) == set(FAULT_OUTCOMES) - set(NETWORK_FAULTS)
 
 
 @pytest.fixture(scope="module")
