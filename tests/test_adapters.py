@@ -237,6 +237,18 @@ def test_openai_body_and_headers():
     assert CANARY not in repr(adapter) and CANARY not in repr(vars(adapter))
 
 
+def test_openai_itself_gets_max_completion_tokens_compatible_servers_max_tokens():
+    req = ChatRequest(messages=[{"role": "user", "content": "Q"}], max_tokens=7)
+    official = OpenAIAdapter(ProviderSpec("openai", "o3-mini", api_key=CANARY), client=None)
+    assert official.build_body(req, stream=False)["max_completion_tokens"] == 7
+    assert "max_tokens" not in official.build_body(req, stream=False)
+    local = OpenAIAdapter(ProviderSpec("vllm", "llama-3.1-8b"), client=None)
+    assert local.build_body(req, stream=False)["max_tokens"] == 7
+    explicit = ChatRequest(messages=[{"role": "user", "content": "Q"}], max_tokens=7, params={"max_tokens": 9})
+    assert official.build_body(explicit, stream=False)["max_tokens"] == 9  # the caller's spelling wins
+    assert "max_completion_tokens" not in official.build_body(explicit, stream=False)
+
+
 def test_anthropic_body_moves_system_messages_and_defaults_max_tokens():
     adapter = AnthropicAdapter(anthropic_spec("https://api.example.invalid"), client=None)
     req = ChatRequest(messages=[{"role": "system", "content": "Rule 2"}, {"role": "user", "content": "Q"}],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from ._json_http import JSONOverHTTPAdapter, StreamParser
 from ._base import ChatRequest, ProviderResult
@@ -15,6 +16,13 @@ from ._sse import ServerSentEvent
 class OpenAIAdapter(JSONOverHTTPAdapter):
     api = "openai"
     path = "/chat/completions"
+
+    def __init__(self, spec, client) -> None:
+        super().__init__(spec, client)
+        # OpenAI's own API deprecated max_tokens, and its reasoning models reject it; the
+        # compatible servers (vLLM, Ollama, Groq, ...) know max_tokens, not always the new name.
+        host = urlsplit(spec.base_url or "").hostname or ""
+        self._max_tokens_field = "max_completion_tokens" if host == "api.openai.com" else "max_tokens"
 
     def headers_for(self, key: str | None) -> dict[str, str]:
         headers = {"content-type": "application/json", "accept": "application/json"}
@@ -28,9 +36,9 @@ class OpenAIAdapter(JSONOverHTTPAdapter):
             messages = [{"role": "system", "content": request.system}, *messages]
         body: dict[str, Any] = {"model": self.spec.model, "messages": messages}
         params = request.params
-        # Newer OpenAI models take max_completion_tokens instead; a caller passing it wins.
-        if request.max_tokens is not None and "max_completion_tokens" not in params:
-            body["max_tokens"] = request.max_tokens
+        # A caller passing either spelling in params wins.
+        if request.max_tokens is not None and "max_completion_tokens" not in params and "max_tokens" not in params:
+            body[self._max_tokens_field] = request.max_tokens
         if request.temperature is not None:
             body["temperature"] = request.temperature
         if params:
