@@ -67,8 +67,10 @@ def test_unchecking_a_provider_disables_it_and_routing_avoids_it(panel, router):
 
 
 def test_fallback_toggle_and_retries_slider_write_to_the_router(panel, router):
+    assert panel.fallback.description == "fallback on" and panel.fallback.button_style == "success"
     panel.fallback.value = False
     assert router.fallback_enabled is False
+    assert panel.fallback.description == "fallback off" and panel.fallback.button_style == ""
     panel.retries.value = 5
     assert router.max_retries == 5
 

@@ -92,8 +92,9 @@ class RouterPanel(w.VBox):
         self.provider_boxes = {spec.name: w.Checkbox(value=spec.name in router.enabled, description=spec.name,
                                                      indent=False, layout=w.Layout(width="auto"))
                                for spec in router.providers}
-        self.fallback = w.ToggleButton(value=bool(router.fallback_enabled), description="fallback",
-                                       tooltip="on failure, move to the next provider", icon="random")
+        self.fallback = w.ToggleButton(value=bool(router.fallback_enabled), icon="random",
+                                       tooltip="on failure, move to the next provider")
+        self._show_fallback()
         self.retries = w.IntSlider(value=int(router.max_retries), min=0, max=max(10, int(router.max_retries)),
                                    description="retries")
         self.plot_kind = w.Dropdown(options=list(PLOT_KINDS), value=plot_kind, description="plot")
@@ -133,8 +134,15 @@ class RouterPanel(w.VBox):
         self.refresh(plot=False)  # the state column changes; the usage (and so the plot) does not
 
     def _on_fallback(self, change: dict) -> None:
+        self._show_fallback()
         if not self._syncing:
             self.router.fallback_enabled = bool(change["new"])
+
+    def _show_fallback(self) -> None:
+        # A pressed ToggleButton is only a shade darker in JupyterLab: say the state in words and colour.
+        on = bool(self.fallback.value)
+        self.fallback.description = "fallback on" if on else "fallback off"
+        self.fallback.button_style = "success" if on else ""
 
     def _on_retries(self, change: dict) -> None:
         if not self._syncing:
