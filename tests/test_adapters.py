@@ -458,6 +458,24 @@ async def test_reset_before_answer_is_connection_reset(server, client):
     assert info.value.error_type == "connection_reset"
 
 
+async def test_a_trickling_plain_answer_is_cut_at_the_timeout(server, client):
+    # Every read arrives within the timeout, but the whole answer would take ~1.6 s.
+    body = json.dumps(OPENAI_OK).encode()
+    head = http_head(200, {"content-type": "application/json", "content-length": str(len(body))})
+    step = len(body) // 8 + 1
+    pieces: list[bytes | float] = [head]
+    for i in range(0, len(body), step):
+        pieces += [0.2, body[i:i + step]]
+    server.replies.append(Reply(pieces))
+    adapter = OpenAIAdapter(openai_spec(server.url, timeout=0.5), client)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with pytest.raises(ProviderError) as info:
+        await adapter.complete(HELLO)
+    assert info.value.error_type == "timeout" and "within 0.5 s" in info.value.message
+    assert 0.45 < loop.time() - start < 1.2
+
+
 async def test_hang_with_spec_timeout_is_timeout(server, client):
     server.replies.append(Reply(hang=True))
     adapter = OpenAIAdapter(openai_spec(server.url, timeout=0.3), client)

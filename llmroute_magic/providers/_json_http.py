@@ -7,6 +7,7 @@ URL path, headers, request body and response/stream parsing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from time import perf_counter
@@ -97,6 +98,11 @@ class JSONOverHTTPAdapter(ProviderAdapter):
 
         self._url = httpx.URL(f"{spec.base_url}{self.path}")
         self._timeout: Any = httpx.Timeout(spec.timeout) if spec.timeout is not None else httpx.USE_CLIENT_DEFAULT
+        # httpx's timeouts bound each connect and each read; a plain answer also gets the same
+        # number as a deadline for the whole of it, so a server that trickles bytes cannot hold a
+        # request forever. (A stream may run long while text flows: only its reads are bounded.)
+        self._deadline_s: float | None = spec.timeout if spec.timeout is not None else \
+            getattr(getattr(client, "timeout", None), "read", None)
         self._direct = getattr(client, "direct_transport", None)
         if self._direct is not None:
             timeout = self._timeout if spec.timeout is not None else client.timeout
@@ -186,7 +192,13 @@ class JSONOverHTTPAdapter(ProviderAdapter):
         headers, ctx = self._begin()
         content = dumps(self.build_body(request, False))
         try:
-            response = await self._send(headers, content, stream=False)
+            if self._deadline_s is None:
+                response = await self._send(headers, content, stream=False)
+            else:
+                async with asyncio.timeout(self._deadline_s):
+                    response = await self._send(headers, content, stream=False)
+        except TimeoutError:
+            raise ctx.error("timeout", f"no complete answer within {self._deadline_s:g} s") from None
         except Exception as exc:
             err = error_from_exception(ctx, exc)
             if err is None:
