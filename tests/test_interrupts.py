@@ -243,6 +243,9 @@ CTRL_C = """
     from llmroute_magic.sim import ProviderProfile, Simulator
 
     how = sys.argv[1]
+    # What a terminal or a kernel gives the process; a job started in the background by a
+    # non-interactive shell inherits SIGINT ignored, and then no Ctrl-C would ever arrive.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     def press_ctrl_c():
         if how == "signal":
             os.kill(os.getpid(), signal.SIGINT)  # what a terminal or a Jupyter kernel interrupt sends

@@ -321,6 +321,9 @@ def test_failed_request_is_a_short_message_and_every_attempt_is_in_the_ledger(sh
 
 def test_interrupting_a_streaming_cell_cancels_the_request(shell, router, sim):
     sim.update("sim-openai", tokens_per_s=5.0)
+    # A kernel or terminal handles Ctrl-C; a test run started in the background by a
+    # non-interactive shell inherits SIGINT ignored, so install the usual handler for this test.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         before = sim.stats()["providers"].get("sim-openai", {}).get("requests", 0)
 
@@ -345,6 +348,7 @@ def test_interrupting_a_streaming_cell_cancels_the_request(shell, router, sim):
             time.sleep(0.05)
         assert "cancelled" in set(router.usage_df()["status"])
     finally:
+        signal.signal(signal.SIGINT, previous)
         sim.update("sim-openai", tokens_per_s=1000.0)
 
 
