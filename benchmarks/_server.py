@@ -132,13 +132,7 @@ class LoopbackServer:
         return f"http://127.0.0.1:{self.port}"
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        _stop(self.proc)
 
 
 if __name__ == "__main__":
@@ -191,15 +185,21 @@ class SimulatorProcess:
     def __exit__(self, *exc: object) -> None:
         import os
 
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        _stop(self.proc)
         if self._tmp:
             os.unlink(self._tmp)
+
+
+def _stop(proc: "subprocess.Popen | None") -> None:
+    """Terminate a server process, killing it if it does not stop within 5 s."""
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _toml(profiles: list[dict]) -> str:
