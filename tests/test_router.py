@@ -35,9 +35,7 @@ def sim():
 
 @pytest.fixture
 def fresh(sim):
-    for p in PROFILES:
-        sim.update(p.name, **{k: getattr(p, k) for k in ("latency_s", "faults", "context_window", "retry_after_s")})
-    sim.reset()
+    sim.reset()  # original profiles back, no queued faults, zero counters
     yield sim
     sim.reset()
 
