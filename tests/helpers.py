@@ -142,3 +142,22 @@ def expected_fault(fault: str, api: str, streamed: bool) -> tuple[str, int | Non
     if fault == "stream_error" and streamed:
         error_type, status = ("stream_error" if api == "openai" else "overloaded"), 200
     return error_type, status
+
+
+async def cancel_after_first_item(stream) -> None:
+    """Read ``stream`` in a task, cancel the task once the first item arrived, wait for it to end."""
+    import asyncio
+
+    import pytest
+
+    first = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in stream:
+            first.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(first.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

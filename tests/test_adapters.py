@@ -507,17 +507,7 @@ async def test_refused_connection_is_connect_error(client, streamed):
 async def test_cancelling_a_stream_closes_its_connection(server, client):
     server.replies.append(sse_reply(openai_chunks([f"w{i} " for i in range(50)]), pause=0.05))
     adapter = OpenAIAdapter(openai_spec(server.url), client)
-    first = asyncio.Event()
-
-    async def consume() -> None:
-        async for _ in adapter.stream(HELLO):
-            first.set()
-
-    task = asyncio.create_task(consume())
-    await asyncio.wait_for(first.wait(), 5)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await helpers.cancel_after_first_item(adapter.stream(HELLO))
     await asyncio.wait_for(server.disconnected.wait(), 5)
     assert server.open_connections == 0
 
@@ -696,17 +686,7 @@ async def test_sim_key_is_sent_and_never_shown(fresh_sim, client):
 async def test_sim_cancelled_stream_disconnects(fresh_sim, client):
     spec = next(s for s in fresh_sim.provider_specs() if s.name == "t-slow")
     adapter = OpenAIAdapter(spec, client)
-    first = asyncio.Event()
-
-    async def consume() -> None:
-        async for _ in adapter.stream(ChatRequest(PROMPT.messages, max_tokens=200)):
-            first.set()
-
-    task = asyncio.create_task(consume())
-    await asyncio.wait_for(first.wait(), 5)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await helpers.cancel_after_first_item(adapter.stream(ChatRequest(PROMPT.messages, max_tokens=200)))
     for _ in range(100):
         if fresh_sim.stats()["providers"]["t-slow"]["statuses"].get("disconnected"):
             break

@@ -20,7 +20,8 @@ import time
 
 import pytest
 
-from helpers import Sleeps, assert_ledger_matches_sim, make_router, rows, sim_quiet, wait_until
+from helpers import (Sleeps, assert_ledger_matches_sim, cancel_after_first_item, make_router, rows, sim_quiet,
+                     wait_until)
 from llmroute_magic import Completion, LLMRouteError
 from llmroute_magic.sim import ProviderProfile, Simulator
 
@@ -88,17 +89,7 @@ async def test_cancel_mid_request_records_cancelled_and_drops_the_connection(fre
 @pytest.mark.parametrize("name", ["drip", "drip-a"])
 async def test_cancel_mid_stream_records_cancelled_and_drops_the_connection(fresh, name):
     with make_router(fresh, [name]) as r:
-        first = asyncio.Event()
-
-        async def read():
-            async for _ in r.astream("a long story", max_tokens=200):
-                first.set()
-
-        task = asyncio.create_task(read())
-        await asyncio.wait_for(first.wait(), 5)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await cancel_after_first_item(r.astream("a long story", max_tokens=200))
         rec = rows(r)
         assert [(x["status"], x["streamed"]) for x in rec] == [("cancelled", True)]
         assert pool_in_use(r, asyncio.get_running_loop()) == 0

@@ -162,19 +162,17 @@ class Simulator:
 
         profiles = self._state.profiles()
         chosen = list(profiles) if names is None else list(names)
-        return [ProviderSpec(name=n, model=self._profile(n).model, api=self._profile(n).api,
-                             base_url=self.base_url(n), api_key=self._profile(n).require_api_key or "sim",
-                             input_price=self._profile(n).input_price, output_price=self._profile(n).output_price,
-                             context_window=self._profile(n).context_window, priority=i)
-                for i, n in enumerate(chosen)]
+        specs = []
+        for i, n in enumerate(chosen):
+            p = self._profile(n)
+            specs.append(ProviderSpec(name=n, model=p.model, api=p.api, base_url=self.base_url(n),
+                                      api_key=p.require_api_key or "sim", input_price=p.input_price,
+                                      output_price=p.output_price, context_window=p.context_window, priority=i))
+        return specs
 
     # -- profiles and faults --------------------------------------------------------------------
     def _profile(self, name: str) -> ProviderProfile:
-        profile = self._state.get(name)
-        if profile is None:
-            raise ConfigError(f"provider: unknown simulated provider {name!r}; known: {', '.join(self._state.names())}",
-                              field="provider")
-        return profile
+        return self._state.known(name)
 
     @property
     def profiles(self) -> dict[str, ProviderProfile]:

@@ -78,7 +78,8 @@ class SimState:
         with self._lock:
             return dict(self._profiles)
 
-    def _known(self, name: str) -> ProviderProfile:
+    def known(self, name: str) -> ProviderProfile:
+        """The profile of ``name``, or a ConfigError naming the providers there are."""
         profile = self._profiles.get(name)
         if profile is None:
             raise ConfigError(f"provider: unknown simulated provider {name!r}; known: {', '.join(self._profiles)}",
@@ -87,7 +88,7 @@ class SimState:
 
     def update(self, name: str, **changes) -> ProviderProfile:
         with self._lock:
-            new = self._known(name).replace(**changes)
+            new = self.known(name).replace(**changes)
             if new.name != name:
                 raise ConfigError(f"profiles.{name}.name: a provider cannot be renamed", field=f"profiles.{name}.name")
             self._install(new)
@@ -100,7 +101,7 @@ class SimState:
                 raise ConfigError(f"inject: unknown fault kind {f!r}; allowed: None (a normal answer), "
                                   f"{', '.join(FAULT_KINDS)}", field="inject")
         with self._lock:
-            self._known(name)
+            self.known(name)
             self._queued[name].extend(faults)
             return len(self._queued[name])
 
