@@ -40,9 +40,6 @@ class LatencyEstimate:
             self.value = self.value * w + latency_s * (1.0 - w)
         self.last_sample = now
 
-    def age(self, now: float) -> float:
-        return now - self.last_sample
-
 
 @dataclass(slots=True)
 class ProviderHealth:

@@ -32,5 +32,3 @@ class Backoff:
         base = min(self.initial_s * self.multiplier ** retry_index, self.max_s)
         return base * (1.0 - self.jitter * rng.random())
 
-
-NO_BACKOFF = Backoff(initial_s=0.0, max_s=0.0, jitter=0.0)

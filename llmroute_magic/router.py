@@ -70,7 +70,6 @@ class ModelClientRouter:
         self._health: dict[str, ProviderHealth] = {p.name: ProviderHealth(p, clock) for p in config.providers}
         self._by_priority = sorted(self._health.values(), key=lambda h: (h.spec.priority, h.name))
         self._strategies: dict[RoutingStrategy, Strategy] = {}
-        self._strategy = self._strategy_for(config.strategy)
         self._request_ids = itertools.count(1)
         self._id_prefix = os.urandom(3).hex()
         self._clients: dict[asyncio.AbstractEventLoop, tuple[Any, dict[str, "ProviderAdapter"], Any]] = {}
@@ -100,7 +99,6 @@ class ModelClientRouter:
         kind = RoutingStrategy.parse(strategy)
         with self._lock:
             self._config = self._config.with_strategy(kind)
-            self._strategy = self._strategy_for(kind)
 
     @property
     def fallback_enabled(self) -> bool:
@@ -431,7 +429,7 @@ class ModelClientRouter:
                 waiting_for_same = previous is not None
             else:
                 # Every candidate has failed once: the list starts again, after a backoff (not when
-                # the list was only emptied to look for a larger context window).
+                # it is empty: before the first attempt, or when the providers left were skipped).
                 restarting = previous is not None and bool(order) and pos >= len(order)
                 if pos >= len(order):
                     with self._lock:
@@ -550,10 +548,12 @@ class ModelClientRouter:
                 if window is None or fixed is not None or not cfg.fallback_enabled:
                     raise err
                 min_context = max(min_context or 0, window)
-                order, pos = [], 0
+                # The new candidate list serves the next attempt as it is: asking the strategy twice
+                # would advance a stateful one (round robin) twice.
                 with self._lock:
-                    if not self._candidates(plan, excluded, min_context):
-                        raise err
+                    order, pos = self._candidates(plan, excluded, min_context), 0
+                if not order:
+                    raise err
 
         if not errors:
             raise AllProvidersFailed([], hint=(
