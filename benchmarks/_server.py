@@ -158,7 +158,7 @@ class SimulatorProcess:
         fd, self._tmp = tempfile.mkstemp(suffix=".toml", prefix="llmroute-bench-")
         with os.fdopen(fd, "w") as f:
             f.write(_toml(self.profiles))
-        self.proc = subprocess.Popen([sys.executable, "-m", "llmroute_magic.cli", "sim", "--port", "0",
+        self.proc = subprocess.Popen([sys.executable, "-m", "llmroute_magic._cli", "sim", "--port", "0",
                                       "--profiles", self._tmp], stdout=subprocess.PIPE, text=True)
         for line in self.proc.stdout:  # type: ignore[union-attr]
             if "http://127.0.0.1:" in line:

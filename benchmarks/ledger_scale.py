@@ -54,7 +54,7 @@ def _chunk_cost(ledger, records) -> float:
 def _child_memory(n: int) -> dict:
     import resource
 
-    from llmroute_magic.ledger import Ledger
+    from llmroute_magic._ledger import Ledger
     import pandas  # noqa: F401  (its import is not the ledger's cost)
 
     t = time.time()
@@ -137,7 +137,7 @@ def _calibrate() -> float:
 def _child_sqlite(n: int) -> dict:
     import sqlite3
 
-    from llmroute_magic.ledger import Ledger
+    from llmroute_magic._ledger import Ledger
 
     t = time.time()
     records = [_record(i, t) for i in range(n)]

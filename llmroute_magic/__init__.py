@@ -8,19 +8,20 @@ private. Heavy dependencies (httpx, pandas, matplotlib, IPython, ipywidgets) loa
 from typing import TYPE_CHECKING
 
 from ._config import ProviderRoutingConfig
-from ._errors import AllProvidersFailed, ConfigError, LLMRouteError, ProviderError
+from ._errors import (AllProvidersFailed, ConfigError, LedgerPersistenceWarning, LLMRouteError, ProviderError,
+                      UnknownPriceWarning)
 from ._types import Completion, ProviderSpec, RoutingStrategy
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily (see __getattr__)
-    from .router import ModelClientRouter
-    from .stats import UsageStats
+    from ._router import ModelClientRouter
+    from ._stats import UsageStats
 
 __version__ = "0.1.0"
 
 # The router pulls in asyncio, sqlite3 and the ledger (about two thirds of the import time):
 # loaded on first use of the name, so ``import llmroute_magic`` (and ``%load_ext`` before its
 # first request) stays cheap while ``from llmroute_magic import ModelClientRouter`` works as ever.
-_LAZY = {"ModelClientRouter": ".router", "UsageStats": ".stats"}
+_LAZY = {"ModelClientRouter": "._router", "UsageStats": "._stats"}
 
 
 def __getattr__(name: str):
@@ -39,20 +40,21 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "AllProvidersFailed", "Completion", "ConfigError", "LLMRouteError", "ModelClientRouter", "ProviderError",
-    "ProviderRoutingConfig", "ProviderSpec", "RoutingStrategy", "UsageStats", "__version__",
+    "AllProvidersFailed", "Completion", "ConfigError", "LLMRouteError", "LedgerPersistenceWarning",
+    "ModelClientRouter", "ProviderError", "ProviderRoutingConfig", "ProviderSpec", "RoutingStrategy",
+    "UnknownPriceWarning", "UsageStats", "__version__",
     "load_ipython_extension", "unload_ipython_extension",
 ]
 
 
 def load_ipython_extension(ipython) -> None:
     """``%load_ext llmroute_magic``: register the magics and bind the router ``llm``."""
-    from .ipython import load_ipython_extension as load
+    from ._ipython import load_ipython_extension as load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython) -> None:
-    from .ipython import unload_ipython_extension as unload
+    from ._ipython import unload_ipython_extension as unload
 
     unload(ipython)

@@ -5,6 +5,9 @@
     ├── ProviderError        one failed attempt at one provider
     └── AllProvidersFailed   every attempt of a request failed; ``.attempts`` holds them all
 
+Warnings (``warnings.warn``, never raised): ``UnknownPriceWarning`` (a cost shows as NaN) and
+``LedgerPersistenceWarning`` (the ledger file cannot be used; usage is kept in memory).
+
 Every ``ProviderError`` carries an ``error_type`` from ``ERROR_POLICY``; the router decides what
 to do next from that type alone, so adapters only have to classify, never to decide.
 """
@@ -166,3 +169,11 @@ def advice_for(attempts: Sequence[ProviderError]) -> str:
     if not tips:
         return "What to do: check the errors above."
     return "What to do: " + "; ".join(tips) + "."
+
+
+class UnknownPriceWarning(UserWarning):
+    """A provider's price is unknown: its cost shows as NaN (never 0) until one is given."""
+
+
+class LedgerPersistenceWarning(UserWarning):
+    """The ledger file cannot be used; usage is kept in memory for this session."""

@@ -20,10 +20,10 @@ import helpers
 from llmroute_magic._errors import ProviderError
 from llmroute_magic._http import make_client
 from llmroute_magic._types import ProviderSpec
-from llmroute_magic.providers import ChatRequest, ProviderResult, adapter_for
-from llmroute_magic.providers._sse import SSEDecoder, ServerSentEvent
-from llmroute_magic.providers.anthropic import AnthropicAdapter
-from llmroute_magic.providers.openai import OpenAIAdapter
+from llmroute_magic._providers import ChatRequest, ProviderResult, adapter_for
+from llmroute_magic._providers._sse import SSEDecoder, ServerSentEvent
+from llmroute_magic._providers.anthropic import AnthropicAdapter
+from llmroute_magic._providers.openai import OpenAIAdapter
 
 CANARY = "sk-canary-XYZ"
 
@@ -718,7 +718,7 @@ def test_http_layer_imports_no_httpx_until_used():
     import subprocess
     import sys
 
-    code = ("import sys, llmroute_magic._http, llmroute_magic.providers.openai, "
-            "llmroute_magic.providers.anthropic; print('httpx' in sys.modules)")
+    code = ("import sys, llmroute_magic._http, llmroute_magic._providers.openai, "
+            "llmroute_magic._providers.anthropic; print('httpx' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

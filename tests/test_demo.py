@@ -17,7 +17,7 @@ PLOTS = ("cost", "latency", "tokens", "requests", "timeline")
 def test_demo_writes_the_executed_notebook_html_usage_and_plots(tmp_path):
     out = tmp_path / "demo-out"
     env = {**os.environ, "OPENAI_API_KEY": "sk-test-demo-never-sent"}
-    proc = subprocess.run([sys.executable, "-m", "llmroute_magic.cli", "demo", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "llmroute_magic._cli", "demo", "--out", str(out)],
                           capture_output=True, text=True, timeout=280, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name in ("quickstart.ipynb", "quickstart.html", "usage.csv"):
@@ -40,7 +40,7 @@ def test_demo_writes_the_executed_notebook_html_usage_and_plots(tmp_path):
 def test_demo_defaults_to_llmroute_demo_in_the_working_directory():
     import argparse
 
-    from llmroute_magic import demo
+    from llmroute_magic import _demo as demo
 
     parser = argparse.ArgumentParser()
     demo.add_arguments(parser)
@@ -48,7 +48,7 @@ def test_demo_defaults_to_llmroute_demo_in_the_working_directory():
 
 
 def test_simulated_env_drops_keys_and_config_and_forces_the_simulator():
-    from llmroute_magic.demo import simulated_env
+    from llmroute_magic._demo import simulated_env
 
     env = simulated_env({"OPENAI_API_KEY": "k", "GROQ_API_KEY": "k", "LLMROUTE_CONFIG": "x.toml", "PATH": "/bin"})
     assert env["LLMROUTE_SIMULATE"] == "1" and env["PATH"] == "/bin"

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from llmroute_magic._errors import ERROR_POLICY, ProviderError
-from llmroute_magic.providers._failures import (
+from llmroute_magic._providers._failures import (
     AttemptContext,
     classify_exception,
     error_from_event,

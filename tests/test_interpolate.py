@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llmroute_magic.ipython.interpolate import interpolate
+from llmroute_magic._ipython.interpolate import interpolate
 
 NS = {
     "topic": "CAP theorem",

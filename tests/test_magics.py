@@ -250,7 +250,7 @@ def test_formats_choose_the_output_type(shell, router, magics, fmt, mime):
 
 
 def test_json_format_parses_json_answers_and_says_when_it_cannot(shell, router, magics):
-    from llmroute_magic.ipython.render import answer_bundle
+    from llmroute_magic._ipython.render import answer_bundle
 
     bundle, note = answer_bundle('```json\n{"a": [1, 2]}\n```', "json", "footer")
     assert bundle["application/json"] == {"a": [1, 2]} and note is None
@@ -427,7 +427,7 @@ def test_plot_returns_a_figure_or_saves_a_png(shell, router, tmp_path):
 
 
 def test_panel_subcommand_returns_the_panel(shell, router):
-    from llmroute_magic.ipython.widgets import RouterPanel
+    from llmroute_magic._ipython.widgets import RouterPanel
 
     panel = shell.run_line_magic("llm", "panel")
     try:

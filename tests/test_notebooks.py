@@ -7,7 +7,7 @@ import json
 import nbformat
 import pytest
 
-from llmroute_magic.demo import execute_notebook, notebook_dirs
+from llmroute_magic._demo import execute_notebook, notebook_dirs
 
 NOTEBOOKS = ["quickstart.ipynb", "ab_comparison.ipynb", "cost_analysis.ipynb"]
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from llmroute_magic import ConfigError
-from llmroute_magic.plots import PLOT_KINDS, figure_to_png, plot_usage
+from llmroute_magic._plots import PLOT_KINDS, figure_to_png, plot_usage
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -122,7 +122,7 @@ def test_plotting_never_selects_a_gui_backend():
     code = (
         "import sys\n"
         "import pandas as pd\n"
-        "from llmroute_magic.plots import plot_usage, figure_to_png\n"
+        "from llmroute_magic._plots import plot_usage, figure_to_png\n"
         "df = pd.DataFrame({'provider': ['a'], 'cost': [0.1], 'status': ['ok'], 'request_id': ['r'],"
         " 'input_tokens': [1], 'output_tokens': [2], 'latency_s': [0.1],"
         " 'timestamp': [pd.Timestamp.now(tz='UTC')]})\n"

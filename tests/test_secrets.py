@@ -173,7 +173,7 @@ def test_the_key_is_in_no_repr_error_warning_log_frame_export_or_plot(sim, tmp_p
     import matplotlib
 
     matplotlib.use("Agg")
-    from llmroute_magic.plots import PLOT_KINDS
+    from llmroute_magic._plots import PLOT_KINDS
 
     caplog.set_level(logging.DEBUG)  # every logger, every level: httpx, aiohttp, asyncio, ours
     seen: list[str] = []
@@ -220,7 +220,7 @@ def test_the_key_is_in_no_repr_error_warning_log_frame_export_or_plot(sim, tmp_p
 
 def test_the_key_is_in_no_widget_state(sim):
     pytest.importorskip("ipywidgets")
-    from llmroute_magic.ipython.widgets import RouterPanel
+    from llmroute_magic._ipython.widgets import RouterPanel
 
     with canary_router(sim) as r:
         r.complete("hi")

@@ -586,7 +586,7 @@ def _free_port() -> int:
 
 def test_cli_serves_until_terminated(tmp_path):
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llmroute_magic.cli", "sim", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "llmroute_magic._cli", "sim", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         lines = [proc.stdout.readline() for _ in range(5)]
@@ -604,7 +604,7 @@ def test_cli_serves_until_terminated(tmp_path):
 def test_cli_bad_profile_file_exits_2_with_the_message(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text('[[providers]]\nname = "sim-openai"\nfaults = { foo = 0.1 }\n')
-    proc = subprocess.run([sys.executable, "-m", "llmroute_magic.cli", "sim", "--port", "0", "--profiles", str(path)],
+    proc = subprocess.run([sys.executable, "-m", "llmroute_magic._cli", "sim", "--port", "0", "--profiles", str(path)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "profiles.sim-openai.faults.foo: unknown fault kind 'foo'; allowed: rate_limit" in proc.stderr
@@ -614,7 +614,7 @@ def test_cli_bad_profile_file_exits_2_with_the_message(tmp_path):
 def test_cli_loads_a_profile_file(tmp_path):
     path = tmp_path / "p.toml"
     path.write_text(GOOD_TOML)
-    proc = subprocess.Popen([sys.executable, "-m", "llmroute_magic.cli", "sim", "--port", "0", "--profiles", str(path)],
+    proc = subprocess.Popen([sys.executable, "-m", "llmroute_magic._cli", "sim", "--port", "0", "--profiles", str(path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = proc.stdout.readline().split(" on ")[1].split()[0]

@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 
 from llmroute_magic import ConfigError, ProviderSpec, RoutingStrategy
-from llmroute_magic.health import ProviderHealth
-from llmroute_magic.strategies import RequestInfo, make_strategy
+from llmroute_magic._health import ProviderHealth
+from llmroute_magic._strategies import RequestInfo, make_strategy
 
 
 class FakeClock:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from llmroute_magic import ModelClientRouter, ProviderRoutingConfig, RoutingStrategy
-from llmroute_magic.ipython.widgets import RouterPanel, stats_table_html
+from llmroute_magic._ipython.widgets import RouterPanel, stats_table_html
 from llmroute_magic.sim import Simulator
 
 SECRET = "sk-widget-SECRET-777"

@@ -6,7 +6,9 @@
 Importing this package is cheap: starlette and uvicorn load when a Simulator is built or started.
 """
 
-from .profiles import DEFAULT_PROFILES, FAULT_KINDS, ProviderProfile, load_profiles
-from .server import Simulator
+from ._profiles import DEFAULT_PROFILES, FAULT_KINDS, ProviderProfile, load_profiles
+from ._bound import simulated_router, simulator_for
+from ._server import Simulator
 
-__all__ = ["DEFAULT_PROFILES", "FAULT_KINDS", "ProviderProfile", "Simulator", "load_profiles"]
+__all__ = ["DEFAULT_PROFILES", "FAULT_KINDS", "ProviderProfile", "Simulator", "load_profiles", "simulated_router",
+           "simulator_for"]

@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # httpx is imported lazily by the router, not at package impo
     import httpx
 
     from .._types import ProviderSpec
+    from ._failures import AttemptContext
 
 
 @dataclass(slots=True)
@@ -65,10 +66,12 @@ class ProviderAdapter:
         self.spec = spec
         self.client = client
 
-    async def complete(self, request: ChatRequest) -> ProviderResult:
+    async def complete(self, request: ChatRequest, ctx: "AttemptContext | None" = None) -> ProviderResult:
+        """The whole answer. ``ctx`` (made by the caller, who keeps it) collects what was received."""
         raise NotImplementedError
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[StreamItem]:
+    def stream(self, request: ChatRequest, ctx: "AttemptContext | None" = None) -> AsyncIterator[StreamItem]:
+        """Text deltas, then exactly one ProviderResult. ``ctx`` as for ``complete``."""
         raise NotImplementedError
 
     def __repr__(self) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from ._types import ProviderSpec, RoutingStrategy
-from .health import Clock, ProviderHealth
+from ._health import Clock, ProviderHealth
 
 # (input, output) USD per 1M tokens, or None when the price is unknown.
 PriceLookup = Callable[[ProviderSpec], "tuple[float, float] | None"]

@@ -12,6 +12,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 
+from ._errors import UnknownPriceWarning
 from ._types import KNOWN_BASE_URLS, LOCAL_SERVERS, ProviderSpec
 
 log = logging.getLogger("llmroute_magic")
@@ -33,10 +34,6 @@ class Price:
             cached = min(cache_read_tokens, input_tokens)
             return ((input_tokens - cached) * self.input + cached * self.cache_read + output_tokens * self.output) / MTOK
         return (input_tokens * self.input + output_tokens * self.output) / MTOK
-
-
-class UnknownPriceWarning(UserWarning):
-    pass
 
 
 class PriceBook:

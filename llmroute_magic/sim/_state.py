@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from .._errors import ConfigError
-from .profiles import FAULT_KINDS, ProviderProfile
+from ._profiles import FAULT_KINDS, ProviderProfile
 
 RATE_WINDOW_S = 60.0
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from contextvars import ContextVar
 from email.utils import parsedate_to_datetime
 from typing import Any, Mapping
 
@@ -35,7 +34,13 @@ _MAX_MESSAGE = 500  # a provider's message is shown to users; an HTML error page
 
 
 class AttemptContext:
-    """Who failed, plus what the attempt had already received; filled in by the adapter as it reads."""
+    """One attempt's running state: who it is for, plus what it has received so far.
+
+    The caller makes it and passes it to the adapter, which fills it in as it reads. The caller
+    keeps it for the attempt's whole life: an attempt cancelled mid-way raises no ProviderError
+    to carry what the provider had already reported (Anthropic bills message_start's input
+    tokens), so the 'cancelled' ledger row is read from here.
+    """
 
     __slots__ = ("provider", "model", "secret", "parts", "input_tokens", "output_tokens")
 
@@ -64,12 +69,6 @@ class AttemptContext:
             output_tokens=self.output_tokens,
             partial_text=self.partial_text,
         )
-
-
-# The attempt running in this task. An attempt cancelled mid-way raises no ProviderError to carry
-# what the provider had already reported (Anthropic bills message_start's input tokens), so the
-# router reads it here for the 'cancelled' ledger row.
-current_attempt: ContextVar[AttemptContext | None] = ContextVar("llmroute_current_attempt", default=None)
 
 
 def _clean_message(message: str, secret: str | None) -> str:

@@ -11,8 +11,8 @@ import importlib
 import sys
 
 SUBCOMMANDS = {
-    "sim": ("llmroute_magic.sim.cli", "serve the provider simulator on loopback until interrupted"),
-    "demo": ("llmroute_magic.demo", "run the quickstart notebook on the simulator and write its outputs"),
+    "sim": ("llmroute_magic.sim._cli", "serve the provider simulator on loopback until interrupted"),
+    "demo": ("llmroute_magic._demo", "run the quickstart notebook on the simulator and write its outputs"),
 }
 
 

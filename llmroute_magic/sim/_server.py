@@ -10,8 +10,8 @@ import time
 from typing import Any, Callable, Iterable, Mapping
 
 from .._errors import ConfigError
-from .profiles import DEFAULT_PROFILES, ProviderProfile
-from .state import SimState
+from ._profiles import DEFAULT_PROFILES, ProviderProfile
+from ._state import SimState
 
 _READY_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 5.0
@@ -46,7 +46,7 @@ class Simulator:
                  port: int = 0, *, host: str = "127.0.0.1", clock: Callable[[], float] = time.monotonic) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ConfigError(f"port: expected a whole number 0..65535, got {port!r}", field="port")
-        from .app import SimApp  # starlette is only needed once a simulator is built
+        from ._app import SimApp  # starlette is only needed once a simulator is built
 
         self._state = SimState(_as_profiles(profiles), clock=clock)
         self._app = SimApp(self._state)

@@ -23,6 +23,7 @@ import warnings
 from array import array
 from typing import Any, Callable, Iterable
 
+from ._errors import LedgerPersistenceWarning
 from ._types import LEDGER_COLUMNS, AttemptRecord
 
 log = logging.getLogger("llmroute_magic")
@@ -33,10 +34,6 @@ _TEXT_CODED = ("provider", "model", "strategy", "status", "error_type")
 # pass per column instead of sixteen Python-level appends per row (about 4x cheaper per attempt).
 _FOLD_EVERY = 512
 _NAN = (math.nan,)
-
-
-class LedgerPersistenceWarning(UserWarning):
-    pass
 
 
 class _Codes:

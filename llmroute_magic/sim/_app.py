@@ -27,9 +27,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .._errors import ConfigError
-from . import formats as F
-from .state import Plan, SimState
-from .text import answer_pieces
+from . import _formats as F
+from ._state import Plan, SimState
+from ._text import answer_pieces
 
 HANG_CAP_S = 600.0
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]

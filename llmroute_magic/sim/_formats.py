@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .text import content_text, count_input_tokens, prompt_key
+from ._text import content_text, count_input_tokens, prompt_key
 
 OPENAI = "openai"
 ANTHROPIC = "anthropic"

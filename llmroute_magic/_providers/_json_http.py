@@ -17,7 +17,6 @@ from .._errors import ProviderError
 from ._base import ChatRequest, ProviderAdapter, ProviderResult, StreamItem
 from ._failures import (
     AttemptContext,
-    current_attempt,
     error_from_exception,
     error_from_status,
     malformed,
@@ -139,7 +138,7 @@ class JSONOverHTTPAdapter(ProviderAdapter):
         raise NotImplementedError
 
     # -- the shared call ---------------------------------------------------------------------
-    def _begin(self) -> tuple[dict[str, str], AttemptContext]:
+    def _begin(self, ctx: AttemptContext | None) -> tuple[dict[str, str], AttemptContext]:
         auth = self._auth
         if self._key_from_env:
             key = os.environ.get(self._env_var) or None
@@ -147,8 +146,9 @@ class JSONOverHTTPAdapter(ProviderAdapter):
                 auth = self._auth = _Auth(key, self._full_headers(key))
         if auth.key is None and self._needs_key:
             raise missing_key_error(self.spec.name, self.spec.model, self._env_var)
-        ctx = AttemptContext(self.spec.name, self.spec.model, auth.key)
-        current_attempt.set(ctx)
+        if ctx is None:
+            ctx = AttemptContext(self.spec.name, self.spec.model)
+        ctx.secret = auth.key
         return auth.headers, ctx
 
     def _full_headers(self, key: str | None) -> dict[str, str]:
@@ -188,8 +188,8 @@ class JSONOverHTTPAdapter(ProviderAdapter):
                 raise
         return response
 
-    async def complete(self, request: ChatRequest) -> ProviderResult:
-        headers, ctx = self._begin()
+    async def complete(self, request: ChatRequest, ctx: AttemptContext | None = None) -> ProviderResult:
+        headers, ctx = self._begin(ctx)
         content = dumps(self.build_body(request, False))
         try:
             if self._deadline_s is None:
@@ -219,8 +219,8 @@ class JSONOverHTTPAdapter(ProviderAdapter):
         except _SHAPE_ERRORS as exc:
             raise malformed(ctx, f"response JSON lacks an expected field ({type(exc).__name__}: {exc})") from None
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamItem]:
-        headers, ctx = self._begin()
+    async def stream(self, request: ChatRequest, ctx: AttemptContext | None = None) -> AsyncIterator[StreamItem]:
+        headers, ctx = self._begin(ctx)
         content = dumps(self.build_body(request, True))
         parser = self.stream_parser(ctx)
         ttft: float | None = None

@@ -12,7 +12,7 @@ _MAGICS_ATTR = "_llmroute_magics"
 
 
 def _figure_png(fig: Any) -> bytes:
-    from ..plots import figure_to_png
+    from .._plots import figure_to_png
 
     return figure_to_png(fig)
 

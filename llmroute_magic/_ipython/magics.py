@@ -408,7 +408,7 @@ class LLMRouteMagics(Magics, Configurable):
         return r.get_usage_stats().by_provider
 
     def _cmd_plot(self, rest: list[str]) -> Any:
-        from ..plots import PLOT_KINDS, figure_to_png, plot_usage
+        from .._plots import PLOT_KINDS, figure_to_png, plot_usage
 
         if len(rest) not in (1, 2):
             raise UsageError(f"usage: %llm plot KIND [PATH.png]; KIND is one of: {', '.join(PLOT_KINDS)}")

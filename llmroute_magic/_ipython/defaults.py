@@ -9,11 +9,13 @@ the router (stopped when it is released or the process exits).
 from __future__ import annotations
 
 import os
-import weakref
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .._errors import ConfigError
+from ..sim._bound import release, simulated_router, simulator_for
+
+__all__ = ["config_source", "default_router", "release", "router_sim_url", "simulated_router", "simulator_for"]
 
 CONFIG_ENV = "LLMROUTE_CONFIG"
 SIMULATE_ENV = "LLMROUTE_SIMULATE"
@@ -32,10 +34,6 @@ KEY_PROVIDERS: tuple[tuple[str, str, str], ...] = (
 
 HOW_TO_CONFIGURE = (f"set OPENAI_API_KEY / ANTHROPIC_API_KEY / GROQ_API_KEY, or write ./{CONFIG_FILE} "
                     f"(or point ${CONFIG_ENV} at one) and run %llm config PATH")
-
-# Simulators started for routers, stopped with them: id(router) -> (finalizer, simulator).
-_owned: dict[int, tuple[Callable[[], Any], Any]] = {}
-
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
@@ -84,54 +82,5 @@ def default_router(*, environ: Mapping[str, str] | None = None, cwd: str | os.Pa
     return router
 
 
-def simulated_router(**config: Any):
-    """A router over the built-in simulator's providers; the simulator lives as long as the router."""
-    from .. import ModelClientRouter, ProviderRoutingConfig
-    from ..sim import Simulator
-
-    sim = Simulator()
-    sim.start()
-    try:
-        router = ModelClientRouter(ProviderRoutingConfig(sim.provider_specs(), **config))
-    except BaseException:
-        sim.stop()
-        raise
-    # Stop the simulator when the router is released, garbage collected, or at interpreter exit.
-    try:
-        stop: Callable[[], Any] = weakref.finalize(router, _stop_sim, sim, id(router))
-    except TypeError:  # not weak-referenceable: fall back to process exit
-        import atexit
-
-        stop = lambda: _stop_sim(sim, id(router))  # noqa: E731
-        atexit.register(stop)
-    _owned[id(router)] = (stop, sim)
-    return router
-
-
-def _stop_sim(sim: Any, key: int) -> None:
-    _owned.pop(key, None)
-    try:
-        sim.stop()
-    except Exception:  # noqa: BLE001 - best effort at shutdown
-        pass
-
-
-def owned_simulator(router: Any):
-    """The simulator started for ``router`` by this module, or None."""
-    entry = _owned.get(id(router))
-    return entry[1] if entry else None
-
-
 def router_sim_url(router: Any) -> str | None:
-    sim = owned_simulator(router)
-    return getattr(sim, "url", None)
-
-
-def release(router: Any) -> None:
-    """Close a router and stop the simulator started for it, if any."""
-    try:
-        router.close()
-    finally:
-        entry = _owned.get(id(router))
-        if entry is not None:
-            entry[0]()
+    return getattr(simulator_for(router), "url", None)

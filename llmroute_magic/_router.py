@@ -32,18 +32,18 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable, Iterat
 from ._config import ProviderRoutingConfig
 from ._errors import AllProvidersFailed, ConfigError, LLMRouteError, Policy, ProviderError
 from ._types import AttemptRecord, Completion, ProviderSpec, RoutingStrategy
-from .health import ProviderHealth
-from .ledger import Ledger
-from .pricing import PriceBook
-from .providers._failures import current_attempt
-from .retry import Backoff
-from .strategies import RequestInfo, Strategy, make_strategy
+from ._health import ProviderHealth
+from ._ledger import Ledger
+from ._pricing import PriceBook
+from ._providers._failures import AttemptContext
+from ._retry import Backoff
+from ._strategies import RequestInfo, Strategy, make_strategy
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .providers import ChatRequest, ProviderAdapter
-    from .stats import UsageStats
+    from ._providers import ChatRequest, ProviderAdapter
+    from ._stats import UsageStats
 
 log = logging.getLogger("llmroute_magic")
 
@@ -258,7 +258,7 @@ class ModelClientRouter:
         return self._ledger.to_frame()
 
     def get_usage_stats(self) -> "UsageStats":
-        from .stats import UsageStats
+        from ._stats import UsageStats
 
         return UsageStats.from_frame(self.usage_df(), [p.name for p in self._config.providers])
 
@@ -270,12 +270,12 @@ class ModelClientRouter:
         return self._ledger.subscribe(callback)
 
     def plot(self, kind: str = "cost"):
-        from .plots import plot_usage
+        from ._plots import plot_usage
 
         return plot_usage(self.usage_df(), kind)
 
     def panel(self):
-        from .ipython.widgets import RouterPanel
+        from ._ipython.widgets import RouterPanel
 
         return RouterPanel(self)
 
@@ -342,7 +342,7 @@ class ModelClientRouter:
             if self._closed:
                 raise LLMRouteError("this router is closed; create a new ModelClientRouter")
             from ._http import make_client
-            from .providers import adapter_for
+            from ._providers import adapter_for
 
             client = make_client(timeout=self._config.timeout)
             adapters = {p.name: adapter_for(p.api)(p, client) for p in self._config.providers}
@@ -354,7 +354,7 @@ class ModelClientRouter:
         return entry[1]
 
     def _plan(self, prompt, system, provider, strategy, max_tokens, temperature, params) -> "_Plan":
-        from .providers import ChatRequest
+        from ._providers import ChatRequest
 
         if self._closed:
             raise LLMRouteError("this router is closed; create a new ModelClientRouter")
@@ -463,7 +463,7 @@ class ModelClientRouter:
                 await sem.acquire()
             with self._lock:
                 h.in_flight += 1
-            current_attempt.set(None)
+            ctx = AttemptContext(spec.name, spec.model)
             started_wall = time.time()
             t0 = time.perf_counter()
             outcome: ProviderError | None = None
@@ -472,7 +472,7 @@ class ModelClientRouter:
                     result = None
                     # aclosing: when the consumer stops reading (break, close, garbage collection), the
                     # adapter's stream and its connection end now, not whenever it is collected.
-                    async with contextlib.aclosing(adapter.stream(plan.request)) as items:
+                    async with contextlib.aclosing(adapter.stream(plan.request, ctx)) as items:
                         async for item in items:
                             if isinstance(item, str):
                                 if item:
@@ -486,13 +486,11 @@ class ModelClientRouter:
                         raise ProviderError("the stream ended without a final result", provider=spec.name,
                                             error_type="malformed_response", model=spec.model)
                 else:
-                    result = await adapter.complete(plan.request)
+                    result = await adapter.complete(plan.request, ctx)
             except ProviderError as e:
                 outcome = e
             except (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt):
-                ctx = current_attempt.get()
-                tokens = (ctx.input_tokens, ctx.output_tokens) if ctx is not None and ctx.provider == spec.name \
-                    else (0, 0)
+                tokens = (ctx.input_tokens, ctx.output_tokens)
                 cost = self._prices.cost(spec, *tokens) if any(tokens) else 0.0
                 self._record(request_id, attempt, started_wall, t0, h, plan, "cancelled", "cancelled", None,
                              *tokens, cost, None, stream)

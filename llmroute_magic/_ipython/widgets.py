@@ -74,7 +74,7 @@ class RouterPanel(w.VBox):
     def __init__(self, router: Any, *, interval_s: float = 0.5, plot_kind: str = "requests",
                  show_plot: bool = True, clock: Callable[[], float] = time.monotonic,
                  timer_factory: TimerFactory = _timer) -> None:
-        from ..plots import PLOT_KINDS
+        from .._plots import PLOT_KINDS
 
         self.router = router
         self.interval_s = interval_s
@@ -200,7 +200,7 @@ class RouterPanel(w.VBox):
             self._syncing = False
 
     def _draw_plot(self) -> None:
-        from ..plots import figure_to_png, plot_usage
+        from .._plots import figure_to_png, plot_usage
 
         df = self.router.usage_df()
         key = (len(df), self._seen, self.plot_kind.value)
