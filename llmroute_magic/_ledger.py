@@ -131,7 +131,7 @@ class Ledger:
         None in a numeric column."""
         n = len(batch)
         (request_id, attempt, timestamp, provider, model, strategy, status, error_type, http_status,
-         input_tokens, output_tokens, cost, latency, ttft, streamed, _reached_network) = zip(*batch)
+         input_tokens, output_tokens, cost, latency, ttft, streamed, _cache_read, _cache_write) = zip(*batch)
         if None in http_status:
             http_status = [-1 if s is None else s for s in http_status]
         if ttft.count(None) == n:

@@ -68,7 +68,9 @@ class ModelClientRouter:
         self._prices = PriceBook()
         self._ledger = Ledger(config.ledger_path)
         self._health: dict[str, ProviderHealth] = {p.name: ProviderHealth(p, clock) for p in config.providers}
-        self._by_priority = sorted(self._health.values(), key=lambda h: (h.spec.priority, h.name))
+        # Explicit priorities first (lowest number first), then the rest; ties keep the config's order.
+        self._by_priority = sorted(self._health.values(),
+                                   key=lambda h: (h.spec.priority is None, h.spec.priority or 0))
         self._strategies: dict[RoutingStrategy, Strategy] = {}
         self._request_ids = itertools.count(1)
         self._id_prefix = os.urandom(3).hex()
@@ -527,8 +529,7 @@ class ModelClientRouter:
             cost = self._prices.cost(spec, err.input_tokens, err.output_tokens) if (
                 err.input_tokens or err.output_tokens) else 0.0
             self._record(request_id, attempt, started_wall, t0, h, plan, "error", err.error_type, err.status_code,
-                         err.input_tokens, err.output_tokens, cost, None, stream, model=err.model or spec.model,
-                         reached_network=err.error_type != "missing_api_key")
+                         err.input_tokens, err.output_tokens, cost, None, stream, model=err.model or spec.model)
             errors.append(err)
             policy = Policy.SURFACE if shown else err.policy
             with self._lock:
@@ -568,12 +569,11 @@ class ModelClientRouter:
 
     def _record(self, request_id: str, attempt: int, started_wall: float, t0: float, h: ProviderHealth,
                 plan: "_Plan", status: str, error_type: str | None, http_status: int | None, input_tokens: int,
-                output_tokens: int, cost: float, ttft_s: float | None, streamed: bool, *, model: str | None = None,
-                reached_network: bool = True) -> None:
+                output_tokens: int, cost: float, ttft_s: float | None, streamed: bool, *, model: str | None = None) -> None:
         self._ledger.append(AttemptRecord(
             request_id, attempt, started_wall, h.name, model or h.spec.model, plan.strategy.value, status,
             error_type, http_status, input_tokens, output_tokens, cost, time.perf_counter() - t0, ttft_s,
-            streamed, reached_network))
+            streamed))
 
 
 class _Plan:

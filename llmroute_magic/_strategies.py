@@ -5,7 +5,7 @@ latency, output size) and never changes it; the only state a strategy keeps is i
 (round-robin weights, its random generator). Clock and randomness are injected so tests are
 pure and never sleep.
 
-Candidates arrive already sorted by (priority, name); every sort here is stable, so that order
+Candidates arrive already sorted by priority (unset last), then config order; every sort here is stable, so that order
 breaks ties.
 """
 

@@ -107,16 +107,39 @@ def _check_number(field_name: str, value: Any, *, minimum: float = 0.0, allow_no
     return value
 
 
-class _Secret(str):
-    """A str that never shows itself: an API key kept inside a spec."""
+class Secret:
+    """An API key kept inside a spec. Not a ``str``: ``key + ""``, ``f"{key}"``, ``json.dumps(key)``
+    and every repr show ``***`` or fail; only ``reveal()`` gives the value, and only the provider's
+    own adapter calls it, where the request headers are built."""
 
-    def __repr__(self) -> str:
-        return "'***'"
+    __slots__ = ("_value",)
 
-    __str__ = __repr__
+    def __init__(self, value: str) -> None:
+        object.__setattr__(self, "_value", value)
 
     def reveal(self) -> str:
-        return str.__str__(self)
+        return self._value
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Secret is immutable")
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __format__(self, spec: str) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash((Secret, self._value))
+
+    def __reduce__(self):  # pickling (a config shipped to a worker) keeps the key, still wrapped
+        return (Secret, (self._value,))
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -127,9 +150,9 @@ class ProviderSpec:
     model: str
     api: str | None = None
     base_url: str | None = None
-    api_key: str | None = field(default=None, repr=False)
+    api_key: "Secret | str | None" = field(default=None, repr=False)
     api_key_env: str | None = None
-    priority: int = 0
+    priority: int | None = None
     weight: float = 1.0
     input_price: float | None = None
     output_price: float | None = None
@@ -167,18 +190,25 @@ class ProviderSpec:
             raise ConfigError(f"providers.base_url ({self.name}): expected an http(s) URL with a host "
                               f"(and a port from 1 to 65535), got {base_url!r}", field="base_url")
         set_("base_url", base_url.rstrip("/"))
-        if self.api_key is not None:
+        if self.api_key is not None and not isinstance(self.api_key, Secret):
             if not isinstance(self.api_key, str):
                 raise ConfigError(f"providers.api_key ({self.name}): expected a string", field="api_key")
-            set_("api_key", _Secret(self.api_key))
-        if not isinstance(self.priority, int) or isinstance(self.priority, bool):
-            raise ConfigError(f"providers.priority ({self.name}): expected a whole number, got {self.priority!r}",
-                              field="priority")
+            set_("api_key", Secret(self.api_key))
+        if self.priority is not None and (not isinstance(self.priority, int) or isinstance(self.priority, bool)):
+            raise ConfigError(f"providers.priority ({self.name}): expected a whole number or None, "
+                              f"got {self.priority!r}", field="priority")
         _check_number(f"providers.weight ({self.name})", self.weight, allow_none=False, strictly_positive=True)
         set_("weight", float(self.weight))
         for f in ("input_price", "output_price"):
             v = _check_number(f"providers.{f} ({self.name})", getattr(self, f))
             set_(f, None if v is None else float(v))
+        if (self.input_price is None) != (self.output_price is None):
+            given, missing = ("input_price", "output_price") if self.output_price is None \
+                else ("output_price", "input_price")
+            raise ConfigError(
+                f"providers.{missing} ({self.name}): {given} is set but {missing} is not; prices come in pairs "
+                "(a missing half would bill as $0). Give both, e.g. with_prices(input=2.5, output=10), "
+                "with_prices(input=0, output=0) for a free model, or neither to use genai-prices", field=missing)
         _check_number(f"providers.context_window ({self.name})", self.context_window, integer=True,
                       strictly_positive=True)
         _check_number(f"providers.max_concurrency ({self.name})", self.max_concurrency, integer=True,
@@ -188,8 +218,6 @@ class ProviderSpec:
     # -- copies -------------------------------------------------------------------------------
     def _copy(self, **changes: Any) -> "ProviderSpec":
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        if isinstance(values["api_key"], _Secret):
-            values["api_key"] = values["api_key"].reveal()
         values.update(changes)
         return ProviderSpec(**values)
 
@@ -206,6 +234,7 @@ class ProviderSpec:
         return self._copy(api_key=api_key)
 
     def with_prices(self, input: float | None = None, output: float | None = None) -> "ProviderSpec":  # noqa: A002
+        """USD per 1M tokens, both or neither (``with_prices()`` returns to genai-prices' catalogue)."""
         return self._copy(input_price=input, output_price=output)
 
     def with_timeout(self, timeout: float) -> "ProviderSpec":
@@ -229,7 +258,7 @@ class ProviderSpec:
     def resolve_api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The key to send, or None. Never logged; only the provider's own adapter calls this."""
         if self.api_key is not None:
-            return self.api_key.reveal() if isinstance(self.api_key, _Secret) else self.api_key
+            return self.api_key.reveal() if isinstance(self.api_key, Secret) else self.api_key
         env = os.environ if environ is None else environ
         return env.get(self.key_env_var) or None
 
@@ -244,7 +273,7 @@ class ProviderSpec:
     def to_dict(self, *, include_key: bool = False) -> dict[str, Any]:
         """Plain dict of the settings (no key unless asked), the shape ``from_dict`` takes."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        if include_key and isinstance(self.api_key, _Secret):
+        if include_key and isinstance(self.api_key, Secret):
             out["api_key"] = self.api_key.reveal()
         else:
             out.pop("api_key")
@@ -304,13 +333,14 @@ class AttemptRecord(NamedTuple):
     status: str  # "ok" | "error" | "cancelled"
     error_type: str | None
     http_status: int | None
-    input_tokens: int
-    output_tokens: int
-    cost: float  # NaN when the price is unknown
-    latency_s: float
+    input_tokens: int | None  # None: the provider reported no usage (shown as NA, never 0)
+    output_tokens: int | None
+    cost: float  # NaN when the price or the usage is unknown
+    latency_s: float  # the provider's time only: a streamed answer's consumer time is not in it
     ttft_s: float | None
     streamed: bool
-    reached_network: bool = True
+    cache_read_tokens: int = 0  # the share of input_tokens read from the provider's prompt cache
+    cache_write_tokens: int = 0  # the share of input_tokens written to it (Anthropic bills these higher)
 
 
 LEDGER_COLUMNS: tuple[str, ...] = (

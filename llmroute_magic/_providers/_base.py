@@ -40,14 +40,17 @@ class ProviderResult:
     """What one successful attempt returned, as the provider reported it.
 
     ``input_tokens`` counts every prompt token, cached ones included (OpenAI's meaning);
-    ``cache_read_tokens`` is the cached share of it, priced at the cache-read rate.
+    ``cache_read_tokens`` and ``cache_write_tokens`` are the shares of it read from and written
+    to the provider's prompt cache, each priced at its own rate. Tokens are None when the
+    provider reported no usage: unknown, never 0.
     """
 
     text: str
     model: str
-    input_tokens: int = 0
-    output_tokens: int = 0
+    input_tokens: int | None = None
+    output_tokens: int | None = None
     cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
     finish_reason: str | None = None
     http_status: int = 200
     ttft_s: float | None = None  # set by streaming calls: seconds from send to first text
