@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from typing import Any, Coroutine, TypeVar
+from typing import Any, Coroutine, Generic, TypeVar
 
 from ._errors import LLMRouteError
 
@@ -44,49 +44,31 @@ class LoopThread:
     def submit(self, coro: Coroutine[Any, Any, T]) -> "concurrent.futures.Future[T]":
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
+    def start(self, coro: Coroutine[Any, Any, T]) -> "TaskHandle[T]":
+        """Run ``coro`` on the loop in the background; the handle cancels it or waits for it."""
+        task_box: list[asyncio.Task] = []
+        return TaskHandle(self.loop, self.submit(_remember_task(coro, task_box)), task_box, coro)
+
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the loop and wait; an interrupt cancels it cleanly, then re-raises."""
+        """Run ``coro`` on the loop and wait; an interrupt cancels it cleanly, then re-raises.
+
+        A failed request is raised with the caller's frames only: the loop thread's and the
+        futures' frames say nothing to someone whose prompt could not be answered."""
         if self.in_loop_thread():
             coro.close()
             raise RuntimeError("the sync API cannot be called from the router's own event loop; use the a* methods")
-        task_box: list[asyncio.Task] = []
-        fut = self.submit(_remember_task(coro, task_box))
+        handle = self.start(coro)
         try:
-            while True:
-                # Wait in slices: a KeyboardInterrupt raised by _thread.interrupt_main() (IDEs,
-                # some kernels) is only noticed when this thread runs Python code again.
-                try:
-                    return fut.result(timeout=0.1)
-                except concurrent.futures.TimeoutError:
-                    if fut.done():
-                        raise
+            return handle.wait()
         except concurrent.futures.CancelledError:
             # Only the loop's owner cancels its tasks: close() (or interpreter exit) from another thread.
             raise LLMRouteError("the request was cancelled: the router was closed while it was in flight") from None
-        except BaseException as exc:
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)) or not fut.done():
-                self._cancel(fut, task_box, coro)
-                try:  # let the coroutine run its cancellation (ledger row, connection release)
-                    fut.result(timeout=5)
-                except BaseException:
-                    pass
+        except LLMRouteError as exc:
+            raise exc.with_traceback(None) from exc.__cause__
+        except BaseException:
+            handle.cancel_and_wait()
             raise
 
-    def _cancel(self, fut: "concurrent.futures.Future", task_box: list, coro: Coroutine) -> None:
-        """Cancel the task itself, not ``fut``: cancelling ``fut`` marks it done at once, before the
-        task has run its cleanup, and the caller would stop waiting too early."""
-
-        def on_loop() -> None:
-            if task_box:
-                task_box[0].cancel()
-            else:  # not started yet: nothing to clean up
-                fut.cancel()
-                coro.close()
-
-        try:
-            self.loop.call_soon_threadsafe(on_loop)
-        except RuntimeError:  # the loop is closed
-            fut.cancel()
 
     def stop(self, timeout: float = 5.0) -> None:
         if not self._thread.is_alive():
@@ -107,6 +89,56 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         if not self.in_loop_thread():
             self._thread.join(timeout)
+
+
+class TaskHandle(Generic[T]):
+    """A coroutine running on a ``LoopThread``, seen from another thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fut: "concurrent.futures.Future[T]", task_box: list,
+                 coro: Coroutine[Any, Any, T]) -> None:
+        self._loop = loop
+        self._fut = fut
+        self._task_box = task_box
+        self._coro = coro
+
+    def done(self) -> bool:
+        return self._fut.done()
+
+    def wait(self) -> T:
+        """The result; waits in slices so a KeyboardInterrupt raised by ``_thread.interrupt_main()``
+        (IDEs, some kernels) is noticed: it only arrives when this thread runs Python code."""
+        while True:
+            try:
+                return self._fut.result(timeout=0.1)
+            except concurrent.futures.TimeoutError:
+                if self._fut.done():
+                    raise
+
+    def cancel(self) -> None:
+        """Cancel the task itself, not the future: cancelling the future marks it done at once,
+        before the task has run its cleanup, and a caller waiting on it would stop too early."""
+
+        def on_loop() -> None:
+            if self._task_box:
+                self._task_box[0].cancel()
+            else:  # not started yet: nothing to clean up
+                self._fut.cancel()
+                self._coro.close()
+
+        try:
+            self._loop.call_soon_threadsafe(on_loop)
+        except RuntimeError:  # the loop is closed
+            self._fut.cancel()
+
+    def cancel_and_wait(self, timeout: float = 5.0) -> None:
+        """Cancel, then let the coroutine run its cancellation (ledger row, connection release)."""
+        if self._fut.done():
+            return
+        self.cancel()
+        try:
+            self._fut.result(timeout=timeout)
+        except BaseException:  # noqa: BLE001 - cancelled, failed or timed out: it is over for us
+            pass
 
 
 async def _remember_task(coro: Coroutine[Any, Any, T], task_box: list) -> T:

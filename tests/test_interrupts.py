@@ -63,7 +63,7 @@ def admitted(sim, name: str, n: int = 1) -> bool:
 
 def pool_in_use(router, loop) -> int:
     """Connections checked out of the router's pool on ``loop`` (0 when the router cannot say)."""
-    client = router._clients[loop][0]
+    client = router._clients.client_for(loop)
     connector = client.direct_transport.client.connector
     return len(getattr(connector, "_acquired", ()))
 

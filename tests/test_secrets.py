@@ -270,8 +270,8 @@ def test_tls_verification_is_on_for_remote_providers():
     spec = ProviderSpec("openai", "gpt-4o-mini", api_key=CANARY)  # https://api.openai.com/v1: never called
     with ModelClientRouter(ProviderRoutingConfig([spec])) as r:
         async def client_of_this_loop():
-            r._adapters()
-            return r._clients[asyncio.get_running_loop()][0]
+            r._clients.adapters()
+            return r._clients.client_for(asyncio.get_running_loop())
 
         client = asyncio.run(client_of_this_loop())
         ctx = client.direct_transport.ssl_context

@@ -1,0 +1,248 @@
+"""The attempt layer: one attempt at one provider, timed, priced and told to the world.
+
+It takes a provider's concurrency slot, calls the adapter, and returns a ``Reply`` at the
+commit point (the whole answer, or a stream's first text). It emits ``AttemptStarted`` before
+the request goes out and ``AttemptEnded`` exactly once, with the attempt's final ledger row,
+when the attempt is over: answered, failed, or cancelled (a stream closed early, a task
+cancelled, Ctrl-C). What to do after a failure is not its business: it raises the
+``ProviderError`` and the failover layer decides.
+
+Latency is the provider's time only. For a stream that is the time spent waiting on the
+adapter; time the caller spends between chunks (a notebook rendering) is not counted, so a slow
+consumer never makes a fast provider look slow. The attempt's running state lives in an
+``AttemptContext`` this layer keeps for the attempt's whole life, so a cancelled attempt is
+billed for what the provider had already reported, whichever task cancels it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from time import perf_counter
+from typing import TYPE_CHECKING, AsyncIterator, Callable
+
+from ._errors import ProviderError
+from ._events import AttemptEnded, AttemptStarted, EventBus
+from ._limits import ProviderSlots, SharedSlots
+from ._providers._base import ProviderResult, StreamItem
+from ._providers._failures import AttemptContext
+from ._reply import CompletedReply, Reply
+from ._types import AttemptRecord, Completion, ProviderSpec
+
+if TYPE_CHECKING:
+    from ._pricing import PriceBook
+    from ._providers import ProviderAdapter
+    from ._request import Request
+
+log = logging.getLogger("llmroute_magic")
+
+# What ends an attempt without an answer or an error of the provider's: the caller gave up.
+_CANCELLED = (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt)
+
+
+class AttemptLayer:
+    def __init__(self, adapters: Callable[[], "dict[str, ProviderAdapter]"], prices: "PriceBook",
+                 events: EventBus, slots: ProviderSlots, *, wall_clock: Callable[[], float] = time.time) -> None:
+        self._adapters = adapters  # the running event loop's adapters (aiohttp sessions belong to one loop)
+        self._prices = prices
+        self._events = events
+        self._slots = slots
+        self._wall_clock = wall_clock
+
+    async def handle(self, request: "Request", spec: ProviderSpec, number: int) -> Reply:
+        """Attempt ``number`` (1-based) of ``request`` at ``spec``; raises ProviderError before the commit point."""
+        adapter = self._adapters()[spec.name]
+        slots = self._slots.get(spec.name)
+        if slots is not None:
+            await slots.acquire()  # waiting for a slot is not the provider's time
+        attempt = _Attempt(self, request, spec, number, slots)
+        if request.streamed:
+            return await attempt.open_stream(adapter)
+        return await attempt.complete(adapter)
+
+
+class _Attempt:
+    """The life of one attempt, from AttemptStarted to its one AttemptEnded."""
+
+    def __init__(self, layer: AttemptLayer, request: "Request", spec: ProviderSpec, number: int,
+                 slots: SharedSlots | None) -> None:
+        self.layer = layer
+        self.request = request
+        self.spec = spec
+        self.number = number
+        self.slots = slots
+        self.ctx = AttemptContext(spec.name, spec.model)
+        self.started_wall = layer._wall_clock()
+        self.t0 = perf_counter()
+        self.provider_s = 0.0  # time spent waiting on the provider
+        self.ttft_s: float | None = None  # provider time to the first text
+        self.committed_at: float | None = None  # perf_counter() when the first text reached the caller's side
+        self.ended = False
+        layer._events.emit(AttemptStarted(request.request_id, number, spec.name, spec.model, request.streamed))
+
+    # -- plain ------------------------------------------------------------------------------------
+    async def complete(self, adapter: "ProviderAdapter") -> Reply:
+        try:
+            result = await adapter.complete(self.request.chat, self.ctx)
+        except ProviderError as e:
+            self.provider_s = perf_counter() - self.t0
+            self.failed(e)
+            raise
+        except _CANCELLED:
+            self.provider_s = perf_counter() - self.t0
+            self.cancelled()
+            raise
+        except Exception as e:  # an adapter bug must still leave a ledger row and a clear error
+            self.provider_s = perf_counter() - self.t0
+            raise self.failed(self.unexpected(e)) from e
+        self.provider_s = perf_counter() - self.t0
+        return CompletedReply(self.succeeded(result))
+
+    # -- streamed ---------------------------------------------------------------------------------
+    async def step(self, items: AsyncIterator[StreamItem]) -> StreamItem | None:
+        """The adapter's next item (None at its end), timed as provider time."""
+        t = perf_counter()
+        try:
+            return await anext(items, None)
+        finally:
+            self.provider_s += perf_counter() - t
+
+    async def open_stream(self, adapter: "ProviderAdapter") -> Reply:
+        """Read ahead to the first text: until then a failure may still move to another provider."""
+        items = adapter.stream(self.request.chat, self.ctx)
+        try:
+            while True:
+                item = await self.step(items)
+                if isinstance(item, str):
+                    if item:
+                        self.ttft_s = self.provider_s
+                        self.committed_at = perf_counter()
+                        return StreamedReply(self, items, item)
+                    continue
+                await items.aclose()  # type: ignore[attr-defined]
+                if item is None:
+                    raise self.ended_without_result()
+                return CompletedReply(self.succeeded(item), chunks=[])
+        except ProviderError as e:
+            await _close(items)
+            self.failed(e)
+            raise
+        except _CANCELLED:
+            await _close(items)
+            self.cancelled()
+            raise
+        except Exception as e:
+            await _close(items)
+            raise self.failed(self.unexpected(e)) from e
+
+    def ended_without_result(self) -> ProviderError:
+        return self.ctx.error("malformed_response", "the stream ended without a final result")
+
+    def unexpected(self, e: Exception) -> ProviderError:
+        log.exception("llmroute_magic: unexpected error from %s", self.spec.name)
+        return self.ctx.error("malformed_response", f"unexpected {type(e).__name__}: {e}")
+
+    # -- outcomes: each emits the attempt's one AttemptEnded -----------------------------------------
+    def succeeded(self, result: ProviderResult) -> Completion:
+        now = perf_counter()
+        if self.committed_at is None:  # a plain answer, or a stream without text
+            latency, ttft = now - self.request.started, None
+        else:  # up to the first text, then only the provider's time
+            before = self.committed_at - self.request.started
+            latency, ttft = before + (self.provider_s - (self.ttft_s or 0.0)), before
+        cost = self.price(result.input_tokens, result.output_tokens, result.cache_read_tokens,
+                          result.cache_write_tokens, result.model)
+        model = result.model or self.spec.model
+        self.end(self.record("ok", None, result.http_status, result.input_tokens, result.output_tokens, cost,
+                             model, result.cache_read_tokens, result.cache_write_tokens))
+        return Completion(text=result.text, provider=self.spec.name, model=model, input_tokens=result.input_tokens,
+                          output_tokens=result.output_tokens, cost=cost, latency_s=latency, ttft_s=ttft,
+                          request_id=self.request.request_id, finish_reason=result.finish_reason,
+                          attempts=self.number)
+
+    def failed(self, err: ProviderError, *, after_text: bool = False) -> ProviderError:
+        tokens = (err.input_tokens or 0, err.output_tokens or 0)
+        cost = self.price(*tokens, 0, 0, err.model) if any(tokens) else 0.0
+        self.end(self.record("error", err.error_type, err.status_code, *tokens, cost, err.model or self.spec.model),
+                 err, after_text)
+        return err
+
+    def cancelled(self) -> None:
+        tokens = (self.ctx.input_tokens or 0, self.ctx.output_tokens or 0)
+        cost = self.price(*tokens, 0, 0, None) if any(tokens) else 0.0
+        self.end(self.record("cancelled", "cancelled", None, *tokens, cost, self.spec.model))
+
+    def price(self, input_tokens: int | None, output_tokens: int | None, cache_read: int, cache_write: int,
+              model: str | None) -> float:
+        if input_tokens is None or output_tokens is None:
+            return math.nan  # no usage reported: the cost is unknown, not zero
+        return self.layer._prices.cost(self.spec, input_tokens, output_tokens, cache_read)
+
+    def record(self, status: str, error_type: str | None, http_status: int | None, input_tokens: int | None,
+               output_tokens: int | None, cost: float, model: str, cache_read: int = 0,
+               cache_write: int = 0) -> AttemptRecord:
+        r = self.request
+        return AttemptRecord(r.request_id, self.number, self.started_wall, self.spec.name, model,
+                             r.settings.strategy.value, status, error_type, http_status, input_tokens, output_tokens,
+                             cost, self.provider_s, self.ttft_s, r.streamed, cache_read, cache_write)
+
+    def end(self, record: AttemptRecord, error: ProviderError | None = None, after_text: bool = False) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        if self.slots is not None:
+            self.slots.release()
+        self.layer._events.emit(AttemptEnded(record, error, after_text))
+
+
+class StreamedReply(Reply):
+    """The rest of a stream after its first text. Errors now surface with the partial text."""
+
+    def __init__(self, attempt: _Attempt, items: AsyncIterator[StreamItem], first: str) -> None:
+        super().__init__()
+        self._attempt = attempt
+        self._items = items
+        self._first = first
+
+    async def _chunks(self) -> AsyncIterator[str]:
+        att = self._attempt
+        try:
+            yield self._first
+            while True:
+                item = await att.step(self._items)
+                if isinstance(item, str):
+                    if item:
+                        yield item
+                    continue
+                if item is None:
+                    raise att.failed(att.ended_without_result(), after_text=True)
+                self.completion = att.succeeded(item)
+                return
+        except ProviderError as e:
+            att.failed(e, after_text=True)  # a no-op when already recorded
+            raise
+        except _CANCELLED:
+            att.cancelled()
+            raise
+        except Exception as e:
+            raise att.failed(att.unexpected(e), after_text=True) from e
+        finally:
+            await _close(self._items)
+
+    async def aclose(self) -> None:
+        if self._gen is None:  # never read: end the attempt here, the generator would not run
+            await _close(self._items)
+            self._attempt.cancelled()
+            self._end(None)
+            return
+        await super().aclose()
+
+
+async def _close(items: AsyncIterator[StreamItem]) -> None:
+    """End an adapter stream now (its connection goes back to the pool or is dropped)."""
+    try:
+        await items.aclose()  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - closing after a failure must not hide the failure
+        pass

@@ -1,0 +1,113 @@
+"""The providers of one router and what is known about them: enabled, in flight, speed, failures.
+
+``ProviderPool`` answers one question for the failover layer, ``candidates()``: the strategy's
+order over the providers that may serve now. It learns from the request path only through
+events (``AttemptStarted`` counts a request in flight at once, so a burst routed in the same
+instant sees it; ``AttemptEnded`` updates latency, failures and cooldown), so the attempt layer
+never touches health directly. One lock guards it all: requests arrive from many threads and
+event loops.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from typing import Callable, Iterable
+
+from ._errors import ConfigError, Policy
+from ._events import AttemptEnded, AttemptStarted, EventBus
+from ._health import Clock, ProviderHealth
+from ._strategies import PriceLookup, RequestInfo, Strategy, make_strategy
+from ._types import ProviderSpec, RoutingStrategy
+
+COOLDOWN_THRESHOLD = 3  # consecutive failures before a provider rests for cooldown_s
+
+
+class ProviderPool:
+    def __init__(self, specs: Iterable[ProviderSpec], *, clock: Clock, rng: random.Random, prices: PriceLookup,
+                 cooldown_s: Callable[[], float]) -> None:
+        self.lock = threading.RLock()
+        self._clock = clock
+        self._rng = rng
+        self._prices = prices
+        self._cooldown_s = cooldown_s
+        self._health = {s.name: ProviderHealth(s, clock) for s in specs}
+        # Explicit priorities first (lowest number first), then the rest; ties keep the config's order.
+        self._by_priority = sorted(self._health.values(),
+                                   key=lambda h: (h.spec.priority is None, h.spec.priority or 0))
+        self._strategies: dict[RoutingStrategy, Strategy] = {}
+
+    # -- what users see and switch ------------------------------------------------------------
+    def get(self, name: str) -> ProviderHealth:
+        try:
+            return self._health[name]
+        except KeyError:
+            raise ConfigError(f"provider: unknown provider {name!r}; configured: {', '.join(self._health)}",
+                              field="provider") from None
+
+    def __iter__(self):
+        return iter(self._health.values())
+
+    @property
+    def enabled(self) -> list[str]:
+        return [name for name, h in self._health.items() if h.enabled]
+
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        h = self.get(name)
+        with self.lock:
+            h.enabled = enabled
+
+    def cooling_down(self) -> list[str]:
+        now = self._clock()
+        return [name for name, h in self._health.items() if h.cooling_down(now)]
+
+    # -- what the failover layer asks ----------------------------------------------------------
+    def candidates(self, strategy: RoutingStrategy, info: RequestInfo, excluded: set[str],
+                   min_context: int | None) -> list[ProviderHealth]:
+        """The strategy's order over usable providers; all cooling down -> the least recently failed."""
+        with self.lock:
+            now = self._clock()
+            usable, resting = [], []
+            for h in self._by_priority:
+                if not h.enabled or h.name in excluded:
+                    continue
+                if min_context is not None and (h.spec.context_window or 0) <= min_context:
+                    continue
+                (resting if h.cooling_down(now) else usable).append(h)
+            if usable:
+                return self._strategy(strategy).order(usable, info)
+            if resting:
+                return [min(resting, key=lambda h: h.last_failure)]
+            return []
+
+    def _strategy(self, kind: RoutingStrategy) -> Strategy:
+        s = self._strategies.get(kind)
+        if s is None:
+            s = self._strategies[kind] = make_strategy(kind, prices=self._prices, clock=self._clock, rng=self._rng)
+        return s
+
+    # -- what the request path tells it (event listeners) --------------------------------------
+    def listen(self, events: EventBus) -> None:
+        events.subscribe(AttemptStarted, self._on_started)
+        events.subscribe(AttemptEnded, self._on_ended)
+
+    def _on_started(self, event: AttemptStarted) -> None:
+        h = self._health[event.provider]
+        with self.lock:
+            h.in_flight += 1
+
+    def _on_ended(self, event: AttemptEnded) -> None:
+        record = event.record
+        h = self._health[record.provider]
+        with self.lock:
+            h.in_flight -= 1
+            if record.status == "ok":
+                out = record.output_tokens
+                h.record_success(record.latency_s, h.expected_output_tokens() if out is None else out)
+            elif event.error is not None and not event.after_text:
+                policy = event.error.policy
+                if policy is Policy.DROP_PROVIDER:
+                    h.record_failure(threshold=COOLDOWN_THRESHOLD, cooldown_s=self._cooldown_s(), immediate=True)
+                elif policy is Policy.RETRY:
+                    h.record_failure(threshold=COOLDOWN_THRESHOLD, cooldown_s=self._cooldown_s(),
+                                     latency_s=record.latency_s if record.error_type == "timeout" else None)

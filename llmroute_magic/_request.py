@@ -1,0 +1,139 @@
+"""One request as every layer sees it, and the checks that make it.
+
+The four request methods (``complete``, ``stream`` and their async forms) and the batch methods
+take the same options, declared once in ``RequestOptions``. ``build_request`` validates them
+and freezes the routing settings of the moment (strategy, fallback, retries), so a panel
+switching strategy mid-request changes the next request, not this one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any, Mapping, Sequence, TypedDict, Union
+
+from ._config import ProviderRoutingConfig
+from ._errors import ConfigError
+from ._providers._base import ChatRequest
+from ._strategies import RequestInfo
+from ._types import RoutingStrategy
+
+Prompt = Union[str, Sequence[Mapping[str, Any]]]
+
+_ROLES = ("system", "user", "assistant", "tool", "developer")
+
+
+class RequestOptions(TypedDict, total=False):
+    """Options every request method takes. Any other keyword goes into the provider's request
+    body as given (``top_p=0.9``, ``stop=["\\n"]``, ``seed=1``)."""
+
+    system: str | None  # the system prompt
+    provider: str | None  # pin one provider: no routing, still retried
+    strategy: RoutingStrategy | str | None  # this request only
+    max_tokens: int | None
+    temperature: float | None
+
+
+_OPTION_NAMES = frozenset(RequestOptions.__annotations__)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingSettings:
+    """The config's routing knobs when the request was made."""
+
+    strategy: RoutingStrategy
+    fallback_enabled: bool
+    max_retries: int
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    request_id: str
+    chat: ChatRequest
+    info: RequestInfo  # what strategies may know: prompt size, max_tokens
+    provider: str | None  # pinned provider, or None to route
+    settings: RoutingSettings
+    streamed: bool
+    started: float  # perf_counter() when the caller asked
+
+
+class RequestIds:
+    """``<6 hex digits of this router>-<n>``: unique across routers and kernels writing one ledger."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(3).hex()
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}-{next(self._counter)}"
+
+
+def build_request(prompt: Prompt, options: Mapping[str, Any], *, config: ProviderRoutingConfig,
+                  request_id: str, streamed: bool) -> Request:
+    """Validate ``prompt`` and ``options``; a mistake is a ConfigError naming the field."""
+    started = perf_counter()
+    messages = normalise_messages(prompt)
+    params = {k: v for k, v in options.items() if k not in _OPTION_NAMES}
+    system = options.get("system")
+    max_tokens = options.get("max_tokens")
+    temperature = options.get("temperature")
+    provider = options.get("provider")
+    if system is not None:
+        if not isinstance(system, str):
+            raise ConfigError(f"system: expected a string, got {type(system).__name__}", field="system")
+        check_sendable(system, "system")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
+                                   or max_tokens < 1):
+        raise ConfigError(f"max_tokens: expected a whole number >= 1, got {max_tokens!r}", field="max_tokens")
+    if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+                                    or not 0 <= temperature <= 2):
+        raise ConfigError(f"temperature: expected a number from 0 to 2, got {temperature!r}", field="temperature")
+    if provider is not None:
+        config.provider(provider)  # raises ConfigError naming the configured providers
+    strategy = options.get("strategy")
+    settings = RoutingSettings(config.strategy if strategy is None else RoutingStrategy.parse(strategy),
+                               config.fallback_enabled, config.max_retries)
+    chat = ChatRequest(messages, system, max_tokens, temperature, params)
+    info = RequestInfo(max(1, chat.prompt_chars() // 4), max_tokens)
+    return Request(request_id, chat, info, provider, settings, streamed, started)
+
+
+def check_sendable(text: str, field: str) -> None:
+    """Text must encode as UTF-8 to go on the wire. A lone surrogate (from a bad decode or a
+    sliced emoji) otherwise fails every attempt deep in the JSON encoder, retried as if the
+    provider had misbehaved."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ConfigError(f"{field}: not valid Unicode text: lone surrogate {text[e.start]!r} at position {e.start} "
+                          "(often a badly decoded file or a cut emoji); fix the text, e.g. "
+                          "text.encode('utf-8', 'replace').decode()", field=field.split("[")[0].split(".")[0]) from None
+
+
+def normalise_messages(prompt: Any) -> list[dict[str, Any]]:
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise ConfigError("prompt: empty; give the text to send (a string or a list of "
+                              "{'role', 'content'} messages)", field="prompt")
+        check_sendable(prompt, "prompt")
+        return [{"role": "user", "content": prompt}]
+    if isinstance(prompt, (list, tuple)):
+        if not prompt:
+            raise ConfigError("prompt: empty message list; give at least one {'role': 'user', 'content': ...}",
+                              field="prompt")
+        out = []
+        for i, m in enumerate(prompt):
+            if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
+                raise ConfigError(f"prompt[{i}]: expected a dict with 'role' and 'content', got {m!r:.80}",
+                                  field="prompt")
+            if m["role"] not in _ROLES:
+                raise ConfigError(f"prompt[{i}].role: unknown role {m['role']!r}; allowed: {', '.join(_ROLES)}",
+                                  field="prompt")
+            if isinstance(m["content"], str):
+                check_sendable(m["content"], f"prompt[{i}].content")
+            out.append(dict(m))
+        return out
+    raise ConfigError(f"prompt: expected a string or a list of messages, got {type(prompt).__name__}",
+                      field="prompt")
