@@ -5,14 +5,14 @@ private. Heavy dependencies (httpx, pandas, matplotlib, IPython, ipywidgets) loa
 ``import llmroute_magic`` costs a few milliseconds.
 """
 
-from typing import TYPE_CHECKING
+import typing as _typing
 
 from ._config import ProviderRoutingConfig
 from ._errors import (AllProvidersFailed, ConfigError, LedgerPersistenceWarning, LLMRouteError, ProviderError,
                       UnknownPriceWarning)
 from ._types import Completion, ProviderSpec, RoutingStrategy
 
-if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily (see __getattr__)
+if _typing.TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily (see __getattr__)
     from ._router import ModelClientRouter
     from ._stats import UsageStats
 

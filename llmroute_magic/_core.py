@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import dataclasses
 import random
 import threading
 import time
 import weakref
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Protocol, Sequence
 
 from ._attempt import AttemptLayer
@@ -190,6 +192,9 @@ class RouterCore:
 
     async def _serve(self, request: Request) -> "Reply":
         """Run ``request`` down the layers; ``RequestEnded`` when its reply ends (or it fails)."""
+        self._clients.adapters()  # a loop's first request builds its client: not the request's time
+        # A stream's clock starts when the caller starts reading it, not when it was made.
+        request = dataclasses.replace(request, started=perf_counter())
         try:
             reply = await self._chain.handle(request)
         except BaseException as e:

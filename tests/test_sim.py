@@ -108,7 +108,8 @@ def test_plain_answers_in_both_shapes_and_stats_match(sv, http):
     s = counters(sv, "o")
     assert s == {"requests": 1, "statuses": {"200": 1}, "input_tokens": u["prompt_tokens"],
                  "output_tokens": u["completion_tokens"],
-                 "cost": pytest.approx(u["prompt_tokens"] * 0.5 / 1e6 + u["completion_tokens"] * 2.0 / 1e6)}
+                 "cost": pytest.approx(u["prompt_tokens"] * 0.5 / 1e6 + u["completion_tokens"] * 2.0 / 1e6),
+                 "max_in_flight": 1}
     a = counters(sv, "a")
     assert (a["input_tokens"], a["output_tokens"]) == (b2["usage"]["input_tokens"], b2["usage"]["output_tokens"])
     assert a["cost"] == pytest.approx(a["input_tokens"] * 1.0 / 1e6 + a["output_tokens"] * 5.0 / 1e6)
@@ -305,7 +306,7 @@ def test_truncated_and_errored_streams_bill_what_was_reported(sv, http):
         sse_data(m.text)
     assert counters(sv, "o") == {"requests": 3, "statuses": {"truncated_stream": 1, "stream_error": 1,
                                                              "malformed_json": 1},
-                                 "input_tokens": 0, "output_tokens": 0, "cost": 0.0}
+                                 "input_tokens": 0, "output_tokens": 0, "cost": 0.0, "max_in_flight": 1}
     sv.inject("a", ["truncated_stream", "stream_error"])
     t = msgs(sv, http, stream=True)
     assert "message_stop" not in t.text and "message_delta" not in t.text
@@ -486,7 +487,7 @@ def test_a_client_that_leaves_during_latency_is_not_billed(sv, http):
     while counters(sv, "o")["statuses"] != {"disconnected": 1} and time.monotonic() < deadline:
         time.sleep(0.02)
     assert counters(sv, "o") == {"requests": 1, "statuses": {"disconnected": 1}, "input_tokens": 0,
-                                 "output_tokens": 0, "cost": 0.0}
+                                 "output_tokens": 0, "cost": 0.0, "max_in_flight": 1}
 
 
 def test_zero_latency_answers_are_fast(sv):

@@ -154,20 +154,20 @@ class Simulator:
     def provider_specs(self, names: Iterable[str] | None = None) -> list:
         """ProviderSpecs pointing at this server, with the profiles' api, model, prices and context window.
 
-        Priorities follow the order asked for (profile order by default), so the PRIORITY strategy
-        prefers the first one rather than whichever name sorts first. They carry the profile's required key, or a placeholder key when none is required, so clients
-        that insist on a key work unchanged.
+        They come in the order asked for (profile order by default), which is the order the
+        PRIORITY strategy tries them in. They carry the profile's required key, or a placeholder
+        key when none is required, so clients that insist on a key work unchanged.
         """
         from .._types import ProviderSpec
 
         profiles = self._state.profiles()
         chosen = list(profiles) if names is None else list(names)
         specs = []
-        for i, n in enumerate(chosen):
+        for n in chosen:
             p = self._profile(n)
             specs.append(ProviderSpec(name=n, model=p.model, api=p.api, base_url=self.base_url(n),
                                       api_key=p.require_api_key or "sim", input_price=p.input_price,
-                                      output_price=p.output_price, context_window=p.context_window, priority=i))
+                                      output_price=p.output_price, context_window=p.context_window))
         return specs
 
     # -- profiles and faults --------------------------------------------------------------------

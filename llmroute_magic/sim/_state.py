@@ -31,7 +31,8 @@ class Plan:
 
 
 def _empty_counters() -> dict:
-    return {"requests": 0, "statuses": {}, "input_tokens": 0, "output_tokens": 0, "cost": 0.0}
+    # max_in_flight: the most requests this provider was serving at once (admitted, not yet ended)
+    return {"requests": 0, "statuses": {}, "input_tokens": 0, "output_tokens": 0, "cost": 0.0, "max_in_flight": 0}
 
 
 class SimState:
@@ -110,7 +111,9 @@ class SimState:
         """Count the request and decide its fate: auth, then the rpm limit, then injected, then random faults."""
         with self._lock:
             profile = self._profiles[name]
-            self._stats[name]["requests"] += 1
+            s = self._stats[name]
+            s["requests"] += 1
+            s["max_in_flight"] = max(s["max_in_flight"], s["requests"] - sum(s["statuses"].values()))
             if profile.require_api_key is not None and not key_ok(profile):
                 return Plan(profile, "unauthorized", 0.0)
             if profile.rate_limit_rpm is not None:
