@@ -58,9 +58,9 @@ class AttemptLayer:
         if slots is not None:
             await slots.acquire()  # waiting for a slot is not the provider's time
         attempt = _Attempt(self, request, spec, number, slots)
-        if request.streamed:
+        if request.streamed and "streaming" in spec.effective_capabilities:
             return await attempt.open_stream(adapter)
-        return await attempt.complete(adapter)
+        return await attempt.complete(adapter)  # a provider that cannot stream answers in one chunk
 
 
 class _Attempt:
@@ -73,14 +73,15 @@ class _Attempt:
         self.spec = spec
         self.number = number
         self.slots = slots
-        self.ctx = AttemptContext(spec.name, spec.model)
+        self.model = request.chat.model_for(spec)
+        self.ctx = AttemptContext(spec.name, self.model)
         self.started_wall = layer._wall_clock()
         self.t0 = perf_counter()
         self.provider_s = 0.0  # time spent waiting on the provider
         self.ttft_s: float | None = None  # provider time to the first text
         self.committed_at: float | None = None  # perf_counter() when the first text reached the caller's side
         self.ended = False
-        layer._events.emit(AttemptStarted(request.request_id, number, spec.name, spec.model, request.streamed))
+        layer._events.emit(AttemptStarted(request.request_id, number, spec.name, self.model, request.streamed))
 
     # -- plain ------------------------------------------------------------------------------------
     async def complete(self, adapter: "ProviderAdapter") -> Reply:
@@ -152,27 +153,41 @@ class _Attempt:
         else:  # up to the first text, then only the provider's time
             before = self.committed_at - self.request.started
             latency, ttft = before + (self.provider_s - (self.ttft_s or 0.0)), before
+        parsed = self.parse(result)
+        model = result.model or self.model
         cost = self.price(result.input_tokens, result.output_tokens, result.cache_read_tokens,
-                          result.cache_write_tokens, result.model)
-        model = result.model or self.spec.model
+                          result.cache_write_tokens, model)
         self.end(self.record("ok", None, result.http_status, result.input_tokens, result.output_tokens, cost,
                              model, result.cache_read_tokens, result.cache_write_tokens))
         return Completion(text=result.text, provider=self.spec.name, model=model, input_tokens=result.input_tokens,
                           output_tokens=result.output_tokens, cost=cost, latency_s=latency, ttft_s=ttft,
                           request_id=self.request.request_id, finish_reason=result.finish_reason,
-                          attempts=self.number)
+                          attempts=self.number, tool_calls=tuple(result.tool_calls), parsed=parsed)
+
+    def parse(self, result: ProviderResult) -> object:
+        """The answer as the schema's object; an answer that does not meet it is a retryable failure
+        (billed: the provider did answer)."""
+        fmt = self.request.chat.response_format
+        if fmt is None or result.tool_calls:
+            return None
+        try:
+            return fmt.parse(result.text)
+        except ValueError as e:
+            err = self.ctx.error("malformed_response", str(e), status_code=result.http_status)
+            err.input_tokens, err.output_tokens = result.input_tokens or 0, result.output_tokens or 0
+            raise self.failed(err, after_text=self.committed_at is not None) from None
 
     def failed(self, err: ProviderError, *, after_text: bool = False) -> ProviderError:
         tokens = (err.input_tokens or 0, err.output_tokens or 0)
-        cost = self.price(*tokens, 0, 0, err.model) if any(tokens) else 0.0
-        self.end(self.record("error", err.error_type, err.status_code, *tokens, cost, err.model or self.spec.model),
-                 err, after_text)
+        model = err.model or self.model
+        cost = self.price(*tokens, 0, 0, model) if any(tokens) else 0.0
+        self.end(self.record("error", err.error_type, err.status_code, *tokens, cost, model), err, after_text)
         return err
 
     def cancelled(self) -> None:
         tokens = (self.ctx.input_tokens or 0, self.ctx.output_tokens or 0)
-        cost = self.price(*tokens, 0, 0, None) if any(tokens) else 0.0
-        self.end(self.record("cancelled", "cancelled", None, *tokens, cost, self.spec.model))
+        cost = self.price(*tokens, 0, 0, self.model) if any(tokens) else 0.0
+        self.end(self.record("cancelled", "cancelled", None, *tokens, cost, self.model))
 
     def price(self, input_tokens: int | None, output_tokens: int | None, cache_read: int, cache_write: int,
               model: str | None) -> float:

@@ -158,9 +158,10 @@ class FailoverLayer:
     def start(self, request: "Request") -> FailoverState:
         settings = request.settings
         pinned = self._pool.get(request.provider) if request.provider is not None else None
+        self._pool.require(request.needs, request.provider)
 
         def candidates(excluded: set[str], min_context: int | None) -> list[ProviderHealth]:
-            return self._pool.candidates(settings.strategy, request.info, excluded, min_context)
+            return self._pool.candidates(settings.strategy, request.info, excluded, min_context, request.needs)
 
         return FailoverState(candidates, 1 + settings.max_retries, settings.fallback_enabled,
                              pinned=pinned, named=pinned is not None)

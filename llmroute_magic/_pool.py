@@ -14,6 +14,7 @@ import random
 import threading
 from typing import Callable, Iterable
 
+from ._capabilities import describe_need
 from ._errors import ConfigError, Policy
 from ._events import AttemptEnded, AttemptStarted, EventBus
 from ._health import Clock, ProviderHealth
@@ -63,13 +64,13 @@ class ProviderPool:
 
     # -- what the failover layer asks ----------------------------------------------------------
     def candidates(self, strategy: RoutingStrategy, info: RequestInfo, excluded: set[str],
-                   min_context: int | None) -> list[ProviderHealth]:
+                   min_context: int | None, needs: frozenset[str] = frozenset()) -> list[ProviderHealth]:
         """The strategy's order over usable providers; all cooling down -> the least recently failed."""
         with self.lock:
             now = self._clock()
             usable, resting = [], []
             for h in self._by_priority:
-                if not h.enabled or h.name in excluded:
+                if not h.enabled or h.name in excluded or not needs <= h.spec.effective_capabilities:
                     continue
                 if min_context is not None and (h.spec.context_window or 0) <= min_context:
                     continue
@@ -79,6 +80,21 @@ class ProviderPool:
             if resting:
                 return [min(resting, key=lambda h: h.last_failure)]
             return []
+
+    def require(self, needs: frozenset[str], pinned: str | None = None) -> None:
+        """A ConfigError when no provider that may serve has every capability the request needs."""
+        if not needs:
+            return
+        names = [pinned] if pinned is not None else self.enabled
+        specs = [self._health[n].spec for n in names]
+        if any(needs <= s.effective_capabilities for s in specs):
+            return
+        lacking = "; ".join(f"{s.name} lacks {', '.join(sorted(needs - s.effective_capabilities))}" for s in specs)
+        wanted = ", ".join(describe_need(c) for c in sorted(needs))
+        raise ConfigError(
+            f"capabilities: this request needs {wanted}, and no {'such' if pinned is None else 'pinned'} provider "
+            f"has it ({lacking or 'no provider is enabled'}). Enable a provider that has it, or declare it with "
+            "ProviderSpec(capabilities={...}) if the model does support it", field="capabilities")
 
     def _strategy(self, kind: RoutingStrategy) -> Strategy:
         s = self._strategies.get(kind)

@@ -15,6 +15,8 @@ from time import perf_counter
 from typing import Any, Mapping, Sequence, TypedDict, Union
 
 from ._config import ProviderRoutingConfig
+from ._content import (has_image, normalise_content, normalise_response_format, normalise_tool_choice,
+                       normalise_tools, text_of)
 from ._errors import ConfigError
 from ._providers._base import ChatRequest
 from ._strategies import RequestInfo
@@ -34,6 +36,10 @@ class RequestOptions(TypedDict, total=False):
     strategy: RoutingStrategy | str | None  # this request only
     max_tokens: int | None
     temperature: float | None
+    model: str | None  # instead of the provider's configured model, for this request (priced as such)
+    tools: Sequence[Mapping[str, Any]] | None  # [{"name", "description", "parameters"}]
+    tool_choice: str | Mapping[str, Any] | None  # "auto" | "none" | "required" | a tool's name
+    response_format: Any  # a JSON schema (dict) or a pydantic model class; Completion.parsed holds the object
 
 
 _OPTION_NAMES = frozenset(RequestOptions.__annotations__)
@@ -57,6 +63,7 @@ class Request:
     settings: RoutingSettings
     streamed: bool
     started: float  # perf_counter() when the caller asked
+    needs: frozenset[str] = frozenset()  # capabilities a provider must have to serve it
 
 
 class RequestIds:
@@ -95,9 +102,26 @@ def build_request(prompt: Prompt, options: Mapping[str, Any], *, config: Provide
     strategy = options.get("strategy")
     settings = RoutingSettings(config.strategy if strategy is None else RoutingStrategy.parse(strategy),
                                config.fallback_enabled, config.max_retries)
-    chat = ChatRequest(messages, system, max_tokens, temperature, params)
+    model = options.get("model")
+    if model is not None and (not isinstance(model, str) or not model.strip()):
+        raise ConfigError(f"model: expected a model name, got {model!r}", field="model")
+    tools = normalise_tools(options.get("tools"))
+    chat = ChatRequest(messages, system, max_tokens, temperature, params, model, tools,
+                       normalise_tool_choice(options.get("tool_choice"), tools),
+                       normalise_response_format(options.get("response_format")))
     info = RequestInfo(max(1, chat.prompt_chars() // 4), max_tokens)
-    return Request(request_id, chat, info, provider, settings, streamed, started)
+    return Request(request_id, chat, info, provider, settings, streamed, started, _needs(chat))
+
+
+def _needs(chat: ChatRequest) -> frozenset[str]:
+    needs = set()
+    if chat.tools and (chat.tool_choice is None or chat.tool_choice.mode != "none"):
+        needs.add("tools")
+    if chat.response_format is not None:
+        needs.add("json_schema")
+    if has_image(chat.messages):
+        needs.add("vision")
+    return frozenset(needs)
 
 
 def check_sendable(text: str, field: str) -> None:
@@ -131,9 +155,10 @@ def normalise_messages(prompt: Any) -> list[dict[str, Any]]:
             if m["role"] not in _ROLES:
                 raise ConfigError(f"prompt[{i}].role: unknown role {m['role']!r}; allowed: {', '.join(_ROLES)}",
                                   field="prompt")
-            if isinstance(m["content"], str):
-                check_sendable(m["content"], f"prompt[{i}].content")
-            out.append(dict(m))
+            content = "" if m["content"] is None and m.get("tool_calls") else m["content"]
+            content = normalise_content(content, f"prompt[{i}].content")
+            check_sendable(text_of(content), f"prompt[{i}].content")
+            out.append({**m, "content": content})
         return out
     raise ConfigError(f"prompt: expected a string or a list of messages, got {type(prompt).__name__}",
                       field="prompt")

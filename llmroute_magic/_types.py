@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, NamedTuple
 from urllib.parse import urlsplit
 
+from ._capabilities import check_capabilities, default_capabilities
 from ._errors import ConfigError
 
 
@@ -43,11 +44,15 @@ class RoutingStrategy(str, enum.Enum):
         return self.value
 
 
-APIS = ("openai", "anthropic")
+# Wire formats. "openai" is chat completions (and every OpenAI-compatible server); the others are
+# each vendor's native API.
+APIS = ("openai", "anthropic", "gemini", "azure", "ollama", "openai-responses")
 
 # Public endpoints of well-known providers. OpenAI-style base URLs end in /v1 like the official SDK's;
-# Anthropic's does not (the SDK appends /v1/messages).
+# Anthropic's does not (the SDK appends /v1/messages), nor do Gemini's and Ollama's native APIs.
 KNOWN_BASE_URLS: dict[str, str] = {
+    "gemini": "https://generativelanguage.googleapis.com",
+    "google": "https://generativelanguage.googleapis.com",
     "openai": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com",
     "claude": "https://api.anthropic.com",
@@ -63,8 +68,32 @@ KNOWN_BASE_URLS: dict[str, str] = {
 }
 
 
+# Where a known name's native API lives when it differs from its OpenAI-compatible endpoint.
+NATIVE_BASE_URLS: dict[tuple[str, str], str] = {
+    ("ollama", "ollama"): "http://127.0.0.1:11434",
+}
+
 # Servers that run models on the user's own machine: no key, and no public price list applies.
 LOCAL_SERVERS = frozenset({"ollama", "lmstudio", "vllm"})
+
+
+def default_api(name: str) -> str:
+    """The wire format a provider's name implies when ``api`` is not given."""
+    n = name.lower()
+    if n.startswith(("anthropic", "claude")):
+        return "anthropic"
+    if n.startswith(("gemini", "google")):
+        return "gemini"
+    if n.startswith("azure"):
+        return "azure"
+    if n.startswith("ollama"):
+        return "ollama"  # its OpenAI-compatible endpoint ignores num_ctx and truncates long prompts
+    return "openai"
+
+
+def known_base_url(name: str, api: str) -> str | None:
+    n = name.lower()
+    return NATIVE_BASE_URLS.get((n, api)) or KNOWN_BASE_URLS.get(n)
 
 
 def env_var_for(name: str) -> str:
@@ -159,6 +188,8 @@ class ProviderSpec:
     context_window: int | None = None
     max_concurrency: int | None = None
     timeout: float | None = None
+    capabilities: frozenset[str] | None = None  # None: the default for the api and model (_capabilities.py)
+    api_version: str | None = None  # Azure: the legacy deployments URL with ?api-version=; None: the v1 API
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
@@ -169,9 +200,9 @@ class ProviderSpec:
                               field="model")
         api = self.api
         if api is None:
-            api = "anthropic" if self.name.lower().startswith(("anthropic", "claude")) else "openai"
+            api = default_api(self.name)
         if api not in APIS:
-            raise ConfigError(f"providers.api ({self.name}): unknown api {api!r}; allowed: openai, anthropic",
+            raise ConfigError(f"providers.api ({self.name}): unknown api {api!r}; allowed: {', '.join(APIS)}",
                               field="api")
         set_("api", api)
         base_url = self.base_url
@@ -179,7 +210,7 @@ class ProviderSpec:
             # Like the official SDKs (OPENAI_BASE_URL, ANTHROPIC_BASE_URL): a proxy or gateway
             # can stand in for a known provider without touching the code.
             base_url = os.environ.get(self.name.upper().replace("-", "_") + "_BASE_URL") \
-                or KNOWN_BASE_URLS.get(self.name.lower())
+                or known_base_url(self.name, api)
             if base_url is None:
                 known = ", ".join(sorted(KNOWN_BASE_URLS))
                 raise ConfigError(
@@ -214,6 +245,11 @@ class ProviderSpec:
         _check_number(f"providers.max_concurrency ({self.name})", self.max_concurrency, integer=True,
                       strictly_positive=True)
         _check_number(f"providers.timeout ({self.name})", self.timeout, strictly_positive=True)
+        if self.capabilities is not None:
+            set_("capabilities", check_capabilities(self.name, self.capabilities))
+        if self.api_version is not None and (not isinstance(self.api_version, str) or not self.api_version.strip()):
+            raise ConfigError(f"providers.api_version ({self.name}): expected a version string such as "
+                              f"'2024-10-21', got {self.api_version!r}", field="api_version")
 
     # -- copies -------------------------------------------------------------------------------
     def _copy(self, **changes: Any) -> "ProviderSpec":
@@ -246,6 +282,16 @@ class ProviderSpec:
     def with_max_concurrency(self, max_concurrency: int) -> "ProviderSpec":
         return self._copy(max_concurrency=max_concurrency)
 
+    def with_capabilities(self, *capabilities: str) -> "ProviderSpec":
+        return self._copy(capabilities=frozenset(capabilities))
+
+    @property
+    def effective_capabilities(self) -> frozenset[str]:
+        """``capabilities`` as given, else the default for this api and model."""
+        if self.capabilities is not None:
+            return self.capabilities
+        return default_capabilities(self.api or "openai", self.model)
+
     # -- keys ---------------------------------------------------------------------------------
     @property
     def key_env_var(self) -> str:
@@ -277,7 +323,17 @@ class ProviderSpec:
             out["api_key"] = self.api_key.reveal()
         else:
             out.pop("api_key")
+        if out.get("capabilities") is not None:
+            out["capabilities"] = sorted(out["capabilities"])
         return {k: v for k, v in out.items() if v is not None}
+
+
+class ToolCall(NamedTuple):
+    """A function call the model asked for: ``arguments`` parsed from its JSON."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,20 +343,25 @@ class Completion:
     text: str
     provider: str
     model: str
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost: float = 0.0
+    input_tokens: int | None = 0  # None: the provider reported no usage
+    output_tokens: int | None = 0
+    cost: float = 0.0  # NaN when the price or the usage is unknown
     latency_s: float = 0.0
     ttft_s: float | None = None
     request_id: str = ""
     finish_reason: str | None = None
     attempts: int = 1
+    tool_calls: tuple[ToolCall, ...] = ()  # calls the model asked for (tools= given)
+    parsed: Any = None  # the answer as an object, when response_format= was given
 
     def __str__(self) -> str:
         return self.text
 
     @property
-    def tokens(self) -> int:
+    def tokens(self) -> int | None:
+        """Input plus output tokens; None when the provider reported no usage."""
+        if self.input_tokens is None or self.output_tokens is None:
+            return None
         return self.input_tokens + self.output_tokens
 
     def footer(self) -> str:

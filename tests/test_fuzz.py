@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from llmroute_magic import (Completion, ConfigError, LLMRouteError, ModelClientRouter, ProviderError,
                             ProviderRoutingConfig)
+from llmroute_magic._types import APIS
 from llmroute_magic.sim import ProviderProfile, Simulator
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -38,7 +39,7 @@ url_text = st.text(alphabet=string.ascii_letters + string.digits + ":/.-_?#@%", 
 spec_field_values = {
     "name": st.one_of(st.text(max_size=12), values),
     "model": st.one_of(st.text(max_size=12), values),
-    "api": st.one_of(st.sampled_from(["openai", "anthropic", "gemini", "OpenAI"]), values),
+    "api": st.one_of(st.sampled_from(["openai", "anthropic", "gemini", "azure", "OpenAI", "bard"]), values),
     "base_url": st.one_of(url_text, st.sampled_from(["http://127.0.0.1:8000/v1", "localhost:8000", ""]), scalars),
     "priority": values, "weight": values, "input_price": values, "output_price": values,
     "context_window": values, "max_concurrency": values, "timeout": values,
@@ -76,7 +77,7 @@ def check_loaded(cfg: ProviderRoutingConfig) -> None:
     assert cfg.providers and len({p.name for p in cfg.providers}) == len(cfg.providers)
     assert 0 <= cfg.max_retries <= 100 and cfg.timeout > 0 and cfg.cooldown_s >= 0
     for p in cfg.providers:
-        assert p.api in ("openai", "anthropic") and p.base_url.startswith(("http://", "https://"))
+        assert p.api in APIS and p.base_url.startswith(("http://", "https://"))
         assert p.weight > 0 and math.isfinite(p.weight)
 
 

@@ -10,29 +10,43 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, AsyncIterator, Union
 
+from .._content import text_of
+
 if TYPE_CHECKING:  # httpx is imported lazily by the router, not at package import
     import httpx
 
-    from .._types import ProviderSpec
+    from .._content import ResponseFormat, Tool, ToolChoice
+    from .._types import ProviderSpec, ToolCall
     from ._failures import AttemptContext
 
 
 @dataclass(slots=True)
 class ChatRequest:
-    """A request in neutral form. ``messages`` are ``{"role", "content"}`` dicts without the system prompt."""
+    """A request in neutral form (``_content.py`` describes the parts).
+
+    ``messages`` are ``{"role", "content"}`` dicts without the system prompt; content is text or a
+    list of text and image parts. ``model`` overrides the spec's model for this request.
+    """
 
     messages: list[dict[str, Any]]
     system: str | None = None
     max_tokens: int | None = None
     temperature: float | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None
+    tools: "tuple[Tool, ...]" = ()
+    tool_choice: "ToolChoice | None" = None
+    response_format: "ResponseFormat | None" = None
 
     def prompt_chars(self) -> int:
         n = len(self.system or "")
         for m in self.messages:
             c = m.get("content")
-            n += len(c) if isinstance(c, str) else len(str(c))
+            n += len(c) if isinstance(c, str) else len(text_of(c)) + 1000 * _images(c)
         return n
+
+    def model_for(self, spec: "ProviderSpec") -> str:
+        return self.model or spec.model
 
 
 @dataclass(slots=True)
@@ -53,7 +67,12 @@ class ProviderResult:
     cache_write_tokens: int = 0
     finish_reason: str | None = None
     http_status: int = 200
+    tool_calls: "tuple[ToolCall, ...]" = ()
     ttft_s: float | None = None  # set by streaming calls: seconds from send to first text
+
+
+def _images(content: Any) -> int:
+    return sum(1 for p in content if isinstance(p, dict) and p.get("type") == "image") if isinstance(content, list) else 0
 
 
 # A stream yields text deltas (str) and ends with exactly one ProviderResult.

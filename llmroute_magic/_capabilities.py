@@ -1,0 +1,70 @@
+"""What a provider can do, and what a request needs.
+
+    tools        function calling (``tools=``, ``tool_choice=``)
+    vision       images in the prompt
+    json_schema  structured output (``response_format=`` a JSON schema or a pydantic model)
+    streaming    streamed answers
+
+``ProviderSpec(capabilities=...)`` says it outright. Left out, the default comes from this table,
+by wire format and model name (the first matching row wins):
+
+    | api               | model matches                                   | capabilities                   |
+    |-------------------|-------------------------------------------------|--------------------------------|
+    | anthropic         | any                                             | all four                       |
+    | gemini            | any                                             | all four                       |
+    | openai, azure,    | gpt-4o, gpt-4.1, gpt-5, o1, o3, o4, chatgpt-4o,  | all four                       |
+    | openai-responses  | gpt-4-turbo, *vision*, *-vl*, llava, pixtral,   |                                |
+    | ollama            | gemma3, llama3.2-vision, llama4, qwen2.5vl,     |                                |
+    |                   | minicpm-v, moondream, mistral-small3            |                                |
+    | any other         | any other model                                 | tools, json_schema, streaming  |
+
+A request that needs a capability goes only to providers that have it (filtered before the
+strategy orders them); when none has it, a ``ConfigError`` names the capability and the providers
+that lack it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+CAPABILITIES = ("tools", "vision", "json_schema", "streaming")
+
+_ALL = frozenset(CAPABILITIES)
+_TEXT = frozenset({"tools", "json_schema", "streaming"})
+_ALWAYS_ALL = frozenset({"anthropic", "gemini"})
+
+# Model families known to take images, as their names appear across vendors, gateways and local servers.
+_VISION_MODELS = re.compile(
+    r"(^|[/:_-])(gpt-4o|gpt-4\.1|gpt-5|o1|o3|o4|chatgpt-4o|gpt-4-turbo|llava|bakllava|pixtral|gemma-?3|llama-?4"
+    r"|llama-?3\.2-vision|qwen2(\.5)?-?vl|minicpm-v|moondream|mistral-small-?3|claude|gemini)"
+    r"|vision|-vl\b", re.IGNORECASE)
+
+
+def default_capabilities(api: str, model: str) -> frozenset[str]:
+    if api in _ALWAYS_ALL:
+        return _ALL
+    return _ALL if _VISION_MODELS.search(model) else _TEXT
+
+
+def check_capabilities(name: str, values: Iterable[str]) -> frozenset[str]:
+    from ._errors import ConfigError
+
+    if isinstance(values, str):
+        values = [values]
+    try:
+        chosen = frozenset(values)
+    except TypeError:
+        raise ConfigError(f"providers.capabilities ({name}): expected a set of names from "
+                          f"{', '.join(CAPABILITIES)}, got {values!r}", field="capabilities") from None
+    unknown = sorted(str(v) for v in chosen - _ALL)
+    if unknown:
+        raise ConfigError(f"providers.capabilities ({name}): unknown capability {unknown[0]!r}; allowed: "
+                          f"{', '.join(CAPABILITIES)}", field="capabilities")
+    return chosen
+
+
+def describe_need(capability: str) -> str:
+    return {"tools": "tools (tools= was given)", "vision": "vision (the prompt has an image)",
+            "json_schema": "json_schema (response_format= was given)",
+            "streaming": "streaming (a streamed answer was asked for)"}[capability]
