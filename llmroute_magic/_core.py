@@ -28,6 +28,7 @@ from ._failover import FailoverLayer, FailoverPolicy
 from ._limits import ProviderSlots
 from ._pool import ProviderPool
 from ._pricing import PriceBook
+from ._providers import check_supported
 from ._request import Prompt, Request, RequestIds, RequestOptions, build_request
 from ._retry import Backoff
 from ._streams import AsyncStream, SyncStream
@@ -57,6 +58,8 @@ class RouterCore:
                  sleep: Callable[[float], Awaitable[Any]] | None = None) -> None:
         if not isinstance(config, ProviderRoutingConfig):
             raise ConfigError(f"config: expected a ProviderRoutingConfig, got {type(config).__name__}", field="config")
+        for spec in config.providers:
+            check_supported(spec.api or "openai")
         self._config = config
         self._lock = threading.RLock()  # guards config changes and the loop thread's creation
         rng = rng or random.Random()
