@@ -179,3 +179,216 @@ def test_least_latency_caps_probes_at_its_exploration_share():
     probes = heads["b"] + heads["c"]
     assert 2 <= probes <= 1 + 0.05 * 400  # idle providers are re-probed, but at most 5 % of traffic
     assert heads["a"] == 400 - probes  # everything else goes to the fastest
+
+
+# -- least latency: cold starts, recovery counted in requests, power of two choices -------------------
+# Each test drives the strategy as the router does: ask for an order, the head's in_flight goes up
+# while its attempt runs, then down, and record_success(latency) with the fake clock advanced.
+
+
+def least_latency(clock, seed=0, **kw):
+    from llmroute_magic._strategies import LeastLatencyStrategy
+
+    return LeastLatencyStrategy(clock, random.Random(seed), **kw)
+
+
+def start_burst(ll, hs, n):
+    """n requests start before any finishes: each head's in_flight goes up at once."""
+    heads = Counter()
+    for _ in range(n):
+        order = ll.order(hs, RequestInfo())
+        assert sorted(names(order)) == sorted(names(hs))
+        order[0].in_flight += 1
+        heads[order[0].name] += 1
+    return heads
+
+
+def finish(clock, h, latency):
+    h.in_flight -= 1
+    h.record_success(latency, 10)
+
+
+def run_sequential(ll, hs, clock, latency_of, n):
+    """n requests one after another; latency_of(name, answers so far) is the provider's answer time."""
+    heads = []
+    answered = Counter()
+    for _ in range(n):
+        h = ll.order(hs, RequestInfo())[0]
+        h.in_flight += 1
+        lat = latency_of(h.name, answered[h.name])
+        answered[h.name] += 1
+        clock.now += lat
+        finish(clock, h, lat)
+        heads.append(h.name)
+    return heads
+
+
+def test_cold_burst_on_unseen_providers_explores_each_once_then_spreads():
+    clock = FakeClock()
+    hs = healths(clock, spec("a"), spec("b"), spec("c"))
+    ll = least_latency(clock)
+    first = ll.order(hs, RequestInfo())[0]
+    assert first.name == "a"  # config order breaks the tie between unseen providers
+    first.in_flight += 1
+    heads = start_burst(ll, hs, 29)
+    heads["a"] += 1
+    # nothing is known yet: the burst is spread by requests in flight, not herded onto one provider
+    assert heads == {"a": 10, "b": 10, "c": 10}
+
+
+def test_an_unseen_provider_gets_one_request_in_flight_while_the_rest_go_by_what_is_known():
+    clock = FakeClock()
+    a, b, c = healths(clock, spec("a"), spec("b"), spec("c"))
+    ll = least_latency(clock)
+    a.record_success(0.05, 10)  # only a is measured; b and c have never answered
+    heads = start_burst(ll, [a, b, c], 50)
+    assert heads == {"a": 48, "b": 1, "c": 1}
+    # b answers (slowly): from now on it is scored like any other provider with an estimate;
+    # with 48 in flight on a, a's score is (48 + 1) x 0.05 s = 2.45 s against b's 1 x 1.5 s
+    finish(clock, b, 1.5)
+    assert names(ll.order([a, b, c], RequestInfo())) == ["b", "a", "c"]  # c: still being explored
+
+
+def test_a_re_enabled_slow_provider_takes_one_request_of_a_burst_not_all_of_them():
+    """The case from issue 10 item 7a: a re-enabled 1.5 s provider took 50/50 of a concurrent burst."""
+    clock = FakeClock()
+    fast, mid, slow = healths(clock, spec("fast"), spec("mid"), spec("slow"))
+    for _ in range(3):
+        fast.record_success(0.05, 10)
+        mid.record_success(0.06, 10)
+    ll = least_latency(clock)
+    # slow was disabled from the start and is enabled now, unseen, just before a burst of 50
+    heads = start_burst(ll, [fast, mid, slow], 50)
+    assert heads["slow"] == 1
+    assert heads["fast"] + heads["mid"] == 49
+    assert min(heads["fast"], heads["mid"]) >= 18  # the known ones share the burst: no herding either
+    # the fallback order lists the known providers before the one being explored
+    order = ll.order([fast, mid, slow], RequestInfo())
+    assert order[-1].name == "slow"
+
+
+def test_a_stale_provider_re_enabled_during_a_burst_gets_one_probe_in_flight():
+    clock = FakeClock()
+    fast, mid, old = healths(clock, spec("fast"), spec("mid"), spec("old"))
+    old.record_success(0.02, 10)  # measured long ago, then disabled
+    clock.now += 600
+    fast.record_success(0.05, 10)
+    mid.record_success(0.06, 10)
+    ll = least_latency(clock)
+    heads = start_burst(ll, [fast, mid, old], 50)
+    # its old estimate says it is the fastest, but it is stale: one request in flight until it answers
+    assert heads["old"] == 1
+    assert heads["fast"] >= 20 and heads["mid"] >= 20
+    finish(clock, old, 0.02)  # it answers as fast as before: trusted again, scored like the others
+    assert ll.order([fast, mid, old], RequestInfo())[0] is old
+
+
+def test_after_an_idle_spell_every_stale_estimate_still_counts():
+    """A notebook user thinks for a minute between cells: every estimate is stale, none is in doubt."""
+    clock = FakeClock()
+    fast, slow = healths(clock, spec("fast"), spec("slow"))
+    fast.record_success(0.05, 10)
+    slow.record_success(1.5, 10)
+    clock.now += 60
+    heads = start_burst(least_latency(clock), [fast, slow], 30)
+    assert heads["slow"] <= 2  # its probe, perhaps; the batch is not spread evenly onto a slow provider
+
+
+@pytest.mark.parametrize("cold_start_s", [0.2, 1.5])
+def test_one_slow_cold_start_sample_is_won_back_within_a_few_dozen_sequential_requests(cold_start_s):
+    """Issue 10 item 7b: 200 ms once, then 5 ms for good, beside a steady 50 ms provider."""
+    clock = FakeClock()
+    fast, steady = healths(clock, spec("fast"), spec("steady"))
+    ll = least_latency(clock)
+
+    def latency_of(name, samples):
+        if name == "steady":
+            return 0.05
+        return cold_start_s if samples == 0 else 0.005
+
+    heads = run_sequential(ll, [fast, steady], clock, latency_of, 300)
+    assert heads[0] == "fast"  # explored first: the slow cold start
+    won_back = next(i for i in range(1, len(heads)) if heads[i:i + 10] == ["fast"] * 10)
+    assert won_back <= 36, heads[:60]  # a few dozen requests (1.8 s of the batch), not 10 s (200 requests)
+    after = heads[won_back:]
+    assert after.count("steady") <= 1 + 0.05 * len(heads)  # then "steady" gets only its probes
+    assert after.count("steady") >= 2  # ... and it does get them
+
+
+def test_recovery_is_counted_in_requests_even_when_the_clock_barely_moves():
+    clock = FakeClock()
+    fast, steady = healths(clock, spec("fast"), spec("steady"))
+    fast.record_success(0.2, 10)  # a slow first answer
+    steady.record_success(0.05, 10)
+    ll = least_latency(clock)
+    heads = []
+    for _ in range(40):  # the clock advances 1 ms a request: no time-based probe can fire
+        head = ll.order([fast, steady], RequestInfo())[0]
+        clock.now += 0.001
+        head.record_success(0.005 if head is fast else 0.05, 10)
+        heads.append(head.name)
+    assert heads[:20] == ["steady"] * 20
+    assert heads[-10:] == ["fast"] * 10
+
+
+def test_a_fast_fluke_from_a_slow_provider_costs_one_follow_up_at_most():
+    clock = FakeClock()
+    fast, slow = healths(clock, spec("fast"), spec("slow"))
+    fast.record_success(0.03, 10)
+    slow.record_success(0.09, 10)
+    ll = least_latency(clock)
+    flukes = iter([0.01])  # the first probe of "slow" comes back fast once
+
+    def latency_of(name, samples):
+        return 0.03 if name == "fast" else next(flukes, 0.09)
+
+    heads = run_sequential(ll, [fast, slow], clock, latency_of, 200)
+    assert heads.count("slow") <= 1 + 1 + 0.05 * 200  # its probes, plus one follow-up of the fluke
+    first_probe = heads.index("slow")
+    assert heads[first_probe + 1] == "slow" and heads[first_probe + 2] == "fast"
+
+
+def test_a_follow_up_keeps_one_request_in_flight_during_a_burst():
+    clock = FakeClock()
+    fast, steady = healths(clock, spec("fast"), spec("steady"))
+    fast.record_success(0.2, 10)
+    steady.record_success(0.05, 10)
+    ll = least_latency(clock, probe_after_requests=5)
+    for _ in range(5):  # sequential traffic on steady until fast is stale by count
+        h = ll.order([fast, steady], RequestInfo())[0]
+        assert h is steady
+        h.record_success(0.05, 10)
+    probe = ll.order([fast, steady], RequestInfo())[0]
+    assert probe is fast
+    probe.in_flight += 1
+    assert start_burst(ll, [fast, steady], 10) == {"steady": 10}  # the probe is pending: one in flight
+    for _ in range(10):
+        finish(clock, steady, 0.05)
+    finish(clock, fast, 0.005)  # it comes back fast: fast is followed up, one request at a time
+    assert start_burst(ll, [fast, steady], 10) == {"fast": 1, "steady": 9}
+
+
+def test_a_probe_that_fails_ends_without_a_follow_up():
+    clock = FakeClock()
+    fast, steady = healths(clock, spec("fast"), spec("steady"))
+    fast.record_success(0.2, 10)
+    steady.record_success(0.05, 10)
+    ll = least_latency(clock, probe_after_requests=3)
+    for _ in range(3):
+        ll.order([fast, steady], RequestInfo())[0].record_success(0.05, 10)
+    assert ll.order([fast, steady], RequestInfo())[0] is fast  # the probe
+    fast.record_failure(threshold=3, cooldown_s=30.0)  # it failed (in_flight went up and down)
+    assert ll.order([fast, steady], RequestInfo())[0] is steady
+
+
+def test_probing_by_request_count_stays_within_the_exploration_share():
+    clock = FakeClock()
+    hs = healths(clock, spec("a"), spec("b"), spec("c"), spec("d"))
+    lat = {"a": 0.03, "b": 0.05, "c": 0.07, "d": 0.09}
+    for h in hs:
+        h.record_success(lat[h.name], 10)
+    ll = least_latency(clock)
+    heads = run_sequential(ll, hs, clock, lambda n, k: lat[n], 1000)
+    others = len(heads) - heads.count("a")
+    assert others <= 1 + 0.05 * 1000  # three idle providers stale every 20 requests: still 5 % at most
+    assert {"b", "c", "d"} <= set(heads)  # every one is re-measured now and then
