@@ -392,3 +392,131 @@ def test_probing_by_request_count_stays_within_the_exploration_share():
     others = len(heads) - heads.count("a")
     assert others <= 1 + 0.05 * 1000  # three idle providers stale every 20 requests: still 5 % at most
     assert {"b", "c", "d"} <= set(heads)  # every one is re-measured now and then
+
+
+def burst_heads_p2c(seed, n_providers=6, n=60):
+    clock = FakeClock()
+    hs = healths(clock, *(spec(f"p{i}") for i in range(n_providers)))
+    for i, h in enumerate(hs):
+        h.record_success(0.05 + 0.005 * i, 10)
+    ll = least_latency(clock, seed=seed)
+    return start_burst(ll, hs, n)
+
+
+def test_power_of_two_choices_spreads_a_burst_across_six_providers():
+    heads = burst_heads_p2c(seed=3)
+    assert sum(heads.values()) == 60 and len(heads) == 6
+    assert max(heads.values()) <= 16  # 10 each if even; no provider takes a quarter of the burst
+
+
+def test_power_of_two_choices_serves_the_faster_of_each_sampled_pair():
+    class Recording(random.Random):
+        def sample(self, population, k, **kw):
+            self.pair = super().sample(population, k, **kw)
+            return self.pair
+
+    from llmroute_magic._strategies import LeastLatencyStrategy
+
+    clock = FakeClock()
+    hs = healths(clock, *(spec(f"p{i}") for i in range(7)))
+    lat = [0.09, 0.02, 0.05, 0.07, 0.03, 0.08, 0.04]
+    for h, x in zip(hs, lat):
+        h.record_success(x, 10)
+    rng = Recording(5)
+    ll = LeastLatencyStrategy(clock, rng, probe_after_requests=10**9, probe_after_s=1e9)
+    heads = Counter()
+    for _ in range(700):
+        head = ll.order(hs, RequestInfo())[0]
+        a, b = rng.pair
+        assert head is min((a, b), key=lambda h: h.latency.value)
+        heads[head.name] += 1
+    assert "p0" not in heads  # the slowest loses every pair it is drawn in
+    by_speed = [heads[h.name] for h in sorted(hs, key=lambda h: h.latency.value)]
+    assert by_speed[0] > by_speed[2] > by_speed[4]  # the faster, the more often it wins
+
+
+def test_power_of_two_choices_is_deterministic_with_a_seeded_rng():
+    assert burst_heads_p2c(seed=11) == burst_heads_p2c(seed=11)
+    seqs = []
+    for _ in range(2):
+        clock = FakeClock()
+        hs = healths(clock, *(spec(f"p{i}") for i in range(6)))
+        ll = least_latency(clock, seed=11)
+        seqs.append(run_sequential(ll, hs, clock, lambda n, k: 0.01 * (1 + int(n[1:])), 200))
+    assert seqs[0] == seqs[1]
+    assert len(set(seqs[0])) == 6
+
+
+def test_power_of_two_choices_samples_only_measured_providers():
+    clock = FakeClock()
+    hs = healths(clock, *(spec(f"p{i}") for i in range(6)), spec("q-new"))
+    assert hs[-1].name == "q-new"
+    for h in hs[:-1]:
+        h.record_success(0.05, 10)
+    heads = start_burst(least_latency(clock, seed=2), hs, 60)
+    assert heads["q-new"] == 1  # explored once; the pairs are drawn from the measured six
+
+
+# -- property: every strategy returns a permutation of its candidates, whatever the state ---------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_op = st.one_of(
+    st.tuples(st.just("order"), st.integers(0, 127), st.integers(0, 5000), st.none() | st.integers(1, 4096)),
+    st.tuples(st.just("start"), st.integers(0, 6)),
+    st.tuples(st.just("end"), st.integers(0, 6), st.floats(0.0, 3.0)),
+    st.tuples(st.just("fail"), st.integers(0, 6), st.none() | st.floats(0.0, 3.0)),
+    st.tuples(st.just("tick"), st.floats(0.0, 60.0)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(kind=st.sampled_from(list(RoutingStrategy)),
+       weights=st.lists(st.floats(0.1, 5.0), min_size=1, max_size=7),
+       priorities=st.lists(st.none() | st.integers(0, 3), min_size=7, max_size=7),
+       ops=st.lists(_op, max_size=80), seed=st.integers(0, 2**16))
+def test_order_is_always_a_permutation_of_its_candidates(kind, weights, priorities, ops, seed):
+    clock = FakeClock()
+    prices = {f"p{i}": (0.1 * i, 0.4 * i) if i % 3 else None for i in range(7)}
+    strat = make_strategy(kind, prices=lambda s: prices.get(s.name), clock=clock, rng=random.Random(seed))
+    hs = [ProviderHealth(spec(f"p{i}", weight=w, priority=priorities[i]), clock) for i, w in enumerate(weights)]
+    hs.sort(key=lambda h: (h.spec.priority is None, h.spec.priority or 0))  # as the router hands them over
+    for op in ops:
+        if op[0] == "order":
+            mask = op[1]
+            cands = [h for i, h in enumerate(hs) if not mask or mask >> i & 1] or hs
+            out = strat.order(cands, RequestInfo(prompt_tokens=op[2], max_tokens=op[3]))
+            assert len(out) == len(cands)
+            assert {id(h) for h in out} == {id(h) for h in cands}
+        elif op[0] == "start":
+            hs[op[1] % len(hs)].in_flight += 1
+        elif op[0] == "end":
+            h = hs[op[1] % len(hs)]
+            if h.in_flight:
+                h.in_flight -= 1
+                h.record_success(op[2], 10)
+        elif op[0] == "fail":
+            h = hs[op[1] % len(hs)]
+            if h.in_flight:
+                h.in_flight -= 1
+            h.record_failure(threshold=3, cooldown_s=30.0, latency_s=op[2])
+        else:
+            clock.now += op[1]
+
+
+@settings(max_examples=150, deadline=None)
+@given(latencies=st.lists(st.none() | st.floats(0.001, 5.0), min_size=2, max_size=8),
+       burst=st.integers(1, 80), seed=st.integers(0, 2**16), age=st.floats(0.0, 30.0))
+def test_a_burst_never_puts_two_requests_on_a_provider_it_knows_nothing_about(latencies, burst, seed, age):
+    clock = FakeClock()
+    hs = [ProviderHealth(spec(f"p{i}"), clock) for i in range(len(latencies))]
+    for h, lat in zip(hs, latencies):
+        if lat is not None:
+            h.record_success(lat, 10)
+    clock.now += age  # some estimates may be stale by now
+    start_burst(least_latency(clock, seed=seed), hs, burst)
+    unseen = [h for h, lat in zip(hs, latencies) if lat is None]
+    if len(unseen) < len(hs):  # something is known (stale or not): explore one request at a time
+        assert all(h.in_flight <= 1 for h in unseen)
+    else:  # nothing known at all: spread, don't herd
+        assert max(h.in_flight for h in hs) - min(h.in_flight for h in hs) <= 1
