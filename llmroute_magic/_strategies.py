@@ -132,10 +132,10 @@ class LeastLatencyStrategy(Strategy):
        large penalty for the same reason). So a burst sends one request to a new (or re-enabled)
        provider and routes the rest by what is known; when nothing at all is known, the burst is
        spread by requests in flight instead of herding onto the first provider. The same holds
-       for an estimate in doubt: a probe not answered yet, or an estimate gone stale while the
-       others stayed fresh (the provider was disabled, cooling down, or passed over). When every
-       estimate is stale (a notebook idle between cells) they are still the best knowledge there
-       is, and are used as they are.
+       for a provider being probed (its probe not answered yet). A stale estimate otherwise
+       counts as it is: most providers keep their speed, and distrusting every estimate not
+       refreshed lately would herd a burst onto whichever provider served last (in a steady
+       sequential batch every other provider is only probed now and then).
     2. **Follow up a probe that came back fast.** A probe answers one question: is this provider
        faster now than the one we use? When its answer beats the head's score, the provider gets
        the next request too (one in flight), and so on while its answers keep beating the head,
@@ -194,13 +194,9 @@ class LeastLatencyStrategy(Strategy):
         self._routed += 1
         now = self.clock()
         self._settle(candidates)
-        # A provider whose estimate is missing or in doubt gets one request in flight, no more:
-        # while one is in flight it ranks after the trusted ones. In doubt: a probe not answered
-        # yet, or an estimate gone stale while others kept theirs fresh (it was disabled, cooling
-        # down or passed over). When every estimate is stale (an idle notebook), they are still
-        # the best knowledge there is, and are used as they are.
-        fresh = any(now - h.latency.last_sample <= self.probe_after_s for h in candidates)
-        exploring = {h.name for h in candidates if h.in_flight > 0 and self._in_doubt(h, now, fresh)}
+        # A provider with no estimate, or one being probed, gets one request in flight, no more:
+        # while it has one it ranks after the providers with a trusted estimate.
+        exploring = {h.name for h in candidates if h.in_flight > 0 and self._in_doubt(h)}
         known = [h for h in candidates if h.latency.value is not None and h.name not in exploring]
         since = {h.name: self._requests_since_sample(h) for h in candidates if h.latency.value is not None}
         head = next((h for h in candidates if h.latency.value is None and h.in_flight == 0), None)
@@ -219,9 +215,8 @@ class LeastLatencyStrategy(Strategy):
         rest = sorted((h for h in candidates if h is not head), key=fallback_key)
         return [head, *rest]
 
-    def _in_doubt(self, h: ProviderHealth, now: float, fresh: bool) -> bool:
-        return (h.latency.value is None or self._following.get(h.name) == h.latency.samples
-                or (fresh and now - h.latency.last_sample > self.probe_after_s))
+    def _in_doubt(self, h: ProviderHealth) -> bool:
+        return h.latency.value is None or self._following.get(h.name) == h.latency.samples
 
     def _settle(self, candidates: Sequence[ProviderHealth]) -> None:
         """Forget probes that ended without an answer (failed, cancelled, or never sent)."""

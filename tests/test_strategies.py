@@ -270,17 +270,36 @@ def test_a_re_enabled_slow_provider_takes_one_request_of_a_burst_not_all_of_them
 def test_a_stale_provider_re_enabled_during_a_burst_gets_one_probe_in_flight():
     clock = FakeClock()
     fast, mid, old = healths(clock, spec("fast"), spec("mid"), spec("old"))
-    old.record_success(0.02, 10)  # measured long ago, then disabled
+    old.record_success(0.08, 10)  # measured (slow) long ago, then disabled
     clock.now += 600
     fast.record_success(0.05, 10)
     mid.record_success(0.06, 10)
     ll = least_latency(clock)
     heads = start_burst(ll, [fast, mid, old], 50)
-    # its old estimate says it is the fastest, but it is stale: one request in flight until it answers
+    # its estimate is stale: it gets a probe, and while the probe is out, nothing more
     assert heads["old"] == 1
     assert heads["fast"] >= 20 and heads["mid"] >= 20
-    finish(clock, old, 0.02)  # it answers as fast as before: trusted again, scored like the others
+    for _ in range(heads["fast"]):
+        finish(clock, fast, 0.05)
+    for _ in range(heads["mid"]):
+        finish(clock, mid, 0.06)
+    finish(clock, old, 0.02)  # it answers faster than the others now: followed up at once
     assert ll.order([fast, mid, old], RequestInfo())[0] is old
+
+
+def test_stale_estimates_still_spread_a_burst():
+    """Providers only probed now and then are not distrusted: that would herd a burst onto one."""
+    clock = FakeClock()
+    a, b, c = healths(clock, spec("a"), spec("b"), spec("c"))
+    b.record_success(0.055, 10)
+    c.record_success(0.06, 10)
+    clock.now += 30
+    for _ in range(5):
+        a.record_success(0.05, 10)
+    heads = start_burst(least_latency(clock), [a, b, c], 60)
+    # b gets the (free) probe, one in flight; c, stale too but not probed (the cap), is scored as it is
+    assert heads["b"] == 1
+    assert heads["a"] <= 35 and heads["c"] >= 24
 
 
 def test_after_an_idle_spell_every_stale_estimate_still_counts():
