@@ -1,12 +1,20 @@
 """Part 4: how well each strategy routes, on simulated providers over real HTTP (fixed seeds).
 
 The simulator runs in its own process. Every strategy gets its own router and runs at the same
-time as the others, so all see the same provider behaviour at the same moments; the "oracle" is
-the same router code pinned (``provider=``) to whichever provider is best right now.
+time as its oracle, so both see the same provider behaviour at the same moments; the "oracle" is
+the same router code pinned (``provider=``) to whichever provider is best right now, at the same
+concurrency. Everything is measured through the public API: completions (their ``latency_s``, the
+request's wall time, failed attempts included) and ``usage_df()`` (one row per attempt: when it
+started and how long it took).
+
+The simulator serves any number of requests at once at the same latency (it has no capacity to
+saturate), so at concurrency > 1 the oracle sends everything to the fastest provider. A strategy
+that spreads a burst (as DESIGN.md asks: real providers rate-limit and slow down under load) pays
+for it here: part of each "x oracle" at concurrency > 1 is that price, by design.
 
 The routers' clock runs CLOCK_SCALE times faster than the wall clock: the router's time
 constants (latency estimates decay over 5 s, idle providers re-probed after 10 s, 30 s
-cooldowns) are for LLM calls of about a second; the simulated calls here take 5-30 ms, so the
+cooldowns) are for LLM calls of about a second; the simulated calls here take 5-300 ms, so the
 scaled clock plays a scenario of minutes in seconds, with the same number of requests per
 router time constant as a real one.
 """
@@ -26,7 +34,12 @@ CLOCK_SCALE = 20.0
 STRATEGIES = ("least_latency", "round_robin", "random", "least_busy", "lowest_cost", "priority")
 PROMPTS = [f"Summarise item {i} of the benchmark in one short sentence." for i in range(64)]
 MAX_TOKENS = 24
-PROBE_VARIANT = "least_latency, probe 40s"
+COLD = ["cold-slow", "cold-mid", "cold-fast"]  # config order: the slowest first, as an unlucky config would
+COLD_CONCURRENCY = 10
+# Six providers (power of two choices above four); config order unrelated to speed.
+SIX = ["six-45", "six-100", "six-20", "six-80", "six-30", "six-60"]
+SIX_CONCURRENCY = 8
+DRIFT_CONCURRENCY = 4
 
 # Same seed everywhere: the same prompt gets the same answer (and token count) from every provider,
 # so cost differences are price differences only.
@@ -53,6 +66,13 @@ PROFILES = [
     {"name": "equal-1", "latency_s": 0.050, "jitter_s": 0.003, "input_price": 0.5, "output_price": 1.5, "seed": _SEED},
     {"name": "equal-2", "latency_s": 0.050, "jitter_s": 0.003, "input_price": 0.5, "output_price": 1.5, "seed": _SEED},
     {"name": "equal-3", "latency_s": 0.050, "jitter_s": 0.003, "input_price": 0.5, "output_price": 1.5, "seed": _SEED},
+    # cold burst: never measured before the burst; one is much slower than the others
+    {"name": "cold-slow", "latency_s": 0.300, "jitter_s": 0.003, "input_price": 0.5, "output_price": 1.5, "seed": _SEED},
+    {"name": "cold-mid", "latency_s": 0.060, "jitter_s": 0.003, "input_price": 0.5, "output_price": 1.5, "seed": _SEED},
+    {"name": "cold-fast", "latency_s": 0.020, "jitter_s": 0.003, "input_price": 0.5, "output_price": 1.5, "seed": _SEED},
+    # six providers: the name says the latency in ms
+    *({"name": f"six-{ms}", "latency_s": ms / 1000, "jitter_s": 0.003, "input_price": 0.5, "output_price": 1.5,
+       "seed": _SEED} for ms in (20, 30, 45, 60, 80, 100)),
 ]
 _PRICES = {p["name"]: (p["input_price"], p["output_price"]) for p in PROFILES}
 
@@ -73,7 +93,7 @@ def _router(sim: SimulatorProcess, names: list[str], strategy: str, seed: int):
 
 
 class _Run:
-    """What one strategy did in one scenario."""
+    """What one router did in one scenario."""
 
     def __init__(self) -> None:
         self.latencies: list[float] = []
@@ -82,7 +102,8 @@ class _Run:
         self.ok = 0
         self.failed = 0
         self.attempts: list[int] = []
-        self.oracle_latency = float("nan")  # drift: the mean of the oracle that ran beside it
+        self.oracle_latency = float("nan")  # the mean of the oracle that ran beside it
+        self.before_first: dict[str, int] = {}  # cold burst: attempts started before each provider's first answer
 
     def add(self, c: Any) -> None:
         self.latencies.append(c.latency_s)
@@ -96,14 +117,37 @@ class _Run:
         return statistics.fmean(self.latencies) if self.latencies else float("nan")
 
     @property
+    def x_oracle(self) -> float:
+        return self.mean_latency / self.oracle_latency
+
+    @property
     def success(self) -> float:
         total = self.ok + self.failed
         return self.ok / total if total else float("nan")
 
+    @property
+    def busiest_share(self) -> float:
+        total = sum(self.providers.values())
+        return max(self.providers.values()) / total if total else float("nan")
+
     def summary(self) -> dict[str, Any]:
-        return {"mean_latency_s": self.mean_latency, "cost": self.cost, "ok": self.ok, "failed": self.failed,
-                "success": self.success, "providers": dict(self.providers),
-                "max_attempts": max(self.attempts, default=0)}
+        return {"mean_latency_s": self.mean_latency, "oracle_latency_s": self.oracle_latency, "cost": self.cost,
+                "ok": self.ok, "failed": self.failed, "success": self.success, "providers": dict(self.providers),
+                "max_attempts": max(self.attempts, default=0), "sent_before_first_answer": self.before_first}
+
+
+def _merged(runs: list[_Run]) -> _Run:
+    """The oracles of paired runs as one: their latencies together."""
+    out = _Run()
+    for r in runs:
+        out.latencies += r.latencies
+        out.providers.update(r.providers)
+        out.cost += r.cost
+        out.ok += r.ok
+        out.failed += r.failed
+        out.attempts += r.attempts
+    out.oracle_latency = out.mean_latency
+    return out
 
 
 async def _one(router, run: _Run, i: int, provider: str | None = None) -> None:
@@ -120,6 +164,35 @@ async def _sequential(router, run: _Run, n: int, provider: str | None = None) ->
         await _one(router, run, i, provider)
 
 
+async def _batch(router, run: _Run, n: int, concurrency: int, provider: str | None = None) -> None:
+    """n prompts through the public batch API (``amap``), at most ``concurrency`` in flight."""
+    from llmroute_magic import Completion
+
+    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(n)]
+    kwargs: dict[str, Any] = {"max_tokens": MAX_TOKENS}
+    if provider is not None:
+        kwargs["provider"] = provider
+    for result in await router.amap(prompts, concurrency=concurrency, progress=False, **kwargs):
+        if isinstance(result, Completion):
+            run.add(result)
+        else:
+            run.failed += 1
+
+
+def _sent_before_first_answer(router) -> dict[str, int]:
+    """Per provider, from the ledger: attempts that started before its first attempt ended."""
+    import pandas as pd
+
+    df = router.usage_df()
+    start = (df["timestamp"] - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    end = start + df["latency_s"]
+    out = {}
+    for name in df["provider"].unique():
+        mine = (df["provider"] == name).to_numpy()
+        out[str(name)] = int((start[mine] < end[mine].min()).sum())
+    return out
+
+
 async def _close_all(routers) -> None:
     loop = asyncio.get_running_loop()
     for r in routers:
@@ -131,7 +204,7 @@ async def _drift(sim: SimulatorProcess, phase_s: float, quick: bool) -> dict[str
     routers sharing the client process (their CPU would show up as latency noise, and a peak-EWMA
     estimate reacts to every spike); the other strategies after, for the side-by-side table, each
     batch with its own oracle. Quick mode runs the first batch only."""
-    batches = [["least_latency", PROBE_VARIANT]]
+    batches = [["least_latency"]]
     if not quick:
         batches.append([s for s in STRATEGIES if s != "least_latency"])
     out: dict[str, _Run] = {}
@@ -147,27 +220,23 @@ async def _drift(sim: SimulatorProcess, phase_s: float, quick: bool) -> dict[str
     return out
 
 
-async def _drift_batch(sim: SimulatorProcess, phase_s: float, strategies: list[str]) -> dict[str, _Run]:
+async def _drift_batch(sim: SimulatorProcess, phase_s: float, strategies: list[str],
+                       concurrency: int = 1) -> dict[str, _Run]:
+    """Each router (and the oracle) keeps ``concurrency`` requests in flight for two phases; halfway the
+    fastest provider becomes the slowest and the slowest the fastest."""
     names = ["drift-a", "drift-b", "drift-c"]
-    routers = {}
-    for k, s in enumerate(strategies):
-        if s == PROBE_VARIANT:
-            # An experiment, not a strategy: least_latency re-probing idle providers every 40 s, not 10 s.
-            routers[s] = _router(sim, names, "least_latency", seed=k)
-            routers[s]._strategy_for(routers[s].strategy).probe_after_s = 40.0
-        else:
-            routers[s] = _router(sim, names, s, seed=k)
+    routers = {s: _router(sim, names, s, seed=k) for k, s in enumerate(strategies)}
     routers["oracle"] = _router(sim, names, "priority", seed=99)
     runs = {s: _Run() for s in routers}
     fastest = ["drift-a"]
     loop = asyncio.get_running_loop()
     end = time.monotonic() + 2 * phase_s
 
-    async def worker(name: str) -> None:
-        i = 0
+    async def worker(name: str, w: int) -> None:
+        i = w
         while time.monotonic() < end:
             await _one(routers[name], runs[name], i, fastest[0] if name == "oracle" else None)
-            i += 1
+            i += concurrency
 
     async def switch() -> None:
         await asyncio.sleep(phase_s)
@@ -177,7 +246,7 @@ async def _drift_batch(sim: SimulatorProcess, phase_s: float, strategies: list[s
         fastest[0] = "drift-c"
 
     try:
-        await asyncio.gather(switch(), *(worker(n) for n in routers))
+        await asyncio.gather(switch(), *(worker(n, w) for n in routers for w in range(concurrency)))
     finally:
         await _close_all(routers.values())
         await loop.run_in_executor(None, lambda: (sim.update("drift-a", latency_s=0.030),
@@ -185,7 +254,15 @@ async def _drift_batch(sim: SimulatorProcess, phase_s: float, strategies: list[s
     return runs
 
 
+async def _drift_concurrent(sim: SimulatorProcess, phase_s: float) -> dict[str, _Run]:
+    runs = await _drift_batch(sim, phase_s, ["least_latency"], concurrency=DRIFT_CONCURRENCY)
+    runs["least_latency"].oracle_latency = runs["oracle"].mean_latency
+    runs["oracle"].oracle_latency = runs["oracle"].mean_latency
+    return runs
+
+
 async def _fixed(sim: SimulatorProcess, names: list[str], n: int, oracle: str) -> dict[str, _Run]:
+    """Every strategy and the oracle, each sequential, all at the same time."""
     routers = {s: _router(sim, names, s, seed=k) for k, s in enumerate(STRATEGIES)}
     routers["oracle"] = _router(sim, names, "priority", seed=99)
     runs = {s: _Run() for s in routers}
@@ -194,7 +271,31 @@ async def _fixed(sim: SimulatorProcess, names: list[str], n: int, oracle: str) -
                                for s, r in routers.items()))
     finally:
         await _close_all(routers.values())
+    for run in runs.values():
+        run.oracle_latency = runs["oracle"].mean_latency
     return runs
+
+
+async def _paired(sim: SimulatorProcess, names: list[str], n: int, concurrency: int, oracle: str,
+                  strategies: tuple[str, ...] = STRATEGIES, ledger: bool = False) -> dict[str, _Run]:
+    """Each strategy from a fresh router (nothing measured yet), n prompts at ``concurrency``, beside an
+    oracle router (also fresh) pinned to the fastest at the same concurrency; one pair at a time."""
+    out: dict[str, _Run] = {}
+    oracles = []
+    for k, s in enumerate(strategies):
+        router, pinned = _router(sim, names, s, seed=k), _router(sim, names, "priority", seed=99)
+        run, orun = _Run(), _Run()
+        try:
+            await asyncio.gather(_batch(router, run, n, concurrency), _batch(pinned, orun, n, concurrency, oracle))
+            if ledger:
+                run.before_first = _sent_before_first_answer(router)
+        finally:
+            await _close_all([router, pinned])
+        run.oracle_latency = orun.mean_latency
+        out[s] = run
+        oracles.append(orun)
+    out["oracle"] = _merged(oracles)
+    return out
 
 
 async def _burst(sim: SimulatorProcess, n: int) -> dict[str, _Run]:
@@ -214,8 +315,14 @@ async def _burst(sim: SimulatorProcess, n: int) -> dict[str, _Run]:
 
 async def _all(sim: SimulatorProcess, quick: bool) -> dict[str, dict[str, _Run]]:
     n = 15 if quick else 80
+    phase_s = 1.2 if quick else 6.0
+    paired = ("least_latency",) if quick else STRATEGIES
     return {
-        "drift": await _drift(sim, 1.2 if quick else 6.0, quick),
+        "drift": await _drift(sim, phase_s, quick),
+        "drift_concurrent": await _drift_concurrent(sim, phase_s),
+        "cold": await _paired(sim, COLD, 30 if quick else 100, COLD_CONCURRENCY, "cold-fast", paired, ledger=True),
+        "six_sequential": await _fixed(sim, SIX, 20 if quick else 100, "six-20"),
+        "six_concurrent": await _paired(sim, SIX, 40 if quick else 160, SIX_CONCURRENCY, "six-20", paired),
         # priority order deliberately unrelated to price: priority alone would pick the priciest
         "cost": await _fixed(sim, ["cost-pricey", "cost-broken", "cost-mid", "cost-cheap"], n, "cost-cheap"),
         "down100": await _fixed(sim, ["down-100", "backup-1", "backup-2"], n, "backup-1"),
@@ -224,48 +331,96 @@ async def _all(sim: SimulatorProcess, quick: bool) -> dict[str, dict[str, _Run]]
     }
 
 
+def _ms(run: _Run | None) -> float | None:
+    return None if run is None else run.mean_latency * 1e3
+
+
+def _x(run: _Run | None) -> float | None:
+    return None if run is None else run.x_oracle
+
+
 def run(quick: bool = False) -> Section:
     t0 = time.perf_counter()
     with SimulatorProcess(PROFILES) as sim:
         res = asyncio.run(_all(sim, quick))
     elapsed = time.perf_counter() - t0
 
-    drift, cost, d100, d30, burst = res["drift"], res["cost"], res["down100"], res["down30"], res["burst"]
+    drift, dconc, cold = res["drift"], res["drift_concurrent"], res["cold"]
+    six_seq, six_conc = res["six_sequential"], res["six_concurrent"]
+    cost, d100, d30, burst = res["cost"], res["down100"], res["down30"], res["burst"]
+    cols = [*STRATEGIES, "oracle"]
     s = Section("quality", "Routing quality (simulator in its own process, real HTTP, fixed seeds)",
-                ["strategy", "drift ms", "x oracle", "cost $ (x1e6)", "x cheapest", "fail100 ok",
-                 "fail100 ms", "fail30 ok", "fail30 ms", "burst max share"])
-    for name in (*STRATEGIES, PROBE_VARIANT, "oracle"):
-        d = drift.get(name)
-        d_cells = [None, None] if d is None else [d.mean_latency * 1e3, d.mean_latency / d.oracle_latency]
-        if name == PROBE_VARIANT:
-            s.rows.append([name, *d_cells] + [None] * 7)
-            continue
-        b = burst.get(name)
-        share = max(b.providers.values()) / sum(b.providers.values()) if b and b.providers else None
-        s.rows.append([name, *d_cells,
-                       cost[name].cost * 1e6, cost[name].cost / cost["oracle"].cost,
-                       f"{d100[name].success:.0%}", d100[name].mean_latency * 1e3,
-                       f"{d30[name].success:.0%}", d30[name].mean_latency * 1e3, share])
+                ["scenario: figure", *cols])
+
+    def row(label: str, fn, runs: dict[str, _Run], oracle: bool = True) -> None:
+        s.rows.append([label, *(fn(runs.get(c)) if (c != "oracle" or oracle) and runs.get(c) else None
+                                for c in cols)])
+
+    sdrift = "sequential" + (" (quick: least_latency only)" if quick else "")
+    row(f"drift, {sdrift}: mean ms", _ms, drift)
+    row("drift, sequential: x oracle", _x, drift)
+    row(f"drift, concurrency {DRIFT_CONCURRENCY}: mean ms", _ms, dconc)
+    row(f"drift, concurrency {DRIFT_CONCURRENCY}: x oracle", _x, dconc)
+    n_cold = (cold["oracle"].ok + cold["oracle"].failed) // (len(cold) - 1)
+    quick_note = " (quick: least_latency only)" if quick else ""
+    row(f"cold burst, {n_cold} at concurrency {COLD_CONCURRENCY}{quick_note}: mean ms", _ms, cold)
+    row("cold burst: x oracle", _x, cold)
+    row("cold burst: sent to cold-slow before its first answer",
+        lambda r: r.before_first.get("cold-slow", 0), cold, oracle=False)
+    row("cold burst: share served by cold-slow", lambda r: r.providers["cold-slow"] / max(r.ok, 1), cold)
+    row("6 providers, sequential: mean ms", _ms, six_seq)
+    row("6 providers, sequential: x oracle", _x, six_seq)
+    row(f"6 providers, concurrency {SIX_CONCURRENCY}{quick_note}: mean ms", _ms, six_conc)
+    row(f"6 providers, concurrency {SIX_CONCURRENCY}: x oracle", _x, six_conc)
+    row(f"6 providers, concurrency {SIX_CONCURRENCY}: busiest share", lambda r: r.busiest_share, six_conc)
+    row("cost: spend $ x1e6", lambda r: r.cost * 1e6, cost)
+    row("cost: x cheapest healthy", lambda r: r.cost / cost["oracle"].cost, cost)
+    row("fail100: success", lambda r: f"{r.success:.0%}", d100)
+    row("fail100: mean ms", _ms, d100)
+    row("fail30: success", lambda r: f"{r.success:.0%}", d30)
+    row("fail30: mean ms", _ms, d30)
+    row("burst of 100 (measured first): busiest share", lambda r: r.busiest_share, burst)
+
     ll = drift["least_latency"]
-    s.notes.append(f"drift: drift-a 30 ms -> 90 ms and drift-c 90 ms -> 30 ms halfway (drift-b 60 ms); least_latency served "
-                   f"{dict(ll.providers)}; oracle always pinned to the fastest; run in batches (least_latency "
-                   "and the probe experiment first, the other strategies after; each 'x oracle' is against "
-                   "the oracle of its own batch" + (", quick mode: first batch only)" if quick else ")"))
-    s.notes.append(f"'{PROBE_VARIANT}' (drift only) is an experiment: the same strategy with its private "
-                   f"probe_after_s raised from 10 to 40 router seconds; served {dict(drift[PROBE_VARIANT].providers)}")
-    s.notes.append("cost: the cheapest provider answers 500 every time; 'x cheapest' is against the oracle pinned "
-                   "to the cheapest healthy one; fail100/fail30: the priority-1 provider answers 500 on 100% / 30% "
-                   "of requests, two healthy backups; 'ms' = mean request latency incl. failed attempts")
+    s.notes.append("each 'x oracle' is the strategy's mean request latency over that of the oracle that ran beside it "
+                   "(the same router code pinned to the fastest provider of the moment, same concurrency); the "
+                   "oracle column shows the oracle's own figure (for the paired scenarios, all its runs together)")
+    s.notes.append(f"drift: drift-a 30 ms -> 90 ms and drift-c 90 ms -> 30 ms halfway (drift-b 60 ms); least_latency "
+                   f"served {dict(ll.providers)} sequentially and {dict(dconc['least_latency'].providers)} at "
+                   f"concurrency {DRIFT_CONCURRENCY}; sequential runs in batches (least_latency first, the other "
+                   "strategies after, each batch with its own oracle)" + (", quick mode: first batch only" if quick else ""))
+    s.notes.append(f"cold burst: a fresh router (no provider measured) sends {n_cold} prompts through amap() at "
+                   f"concurrency {COLD_CONCURRENCY} to cold-slow 300 ms, cold-mid 60 ms, cold-fast 20 ms (config "
+                   "order); 'sent ... before its first answer' counts, from usage_df(), the attempts to cold-slow that "
+                   f"started before its first attempt ended; least_latency served {dict(cold['least_latency'].providers)}")
+    s.notes.append(f"6 providers ({', '.join(SIX)}: the name is the latency in ms; least_latency uses power of two "
+                   f"choices above 4): sequential from a fresh router, all strategies at once; at concurrency "
+                   f"{SIX_CONCURRENCY} through amap(), fresh router beside its oracle, one pair at a time; least_latency "
+                   f"served {dict(six_seq['least_latency'].providers)} sequentially, "
+                   f"{dict(six_conc['least_latency'].providers)} at concurrency {SIX_CONCURRENCY}")
+    s.notes.append("the simulator serves any concurrency at the same latency: at concurrency > 1 the oracle herds onto "
+                   "the fastest provider, which strategies that spread load (least_latency, least_busy, round_robin) "
+                   "do not do by design")
+    s.notes.append("cost: the cheapest provider answers 500 every time; 'x cheapest healthy' is against the oracle "
+                   "pinned to the cheapest healthy one; fail100/fail30: the priority-1 provider answers 500 on 100% / "
+                   "30% of requests, two healthy backups; 'ms' = mean request latency incl. failed attempts")
     s.notes.append(f"router clock x{CLOCK_SCALE:g} (see module docstring); {elapsed:.1f} s in all")
     s.data = {name: {k: v.summary() for k, v in runs.items()} for name, runs in res.items()}
     s.data["clock_scale"] = CLOCK_SCALE
 
-    s.target("least_latency drift mean / oracle", ll.mean_latency / ll.oracle_latency, "<=", 1.15, "x")
+    s.target("least_latency drift mean / oracle", ll.x_oracle, "<=", 1.15, "x")
+    # One request in flight to an unmeasured provider: only the first wave, sent before anything is known,
+    # is spread over the providers (at most its share of the wave); nothing more until it answers.
+    wave_share = -(-COLD_CONCURRENCY // len(COLD))
+    s.target("least_latency cold burst: sent to the slow one before it answered",
+             cold["least_latency"].before_first.get("cold-slow", 0), "<=", wave_share,
+             note=f"first wave of {COLD_CONCURRENCY} spread over {len(COLD)}")
     s.target("lowest_cost spend / cheapest healthy", cost["lowest_cost"].cost / cost["oracle"].cost, "<=", 1.01, "x")
-    s.target("least_latency burst: busiest provider share",
-             max(burst["least_latency"].providers.values()) / 100, "<=", 0.45)
-    s.target("success with primary failing 100% (every strategy)", min(r.success for r in d100.values()), ">=", 1.0)
-    s.target("success with primary failing 30% (every strategy)", min(r.success for r in d30.values()), ">=", 1.0)
+    s.target("least_latency burst: busiest provider share", burst["least_latency"].busiest_share, "<=", 0.45)
+    s.target("success with primary failing 100% (every strategy)",
+             min(r.success for k, r in d100.items() if k != "oracle"), ">=", 1.0)
+    s.target("success with primary failing 30% (every strategy)",
+             min(r.success for k, r in d30.items() if k != "oracle"), ">=", 1.0)
     prio = d100["priority"]
     # Bounded by the cooldown: the failing primary is tried 3 times, then once per cooldown it sits out.
     stats_failed = sum(a - 1 for a in prio.attempts)

@@ -1,7 +1,7 @@
 """What the router knows about each provider at run time: load, speed, failures.
 
-One ``ProviderHealth`` per provider, owned by the router and mutated only on the router's event
-loop, so no locks are needed. Strategies read it; they never change it.
+One ``ProviderHealth`` per provider, owned by the router and mutated only under the router's lock
+(requests run on several threads and event loops). Strategies read it; they never change it.
 """
 
 from __future__ import annotations
@@ -22,13 +22,18 @@ class LatencyEstimate:
     """Peak-EWMA latency estimate: jumps up at once on a slow sample, decays toward fast ones.
 
     The weight of the old estimate decays with the time since the last sample (``tau_s``), so a
-    provider that was slow a minute ago is not judged by it forever.
+    provider that was slow a minute ago is not judged by it forever. ``last`` (the latest sample)
+    and ``samples`` (how many) let a strategy tell a fresh answer from an old estimate: it counts
+    the requests routed since a provider's last sample and follows up on a probe that came back
+    fast, so recovery is counted in requests as well as seconds (see ``LeastLatencyStrategy``).
     """
 
     tau_s: float = 5.0
     min_share: float = 0.1
     value: float | None = None
-    last_sample: float = -math.inf
+    last_sample: float = -math.inf  # when (clock time)
+    last: float | None = None  # the latest sample, seconds
+    samples: int = 0
 
     def observe(self, latency_s: float, now: float) -> None:
         if self.value is None or latency_s > self.value:
@@ -39,6 +44,8 @@ class LatencyEstimate:
             w = min(math.exp(-max(now - self.last_sample, 0.0) / self.tau_s), 1.0 - self.min_share)
             self.value = self.value * w + latency_s * (1.0 - w)
         self.last_sample = now
+        self.last = latency_s
+        self.samples += 1
 
 
 @dataclass(slots=True)
