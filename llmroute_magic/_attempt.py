@@ -32,6 +32,7 @@ from ._reply import CompletedReply, Reply
 from ._types import AttemptRecord, Completion, ProviderSpec
 
 if TYPE_CHECKING:
+    from ._pool import InFlight
     from ._pricing import PriceBook
     from ._providers import ProviderAdapter
     from ._request import Request
@@ -51,13 +52,16 @@ class AttemptLayer:
         self._slots = slots
         self._wall_clock = wall_clock
 
-    async def handle(self, request: "Request", spec: ProviderSpec, number: int) -> Reply:
-        """Attempt ``number`` (1-based) of ``request`` at ``spec``; raises ProviderError before the commit point."""
+    async def handle(self, request: "Request", spec: ProviderSpec, number: int,
+                     claim: "InFlight | None" = None) -> Reply:
+        """Attempt ``number`` (1-based) of ``request`` at ``spec``; raises ProviderError before the commit point.
+
+        ``claim`` (the request counted in flight at that provider) is released when the attempt ends."""
         adapter = self._adapters()[spec.name]
         slots = self._slots.get(spec.name)
         if slots is not None:
             await slots.acquire()  # waiting for a slot is not the provider's time
-        attempt = _Attempt(self, request, spec, number, slots)
+        attempt = _Attempt(self, request, spec, number, slots, claim)
         if request.streamed and "streaming" in spec.effective_capabilities:
             return await attempt.open_stream(adapter)
         return await attempt.complete(adapter)  # a provider that cannot stream answers in one chunk
@@ -67,12 +71,13 @@ class _Attempt:
     """The life of one attempt, from AttemptStarted to its one AttemptEnded."""
 
     def __init__(self, layer: AttemptLayer, request: "Request", spec: ProviderSpec, number: int,
-                 slots: SharedSlots | None) -> None:
+                 slots: SharedSlots | None, claim: "InFlight | None") -> None:
         self.layer = layer
         self.request = request
         self.spec = spec
         self.number = number
         self.slots = slots
+        self.claim = claim
         self.model = request.chat.model_for(spec)
         self.ctx = AttemptContext(spec.name, self.model)
         self.started_wall = layer._wall_clock()
@@ -209,6 +214,8 @@ class _Attempt:
         self.ended = True
         if self.slots is not None:
             self.slots.release()
+        if self.claim is not None:
+            self.claim.release()
         self.layer._events.emit(AttemptEnded(record, error, after_text))
 
 

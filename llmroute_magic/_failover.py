@@ -169,15 +169,20 @@ class FailoverLayer:
     async def handle(self, request: "Request") -> "Reply":
         state = self.start(request)
         while True:
-            step = self._policy.next_step(state)
-            if isinstance(step, Stop):
-                raise step.error
-            if step.wait_s > 0:
-                await self._sleep(step.wait_s)
+            with self._pool.lock:  # choose and count it in flight in one step
+                step = self._policy.next_step(state)
+                if isinstance(step, Stop):
+                    raise step.error
+                claim = self._pool.claim(step.provider)
             state.attempts += 1
             try:
-                return await self._attempts.handle(request, step.provider.spec, state.attempts)
+                if step.wait_s > 0:
+                    await self._sleep(step.wait_s)
+                return await self._attempts.handle(request, step.provider.spec, state.attempts, claim)
             except ProviderError as err:
                 stop = self._policy.after_failure(state, err)
                 if stop is not None:
                     raise stop.error from None
+            except BaseException:
+                claim.release()  # cancelled before the attempt began (a no-op once it began)
+                raise

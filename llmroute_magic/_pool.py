@@ -1,10 +1,10 @@
 """The providers of one router and what is known about them: enabled, in flight, speed, failures.
 
 ``ProviderPool`` answers one question for the failover layer, ``candidates()``: the strategy's
-order over the providers that may serve now. It learns from the request path only through
-events (``AttemptStarted`` counts a request in flight at once, so a burst routed in the same
-instant sees it; ``AttemptEnded`` updates latency, failures and cooldown), so the attempt layer
-never touches health directly. One lock guards it all: requests arrive from many threads and
+order over the providers that may serve now. The failover layer ``claim``s the one it picks in
+the same locked step (so a burst routed in the same instant, from any thread, sees it in
+flight) and the attempt releases the claim when it ends. Latency, failures and cooldown are
+learnt from ``AttemptEnded`` events only: the attempt layer never touches health. One lock guards it all: requests arrive from many threads and
 event loops.
 """
 
@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 
 from ._capabilities import describe_need
 from ._errors import ConfigError, Policy
-from ._events import AttemptEnded, AttemptStarted, EventBus
+from ._events import AttemptEnded, EventBus
 from ._health import Clock, ProviderHealth
 from ._strategies import PriceLookup, RequestInfo, Strategy, make_strategy
 from ._types import ProviderSpec, RoutingStrategy
@@ -102,21 +102,20 @@ class ProviderPool:
             s = self._strategies[kind] = make_strategy(kind, prices=self._prices, clock=self._clock, rng=self._rng)
         return s
 
+    def claim(self, h: ProviderHealth) -> "InFlight":
+        """Count a request in flight at ``h`` from the moment it is chosen (call under ``lock``, in the
+        same hold as ``candidates``): a burst routed meanwhile, from any thread, sees it at once."""
+        h.in_flight += 1
+        return InFlight(self, h)
+
     # -- what the request path tells it (event listeners) --------------------------------------
     def listen(self, events: EventBus) -> None:
-        events.subscribe(AttemptStarted, self._on_started)
         events.subscribe(AttemptEnded, self._on_ended)
-
-    def _on_started(self, event: AttemptStarted) -> None:
-        h = self._health[event.provider]
-        with self.lock:
-            h.in_flight += 1
 
     def _on_ended(self, event: AttemptEnded) -> None:
         record = event.record
         h = self._health[record.provider]
         with self.lock:
-            h.in_flight -= 1
             if record.status == "ok":
                 out = record.output_tokens
                 h.record_success(record.latency_s, h.expected_output_tokens() if out is None else out)
@@ -127,3 +126,20 @@ class ProviderPool:
                 elif policy is Policy.RETRY:
                     h.record_failure(threshold=COOLDOWN_THRESHOLD, cooldown_s=self._cooldown_s(),
                                      latency_s=record.latency_s if record.error_type == "timeout" else None)
+
+
+class InFlight:
+    """One request counted in flight at a provider; ``release()`` ends it (once, whoever calls)."""
+
+    __slots__ = ("_pool", "_health", "_released")
+
+    def __init__(self, pool: ProviderPool, health: ProviderHealth) -> None:
+        self._pool = pool
+        self._health = health
+        self._released = False
+
+    def release(self) -> None:
+        with self._pool.lock:
+            if not self._released:
+                self._released = True
+                self._health.in_flight -= 1
