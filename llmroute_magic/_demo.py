@@ -90,6 +90,23 @@ def execute_notebook(nb: Any, *, cwd: str | os.PathLike, env: Mapping[str, str] 
     return nb
 
 
+def export_html(nb: Any) -> str:
+    """The executed notebook as one HTML page that reads the same offline.
+
+    Live widgets need JavaScript from a CDN and a kernel; neither is there when the page is opened
+    later, so their views would render as nothing. Without the saved widget state nbconvert shows
+    each widget's static fallback instead: the panel's snapshot table, or its text.
+    """
+    import copy
+
+    from nbconvert import HTMLExporter
+
+    offline = copy.deepcopy(nb)
+    offline.metadata.pop("widgets", None)
+    body, _ = HTMLExporter().from_notebook_node(offline)
+    return body
+
+
 def _save_cell(out: Path) -> str:
     lines = ["# Added by `llmroute demo`: save the usage table and the plots next to this notebook.",
              f"%llm save {_q(out / 'usage.csv')}"]
@@ -123,7 +140,6 @@ def _print_stats(usage_csv: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import nbformat
-    from nbconvert import HTMLExporter
 
     out = Path(args.out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -147,8 +163,7 @@ def run(args: argparse.Namespace) -> int:
     nb_path = out / NOTEBOOK
     nbformat.write(nb, nb_path)
     html_path = out / "quickstart.html"
-    body, _ = HTMLExporter().from_notebook_node(nb)
-    html_path.write_text(body, encoding="utf-8")
+    html_path.write_text(export_html(nb), encoding="utf-8")
     print(f"done in {time.monotonic() - started:.1f} s\n")
     usage_csv = out / "usage.csv"
     _print_stats(usage_csv)

@@ -34,7 +34,11 @@ def test_demo_writes_the_executed_notebook_html_usage_and_plots(tmp_path):
     assert set(usage["provider"]) <= {"sim-openai", "sim-anthropic", "sim-local"}
     assert "total:" in proc.stdout and str(out) in proc.stdout  # prints the stats and where the files are
     assert "sk-test-demo-never-sent" not in (out / "quickstart.html").read_text()
-    assert "<html" in (out / "quickstart.html").read_text()[:500].lower()
+    page = (out / "quickstart.html").read_text()
+    assert "<html" in page[:500].lower()
+    # the panel cell shows its settings and stats table, not an empty box waiting for a widget CDN
+    assert "llmroute-panel-snapshot" in page and 'class="llmroute-stats"' in page
+    assert "unpkg.com" not in page
 
 
 def test_demo_defaults_to_llmroute_demo_in_the_working_directory():
