@@ -80,38 +80,36 @@ def usage_error(shell, source: str) -> str:
     return str(result.error_in_exec)
 
 
-class Spy:
-    """A router stand-in that records what the magics send, then delegates to a real router."""
+class SpyRouter(ModelClientRouter):
+    """A real router over the simulator that also records what the magics ask of it."""
 
-    def __init__(self, inner):
-        self._inner = inner
+    def __init__(self, config):
+        super().__init__(config)
         self.calls: list[tuple[str, object, dict]] = []
-
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
 
     def stream(self, prompt, **kw):
         self.calls.append(("stream", prompt, kw))
-        return self._inner.stream(prompt, **kw)
+        return super().stream(prompt, **kw)
 
     def complete(self, prompt, **kw):
         self.calls.append(("complete", prompt, kw))
-        return self._inner.complete(prompt, **kw)
+        return super().complete(prompt, **kw)
 
     def compare(self, prompt, **kw):
         self.calls.append(("compare", prompt, kw))
-        return self._inner.compare(prompt, **kw)
+        return super().compare(prompt, **kw)
 
 
 @pytest.fixture
-def spy(shell, router):
-    s = Spy(router)
+def spy(shell, sim, magics):
+    s = SpyRouter(ProviderRoutingConfig(sim.provider_specs()))
     shell.user_ns["spy"] = s
     with capture_output():
         shell.run_line_magic("llm", "use spy")
     yield s
     shell._llmroute_magics.router_var = "llm"
     shell.user_ns.pop("spy", None)
+    s.close()
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -190,11 +188,11 @@ def test_no_stream_uses_complete(shell, spy):
     result, _ = run(shell, "%%llm --no-stream -o ans\nhello")
     assert result.success
     assert spy.calls[0][0] == "complete"
-    assert not bool(spy._inner.usage_df()["streamed"].iloc[0])
+    assert not bool(spy.usage_df()["streamed"].iloc[0])
 
 
-def test_options_reach_the_router_for_that_cell_only(shell, spy, router):
-    before = router.strategy
+def test_options_reach_the_router_for_that_cell_only(shell, spy):
+    before = spy.strategy
     result, _ = run(shell, "%%llm -p sim-local -s lowest_cost --system 'Be brief' -t 0.2 --max-tokens 5 -o ans\n"
                            "Say something")
     assert result.success, result.error_in_exec
@@ -203,7 +201,7 @@ def test_options_reach_the_router_for_that_cell_only(shell, spy, router):
                   "temperature": 0.2, "max_tokens": 5}
     ans = shell.user_ns["ans"]
     assert ans.provider == "sim-local" and 0 < ans.output_tokens <= 5
-    assert router.strategy == before
+    assert spy.strategy == before
 
 
 def test_interpolation_fills_names_and_keeps_literals(shell, spy):
@@ -486,3 +484,36 @@ def test_api_keys_never_appear_in_any_output(shell, sim, tmp_path):
     finally:
         shell._llmroute_magics.router_var = "llm"
         r.close()
+
+
+# -- the router's real API only ------------------------------------------------------------------
+
+def test_use_refuses_an_object_that_only_looks_like_a_router(shell, router):
+    from types import SimpleNamespace
+
+    shell.user_ns["lookalike"] = SimpleNamespace(complete=print, stream=print, providers=[], set_strategy=print)
+    assert "not a ModelClientRouter" in usage_error(shell, "%llm use lookalike")
+    assert shell._llmroute_magics.router_var == "llm"
+
+
+def test_status_reads_retries_fallback_and_cooldown_from_the_router(shell, router, sim):
+    router.max_retries = 4
+    router.fallback_enabled = False
+    sim.inject("sim-local", ["server_error"] * 5)
+    run(shell, "%%llm -p sim-local --no-stream\nhi")  # 5 failed attempts: sim-local cools down
+    assert "sim-local" in router.cooling_down()
+    _, out = run(shell, "%llm status")
+    assert "fallback off · max retries 4" in out.stdout
+    line = next(x for x in out.stdout.splitlines() if x.strip().startswith("sim-local"))
+    assert "cooling down" in line
+    _, providers = run(shell, "%llm providers")
+    assert "cooling down" in next(x for x in providers.stdout.splitlines() if x.startswith("sim-local"))
+
+
+def test_widgets_do_not_import_the_magics():
+    code = ("import sys, llmroute_magic._ipython.widgets\n"
+            "print('llmroute_magic._ipython.magics' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
+

@@ -53,34 +53,22 @@ def _subcommand_help() -> str:
 
 
 def _is_router(obj: Any) -> bool:
-    return all(hasattr(obj, a) for a in ("complete", "stream", "providers", "set_strategy"))
+    if obj is None:
+        return False
+    from .. import ModelClientRouter  # lazy: the router module is the heavy part of the package
+
+    return isinstance(obj, ModelClientRouter)
 
 
 def _close_quietly(stream: Any) -> None:
-    close = getattr(stream, "close", None)
-    if close is not None:
-        try:
-            close()
-        except Exception:  # noqa: BLE001 - closing after an interrupt must not mask it
-            pass
+    try:
+        stream.close()
+    except Exception:  # noqa: BLE001 - closing after an interrupt must not mask it
+        pass
 
 
 def _money(cost: float) -> str:
     return "unknown" if cost != cost else f"${cost:.6f}"
-
-
-def cooling_names(router: Any) -> set[str]:
-    """Providers the router's circuit breaker is cooling down (empty if the router cannot say)."""
-    for attr in ("cooling", "cooling_down"):
-        value = getattr(router, attr, None)
-        if callable(value):
-            try:
-                value = value()
-            except TypeError:
-                continue
-        if value is not None:
-            return set(value)
-    return set()
 
 
 @magics_class
@@ -325,10 +313,10 @@ class LLMRouteMagics(Magics, Configurable):
     def _cmd_status(self, rest: list[str]) -> None:
         self._expect(rest, 0, "status")
         r = self.router
-        enabled, cooling = set(r.enabled), cooling_names(r)
-        fallback = "on" if getattr(r, "fallback_enabled", True) else "off"
+        enabled, cooling = set(r.enabled), set(r.cooling_down())
+        fallback = "on" if r.fallback_enabled else "off"
         lines = [f"llmroute router {self.router_var!r}: strategy {r.strategy.value} · fallback {fallback} · "
-                 f"max retries {getattr(r, 'max_retries', '?')}"]
+                 f"max retries {r.max_retries}"]
         specs = list(r.providers)
         w = max(len(p.name) for p in specs)
         wm = max(len(p.model) for p in specs)
@@ -372,7 +360,7 @@ class LLMRouteMagics(Magics, Configurable):
     def _cmd_providers(self, rest: list[str]) -> None:
         self._expect(rest, 0, "providers")
         r = self.router
-        enabled, cooling = set(r.enabled), cooling_names(r)
+        enabled, cooling = set(r.enabled), set(r.cooling_down())
         header = ("name", "model", "api", "base_url", "priority", "weight", "price in/out per 1M", "state")
         rows = []
         for p in r.providers:
@@ -408,13 +396,13 @@ class LLMRouteMagics(Magics, Configurable):
         return r.get_usage_stats().by_provider
 
     def _cmd_plot(self, rest: list[str]) -> Any:
-        from .._plots import PLOT_KINDS, figure_to_png, plot_usage
+        from .._plots import PLOT_KINDS, figure_to_png
 
         if len(rest) not in (1, 2):
             raise UsageError(f"usage: %llm plot KIND [PATH.png]; KIND is one of: {', '.join(PLOT_KINDS)}")
         r = self.router
         try:
-            fig = r.plot(rest[0]) if hasattr(r, "plot") else plot_usage(r.usage_df(), rest[0])
+            fig = r.plot(rest[0])
         except ConfigError as e:
             raise UsageError(f"%llm plot: {e}") from None
         if len(rest) == 2:
@@ -428,12 +416,7 @@ class LLMRouteMagics(Magics, Configurable):
 
     def _cmd_panel(self, rest: list[str]) -> Any:
         self._expect(rest, 0, "panel")
-        r = self.router
-        if hasattr(r, "panel"):
-            return r.panel()
-        from .widgets import RouterPanel
-
-        return RouterPanel(r)
+        return self.router.panel()
 
     def _cmd_config(self, rest: list[str]) -> None:
         (path_text,) = self._expect(rest, 1, "config PATH")
