@@ -72,7 +72,8 @@ def test_the_footer_and_the_compare_table_say_the_same_thing():
 
 
 # The notebook layer's modules: none of them may format a figure by hand any more.
-MINE = ["_ipython/widgets.py", "_ipython/render.py", "_ipython/defaults.py", "_plots.py", "_demo.py", "_cli.py"]
+MINE = ["_ipython/magics.py", "_ipython/widgets.py", "_ipython/render.py", "_ipython/defaults.py",
+        "_plots.py", "_demo.py", "_cli.py"]
 HAND_MADE = re.compile(r"\$\{[^}]*:[,.\d]*f\}|def _money|def _fmt_cost|def _fmt_ms|\* ?1000:\.0f\}")
 
 
