@@ -555,6 +555,20 @@ def test_stats_and_status_say_unknown_with_the_count_of_unpriced_attempts(shell,
 
 # -- what a newcomer hit -----------------------------------------------------------------------------
 
+def test_unresolved_names_are_named_in_one_line_and_the_prompt_is_sent(shell, spy):
+    shell.user_ns["topic"] = "Raft"
+    result, out = run(shell, '%%llm --no-stream\nExplain {topic} to {audiance} and {doc.titel}; json: {"a": 1}')
+    assert result.success, result.error_in_exec
+    assert spy.calls[-1][1] == 'Explain Raft to {audiance} and {doc.titel}; json: {"a": 1}'
+    notes = [x for x in out.stderr.splitlines() if x.startswith("llmroute:")]
+    assert len(notes) == 1, out.stderr
+    assert "{audiance}, {doc.titel} are not defined" in notes[0] and '"a"' not in notes[0]
+    _, quiet = run(shell, "%%llm --no-stream\nExplain {topic}; {{literal}}")
+    assert "not defined" not in quiet.stderr
+    _, off = run(shell, "%%llm --no-stream --no-interpolate\nExplain {audiance}")
+    assert "not defined" not in off.stderr
+
+
 def _sys_denies_writes() -> bool:
     try:
         open("/sys/llmroute-probe.csv", "w").close()
@@ -583,6 +597,30 @@ def test_a_bad_path_is_one_line_not_a_traceback(shell, router, tmp_path, command
     message = str(result.error_in_exec)
     assert expected in message and "\n" not in message, message
     assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_load_ext_says_which_config_providers_and_missing_keys(tmp_path):
+    (tmp_path / "llmroute.toml").write_text(
+        'strategy = "least_latency"\n'
+        '[[providers]]\nname = "openai"\nmodel = "gpt-4o-mini"\n'
+        '[[providers]]\nname = "groq"\nmodel = "llama-3.1-8b-instant"\n'
+        '[[providers]]\nname = "local"\nmodel = "llama-3.1-8b"\nbase_url = "http://127.0.0.1:9/v1"\n')
+    info = load_in_subprocess(tmp_path, GROQ_API_KEY=SECRET)
+    first = info["out"].split("llmroute router", 1)[0]  # what %load_ext said, before %llm status
+    assert "loaded" in first and "llmroute.toml" in first
+    assert "openai (gpt-4o-mini), groq (llama-3.1-8b-instant), local (llama-3.1-8b)" in first
+    assert "missing API keys: OPENAI_API_KEY (openai)" in first
+    assert "GROQ_API_KEY" not in first and "local" not in first.split("missing", 1)[1]
+    assert len([x for x in first.splitlines() if x.strip()]) <= 2
+    assert SECRET not in info["out"]
+
+
+def test_load_ext_names_the_config_variable(tmp_path):
+    cfg = tmp_path / "team.toml"
+    cfg.write_text('[[providers]]\nname = "local"\nmodel = "m"\nbase_url = "http://127.0.0.1:9/v1"\n')
+    info = load_in_subprocess(tmp_path, LLMROUTE_CONFIG=str(cfg))
+    first = info["out"].split("llmroute router", 1)[0]
+    assert "team.toml ($LLMROUTE_CONFIG)" in first and "missing" not in first
 
 
 def test_reset_in_memory_says_how_many_attempts_it_forgot(shell, router):

@@ -252,7 +252,14 @@ class LLMRouteMagics(Magics, Configurable):
             raise UsageError(f"-o/--output: {args.output!r} is not a valid variable name")
         prompt = cell
         if self.interpolate and not args.no_interpolate:
-            prompt = interpolate(prompt, self.shell.user_ns)
+            unresolved: list[str] = []
+            prompt = interpolate(prompt, self.shell.user_ns, unresolved=unresolved)
+            if unresolved:
+                names = list(dict.fromkeys(unresolved))
+                shown = ", ".join("{" + n + "}" for n in names)
+                verb = "is" if len(names) == 1 else "are"
+                print(f"llmroute: {shown} {verb} not defined, so the prompt keeps it as written "
+                      "(define it, write {{ }} for literal braces, or use --no-interpolate)", file=sys.stderr)
         prompt = prompt.strip("\r\n").rstrip()  # the cell's trailing newline is not part of the prompt
         if not prompt.strip():
             raise UsageError("the prompt is empty: write it in the cell below the %%llm line")
@@ -485,8 +492,8 @@ class LLMRouteMagics(Magics, Configurable):
             self._owned = [o for o in self._owned if o is not old]
             defaults.release(old)
         self._owned.append(new)
-        names = ", ".join(p.name for p in new.providers)
-        print(f"llmroute: router {self.router_var!r} rebuilt from {path}: {names} ({new.strategy.value})")
+        print(f"llmroute: router {self.router_var!r} rebuilt from {path}")
+        print(defaults.describe_config(new.config, str(path)))
 
     def _cmd_reset(self, rest: list[str]) -> None:
         self._expect(rest, 0, "reset")
