@@ -21,7 +21,7 @@ from traitlets import Bool, Enum, Float, Unicode
 from traitlets.config import Configurable
 
 from .._errors import ConfigError, LLMRouteError
-from .._format import cost_total, plural
+from .._format import cost_total, count, plural
 from .._types import RoutingStrategy
 from . import defaults
 from .interpolate import interpolate
@@ -388,7 +388,7 @@ class LLMRouteMagics(Magics, Configurable):
         if unpriced:
             names = [str(n) for n, c in by["cost"].items() if c != c]
             total += f" from {', '.join(names)}: give their prices (input_price / output_price) to count them"
-        return f"usage: {plural(attempts, 'attempt')} · {stats.total_tokens:,} tokens · total cost {total}"
+        return f"usage: {plural(attempts, 'attempt')} · {count(stats.total_tokens)} tokens · total cost {total}"
 
     def _cmd_use(self, rest: list[str]) -> None:
         (var,) = self._expect(rest, 1, "use VAR")
