@@ -90,6 +90,23 @@ def execute_notebook(nb: Any, *, cwd: str | os.PathLike, env: Mapping[str, str] 
     return nb
 
 
+def export_html(nb: Any) -> str:
+    """The executed notebook as one HTML page that reads the same offline.
+
+    Live widgets need JavaScript from a CDN and a kernel; neither is there when the page is opened
+    later, so their views would render as nothing. Without the saved widget state nbconvert shows
+    each widget's static fallback instead: the panel's snapshot table, or its text.
+    """
+    import copy
+
+    from nbconvert import HTMLExporter
+
+    offline = copy.deepcopy(nb)
+    offline.metadata.pop("widgets", None)
+    body, _ = HTMLExporter().from_notebook_node(offline)
+    return body
+
+
 def _save_cell(out: Path) -> str:
     lines = ["# Added by `llmroute demo`: save the usage table and the plots next to this notebook.",
              f"%llm save {_q(out / 'usage.csv')}"]
@@ -104,26 +121,37 @@ def _q(path: Path) -> str:
 
 
 def _print_stats(usage_csv: Path) -> None:
+    """The usage per provider, with the figures and the p50/p95 definition of ``%llm stats``."""
     import pandas as pd
+
+    from ._format import cost_total, count, millis, plural
+    from ._stats import UsageStats
 
     df = pd.read_csv(usage_csv)
     if df.empty:
         print("usage: no requests were made")
         return
-    by = df.groupby("provider", sort=False).agg(
-        attempts=("request_id", "size"), errors=("status", lambda s: int((s != "ok").sum())),
-        input_tokens=("input_tokens", "sum"), output_tokens=("output_tokens", "sum"), cost=("cost", "sum"),
-        latency_p50_ms=("latency_s", lambda s: s.median() * 1000))
-    with pd.option_context("display.width", 120, "display.float_format", "{:,.6f}".format):
-        print(by.to_string(formatters={"latency_p50_ms": "{:,.0f}".format}))
-    print(f"total: {len(df)} attempts, {df['request_id'].nunique()} requests, "
-          f"{int(df['input_tokens'].sum() + df['output_tokens'].sum()):,} tokens, ${df['cost'].sum():.6f} "
-          "(simulated prices)")
+    by = UsageStats.from_frame(df).by_provider
+    cost = pd.to_numeric(df["cost"], errors="coerce")
+    priced = cost.groupby(df["provider"].astype(str)).sum()
+    unpriced = cost.isna().groupby(df["provider"].astype(str)).sum()
+    head = ("provider", "attempts", "errors", "tokens in", "tokens out", "cost", "p50", "p95")
+    rows = [head] + [
+        (str(name), count(r["requests"]), count(r["errors"]), count(r["input_tokens"]), count(r["output_tokens"]),
+         cost_total(priced.get(name, 0.0), int(unpriced.get(name, 0)), priced=priced.get(name, 0.0)),
+         millis(r["latency_p50_s"]), millis(r["latency_p95_s"]))
+        for name, r in by.iterrows()]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    for row in rows:
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    tokens = int(by["input_tokens"].sum() + by["output_tokens"].sum())
+    total = float(priced.sum())
+    print(f"total: {plural(len(df), 'attempt')}, {plural(df['request_id'].nunique(), 'request')}, "
+          f"{count(tokens)} tokens, {cost_total(total, int(cost.isna().sum()), priced=total)} (simulated prices)")
 
 
 def run(args: argparse.Namespace) -> int:
     import nbformat
-    from nbconvert import HTMLExporter
 
     out = Path(args.out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -147,8 +175,7 @@ def run(args: argparse.Namespace) -> int:
     nb_path = out / NOTEBOOK
     nbformat.write(nb, nb_path)
     html_path = out / "quickstart.html"
-    body, _ = HTMLExporter().from_notebook_node(nb)
-    html_path.write_text(body, encoding="utf-8")
+    html_path.write_text(export_html(nb), encoding="utf-8")
     print(f"done in {time.monotonic() - started:.1f} s\n")
     usage_csv = out / "usage.csv"
     _print_stats(usage_csv)

@@ -2,17 +2,26 @@
 
 Figures are built with ``matplotlib.figure.Figure`` directly (no pyplot), so no GUI backend is
 ever selected: this works in a headless kernel, a CI job and a terminal alike.
-Every function takes the ledger DataFrame (``router.usage_df()``) and returns a new Figure.
+
+The plots draw from a ``UsageSummary``: per-provider running totals (attempts by status, tokens,
+priced cost and the count of unpriced attempts, successful latencies) plus the points of the cost
+timeline. ``plot_usage(df, kind)`` builds one from a ledger DataFrame (``router.usage_df()``); the
+control panel keeps one up to date from the attempt records the router reports, so a redraw never
+re-reads the ledger. Figures, titles and labels are written with ``_format``, like every other figure.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable
+import threading
+from array import array
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ._errors import ConfigError
+from ._format import cost_total, count, millis, money
 
 if TYPE_CHECKING:  # pandas and matplotlib are imported only when a plot is asked for
+    import numpy as np
     import pandas as pd
     from matplotlib.figure import Figure
 
@@ -24,19 +33,243 @@ PLOT_KINDS: dict[str, str] = {
     "timeline": "cumulative cost over time",
 }
 
+# The columns of ``UsageStats.by_provider``, which ``UsageSummary.by_provider`` reproduces.
+BY_PROVIDER_COLUMNS = ("requests", "errors", "input_tokens", "output_tokens", "tokens", "cost",
+                       "latency_p50_s", "latency_p95_s")
+
 _FIGSIZE = (7.5, 4.2)
 _STATUS_COLOURS = {"ok": "#4c9a2a", "error": "#c8412f", "cancelled": "#9a9a9a"}
+_MAX_SCATTER = 400  # latency dots per provider; the box still summarises every sample
+_MAX_STEPS = 4000  # points per timeline line; a million-row ledger draws as fast as a small one
+
+
+def latency_quantiles(samples: "np.ndarray") -> tuple[float, float]:
+    """(p50, p95) of successful attempts' latencies: the definition ``UsageStats`` uses today
+    (linear interpolation, as pandas' ``quantile``), so the panel, the plots and ``%llm stats`` agree."""
+    import numpy as np
+
+    if len(samples) == 0:
+        return math.nan, math.nan
+    p50, p95 = np.quantile(samples, [0.5, 0.95])
+    return float(p50), float(p95)
+
+
+class _Slot:
+    __slots__ = ("index", "requests", "errors", "statuses", "input_tokens", "output_tokens", "cost", "unpriced",
+                 "latencies")
+
+    def __init__(self, index: int = -1) -> None:
+        self.index = index  # position in first-appearance order; the timeline refers to it
+        self.requests = 0  # attempts, as UsageStats counts them
+        self.errors = 0  # attempts whose status is not "ok"
+        self.statuses: dict[str, int] = {}
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.cost = 0.0  # sum over priced attempts
+        self.unpriced = 0  # attempts whose cost is unknown (NaN)
+        self.latencies = array("d")  # successful attempts only
+
+
+def _known(value: Any) -> bool:
+    return value is not None and value == value
+
+
+class UsageSummary:
+    """Running per-provider totals of a usage ledger. Thread-safe: ``add`` may run on any thread.
+
+    Fed either by ``add_frame(router.usage_df())`` or one ``add(record)`` per ``AttemptRecord``;
+    both give the same totals, so a panel can read the ledger once and follow the new rows only.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._slots: dict[str, _Slot] = {}  # in order of first appearance: stable colours
+        self._requests = 0  # first attempts, i.e. requests
+        self._ts = array("d")  # timeline: start of each attempt (epoch s), its provider, its cost
+        self._tp = array("i")
+        self._tc = array("d")
+        self.version = 0  # bumped on every change: a cheap "anything new?" for redraws
+
+    def _slot(self, name: str) -> tuple[int, _Slot]:
+        slot = self._slots.get(name)
+        if slot is None:
+            slot = self._slots[name] = _Slot(len(self._slots))
+        return slot.index, slot
+
+    # -- feeding ----------------------------------------------------------------------------------
+    def add(self, r: Any) -> None:
+        """One attempt record (``AttemptRecord`` or anything with its fields)."""
+        cost = r.cost
+        priced = _known(cost)
+        with self._lock:
+            i, s = self._slot(str(r.provider))
+            s.requests += 1
+            s.statuses[r.status] = s.statuses.get(r.status, 0) + 1
+            if r.status != "ok":
+                s.errors += 1
+            elif _known(r.latency_s):
+                s.latencies.append(r.latency_s)
+            if _known(r.input_tokens):
+                s.input_tokens += int(r.input_tokens)
+            if _known(r.output_tokens):
+                s.output_tokens += int(r.output_tokens)
+            if priced:
+                s.cost += cost
+            else:
+                s.unpriced += 1
+            if r.attempt == 1:
+                self._requests += 1
+            self._ts.append(float(r.timestamp))
+            self._tp.append(i)
+            self._tc.append(cost if priced else math.nan)
+            self.version += 1
+
+    def add_frame(self, df: "pd.DataFrame") -> None:
+        """Every row of a ledger DataFrame, vectorised (a million rows take about a second)."""
+        if df is None or len(df) == 0 or "provider" not in df:
+            return
+        import numpy as np
+        import pandas as pd
+
+        n = len(df)
+        provider = df["provider"].astype(str).to_numpy()
+        status = df["status"].astype(str).to_numpy() if "status" in df else np.full(n, "ok", dtype=object)
+        numeric = {c: (pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float) if c in df
+                       else np.full(n, math.nan))
+                   for c in ("input_tokens", "output_tokens", "cost", "latency_s")}
+        if "timestamp" in df:
+            ts = pd.to_datetime(df["timestamp"], utc=True)
+            epoch = ((ts - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(dtype=float)
+        else:
+            epoch = np.arange(n, dtype=float)
+        if "attempt" in df:
+            requests = int((pd.to_numeric(df["attempt"], errors="coerce") == 1).sum())
+        elif "request_id" in df:
+            requests = int(df["request_id"].nunique())
+        else:
+            requests = n
+        ok = status == "ok"
+        with self._lock:
+            codes = np.empty(n, dtype="int32")
+            for name in dict.fromkeys(provider.tolist()):
+                i, s = self._slot(name)
+                mask = provider == name
+                codes[mask] = i
+                names, counts = np.unique(status[mask], return_counts=True)
+                for k, v in zip(names.tolist(), counts.tolist()):
+                    s.statuses[k] = s.statuses.get(k, 0) + v
+                s.requests += int(mask.sum())
+                s.errors += int((mask & ~ok).sum())
+                s.input_tokens += int(np.nansum(numeric["input_tokens"][mask]))
+                s.output_tokens += int(np.nansum(numeric["output_tokens"][mask]))
+                costs = numeric["cost"][mask]
+                s.unpriced += int(np.isnan(costs).sum())
+                s.cost += float(np.nansum(costs))
+                lat = numeric["latency_s"][mask & ok]
+                s.latencies.frombytes(np.ascontiguousarray(lat[~np.isnan(lat)], dtype="float64").tobytes())
+            self._requests += requests
+            self._ts.frombytes(np.ascontiguousarray(epoch, dtype="float64").tobytes())
+            self._tp.frombytes(codes.tobytes())
+            self._tc.frombytes(np.ascontiguousarray(numeric["cost"], dtype="float64").tobytes())
+            self.version += 1
+
+    @classmethod
+    def from_frame(cls, df: "pd.DataFrame") -> "UsageSummary":
+        summary = cls()
+        summary.add_frame(df)
+        return summary
+
+    # -- reading ----------------------------------------------------------------------------------
+    @property
+    def providers(self) -> list[str]:
+        """Providers with at least one attempt, in order of first appearance."""
+        with self._lock:
+            return list(self._slots)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._ts)
+
+    def totals(self) -> dict[str, Any]:
+        """attempts, requests, errors, input/output tokens, priced cost and unpriced attempts, over all providers."""
+        with self._lock:
+            slots = list(self._slots.values())
+            return {"attempts": len(self._ts), "requests": self._requests,
+                    "errors": sum(s.errors for s in slots),
+                    "input_tokens": sum(s.input_tokens for s in slots),
+                    "output_tokens": sum(s.output_tokens for s in slots),
+                    "cost": math.fsum(s.cost for s in slots), "unpriced": sum(s.unpriced for s in slots)}
+
+    def provider(self, name: str) -> dict[str, Any]:
+        """One provider's figures: requests, errors, statuses, tokens, cost (NaN if any unpriced), unpriced, p50, p95."""
+        import numpy as np
+
+        with self._lock:
+            s = self._slots.get(name) or _Slot()
+            latencies = np.frombuffer(s.latencies, dtype="float64").copy()
+            row = {"requests": s.requests, "errors": s.errors, "statuses": dict(s.statuses),
+                   "input_tokens": s.input_tokens, "output_tokens": s.output_tokens,
+                   "priced_cost": s.cost, "unpriced": s.unpriced}
+        row["cost"] = math.nan if row["unpriced"] else row["priced_cost"]
+        row["latency_p50_s"], row["latency_p95_s"] = latency_quantiles(latencies)
+        return row
+
+    def latencies(self, name: str) -> "np.ndarray":
+        import numpy as np
+
+        with self._lock:
+            s = self._slots.get(name)
+            return np.frombuffer(s.latencies, dtype="float64").copy() if s else np.empty(0)
+
+    def timeline(self) -> tuple["np.ndarray", "np.ndarray", "np.ndarray"]:
+        """(start time in epoch seconds, provider index, cost or NaN) per attempt, in arrival order."""
+        import numpy as np
+
+        with self._lock:
+            return (np.frombuffer(self._ts, dtype="float64").copy(), np.frombuffer(self._tp, dtype="int32").copy(),
+                    np.frombuffer(self._tc, dtype="float64").copy())
+
+    def by_provider(self, names: Iterable[str] = ()) -> "pd.DataFrame":
+        """The per-provider table ``UsageStats.by_provider`` shows: ``names`` first (config order), then the rest."""
+        import pandas as pd
+
+        order = list(dict.fromkeys([*names, *self.providers]))
+        rows = {}
+        for name in order:
+            r = self.provider(name)
+            rows[name] = {"requests": r["requests"], "errors": r["errors"], "input_tokens": r["input_tokens"],
+                          "output_tokens": r["output_tokens"],
+                          "tokens": r["input_tokens"] + r["output_tokens"], "cost": float(r["cost"]),
+                          "latency_p50_s": r["latency_p50_s"], "latency_p95_s": r["latency_p95_s"]}
+        table = pd.DataFrame.from_dict(rows, orient="index", columns=list(BY_PROVIDER_COLUMNS))
+        for c in ("requests", "errors", "input_tokens", "output_tokens", "tokens"):
+            table[c] = table[c].astype("int64")
+        for c in ("cost", "latency_p50_s", "latency_p95_s"):
+            table[c] = table[c].astype(float)
+        table.index.name = "provider"
+        return table
 
 
 def plot_usage(df: "pd.DataFrame", kind: str = "cost") -> "Figure":
     """Draw ``kind`` (cost, latency, tokens, requests, timeline) from a usage ledger DataFrame."""
+    key = _kind(kind)
+    return plot_summary(UsageSummary.from_frame(df), key)
+
+
+def plot_summary(summary: UsageSummary, kind: str = "cost") -> "Figure":
+    """Draw ``kind`` from running totals (what the panel keeps), without touching the ledger."""
+    key = _kind(kind)
+    if len(summary) == 0:
+        return _empty_figure(PLOT_KINDS[key])
+    return _PLOTTERS[key](summary)
+
+
+def _kind(kind: str) -> str:
     key = str(kind).strip().lower()
-    if key not in _PLOTTERS:
+    if key not in PLOT_KINDS:
         allowed = ", ".join(PLOT_KINDS)
         raise ConfigError(f"plot kind: unknown kind {kind!r}; allowed: {allowed}", field="kind")
-    if df is None or len(df) == 0:
-        return _empty_figure(PLOT_KINDS[key])
-    return _PLOTTERS[key](df)
+    return key
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -57,26 +290,11 @@ def _empty_figure(title: str) -> "Figure":
     return fig
 
 
-def _providers(df: "pd.DataFrame") -> list[str]:
-    # Order of first appearance follows config order for a live router and keeps colours stable.
-    return list(dict.fromkeys(str(p) for p in df["provider"]))
-
-
 def _colours(providers: list[str]) -> dict[str, str]:
     from matplotlib import colormaps
 
     cmap = colormaps["tab10"]
     return {p: cmap(i % 10) for i, p in enumerate(providers)}
-
-
-def _money(value: float) -> str:
-    if value != value:  # NaN: the price of this model is unknown
-        return "unknown"
-    if value == 0:
-        return "$0"
-    if abs(value) < 0.01:
-        return f"${value:.6f}".rstrip("0")
-    return f"${value:,.4f}"
 
 
 def _tidy(ax) -> None:
@@ -91,60 +309,58 @@ def _footnote(fig: "Figure", text: str) -> None:
 
 # -- the plots -------------------------------------------------------------------------------
 
-def _plot_cost(df: "pd.DataFrame") -> "Figure":
-    providers = _providers(df)
+def _plot_cost(summary: UsageSummary) -> "Figure":
+    providers = summary.providers
     colours = _colours(providers)
+    rows = [summary.provider(p) for p in providers]
+    totals = [r["priced_cost"] for r in rows]
+    unknown = [r["unpriced"] for r in rows]
     fig = _new_figure()
     ax = fig.add_subplot()
-    totals, unknown = [], []
-    for p in providers:
-        costs = df.loc[df["provider"] == p, "cost"].astype(float)
-        known = costs.dropna()
-        totals.append(float(known.sum()) if len(known) else 0.0)
-        unknown.append(int(costs.isna().sum()))
     bars = ax.bar(providers, totals, color=[colours[p] for p in providers])
-    labels = [_money(t) + (f"\n(+{u} unpriced)" if u else "") for t, u in zip(totals, unknown)]
+    labels = [money(t) + (f"\n(+{u:,} unpriced)" if u else "") for t, u in zip(totals, unknown)]
     ax.bar_label(bars, labels=labels, padding=3, fontsize=9)
     ax.set_ylim(0, max(max(totals) * 1.25, 1e-9))
     ax.set_ylabel("cost (USD)")
     ax.set_xlabel("provider")
-    ax.set_title(f"Cost by provider — total {_money(sum(totals))}")
+    priced = math.fsum(totals)
+    ax.set_title(f"Cost by provider — total {cost_total(priced, sum(unknown), priced=priced)}")
     _tidy(ax)
     if any(unknown):
         _footnote(fig, "unpriced: attempts whose model price is unknown (not counted as $0)")
     return fig
 
 
-def _plot_latency(df: "pd.DataFrame") -> "Figure":
+def _plot_latency(summary: UsageSummary) -> "Figure":
     import numpy as np
 
-    ok = df[df["status"] == "ok"]
+    colours = _colours(summary.providers)
+    providers = [p for p in summary.providers if summary.provider(p)["statuses"].get("ok")]
     fig = _new_figure()
     ax = fig.add_subplot()
-    if ok.empty:
+    if not providers:
         ax.set_title("Latency by provider")
         ax.text(0.5, 0.5, "no successful requests yet", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
         return fig
-    providers = _providers(ok)
-    colours = _colours(_providers(df))
-    samples = [ok.loc[ok["provider"] == p, "latency_s"].astype(float).dropna().to_numpy() * 1000
-               for p in providers]
+    samples = [summary.latencies(p) * 1000 for p in providers]
     positions = list(range(1, len(providers) + 1))
     box = ax.boxplot(samples, positions=positions, widths=0.5, showfliers=False, patch_artist=True,
                      medianprops={"color": "black"})
     for patch, p in zip(box["boxes"], providers):
         patch.set_facecolor(colours[p])
         patch.set_alpha(0.35)
-    rng = np.random.default_rng(0)  # fixed jitter: the same ledger always draws the same picture
+    rng = np.random.default_rng(0)  # fixed jitter and sampling: the same ledger always draws the same picture
     for pos, p, values in zip(positions, providers, samples):
-        xs = pos + rng.uniform(-0.12, 0.12, size=len(values))
-        ax.scatter(xs, values, s=14, color=colours[p], alpha=0.8, zorder=3)
+        dots = values if len(values) <= _MAX_SCATTER else rng.choice(values, _MAX_SCATTER, replace=False)
+        xs = pos + rng.uniform(-0.12, 0.12, size=len(dots))
+        ax.scatter(xs, dots, s=14, color=colours[p], alpha=0.8, zorder=3)
         if len(values):
-            p50, p95 = np.percentile(values, [50, 95])
-            ax.annotate(f"p50 {p50:.0f} ms\np95 {p95:.0f} ms", (pos, float(values.max())),
+            # The same p50/p95 as the stats table and %llm stats (one definition, in seconds).
+            p50, p95 = latency_quantiles(values / 1000)
+            ax.annotate(f"p50 {millis(p50)}\np95 {millis(p95)}", (pos, float(values.max())),
                         xytext=(0, 6), textcoords="offset points", ha="center", fontsize=8)
-    ax.set_xticks(positions, [f"{p}\n(n={len(v)})" for p, v in zip(providers, samples)])
+    ax.set_xticks(positions, [f"{p}\n(n={len(v):,})" for p, v in zip(providers, samples)])
     top = max((float(v.max()) for v in samples if len(v)), default=1.0)
     ax.set_ylim(0, top * 1.3 + 1)
     ax.set_ylabel("latency (ms)")
@@ -153,54 +369,55 @@ def _plot_latency(df: "pd.DataFrame") -> "Figure":
     return fig
 
 
-def _plot_tokens(df: "pd.DataFrame") -> "Figure":
+def _plot_tokens(summary: UsageSummary) -> "Figure":
     import numpy as np
 
-    providers = _providers(df)
-    grouped = df.groupby("provider", sort=False)[["input_tokens", "output_tokens"]].sum()
-    inputs = [int(grouped.loc[p, "input_tokens"]) for p in providers]
-    outputs = [int(grouped.loc[p, "output_tokens"]) for p in providers]
+    providers = summary.providers
+    rows = [summary.provider(p) for p in providers]
+    inputs = [r["input_tokens"] for r in rows]
+    outputs = [r["output_tokens"] for r in rows]
     x = np.arange(len(providers))
     width = 0.38
     fig = _new_figure()
     ax = fig.add_subplot()
     b1 = ax.bar(x - width / 2, inputs, width, label="input (prompt)", color="#4878a8")
     b2 = ax.bar(x + width / 2, outputs, width, label="output (answer)", color="#e0893a")
-    ax.bar_label(b1, labels=[f"{v:,}" for v in inputs], padding=2, fontsize=8)
-    ax.bar_label(b2, labels=[f"{v:,}" for v in outputs], padding=2, fontsize=8)
+    ax.bar_label(b1, labels=[count(v) for v in inputs], padding=2, fontsize=8)
+    ax.bar_label(b2, labels=[count(v) for v in outputs], padding=2, fontsize=8)
     ax.set_xticks(x, providers)
     ax.set_ylim(0, max(inputs + outputs + [1]) * 1.2)
     ax.set_ylabel("tokens")
     ax.set_xlabel("provider")
-    ax.set_title(f"Tokens by provider — {sum(inputs):,} in, {sum(outputs):,} out")
+    ax.set_title(f"Tokens by provider — {count(sum(inputs))} in, {count(sum(outputs))} out")
     ax.legend(frameon=False)
     _tidy(ax)
     return fig
 
 
-def _plot_requests(df: "pd.DataFrame") -> "Figure":
-    providers = _providers(df)
-    total = len(df)
+def _plot_requests(summary: UsageSummary) -> "Figure":
+    from matplotlib.ticker import MaxNLocator
+
+    providers = summary.providers
+    rows = [summary.provider(p) for p in providers]
+    totals = summary.totals()
     fig = _new_figure()
     ax = fig.add_subplot()
     left = [0] * len(providers)
-    statuses = [s for s in ("ok", "error", "cancelled") if (df["status"] == s).any()]
-    statuses += sorted(set(map(str, df["status"])) - set(statuses))
+    seen = {k for r in rows for k, v in r["statuses"].items() if v}
+    statuses = [s for s in ("ok", "error", "cancelled") if s in seen] + sorted(seen - {"ok", "error", "cancelled"})
     for status in statuses:
-        counts = [int(((df["provider"] == p) & (df["status"] == status)).sum()) for p in providers]
+        counts = [r["statuses"].get(status, 0) for r in rows]
         ax.barh(providers, counts, left=left, label=status,
                 color=_STATUS_COLOURS.get(status, "#7f7f7f"), height=0.6)
         left = [a + b for a, b in zip(left, counts)]
+    attempts = totals["attempts"]
     for i, n in enumerate(left):
-        ax.text(n, i, f"  {n} ({100 * n / total:.0f}%)", va="center", fontsize=9)
-    from matplotlib.ticker import MaxNLocator
-
+        ax.text(n, i, f"  {n:,} ({100 * n / attempts:.0f}%)", va="center", fontsize=9)
     ax.set_xlim(0, max(left) * 1.3 + 1)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.invert_yaxis()  # first provider on top, like a table
     ax.set_xlabel("attempts")
-    n_requests = df["request_id"].nunique() if "request_id" in df else total
-    ax.set_title(f"Request share by provider — {total} attempts for {n_requests} requests")
+    ax.set_title(f"Request share by provider — {attempts:,} attempts for {totals['requests']:,} requests")
     ax.legend(frameon=False, loc="lower right")
     ax.spines[["top", "right"]].set_visible(False)
     ax.grid(axis="x", alpha=0.3)
@@ -208,46 +425,63 @@ def _plot_requests(df: "pd.DataFrame") -> "Figure":
     return fig
 
 
-def _plot_timeline(df: "pd.DataFrame") -> "Figure":
-    import pandas as pd
+def _thin(xs: "np.ndarray", ys: "np.ndarray") -> tuple["np.ndarray", "np.ndarray"]:
+    """At most _MAX_STEPS points of a running total, the last one always kept."""
+    import numpy as np
 
-    data = df.copy()
-    data["timestamp"] = pd.to_datetime(data["timestamp"], utc=True)
-    data = data.sort_values("timestamp", kind="stable")
-    data["cost"] = data["cost"].astype(float).fillna(0.0)
-    start = data["timestamp"].iloc[0]
-    elapsed = (data["timestamp"] - start).dt.total_seconds()
-    span = float(elapsed.iloc[-1]) if len(elapsed) else 0.0
+    if len(xs) <= _MAX_STEPS:
+        return xs, ys
+    keep = np.unique(np.linspace(0, len(xs) - 1, _MAX_STEPS).astype(int))
+    return xs[keep], ys[keep]
+
+
+def _plot_timeline(summary: UsageSummary) -> "Figure":
+    import datetime as dt
+
+    import numpy as np
+
+    ts, who, cost = summary.timeline()
+    order = np.argsort(ts, kind="stable")
+    ts, who, cost = ts[order], who[order], cost[order]
+    unpriced = int(np.isnan(cost).sum())
+    cost = np.nan_to_num(cost, nan=0.0)
+    start = float(ts[0])
+    elapsed = ts - start
+    span = float(elapsed[-1])
     unit, scale = ("s", 1.0) if span < 180 else (("min", 60.0) if span < 3 * 3600 else ("h", 3600.0))
     x = elapsed / scale
-    providers = _providers(df)
+    providers = summary.providers
     colours = _colours(providers)
     fig = _new_figure()
     ax = fig.add_subplot()
-    end = float(x.iloc[-1])
-    for p in providers:
-        mask = data["provider"] == p
+    end = float(x[-1])
+    for i, p in enumerate(providers):
+        mask = who == i
+        if not mask.any():
+            continue
         # Start every line at zero and carry it to the end, so the lines read as running totals.
-        xs = [0.0, *x[mask].tolist(), end]
-        ys = data.loc[mask, "cost"].cumsum().tolist()
-        ax.step(xs, [0.0, *ys, ys[-1]], where="post", color=colours[p], label=p)
-    total = data["cost"].cumsum()
-    ax.step([0.0, *x.tolist()], [0.0, *total.tolist()], where="post", color="black", linestyle="--",
+        xs, ys = _thin(x[mask], np.cumsum(cost[mask]))
+        ax.step([0.0, *xs.tolist(), end], [0.0, *ys.tolist(), float(ys[-1])], where="post", color=colours[p],
+                label=p)
+    xs, total = _thin(x, np.cumsum(cost))
+    ax.step([0.0, *xs.tolist()], [0.0, *total.tolist()], where="post", color="black", linestyle="--",
             linewidth=1.6, label="total")
-    ax.set_xlabel(f"time since first request ({unit}), started {start:%Y-%m-%d %H:%M:%S} UTC")
+    started = dt.datetime.fromtimestamp(start, tz=dt.timezone.utc)
+    ax.set_xlabel(f"time since first request ({unit}), started {started:%Y-%m-%d %H:%M:%S} UTC")
     ax.set_ylabel("cumulative cost (USD)")
-    ax.set_title(f"Cumulative cost over time — total {_money(float(total.iloc[-1]))}")
+    priced = float(total[-1])
+    ax.set_title(f"Cumulative cost over time — total {cost_total(priced, unpriced, priced=priced)}")
     ax.set_ylim(bottom=0)
     if math.isclose(span, 0.0):
         ax.set_xlim(-1, 1)
     ax.legend(frameon=False, loc="upper left")
     _tidy(ax)
-    if df["cost"].astype(float).isna().any():
-        _footnote(fig, "attempts with unknown price are left out of the totals")
+    if unpriced:
+        _footnote(fig, "attempts with unknown price are left out of the running totals")
     return fig
 
 
-_PLOTTERS: dict[str, Callable[["pd.DataFrame"], "Figure"]] = {
+_PLOTTERS: dict[str, Callable[[UsageSummary], "Figure"]] = {
     "cost": _plot_cost,
     "latency": _plot_latency,
     "tokens": _plot_tokens,

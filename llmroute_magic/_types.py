@@ -365,11 +365,13 @@ class Completion:
         return self.input_tokens + self.output_tokens
 
     def footer(self) -> str:
-        cost = "unknown cost" if self.cost != self.cost else f"${self.cost:.6f}"
-        ttft = f", ttft {self.ttft_s * 1000:.0f} ms" if self.ttft_s is not None else ""
+        """``provider · model · latency[, ttft] · in+out tokens · cost[, N attempts]``, as every footer reads."""
+        from ._format import millis, money, tokens
+
+        ttft = f", ttft {millis(self.ttft_s)}" if self.ttft_s is not None else ""
         retry = f", {self.attempts} attempts" if self.attempts > 1 else ""
-        return (f"{self.provider} · {self.model} · {self.latency_s * 1000:.0f} ms{ttft} · "
-                f"{self.input_tokens}+{self.output_tokens} tokens · {cost}{retry}")
+        return (f"{self.provider} · {self.model} · {millis(self.latency_s)}{ttft} · "
+                f"{tokens(self.input_tokens, self.output_tokens)} · {money(self.cost, unknown='unknown cost')}{retry}")
 
     def _repr_markdown_(self) -> str:
         return f"{self.text}\n\n---\n*{self.footer()}*"

@@ -34,7 +34,13 @@ def test_demo_writes_the_executed_notebook_html_usage_and_plots(tmp_path):
     assert set(usage["provider"]) <= {"sim-openai", "sim-anthropic", "sim-local"}
     assert "total:" in proc.stdout and str(out) in proc.stdout  # prints the stats and where the files are
     assert "sk-test-demo-never-sent" not in (out / "quickstart.html").read_text()
-    assert "<html" in (out / "quickstart.html").read_text()[:500].lower()
+    page = (out / "quickstart.html").read_text()
+    assert "<html" in page[:500].lower()
+    # the panel cell shows its settings and stats table, not an empty box waiting for a widget CDN
+    assert "llmroute-panel-snapshot" in page and 'class="llmroute-stats"' in page
+    assert "unpkg.com" not in page
+    # the printed summary uses the stats' figures: attempts per provider, p50/p95 in ms, a total line
+    assert "p50" in proc.stdout and " ms" in proc.stdout
 
 
 def test_demo_defaults_to_llmroute_demo_in_the_working_directory():
@@ -53,3 +59,36 @@ def test_simulated_env_drops_keys_and_config_and_forces_the_simulator():
     env = simulated_env({"OPENAI_API_KEY": "k", "GROQ_API_KEY": "k", "LLMROUTE_CONFIG": "x.toml", "PATH": "/bin"})
     assert env["LLMROUTE_SIMULATE"] == "1" and env["PATH"] == "/bin"
     assert not [k for k in env if k.endswith("_API_KEY")] and "LLMROUTE_CONFIG" not in env
+
+
+def test_summary_p50_is_the_stats_p50(tmp_path, sim, capsys):
+    """`llmroute demo` and `%llm stats` once disagreed (48 vs 52 ms): the summary took the median
+    over every attempt, failed ones included; the stats take successful attempts only."""
+    from helpers import make_router
+
+    from llmroute_magic import UsageStats
+    from llmroute_magic._demo import _print_stats
+    from llmroute_magic._format import millis
+
+    sim.reset()
+    router = make_router(sim, ["sim-openai", "sim-anthropic"])
+    try:
+        # three fast failures between two 40-60 ms answers (never three in a row: no cooldown)
+        sim.inject("sim-openai", ["server_error", None, "server_error", None, "server_error"])
+        for i in range(5):
+            router.complete(f"question {i}")
+        df = router.usage_df()
+    finally:
+        router.close()
+    assert (df["status"] != "ok").sum() == 3
+    csv = tmp_path / "usage.csv"
+    df.to_csv(csv, index=False)
+    _print_stats(csv)
+    printed = capsys.readouterr().out
+    row = next(x for x in printed.splitlines() if x.startswith("sim-openai"))
+    by = UsageStats.from_frame(df).by_provider
+    p50, p95 = by.loc["sim-openai", ["latency_p50_s", "latency_p95_s"]]
+    assert row.split()[-4:] == [*millis(p50).split(), *millis(p95).split()], row
+    every_attempt = df.loc[df["provider"] == "sim-openai", "latency_s"].median()
+    assert millis(every_attempt) not in row  # the old definition would have printed this
+    assert "total: 8 attempts, 5 requests" in printed

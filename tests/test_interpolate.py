@@ -85,3 +85,11 @@ def test_text_without_known_names_round_trips_except_double_braces(text):
     out = interpolate(text, {})
     assert out.replace("{", "").replace("}", "") == text.replace("{", "").replace("}", "")
     assert len(out) <= len(text)
+
+
+def test_only_braces_shaped_like_a_reference_are_reported():
+    # JSON, code and expressions between braces are meant literally; a misspelt name is not.
+    missing: list[str] = []
+    text = '{"a": 1} {n + 1} {topic.upper()} def f(): return {1: 2} {tpoic} {rows[9]} {doc.titel}'
+    assert interpolate(text, NS, unresolved=missing) == text
+    assert missing == ["tpoic", "rows[9]", "doc.titel"]

@@ -8,7 +8,9 @@ import time
 import pytest
 
 from llmroute_magic import ModelClientRouter, ProviderRoutingConfig, RoutingStrategy
+from llmroute_magic._format import money
 from llmroute_magic._ipython.widgets import RouterPanel, stats_table_html
+from llmroute_magic._types import AttemptRecord
 from llmroute_magic.sim import Simulator
 
 SECRET = "sk-widget-SECRET-777"
@@ -79,7 +81,7 @@ def test_a_completion_updates_the_stats_table_and_plot(panel, router):
     before_table, before_plot = panel.table.value, panel.plot.value
     c = router.complete("Explain backpressure")
     assert wait_for(lambda: panel.table.value != before_table)
-    assert f"${c.cost:.6f}" in panel.table.value
+    assert money(c.cost) in panel.table.value
     assert wait_for(lambda: panel.plot.value != before_plot)
     assert bytes(panel.plot.value).startswith(b"\x89PNG")
 
@@ -99,6 +101,13 @@ def test_changes_made_elsewhere_show_up_in_the_controls(panel, router):
     router.complete("hi")  # any completion triggers a refresh
     assert wait_for(lambda: panel.strategy.value == "round_robin" and not panel.provider_boxes["sim-local"].value)
     assert router.strategy is RoutingStrategy.ROUND_ROBIN  # mirroring did not write back a stale value
+
+
+def record(request_id, provider="sim-openai", *, status="ok", cost=0.001, latency_s=0.05, attempt=1):
+    """An attempt record as the router reports it to subscribers."""
+    return AttemptRecord(request_id, attempt, time.time(), provider, "m", "priority", status,
+                         None if status == "ok" else "server_error", 200 if status == "ok" else 500,
+                         10, 20, cost, latency_s, None, False)
 
 
 class ManualTimer:
@@ -128,15 +137,15 @@ def test_refreshes_are_throttled_to_one_per_interval(router):
         draws = []
         original = panel.refresh
         panel.refresh = lambda: (draws.append(now[0]), original())
-        for _ in range(20):  # a burst of attempts ending at once
-            panel._on_record(None)
+        for i in range(20):  # a burst of attempts ending at once
+            panel._on_record(record(f"burst-{i}"))
         assert len(ManualTimer.created) == 1  # one redraw scheduled for the whole burst
         assert ManualTimer.created[0].delay == pytest.approx(0.5)  # the construction draw was just now
         now[0] += 0.5
         ManualTimer.created[0].fire()
         assert draws == [100.5]
         now[0] += 2.0
-        panel._on_record(None)
+        panel._on_record(record("later"))
         assert ManualTimer.created[-1].delay == 0.0  # idle long enough: redraw at once
     finally:
         panel.close()
@@ -169,8 +178,131 @@ def test_widget_state_never_holds_an_api_key(sim):
             states = [w.get_state() for w in p.children] + [p.table.get_state(), p.strategy.get_state()]
             states += [b.get_state() for b in p.provider_boxes.values()]
             assert SECRET not in repr(states)
-            assert SECRET not in stats_table_html(r)
+            assert SECRET not in stats_table_html(r, p.summary)
+            assert SECRET not in repr(p._repr_mimebundle_())
         finally:
             p.close()
     finally:
         r.close()
+
+
+# -- running totals: the ledger is read once --------------------------------------------------------
+
+class CountingRouter(ModelClientRouter):
+    """A real router over the simulator that counts how often its ledger is read."""
+
+    def __init__(self, config, during_read=None, after_subscribe=None):
+        super().__init__(config)
+        self.reads = 0
+        self.during_read = during_read  # called inside usage_df(), to land attempts mid-read
+        self.after_subscribe = after_subscribe  # called once a listener is in, before the panel reads
+
+    def subscribe(self, callback):
+        unsubscribe = super().subscribe(callback)
+        if self.after_subscribe is not None:
+            hook, self.after_subscribe = self.after_subscribe, None
+            hook(self)
+        return unsubscribe
+
+    def usage_df(self, *args, **kwargs):
+        self.reads += 1
+        df = super().usage_df(*args, **kwargs)
+        if self.during_read is not None:
+            hook, self.during_read = self.during_read, None
+            hook(self)
+        return df
+
+
+def assert_table_is_the_routers_stats(panel, router):
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(panel.stats_frame(), router.get_usage_stats().by_provider,
+                                  check_exact=False, rtol=1e-12, check_index_type=False)
+
+
+def test_refreshes_count_new_attempts_without_reading_the_ledger_again(sim):
+    sim.reset()
+    router = CountingRouter(ProviderRoutingConfig(sim.provider_specs()))
+    try:
+        router.complete("before the panel opens")  # read once, when the panel opens
+        panel = RouterPanel(router, interval_s=0.05)
+        try:
+            assert router.reads == 1
+            sim.inject("sim-openai", ["server_error", "rate_limit", None, "unavailable"])
+            results = router.map([f"question {i}" for i in range(12)], concurrency=4, progress=False)
+            assert all(not isinstance(r, Exception) for r in results)
+            served = sum(s["requests"] for s in sim.stats()["providers"].values())  # 1 + 12 + 3 failed attempts
+            assert served == 16
+            assert wait_for(lambda: f">{served}<" in panel.table.value.split("total")[1])
+            panel.refresh()
+            panel.plot_kind.value = "latency"  # every kind draws from the running totals too
+            panel.plot_kind.value = "timeline"
+            assert router.reads == 1, "a refresh re-read the ledger"
+            assert_table_is_the_routers_stats(panel, router)
+        finally:
+            panel.close()
+    finally:
+        router.close()
+
+
+def test_attempts_that_end_while_the_panel_opens_count_once(sim):
+    # The first lands after the panel subscribed and before it read the ledger: the panel hears of it
+    # and finds it in the frame it reads. The second lands during the read: heard of, not in the frame.
+    router = CountingRouter(ProviderRoutingConfig(sim.provider_specs()),
+                            after_subscribe=lambda r: r.complete("between subscribe and read"),
+                            during_read=lambda r: r.complete("during the read"))
+    try:
+        panel = RouterPanel(router, interval_s=0.05)
+        try:
+            assert int(panel.stats_frame()["requests"].sum()) == 2
+            router.complete("after")
+            assert wait_for(lambda: int(panel.stats_frame()["requests"].sum()) == 3)
+            assert router.reads == 1
+            assert_table_is_the_routers_stats(panel, router)
+        finally:
+            panel.close()
+    finally:
+        router.close()
+
+
+def test_unknown_cost_in_the_panel_is_unknown_with_the_count(sim):
+    import warnings
+
+    from llmroute_magic import ProviderSpec
+
+    mystery = ProviderSpec("mystery", "mystery-model-9000", base_url=sim.base_url("sim-local"), api_key="sim")
+    router = ModelClientRouter(ProviderRoutingConfig([sim.provider_specs(["sim-openai"])[0], mystery]))
+    try:
+        panel = RouterPanel(router, interval_s=0.05)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                router.complete("hi", provider="sim-openai")
+                router.complete("hi", provider="mystery")
+            assert wait_for(lambda: ">2<" in panel.table.value.split("total")[1])
+            total = panel.table.value.split("total")[1]
+            assert "unknown (1 unpriced attempt;" in total
+            row = next(r for r in panel.table.value.split("<tr>") if ">mystery<" in r)
+            assert "unknown (1 unpriced attempt" in row and "$0<" not in row
+            assert_table_is_the_routers_stats(panel, router)
+        finally:
+            panel.close()
+    finally:
+        router.close()
+
+
+# -- where widgets cannot run ---------------------------------------------------------------------
+
+def test_mime_bundle_carries_a_static_snapshot_beside_the_widget_view(panel, router):
+    router.set_strategy("round_robin")
+    router.disable("sim-local")
+    c = router.complete("hi")
+    assert wait_for(lambda: ">1<" in panel.table.value.split("total")[1])
+    bundle = panel._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    snapshot = bundle["text/html"]
+    assert "table class='llmroute-stats'" in snapshot
+    assert "strategy round_robin" in snapshot and "sim-local (off)" in snapshot and "fallback on" in snapshot
+    assert money(c.cost) in snapshot
+    text = bundle["text/plain"]
+    assert "strategy round_robin" in text and c.provider in text and "total" in text

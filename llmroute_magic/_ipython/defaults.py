@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 from .._errors import ConfigError
 from ..sim._bound import release, simulated_router, simulator_for
 
-__all__ = ["config_source", "default_router", "release", "router_sim_url", "simulated_router", "simulator_for"]
+__all__ = ["config_source", "default_router", "describe_config", "missing_keys", "release", "router_sim_url", "simulated_router", "simulator_for"]
 
 CONFIG_ENV = "LLMROUTE_CONFIG"
 SIMULATE_ENV = "LLMROUTE_SIMULATE"
@@ -67,7 +67,12 @@ def default_router(*, environ: Mapping[str, str] | None = None, cwd: str | os.Pa
 
     kind, detail = config_source(environ, cwd)
     if kind == "file":
-        return ModelClientRouter(ProviderRoutingConfig.from_file(detail))
+        router = ModelClientRouter(ProviderRoutingConfig.from_file(detail))
+        if announce:
+            env = os.environ if environ is None else environ
+            via = f"${CONFIG_ENV}" if env.get(CONFIG_ENV) else "found in the working directory"
+            announce(describe_config(router.config, f"{detail} ({via})", environ=env))
+        return router
     if kind == "keys":
         specs = [ProviderSpec(name, model, priority=i) for i, (name, model) in enumerate(detail)]
         if announce:
@@ -80,6 +85,30 @@ def default_router(*, environ: Mapping[str, str] | None = None, cwd: str | os.Pa
         announce(f"llmroute: answers are SIMULATED ({why}; local simulator at {router_sim_url(router)}); "
                  f"for real providers {HOW_TO_CONFIGURE}")
     return router
+
+
+def missing_keys(config: Any, environ: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """(provider, variable) for each remote provider with no key given and none in its variable.
+
+    Only whether a key is there is looked at; no key's value is read out or shown.
+    """
+    env = os.environ if environ is None else environ
+    return [(p.name, p.key_env_var) for p in config.providers
+            if p.api_key is None and not p.is_local and not env.get(p.key_env_var)]
+
+
+def describe_config(config: Any, source: str, *, environ: Mapping[str, str] | None = None) -> str:
+    """One line on what was loaded (and a second one when keys are missing): what ``%load_ext`` says."""
+    providers = ", ".join(f"{p.name} ({p.model})" for p in config.providers)
+    line = f"llmroute: loaded {source}: {providers} · strategy {config.strategy.value}"
+    if config.ledger_path is not None:
+        line += f" · usage kept in {config.ledger_path}"
+    missing = missing_keys(config, environ)
+    if missing:
+        which = ", ".join(f"{var} ({name})" for name, var in missing)
+        line += (f"\nllmroute: missing API keys: {which}; set them in the environment (or api_key_env in the "
+                 "config), or those providers' requests fail with missing_api_key")
+    return line
 
 
 def router_sim_url(router: Any) -> str | None:

@@ -26,11 +26,23 @@ _HEAD = re.compile(_NAME)
 _MISSING = object()
 
 
+_REFERENCE = re.compile(rf"{_NAME}(?:{_PART.pattern})*\Z")
+
+
+def is_reference(inner: str) -> bool:
+    """Whether the text between braces has the shape of a reference (``name``, ``a.b``, ``rows[0]``).
+
+    JSON, code and expressions between braces do not: they are meant literally, not mistyped.
+    """
+    return _REFERENCE.match(inner) is not None
+
+
 def interpolate(text: str, namespace: Mapping[str, Any], *, unresolved: list[str] | None = None) -> str:
     """Return ``text`` with ``{name}`` references filled from ``namespace``.
 
-    References that cannot be resolved are kept verbatim and, if ``unresolved`` is given, their
-    inner text is appended to it (so a caller can tell the user what was left alone).
+    References that cannot be resolved are kept verbatim and, if ``unresolved`` is given, the
+    ones shaped like a reference (``{typo}``, ``{doc.titel}``; not JSON or code) are appended to
+    it, so a caller can tell the user which names were left alone.
     """
 
     def replace(match: re.Match[str]) -> str:
@@ -41,7 +53,7 @@ def interpolate(text: str, namespace: Mapping[str, Any], *, unresolved: list[str
             return "}"
         value = resolve(match.group(1), namespace)
         if value is _MISSING:
-            if unresolved is not None and match.group(1).strip():
+            if unresolved is not None and is_reference(match.group(1)):
                 unresolved.append(match.group(1))
             return token
         return str(value)

@@ -21,6 +21,7 @@ from traitlets import Bool, Enum, Float, Unicode
 from traitlets.config import Configurable
 
 from .._errors import ConfigError, LLMRouteError
+from .._format import cost_total, count, plural
 from .._types import RoutingStrategy
 from . import defaults
 from .interpolate import interpolate
@@ -36,12 +37,12 @@ SUBCOMMANDS: dict[str, str] = {
     "providers": "list the providers with model, API, base URL, priority and prices",
     "enable NAME": "put a provider back into rotation",
     "disable NAME": "take a provider out of rotation",
-    "usage": "the usage ledger as a DataFrame (one row per attempt)",
+    "usage [--all]": "the usage ledger as a DataFrame, one row per attempt (--all: every row of the ledger file)",
     "stats": "usage statistics per provider (DataFrame) and totals",
     "plot KIND [PATH]": "plot usage: cost, latency, tokens, requests or timeline (PATH saves a PNG)",
     "panel": "the interactive control panel (strategy, providers, fallback, retries, live stats)",
     "config PATH": "load a TOML config and rebuild the router",
-    "reset": "clear the in-memory usage ledger",
+    "reset": "start the usage view afresh (a ledger file keeps every row: %llm usage --all)",
     "save PATH": "write the usage ledger to PATH (.csv or .parquet)",
     "help": "this list",
 }
@@ -53,34 +54,65 @@ def _subcommand_help() -> str:
 
 
 def _is_router(obj: Any) -> bool:
-    return all(hasattr(obj, a) for a in ("complete", "stream", "providers", "set_strategy"))
+    if obj is None:
+        return False
+    from .. import ModelClientRouter  # lazy: the router module is the heavy part of the package
+
+    return isinstance(obj, ModelClientRouter)
 
 
 def _close_quietly(stream: Any) -> None:
-    close = getattr(stream, "close", None)
-    if close is not None:
-        try:
-            close()
-        except Exception:  # noqa: BLE001 - closing after an interrupt must not mask it
-            pass
+    try:
+        stream.close()
+    except Exception:  # noqa: BLE001 - closing after an interrupt must not mask it
+        pass
 
 
-def _money(cost: float) -> str:
-    return "unknown" if cost != cost else f"${cost:.6f}"
+def _writable_file(path_text: str, command: str, suffixes: tuple[str, ...]) -> Path:
+    """The path a subcommand will write, checked first so a typo costs one line, not a traceback."""
+    path = Path(path_text).expanduser()
+    if path.is_dir():
+        raise UsageError(f"{command}: {str(path)!r} is a directory; give a file name inside it, "
+                         f"e.g. {str(path / ('usage' + suffixes[0]))!r}")
+    if path.suffix.lower() not in suffixes:
+        raise UsageError(f"{command}: unsupported file type {path.suffix or '(none)'!r}; "
+                         f"use a name ending in {' or '.join(suffixes)}")
+    if not path.parent.is_dir():
+        raise UsageError(f"{command}: no such directory: {str(path.parent)!r}; create it first or pick another path")
+    return path
 
 
-def cooling_names(router: Any) -> set[str]:
-    """Providers the router's circuit breaker is cooling down (empty if the router cannot say)."""
-    for attr in ("cooling", "cooling_down"):
-        value = getattr(router, attr, None)
-        if callable(value):
-            try:
-                value = value()
-            except TypeError:
-                continue
-        if value is not None:
-            return set(value)
-    return set()
+def _tell_panels(router: Any) -> None:
+    """Open panels keep running totals; after a reset they start again from the new view."""
+    widgets = sys.modules.get(f"{__package__}.widgets")  # not imported yet: no panel is open
+    if widgets is not None:
+        widgets.restart_panels(router)
+
+
+def _cannot_write(command: str, path: Path, error: OSError) -> UsageError:
+    return UsageError(f"{command}: cannot write {str(path)!r}: {error.strerror or error}")
+
+
+# -- COMPAT: the ledger / stats changes on their way to main -------------------------------------
+# Two router features this layer relies on are landing from other branches. Until they do, each is
+# reached through one function here; when they land, replace the body with the one-line call.
+def _usage_frame(router: Any, *, all_rows: bool = False) -> Any:
+    """``router.usage_df(all=all_rows)``. Before views exist, ``usage_df()`` is already every row."""
+    import inspect
+
+    if all_rows and "all" in inspect.signature(router.usage_df).parameters:
+        return router.usage_df(all=True)
+    return router.usage_df()
+
+
+def _unpriced_rows(router: Any, stats: Any) -> int:
+    """``stats.unpriced_rows``. Before it exists, counted from the ledger (one more read)."""
+    n = getattr(stats, "unpriced_rows", None)
+    if n is not None:
+        return int(n)
+    df = router.usage_df()
+    return int(df["cost"].isna().sum()) if len(df) else 0
+# -- end COMPAT -----------------------------------------------------------------------------------
 
 
 @magics_class
@@ -220,7 +252,14 @@ class LLMRouteMagics(Magics, Configurable):
             raise UsageError(f"-o/--output: {args.output!r} is not a valid variable name")
         prompt = cell
         if self.interpolate and not args.no_interpolate:
-            prompt = interpolate(prompt, self.shell.user_ns)
+            unresolved: list[str] = []
+            prompt = interpolate(prompt, self.shell.user_ns, unresolved=unresolved)
+            if unresolved:
+                names = list(dict.fromkeys(unresolved))
+                shown = ", ".join("{" + n + "}" for n in names)
+                verb = "is" if len(names) == 1 else "are"
+                print(f"llmroute: {shown} {verb} not defined, so the prompt keeps it as written "
+                      "(define it, write {{ }} for literal braces, or use --no-interpolate)", file=sys.stderr)
         prompt = prompt.strip("\r\n").rstrip()  # the cell's trailing newline is not part of the prompt
         if not prompt.strip():
             raise UsageError("the prompt is empty: write it in the cell below the %%llm line")
@@ -325,10 +364,10 @@ class LLMRouteMagics(Magics, Configurable):
     def _cmd_status(self, rest: list[str]) -> None:
         self._expect(rest, 0, "status")
         r = self.router
-        enabled, cooling = set(r.enabled), cooling_names(r)
-        fallback = "on" if getattr(r, "fallback_enabled", True) else "off"
+        enabled, cooling = set(r.enabled), set(r.cooling_down())
+        fallback = "on" if r.fallback_enabled else "off"
         lines = [f"llmroute router {self.router_var!r}: strategy {r.strategy.value} · fallback {fallback} · "
-                 f"max retries {getattr(r, 'max_retries', '?')}"]
+                 f"max retries {r.max_retries}"]
         specs = list(r.providers)
         w = max(len(p.name) for p in specs)
         wm = max(len(p.model) for p in specs)
@@ -340,12 +379,16 @@ class LLMRouteMagics(Magics, Configurable):
         lines.append(self._totals_line(r))
         print("\n".join(lines))
 
-    def _totals_line(self, r: Any) -> str:
-        stats = r.get_usage_stats()
+    def _totals_line(self, r: Any, stats: Any = None) -> str:
+        stats = r.get_usage_stats() if stats is None else stats
         by = stats.by_provider
-        requests = int(by["requests"].sum()) if len(by) else 0
-        return (f"usage: {requests} attempts · {int(stats.total_tokens):,} tokens · "
-                f"total cost {_money(float(stats.total_cost))}")
+        attempts = int(by["requests"].sum()) if len(by) else 0
+        unpriced = _unpriced_rows(r, stats)
+        total = cost_total(stats.total_cost, unpriced)
+        if unpriced:
+            names = [str(n) for n, c in by["cost"].items() if c != c]
+            total += f" from {', '.join(names)}: give their prices (input_price / output_price) to count them"
+        return f"usage: {plural(attempts, 'attempt')} · {count(stats.total_tokens)} tokens · total cost {total}"
 
     def _cmd_use(self, rest: list[str]) -> None:
         (var,) = self._expect(rest, 1, "use VAR")
@@ -372,7 +415,7 @@ class LLMRouteMagics(Magics, Configurable):
     def _cmd_providers(self, rest: list[str]) -> None:
         self._expect(rest, 0, "providers")
         r = self.router
-        enabled, cooling = set(r.enabled), cooling_names(r)
+        enabled, cooling = set(r.enabled), set(r.cooling_down())
         header = ("name", "model", "api", "base_url", "priority", "weight", "price in/out per 1M", "state")
         rows = []
         for p in r.providers:
@@ -398,42 +441,39 @@ class LLMRouteMagics(Magics, Configurable):
         print(f"enabled: {', '.join(r.enabled) or '(none: every request will fail until you enable one)'}")
 
     def _cmd_usage(self, rest: list[str]) -> Any:
-        self._expect(rest, 0, "usage")
-        return self.router.usage_df()
+        if rest not in ([], ["--all"]):
+            raise UsageError("usage: %llm usage [--all]  (--all: every row of the ledger file, "
+                             "earlier resets and other kernels included)")
+        return _usage_frame(self.router, all_rows=bool(rest))
 
     def _cmd_stats(self, rest: list[str]) -> Any:
         self._expect(rest, 0, "stats")
         r = self.router
-        print(self._totals_line(r))
-        return r.get_usage_stats().by_provider
+        stats = r.get_usage_stats()
+        print(self._totals_line(r, stats))
+        return stats.by_provider
 
     def _cmd_plot(self, rest: list[str]) -> Any:
-        from .._plots import PLOT_KINDS, figure_to_png, plot_usage
+        from .._plots import PLOT_KINDS, figure_to_png
 
         if len(rest) not in (1, 2):
             raise UsageError(f"usage: %llm plot KIND [PATH.png]; KIND is one of: {', '.join(PLOT_KINDS)}")
-        r = self.router
+        if rest[0].strip().lower() not in PLOT_KINDS:
+            raise UsageError(f"%llm plot: unknown kind {rest[0]!r}; allowed: {', '.join(PLOT_KINDS)}")
+        path = _writable_file(rest[1], "%llm plot", (".png",)) if len(rest) == 2 else None
+        fig = self.router.plot(rest[0])
+        if path is None:
+            return fig
         try:
-            fig = r.plot(rest[0]) if hasattr(r, "plot") else plot_usage(r.usage_df(), rest[0])
-        except ConfigError as e:
-            raise UsageError(f"%llm plot: {e}") from None
-        if len(rest) == 2:
-            path = Path(rest[1]).expanduser()
-            if path.suffix.lower() != ".png":
-                raise UsageError("%llm plot: the file name must end in .png")
             path.write_bytes(figure_to_png(fig))
-            print(f"saved {path}")
-            return None
-        return fig
+        except OSError as e:
+            raise _cannot_write("%llm plot", path, e) from None
+        print(f"saved {path}")
+        return None
 
     def _cmd_panel(self, rest: list[str]) -> Any:
         self._expect(rest, 0, "panel")
-        r = self.router
-        if hasattr(r, "panel"):
-            return r.panel()
-        from .widgets import RouterPanel
-
-        return RouterPanel(r)
+        return self.router.panel()
 
     def _cmd_config(self, rest: list[str]) -> None:
         (path_text,) = self._expect(rest, 1, "config PATH")
@@ -452,27 +492,34 @@ class LLMRouteMagics(Magics, Configurable):
             self._owned = [o for o in self._owned if o is not old]
             defaults.release(old)
         self._owned.append(new)
-        names = ", ".join(p.name for p in new.providers)
-        print(f"llmroute: router {self.router_var!r} rebuilt from {path}: {names} ({new.strategy.value})")
+        print(f"llmroute: router {self.router_var!r} rebuilt from {path}")
+        print(defaults.describe_config(new.config, str(path)))
 
     def _cmd_reset(self, rest: list[str]) -> None:
         self._expect(rest, 0, "reset")
-        self.router.reset_usage()
-        print("llmroute: usage ledger cleared")
+        r = self.router
+        ledger_path = r.config.ledger_path
+        before = None if ledger_path is not None else len(r.usage_df())  # a file view is not re-read to count
+        r.reset_usage()
+        _tell_panels(r)
+        if ledger_path is not None:
+            print(f"llmroute: new usage view from now: usage, stats, plots and the panel count from here; "
+                  f"the ledger file {str(ledger_path)!r} keeps every row (%llm usage --all shows them)")
+        else:
+            print(f"llmroute: usage cleared: {plural(before, 'attempt')} forgotten (no ledger_path is set, "
+                  "so they were kept in memory only)")
 
     def _cmd_save(self, rest: list[str]) -> None:
         (path_text,) = self._expect(rest, 1, "save PATH (.csv or .parquet)")
-        path = Path(path_text).expanduser()
-        ext = path.suffix.lower()
-        if ext not in SAVE_FORMATS:
-            raise UsageError(f"%llm save: unsupported file type {ext or '(none)'!r}; "
-                             f"use a name ending in {' or '.join(SAVE_FORMATS)}")
+        path = _writable_file(path_text, "%llm save", SAVE_FORMATS)
         df = self.router.usage_df()
-        if ext == ".csv":
-            df.to_csv(path, index=False)
-        else:
-            try:
+        try:
+            if path.suffix.lower() == ".csv":
+                df.to_csv(path, index=False)
+            else:
                 df.to_parquet(path, index=False)
-            except ImportError as e:
-                raise UsageError(f"%llm save: parquet needs pyarrow ({e}); pip install pyarrow, or save .csv") from None
+        except ImportError as e:
+            raise UsageError(f"%llm save: parquet needs pyarrow ({e}); pip install pyarrow, or save .csv") from None
+        except OSError as e:
+            raise _cannot_write("%llm save", path, e) from None
         print(f"saved {len(df)} rows to {path}")

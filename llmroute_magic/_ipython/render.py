@@ -17,6 +17,8 @@ import sys
 import time
 from typing import Any, Callable, TextIO
 
+from .._format import is_unknown, millis, money, tokens
+
 FORMATS = ("markdown", "text", "code", "json", "html")
 
 _FENCE = re.compile(r"^\s*```([\w+#.-]*)[^\n]*\n(.*?)\n?```\s*$", re.S)
@@ -34,14 +36,11 @@ def completion_metadata(c: Any) -> dict[str, Any]:
     """The figures of one answer, as stored under ``metadata["llmroute"]``."""
     fields = ("provider", "model", "latency_s", "ttft_s", "input_tokens", "output_tokens", "cost",
               "request_id", "attempts", "finish_reason")
-    return {f: _clean_number(getattr(c, f, None)) for f in fields}
+    return {f: _clean_number(getattr(c, f)) for f in fields}
 
 
 def footer_text(c: Any) -> str:
-    footer = getattr(c, "footer", None)
-    if callable(footer):
-        return footer()
-    return f"{c.provider} · {c.model}"
+    return c.footer()
 
 
 def _strip_fence(text: str) -> tuple[str, str]:
@@ -100,13 +99,10 @@ def _row_figures(row: dict[str, Any]) -> str:
         return f"error: {row['error']}"
     parts = []
     lat = row.get("latency_s")
-    if lat is not None and lat == lat:
-        parts.append(f"{lat * 1000:.0f} ms")
-    it, ot = row.get("input_tokens"), row.get("output_tokens")
-    if it is not None and ot is not None and it == it and ot == ot:
-        parts.append(f"{int(it)}+{int(ot)} tokens")
-    cost = row.get("cost")
-    parts.append("unknown cost" if cost is None or cost != cost else f"${cost:.6f}")
+    if not is_unknown(lat):
+        parts.append(millis(lat))
+    parts.append(tokens(row.get("input_tokens"), row.get("output_tokens")))
+    parts.append(money(row.get("cost"), unknown="unknown cost"))
     return " · ".join(parts)
 
 

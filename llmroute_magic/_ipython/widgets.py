@@ -1,10 +1,15 @@
 """``RouterPanel``: the router's controls and live usage, as one ipywidgets box.
 
 Controls write straight to the router (strategy, enabled providers, fallback, retries). The stats
-table and plot follow the ledger: ``router.subscribe`` tells the panel that an attempt ended (on
-the router's event-loop thread, any cell or thread may have caused it); the panel then redraws
-at most once per ``interval_s`` from a timer thread. Redraws are serialised by a lock, so widget
-state messages never interleave; ipykernel sends comm messages from any thread.
+table and plot are drawn from the panel's own running totals (a ``UsageSummary``): the ledger is
+read once, when the panel opens (or after ``%llm reset``), and from then on every attempt the
+router reports through ``router.subscribe`` (on the thread that ran it, from any cell) is added
+to the totals. A redraw therefore costs the same with ten rows or a million persisted ones; it
+happens at most once per ``interval_s``, from a timer thread. Redraws are serialised by a lock,
+so widget state messages never interleave; ipykernel sends comm messages from any thread.
+
+Where widgets cannot run (an exported HTML page, a terminal, a frontend without ipywidgets), the
+panel's MIME bundle carries a static snapshot of the same settings and table beside the widget view.
 """
 
 from __future__ import annotations
@@ -12,14 +17,20 @@ from __future__ import annotations
 import html
 import threading
 import time
+import weakref
 from typing import Any, Callable
 
 import ipywidgets as w
 
+from .._format import cost_total, count, millis
+from .._plots import PLOT_KINDS, UsageSummary, figure_to_png, plot_summary
 from .._types import RoutingStrategy
-from .magics import cooling_names
 
 TimerFactory = Callable[[float, Callable[[], None]], Any]
+
+_open_panels: "weakref.WeakSet[RouterPanel]" = weakref.WeakSet()
+
+HEAD = ("provider", "state", "requests", "errors", "tokens in", "tokens out", "cost", "p50", "p95")
 
 
 def _timer(delay: float, fn: Callable[[], None]) -> threading.Timer:
@@ -28,44 +39,56 @@ def _timer(delay: float, fn: Callable[[], None]) -> threading.Timer:
     return t
 
 
-def _fmt_cost(value: float) -> str:
-    return "unknown" if value != value else f"${value:.6f}"
+def restart_panels(router: Any) -> None:
+    """Make the open panels of ``router`` read its (new) usage view again: ``%llm reset`` calls this."""
+    for panel in list(_open_panels):
+        if panel.router is router:
+            panel.restart()
 
 
-def _fmt_ms(value: float) -> str:
-    return "–" if value is None or value != value else f"{value * 1000:.0f} ms"
+# -- the table ------------------------------------------------------------------------------------
+
+def _state(name: str, enabled: set[str], cooling: set[str]) -> str:
+    return ("enabled" if name in enabled else "disabled") + (" · cooling" if name in cooling else "")
 
 
-def stats_table_html(router: Any) -> str:
-    """The live stats table: one row per provider with its state, plus totals."""
-    stats = router.get_usage_stats()
-    by = stats.by_provider
-    enabled, cooling = set(router.enabled), cooling_names(router)
-    head = ("provider", "state", "requests", "errors", "tokens in", "tokens out", "cost", "p50", "p95")
+def stats_rows(router: Any, summary: UsageSummary) -> tuple[list[tuple[str, ...]], tuple[str, ...]]:
+    """The table's provider rows (config order, then any other provider seen) and its total row, as text."""
+    enabled, cooling = set(router.enabled), set(router.cooling_down())
+    names = list(dict.fromkeys([*(p.name for p in router.providers), *summary.providers]))
     rows = []
-    for spec in router.providers:
-        name = spec.name
-        state = ("enabled" if name in enabled else "disabled") + (" · cooling" if name in cooling else "")
-        if name in by.index:
-            r = by.loc[name]
-            cells = (name, state, f"{int(r['requests'])}", f"{int(r['errors'])}", f"{int(r['input_tokens']):,}",
-                     f"{int(r['output_tokens']):,}", _fmt_cost(float(r["cost"])), _fmt_ms(r["latency_p50_s"]),
-                     _fmt_ms(r["latency_p95_s"]))
-        else:
-            cells = (name, state, "0", "0", "0", "0", "$0", "–", "–")
-        rows.append(cells)
-    style = "padding:2px 8px;text-align:right"
-    first = "padding:2px 8px;text-align:left"
-    th = "".join(f"<th style='{first if i < 2 else style}'>{h}</th>" for i, h in enumerate(head))
-    body = "".join("<tr>" + "".join(f"<td style='{first if i < 2 else style}'>{html.escape(c)}</td>"
-                                    for i, c in enumerate(cells)) + "</tr>" for cells in rows)
-    total = (f"<tr style='font-weight:bold'><td style='{first}'>total</td><td></td>"
-             f"<td style='{style}'>{int(by['requests'].sum()) if len(by) else 0}</td>"
-             f"<td style='{style}'>{int(by['errors'].sum()) if len(by) else 0}</td>"
-             f"<td colspan=2 style='{style}'>{int(stats.total_tokens):,} tokens</td>"
-             f"<td style='{style}'>{_fmt_cost(float(stats.total_cost))}</td><td></td><td></td></tr>")
-    return (f"<table class='llmroute-stats' style='border-collapse:collapse'><thead><tr>{th}</tr></thead>"
-            f"<tbody>{body}{total}</tbody></table>")
+    for name in names:
+        r = summary.provider(name)
+        rows.append((name, _state(name, enabled, cooling), count(r["requests"]), count(r["errors"]),
+                     count(r["input_tokens"]), count(r["output_tokens"]),
+                     cost_total(r["priced_cost"], r["unpriced"], priced=r["priced_cost"]),
+                     millis(r["latency_p50_s"]), millis(r["latency_p95_s"])))
+    t = summary.totals()
+    total = ("total", "", count(t["attempts"]), count(t["errors"]), count(t["input_tokens"]),
+             count(t["output_tokens"]), cost_total(t["cost"], t["unpriced"], priced=t["cost"]), "", "")
+    return rows, total
+
+
+def stats_table_html(router: Any, summary: UsageSummary) -> str:
+    """The stats table: one row per provider with its state, plus totals."""
+    rows, total = stats_rows(router, summary)
+    right = "padding:2px 8px;text-align:right"
+    left = "padding:2px 8px;text-align:left"
+
+    def cells(values: tuple[str, ...], tag: str = "td") -> str:
+        return "".join(f"<{tag} style='{left if i < 2 else right}'>{html.escape(v)}</{tag}>"
+                       for i, v in enumerate(values))
+
+    body = "".join(f"<tr>{cells(r)}</tr>" for r in rows)
+    return (f"<table class='llmroute-stats' style='border-collapse:collapse'><thead><tr>{cells(HEAD, 'th')}</tr>"
+            f"</thead><tbody>{body}<tr style='font-weight:bold'>{cells(total)}</tr></tbody></table>")
+
+
+def settings_line(router: Any) -> str:
+    enabled = set(router.enabled)
+    providers = ", ".join(f"{p.name} ({'on' if p.name in enabled else 'off'})" for p in router.providers)
+    return (f"strategy {router.strategy.value} · fallback {'on' if router.fallback_enabled else 'off'} · "
+            f"max retries {router.max_retries} · providers: {providers}")
 
 
 class RouterPanel(w.VBox):
@@ -74,18 +97,18 @@ class RouterPanel(w.VBox):
     def __init__(self, router: Any, *, interval_s: float = 0.5, plot_kind: str = "requests",
                  show_plot: bool = True, clock: Callable[[], float] = time.monotonic,
                  timer_factory: TimerFactory = _timer) -> None:
-        from .._plots import PLOT_KINDS
-
         self.router = router
         self.interval_s = interval_s
         self._clock = clock
         self._timer_factory = timer_factory
-        self._lock = threading.Lock()  # guards the scheduling state below
+        self._lock = threading.Lock()  # guards the scheduling state and the running totals below
         self._draw_lock = threading.Lock()  # one redraw at a time
         self._timer: Any = None
         self._last_draw = -float("inf")
         self._closed = False
         self._syncing = False  # set while the panel mirrors router state into the controls
+        self._summary = UsageSummary()
+        self._backlog: list[Any] | None = []  # attempts reported while the ledger is being read
 
         self.strategy = w.Dropdown(options=[s.value for s in RoutingStrategy], value=router.strategy.value,
                                    description="strategy")
@@ -103,7 +126,6 @@ class RouterPanel(w.VBox):
         self.status = w.HTML()
         self._show_plot = show_plot
         self._plotted: tuple[int, int, str] | None = None
-        self._seen = 0  # attempts reported by the router since the panel opened
 
         self.strategy.observe(self._on_strategy, names="value")
         for name, box in self.provider_boxes.items():
@@ -119,8 +141,11 @@ class RouterPanel(w.VBox):
             children += [self.plot_kind, self.plot]
         children.append(self.status)
         super().__init__(children)
-        self.refresh()
+        # Follow first, then read: an attempt that ends during the read is held back and merged.
         self._unsubscribe = router.subscribe(self._on_record)
+        self._load()
+        self.refresh()
+        _open_panels.add(self)
 
     # -- controls -> router ---------------------------------------------------------------------
     def _on_strategy(self, change: dict) -> None:
@@ -149,11 +174,49 @@ class RouterPanel(w.VBox):
             self.router.max_retries = int(change["new"])
 
     # -- router -> panel ------------------------------------------------------------------------
-    def _on_record(self, record: Any) -> None:
-        """Called after every attempt, on the router's thread: only schedule a redraw."""
+    def _load(self) -> None:
+        """Totals from one read of the router's usage view, plus what ended while it was read."""
         with self._lock:
-            self._seen += 1
-            if self._closed or self._timer is not None:
+            if self._backlog is None:
+                self._backlog = []
+        df = self.router.usage_df()
+        summary = UsageSummary.from_frame(df)
+        with self._lock:
+            backlog, self._backlog = self._backlog, None
+            if backlog:
+                # A record can be in the frame and still reach us after the read: count it once.
+                ids = {r.request_id for r in backlog}
+                seen = df.loc[df["request_id"].isin(ids), ["request_id", "attempt"]] if len(df) else df
+                have = set(zip(seen["request_id"], seen["attempt"])) if len(seen) else set()
+                for r in backlog:
+                    if (r.request_id, r.attempt) not in have:
+                        summary.add(r)
+            self._summary = summary
+
+    def restart(self) -> None:
+        """Start the totals again from the router's current usage view (after a reset)."""
+        self._load()
+        self.refresh()
+
+    @property
+    def summary(self) -> UsageSummary:
+        """The running totals the table and plot are drawn from."""
+        return self._summary
+
+    def stats_frame(self):
+        """The table's figures as a DataFrame shaped like ``router.get_usage_stats().by_provider``."""
+        return self._summary.by_provider([p.name for p in self.router.providers])
+
+    def _on_record(self, record: Any) -> None:
+        """Called after every attempt, on the router's thread: count it and schedule a redraw."""
+        with self._lock:
+            if self._closed:
+                return
+            if self._backlog is not None:
+                self._backlog.append(record)  # the ledger is being read; merged when it is done
+                return
+            self._summary.add(record)
+            if self._timer is not None:
                 return  # a redraw is already due; it will include this attempt
             delay = max(0.0, self._last_draw + self.interval_s - self._clock())
             self._timer = self._timer_factory(delay, self._scheduled_refresh)
@@ -173,7 +236,7 @@ class RouterPanel(w.VBox):
                 self._last_draw = self._clock()
             try:
                 self._sync_controls()
-                self.table.value = stats_table_html(self.router)
+                self.table.value = stats_table_html(self.router, self._summary)
                 if plot and self._show_plot:
                     self._draw_plot()
                 self.status.value = ""
@@ -200,20 +263,42 @@ class RouterPanel(w.VBox):
             self._syncing = False
 
     def _draw_plot(self) -> None:
-        from .._plots import figure_to_png, plot_usage
-
-        df = self.router.usage_df()
-        key = (len(df), self._seen, self.plot_kind.value)
+        summary = self._summary
+        key = (id(summary), summary.version, self.plot_kind.value)
         if key == self._plotted:  # drawing costs ~0.1 s: skip it when nothing new landed
             return
-        self.plot.value = figure_to_png(plot_usage(df, self.plot_kind.value), dpi=80)
+        self.plot.value = figure_to_png(plot_summary(summary, self.plot_kind.value), dpi=80)
         self._plotted = key
+
+    # -- where widgets cannot run -------------------------------------------------------------------
+    def snapshot_html(self) -> str:
+        """Settings and stats table as static HTML: what an export or a non-widget frontend shows."""
+        return (f"<div class='llmroute-panel-snapshot'><p><b>llmroute panel</b> · "
+                f"{html.escape(settings_line(self.router))}</p>"
+                f"{stats_table_html(self.router, self._summary)}"
+                "<p><small>A snapshot from when the cell ran; the live panel needs a frontend with "
+                "ipywidgets (Jupyter Lab, Notebook, VS Code).</small></p></div>")
+
+    def snapshot_text(self) -> str:
+        rows, total = stats_rows(self.router, self._summary)
+        table = [HEAD, *rows, total]
+        widths = [max(len(r[i]) for r in table) for i in range(len(HEAD))]
+        lines = ["  ".join(c.ljust(wd) if i < 2 else c.rjust(wd) for i, (c, wd) in enumerate(zip(r, widths)))
+                 for r in table]
+        return "llmroute panel · " + settings_line(self.router) + "\n" + "\n".join(x.rstrip() for x in lines)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        data = super()._repr_mimebundle_(**kwargs)
+        data["text/html"] = self.snapshot_html()
+        data["text/plain"] = self.snapshot_text()
+        return data
 
     def close(self) -> None:
         """Stop following the router and close the widgets."""
         with self._lock:
             self._closed = True
             timer, self._timer = self._timer, None
+        _open_panels.discard(self)
         if timer is not None and hasattr(timer, "cancel"):
             timer.cancel()
         unsubscribe = getattr(self, "_unsubscribe", None)
