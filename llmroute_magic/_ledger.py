@@ -374,7 +374,7 @@ def _epoch(since: Any) -> float | None:
     if isinstance(since, str):
         since = datetime.fromisoformat(since.replace("Z", "+00:00"))
     if hasattr(since, "to_pydatetime"):  # a pandas Timestamp
-        since = since.to_pydatetime()
+        since = since.to_pydatetime(warn=False)
     if isinstance(since, datetime):
         if since.tzinfo is None:
             since = since.replace(tzinfo=timezone.utc)
@@ -576,6 +576,8 @@ class _SQLiteStore:
         self._committed = 0  # rows ever committed (or given up on)
         self._closing = False
         self._closed = False
+        self._late: list[AttemptRecord] = []  # appended after close
+        self._late_writing = False
         self._failed: BaseException | None = None
         self._names: dict[str, int] = {}  # the file's name ids, cached (ids never change)
         self._read_lock = threading.Lock()
@@ -638,19 +640,36 @@ class _SQLiteStore:
 
     # -- writing -----------------------------------------------------------------------------
     def put(self, r: AttemptRecord) -> None:
-        late = False
         with self._cond:
             if self._failed is not None:
                 raise sqlite3.OperationalError(str(self._failed))
-            if self._closed:
-                late = True
-            else:
+            if not self._closed:
                 self._queue.append(r)
                 self._queued += 1
                 if len(self._queue) == 1:
                     self._cond.notify_all()  # the writer waits only on an empty queue
-        if late:
-            self._write_late([r])
+                return
+            self._late.append(r)
+            if self._late_writing:
+                return  # the caller writing late rows takes this one too
+            self._late_writing = True
+        self._drain_late()
+
+    def _drain_late(self) -> None:
+        """Rows appended after close: the caller that finds no one writing them writes them all,
+        group-committed, on a connection of its own; never raising."""
+        try:
+            while True:
+                with self._cond:
+                    rows, self._late = self._late, []
+                    if not rows:
+                        self._late_writing = False
+                        return
+                self._write_late(rows)
+        except BaseException:
+            with self._cond:
+                self._late_writing = False
+            raise
 
     def _run(self) -> None:
         while True:
@@ -742,11 +761,9 @@ class _SQLiteStore:
                          (lo, hi, total, min(g[1] for g in got), max(g[2] for g in got), blob))
 
     def _write_late(self, records: list[AttemptRecord]) -> None:
-        """A row appended after close: written on a connection of its own, never raising."""
         try:
-            conn = sqlite3.connect(self.path, timeout=2.0, isolation_level=None)
+            conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
             try:
-                conn.execute("PRAGMA busy_timeout=2000")
                 self._commit(conn, records)
             finally:
                 conn.close()
@@ -773,9 +790,12 @@ class _SQLiteStore:
         self._thread.join(timeout=30)
         with self._cond:
             self._closed = True  # from now on a row is written by put() itself
-            rows, self._queue = self._queue, []  # only if the writer died
-        if rows:
-            self._write_late(rows)
+            self._late.extend(self._queue)  # only if the writer died
+            self._queue = []
+            drain = bool(self._late) and not self._late_writing
+            self._late_writing = self._late_writing or drain
+        if drain:
+            self._drain_late()
         try:
             self._conn.close()
         finally:
