@@ -305,14 +305,17 @@ class PriceBook:
         hit = self._by_id.get(id(spec))
         if hit is not None and hit[0] is spec:
             return hit[1]
+        entry = self._entries.get(spec)
+        if entry is None:
+            # Resolved without the lock: a spec with its own prices must not wait while another
+            # spec's first look-up imports genai-prices (~0.4 s). Two threads may both resolve
+            # one spec; the first result is kept.
+            try:
+                entry = _resolve(spec)
+            except _LOOKUP_ERRORS:
+                entry = _UNKNOWN
         with self._lock:
-            entry = self._entries.get(spec)
-            if entry is None:
-                try:
-                    entry = _resolve(spec)
-                except _LOOKUP_ERRORS:
-                    entry = _UNKNOWN
-                self._entries[spec] = entry
+            entry = self._entries.setdefault(spec, entry)
             if len(self._by_id) > 4 * len(self._entries) + 64:
                 self._by_id.clear()  # many short-lived copies of specs: start again
             self._by_id[id(spec)] = (spec, entry)  # keeps the spec alive, so its id is not reused
