@@ -697,7 +697,7 @@ class _SQLiteStore:
                     return
             try:
                 self._commit(self._conn, rows)
-            except (sqlite3.Error, OSError) as e:
+            except Exception as e:  # noqa: BLE001 - any failure: the ledger goes on in memory, with a warning
                 with self._cond:
                     self._failed = e
                     self._committed += len(rows)
