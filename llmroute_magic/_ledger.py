@@ -1,27 +1,47 @@
 """The usage ledger: one row per attempt, kept in compact columns, optionally persisted to SQLite.
 
-Appending is O(1) and allocation-light (typed arrays, repeated strings stored once as codes),
-so a million attempts fit in well under 300 MB and turn into a DataFrame in about a second.
-pandas is imported only by ``to_frame``.
+In memory. Appending is O(1) and allocation-light (typed arrays, repeated strings stored once as
+codes), so a million attempts fit in well under 300 MB and turn into a DataFrame in about a
+second. pandas is imported only when a DataFrame is asked for. Tokens the provider did not
+report are stored as unknown (NA in the frame), never as 0.
 
-With a ``path`` the rows also go to SQLite (WAL) through a background writer that batches them,
-so the event loop never waits on disk; a restarted kernel, or a second kernel on the same file,
-sees every committed row. A file that cannot be used (corrupt, locked, read-only) gives one
-clear warning and the ledger keeps working in memory.
+Views. ``reset_view()`` starts a new view: ``to_frame()`` (and so the stats, plots and panel)
+shows the rows appended from then on, while every row is kept: ``to_frame(all=True)`` shows them
+all, and ``records()`` still lists every row this process appended. Nothing is ever dropped, so
+a reset racing an append cannot lose it, and an in-memory ledger behaves as a persistent one.
+``rows_since(cursor)`` gives a live display only the rows added since its last look.
+
+On disk (``path``). Rows go to SQLite (WAL) from a writer thread, so the event loop never waits
+on disk. The writer commits as soon as rows are queued, all that are queued in one transaction
+(group commit): a killed process loses at most the rows of the commit under way. Each commit
+writes the rows to the ``attempts`` table (one SQL row per attempt, for anyone who queries the
+file) and, in the same transaction, the same rows as one columnar batch to ``attempt_batches``,
+which is what the ledger reads: a million rows come back in well under a second instead of the
+four seconds it takes SQLite to hand over seventeen million values one by one. Small batches are
+merged as they accumulate. ``attempts.rowid`` is each row's place in the file (the batches cover
+ranges of it), so a reader can ask for the rows after the last one it saw. Two kernels may write
+to one file at once. A file that cannot be used (corrupt, locked, read-only) gives one clear
+warning and the ledger keeps working in memory. Rows written by the first release (no batches)
+are still read, row by row.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import itertools
 import math
 import operator
 import os
 import sqlite3
+import struct
+import sys
 import threading
 import time
 import warnings
 from array import array
-from typing import Any, Callable, Iterable
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator
 
 from ._errors import LedgerPersistenceWarning
 from ._types import LEDGER_COLUMNS, AttemptRecord
@@ -31,9 +51,17 @@ log = logging.getLogger("llmroute_magic")
 _TEXT_CODED = ("provider", "model", "strategy", "status", "error_type")
 
 # Appends collect whole records and fold them into the columns this many at a time: one C-speed
-# pass per column instead of sixteen Python-level appends per row (about 4x cheaper per attempt).
+# pass per column instead of seventeen Python-level appends per row (about 4x cheaper per attempt).
 _FOLD_EVERY = 512
 _NAN = (math.nan,)
+
+# Numeric columns: name, array typecode, and the value that stands for "unknown" (None).
+_NUMERIC = (
+    ("attempt", "i"), ("timestamp", "d"), ("http_status", "i"), ("input_tokens", "i"), ("output_tokens", "i"),
+    ("cost", "d"), ("latency_s", "d"), ("ttft_s", "d"), ("streamed", "b"), ("cache_read_tokens", "i"),
+    ("cache_write_tokens", "i"),
+)  # tokens of one attempt fit in 32 bits (2 billion); the DataFrame widens them to int64
+_NULLABLE_INT = ("http_status", "input_tokens", "output_tokens")  # -1 stands for None
 
 
 class _Codes:
@@ -55,36 +83,90 @@ class _Codes:
         return c
 
 
+def _coded(values: tuple, code: Callable[[Any], int], name: str) -> array:
+    """A column of strings as an array of codes: a handful of distinct strings per batch."""
+    distinct = dict.fromkeys(values)
+    for v in distinct:
+        if v is not None and not isinstance(v, str):
+            raise TypeError(f"{name}: expected a string, got {type(v).__name__}")
+        distinct[v] = code(v)
+    if len(distinct) == 1:
+        return array("i", distinct.values()) * len(values)
+    return array("i", operator.itemgetter(*values)(distinct))
+
+
+def _numeric(batch: list[AttemptRecord]) -> tuple[tuple, dict[str, array]]:
+    """The batch's numeric columns as typed arrays (None as -1 or NaN), and its raw columns.
+    Every step is one C-level pass; Python-level loops run only for the rare None."""
+    cols = tuple(zip(*batch))
+    n = len(batch)
+    (_, attempt, timestamp, _, _, _, _, _, http_status, input_tokens, output_tokens, cost, latency, ttft,
+     streamed, cache_read, cache_write) = cols
+    if ttft.count(None) == n:
+        ttft_column = array("d", _NAN) * n
+    else:
+        ttft_column = _typed("d", ttft, math.nan)
+    numeric = {
+        "attempt": array("i", attempt), "timestamp": array("d", timestamp),
+        "http_status": _typed("i", http_status, -1), "input_tokens": _typed("i", input_tokens, -1),
+        "output_tokens": _typed("i", output_tokens, -1), "cost": _typed("d", cost, math.nan),
+        "latency_s": array("d", latency), "ttft_s": ttft_column, "streamed": array("b", map(bool, streamed)),
+        "cache_read_tokens": array("i", cache_read), "cache_write_tokens": array("i", cache_write),
+    }
+    return cols, numeric
+
+
+def _typed(code: str, values: tuple, none: float | int) -> array:
+    """A column that may hold None (unknown): one C-level pass, a second only when it does."""
+    try:
+        return array(code, values)
+    except TypeError:
+        if None not in values:
+            raise
+        return array(code, [none if v is None else v for v in values])
+
+
+@dataclasses.dataclass(frozen=True)
+class LedgerCursor:
+    """Where a reader of ``rows_since`` left off. ``restart`` is True when the rows that came with
+    it are a whole view (the first look, or the view was reset since): drop what you had."""
+
+    source: str  # "memory" or the ledger file's path
+    view: int  # the view generation: bumped by every reset_view()
+    position: int  # in memory: rows seen; in a file: the last rowid seen
+    restart: bool = False
+
+
 class Ledger:
-    def __init__(self, path: str | os.PathLike | None = None, *, flush_interval_s: float = 0.25) -> None:
-        self._lock = threading.Lock()
-        self._clear_columns()
+    """The attempts of one router. ``append`` is the listener the router calls once per finished
+    attempt: fast, thread-safe, never raising into the caller."""
+
+    def __init__(self, path: str | os.PathLike | None = None) -> None:
+        self._lock = threading.Lock()  # serialises folds, reads and view changes
+        self._pending: list[AttemptRecord] = []  # appended, not yet folded into the columns
+        # Request ids as UTF-8 bytes end to end, with offsets (Arrow's layout): 20 bytes an id
+        # instead of ~70 for a list of str, and the DataFrame's string column is made without copying.
+        self._rid_data = bytearray()
+        self._rid_off = array("q", (0,))
+        self._codes = {name: _Codes() for name in _TEXT_CODED}
+        self._coded = {name: array("i") for name in _TEXT_CODED}
+        self._num = {name: array(code) for name, code in _NUMERIC}
         self._listeners: list[Callable[[AttemptRecord], None]] = []
+        self._view = 0  # generation of the view, for cursors
+        self._view_start = 0  # in memory: the first row of the view
+        self._view_seq = 0  # in the file: the last rowid before the view
         self._store: _SQLiteStore | None = None
+        self._told = False  # the file's failure was reported
         self.path = None if path is None else os.fspath(path)
         if self.path is not None:
             try:
-                self._store = _SQLiteStore(self.path, flush_interval_s)
+                self._store = _SQLiteStore(self.path)
             except (sqlite3.Error, OSError) as e:
                 self._persistence_failed(e)
 
-    def _clear_columns(self) -> None:
-        self._pending: list[AttemptRecord] = []  # appended, not yet folded into the columns
-        self._request_id: list[str] = []
-        self._attempt = array("i")
-        self._timestamp = array("d")
-        self._codes = {name: _Codes() for name in _TEXT_CODED}
-        self._coded = {name: array("i") for name in _TEXT_CODED}
-        self._http_status = array("i")
-        self._input_tokens = array("q")
-        self._output_tokens = array("q")
-        self._cost = array("d")
-        self._latency = array("d")
-        self._ttft = array("d")
-        self._streamed = array("b")
-
     # -- writing -----------------------------------------------------------------------------
     def append(self, r: AttemptRecord) -> None:
+        """Record one finished attempt. Never raises: usage must not fail a request."""
         # No lock to append: list.append is atomic, and _fold takes only what it copied, so a
         # record appended meanwhile stays pending. The lock serialises folds and reads.
         pending = self._pending
@@ -92,11 +174,14 @@ class Ledger:
         if len(pending) >= _FOLD_EVERY:
             with self._lock:
                 self._fold()
-        if self._store is not None:
+        store = self._store  # read once: close() or a failure may clear it meanwhile
+        if store is not None:
             try:
-                self._store.put(r)
+                store.put(r)
             except (sqlite3.Error, OSError) as e:
                 self._persistence_failed(e)
+            except Exception:  # the row is in memory; the file is the only thing that missed it
+                log.exception("llmroute_magic: usage row not written to %r", self.path)
         for fn in self._listeners:
             try:
                 fn(r)
@@ -119,55 +204,30 @@ class Ledger:
                     converted.append(self._convert([r]))
                 except (TypeError, ValueError, OverflowError):
                     log.exception("llmroute_magic: malformed usage record %r not recorded", r)
-        for request_ids, columns in converted:
-            self._request_id.extend(request_ids)
-            for column, values in columns:
-                column.extend(values)
+        for (data, lengths), numeric, coded in converted:
+            self._rid_off.extend(itertools.islice(itertools.accumulate(lengths, initial=self._rid_off[-1]), 1, None))
+            self._rid_data += data
+            for name, values in numeric.items():
+                self._num[name].extend(values)
+            for name, values in coded.items():
+                self._coded[name].extend(values)
 
-    def _convert(self, batch: list[AttemptRecord]) -> tuple[tuple[str, ...], list[tuple[array, array]]]:
-        """The batch as typed arrays, paired with the column each extends. Converting everything
-        before extending anything means a malformed record cannot leave the columns uneven.
-        Every step is one C-level pass over a column; Python-level loops run only for the rare
-        None in a numeric column."""
-        n = len(batch)
-        (request_id, attempt, timestamp, provider, model, strategy, status, error_type, http_status,
-         input_tokens, output_tokens, cost, latency, ttft, streamed, _cache_read, _cache_write) = zip(*batch)
-        if None in http_status:
-            http_status = [-1 if s is None else s for s in http_status]
-        if ttft.count(None) == n:
-            ttft_column = array("d", _NAN) * n
-        else:
-            ttft_column = array("d", [math.nan if t is None else t for t in ttft])
-        columns = [
-            (self._attempt, array("i", attempt)),
-            (self._timestamp, array("d", timestamp)),
-            (self._http_status, array("i", http_status)),
-            (self._input_tokens, array("q", input_tokens)),
-            (self._output_tokens, array("q", output_tokens)),
-            (self._cost, array("d", cost)),
-            (self._latency, array("d", latency)),
-            (self._ttft, ttft_column),
-            (self._streamed, array("b", map(bool, streamed))),
-        ]
-        for name, values in (("provider", provider), ("model", model), ("strategy", strategy),
-                             ("status", status), ("error_type", error_type)):
-            codes = self._codes[name]
-            distinct = dict.fromkeys(values)  # a handful of strings per batch, in order of first appearance
-            for v in distinct:
-                if v is not None and not isinstance(v, str):
-                    raise TypeError(f"{name}: expected a string, got {type(v).__name__}")
-                codes.code(v)
-            if len(distinct) == 1:
-                coded = array("i", (codes.code(values[0]),)) * n
-            else:
-                lookup = distinct
-                for v in distinct:
-                    lookup[v] = codes.code(v)
-                coded = array("i", operator.itemgetter(*values)(lookup))
-            columns.append((self._coded[name], coded))
-        return request_id, columns
+    def _convert(self, batch: list[AttemptRecord]) -> tuple[tuple, dict[str, array], dict[str, array]]:
+        """The batch as typed arrays. Converting everything before extending anything means a
+        malformed record cannot leave the columns uneven."""
+        cols, numeric = _numeric(batch)
+        request_ids = cols[0]
+        joined = "".join(request_ids)  # TypeError unless every id is a str
+        data = joined.encode()
+        # ASCII (ours always are): lengths in characters are lengths in bytes
+        lengths = array("q", map(len, request_ids) if len(data) == len(joined)
+                        else (len(r.encode()) for r in request_ids))
+        coded = {name: _coded(cols[i], self._codes[name].code, name)
+                 for i, name in ((3, "provider"), (4, "model"), (5, "strategy"), (6, "status"), (7, "error_type"))}
+        return (data, lengths), numeric, coded
 
     def subscribe(self, fn: Callable[[AttemptRecord], None]) -> Callable[[], None]:
+        """Call ``fn(record)`` after every append. (The router's event system will own listeners.)"""
         self._listeners = [*self._listeners, fn]  # copy-on-write: append() iterates without a lock
 
         def unsubscribe() -> None:
@@ -175,46 +235,60 @@ class Ledger:
 
         return unsubscribe
 
-    def clear(self) -> None:
-        """Forget the in-memory rows (rows already persisted stay in the file)."""
-        with self._lock:
-            self._clear_columns()
-
-    def __len__(self) -> int:
-        return len(self._attempt) + len(self._pending)
-
-    # -- reading -----------------------------------------------------------------------------
-    def columns(self) -> dict[str, Any]:
-        """A consistent snapshot of the in-memory rows as plain columns (no pandas needed)."""
+    # -- views -------------------------------------------------------------------------------
+    def reset_view(self) -> None:
+        """Start a new view: from now on ``to_frame()`` shows the rows appended after this call
+        (a persistent file keeps every row; ``to_frame(all=True)`` shows them all)."""
+        store = self._store
+        seq = None
+        if store is not None:
+            try:
+                store.flush()  # this process's queued rows belong before the mark
+                seq = store.last_seq()
+            except (sqlite3.Error, OSError) as e:
+                self._persistence_failed(e)
         with self._lock:
             self._fold()
-            snap = {
-                "request_id": list(self._request_id),
-                "attempt": array("i", self._attempt),
-                "timestamp": array("d", self._timestamp),
-                "http_status": array("i", self._http_status),
-                "input_tokens": array("q", self._input_tokens),
-                "output_tokens": array("q", self._output_tokens),
-                "cost": array("d", self._cost),
-                "latency_s": array("d", self._latency),
-                "ttft_s": array("d", self._ttft),
-                "streamed": array("b", self._streamed),
-            }
+            self._view_start = len(self._num["attempt"])
+            if seq is not None:
+                self._view_seq = seq
+            self._view += 1
+
+    def clear(self) -> None:
+        """The first release's reset: now starts a new view (``reset_view``), dropping nothing."""
+        self.reset_view()
+
+    def __len__(self) -> int:
+        return len(self._num["attempt"]) + len(self._pending)
+
+    # -- reading -----------------------------------------------------------------------------
+    def columns(self, start: int = 0) -> dict[str, Any]:
+        """A consistent snapshot of the in-memory rows from ``start`` on, as plain columns
+        (typed arrays; text as (codes, values)); no pandas needed."""
+        with self._lock:
+            self._fold()
+            snap: dict[str, Any] = {"request_id": (self._rid_off[start:], bytes(self._rid_data))}
+            for name, column in self._num.items():
+                snap[name] = column[start:]
             for name in _TEXT_CODED:
-                snap[name] = (array("i", self._coded[name]), list(self._codes[name].values))
+                snap[name] = (self._coded[name][start:], list(self._codes[name].values))
         return snap
 
-    def records(self) -> Iterable[dict[str, Any]]:
-        """Rows as dicts, decoded (for small ledgers and tests)."""
-        cols = self.columns()
+    def records(self, *, view: bool = False) -> Iterator[dict[str, Any]]:
+        """Every row this process appended, as dicts (``view=True``: from the last reset on).
+        Unknown values are None. For small ledgers and tests."""
+        with self._lock:
+            start = self._view_start if view else 0
+        cols = self.columns(start)
+        offsets, data = cols["request_id"]
         for i in range(len(cols["attempt"])):
-            row: dict[str, Any] = {}
-            for name in LEDGER_COLUMNS:
+            row: dict[str, Any] = {"request_id": data[offsets[i]:offsets[i + 1]].decode()}
+            for name in LEDGER_COLUMNS[1:]:
                 col = cols[name]
                 if name in _TEXT_CODED:
                     codes, values = col
                     row[name] = values[codes[i]] if codes[i] >= 0 else None
-                elif name == "http_status":
+                elif name in _NULLABLE_INT:
                     row[name] = None if col[i] < 0 else col[i]
                 elif name == "ttft_s":
                     row[name] = None if math.isnan(col[i]) else col[i]
@@ -224,25 +298,60 @@ class Ledger:
                     row[name] = col[i]
             yield row
 
-    def to_frame(self):
-        """The ledger as a pandas DataFrame, one row per attempt (all sessions' rows when persisted)."""
-        if self._store is not None:
+    def to_frame(self, *, all: bool = False, since: Any = None):  # noqa: A002 - the public spelling
+        """The ledger as a pandas DataFrame, one row per attempt, oldest first.
+
+        By default the rows from the last ``reset_view()`` on; ``all=True``: every row (a
+        persistent ledger: the whole file, earlier sessions, resets and other kernels included).
+        ``since`` (a datetime, pandas Timestamp, ISO string or epoch seconds; naive means UTC)
+        keeps the rows whose ``timestamp`` is at or after it."""
+        lower = _epoch(since)
+        store = self._store
+        if store is not None:
             try:
-                return self._store.read_frame()
+                cols, _ = store.read(0 if all else self._view_seq, lower)
+                return frame_from_columns(cols)
             except (sqlite3.Error, OSError) as e:
                 self._persistence_failed(e)
-        return frame_from_columns(self.columns())
+        with self._lock:
+            start = 0 if all else self._view_start
+        return frame_from_columns(self.columns(start), since=lower)
+
+    def rows_since(self, cursor: LedgerCursor | None = None):
+        """The rows added since ``cursor`` (None: the whole current view) as a DataFrame, and the
+        cursor to pass next time. Reads only the new rows, also from a file of a million.
+        When the view was reset since (or the ledger fell back from its file to memory), the
+        frame holds the whole new view and the returned cursor says ``restart=True``."""
+        store = self._store
+        with self._lock:
+            view, view_start, view_seq = self._view, self._view_start, self._view_seq
+        if store is not None:
+            try:
+                fresh = cursor is None or cursor.source != store.path or cursor.view != view
+                after = view_seq if fresh else max(cursor.position, view_seq)
+                cols, last = store.read(after, None)
+                return frame_from_columns(cols), LedgerCursor(store.path, view, max(last, after), fresh)
+            except (sqlite3.Error, OSError) as e:
+                self._persistence_failed(e)
+        fresh = cursor is None or cursor.source != "memory" or cursor.view != view
+        start = view_start if fresh else max(cursor.position, view_start)
+        cols = self.columns(start)
+        return frame_from_columns(cols), LedgerCursor("memory", view, start + len(cols["attempt"]), fresh)
 
     # -- persistence -------------------------------------------------------------------------
     def flush(self) -> None:
-        if self._store is not None:
+        """Wait until every row appended so far is committed to the file."""
+        store = self._store
+        if store is not None:
             try:
-                self._store.flush()
+                store.flush()
             except (sqlite3.Error, OSError) as e:
                 self._persistence_failed(e)
 
     def close(self) -> None:
-        store, self._store = self._store, None
+        """Commit what is queued and stop the writer. A row appended afterwards (a request that
+        ends while the router closes) is still kept in memory and written to the file."""
+        store = self._store
         if store is not None:
             try:
                 store.close()
@@ -254,35 +363,98 @@ class Ledger:
         return self._store is not None
 
     def _persistence_failed(self, error: BaseException) -> None:
-        store, self._store = self._store, None
+        with self._lock:
+            store, self._store = self._store, None
+            told, self._told = self._told, True
         if store is not None:
             store.abandon()
+        if told:
+            return  # one warning per ledger
         msg = (f"usage ledger file {self.path!r} cannot be used ({type(error).__name__}: {error}); "
                "usage is kept in memory only for this session. Fix or move the file, or set another ledger_path.")
+        # a warning only: a log record as well reached the console twice (logging's last resort)
         warnings.warn(msg, LedgerPersistenceWarning, stacklevel=3)
-        log.warning(msg)
 
 
-def frame_from_columns(cols: dict[str, Any]):
+def _epoch(since: Any) -> float | None:
+    """A lower bound on ``timestamp`` as epoch seconds (naive datetimes and strings are UTC)."""
+    if since is None:
+        return None
+    if isinstance(since, (int, float)) and not isinstance(since, bool):
+        return float(since)
+    if isinstance(since, str):
+        since = datetime.fromisoformat(since.replace("Z", "+00:00"))
+    if hasattr(since, "to_pydatetime"):  # a pandas Timestamp
+        since = since.to_pydatetime(warn=False)
+    if isinstance(since, datetime):
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=timezone.utc)
+        return since.timestamp()
+    raise TypeError(f"since: expected a datetime, an ISO date string or epoch seconds, got {since!r}")
+
+
+# -- DataFrames --------------------------------------------------------------------------------
+
+def frame_from_columns(cols: dict[str, Any], *, since: float | None = None):
+    """Columns (typed arrays or numpy arrays; text as (codes, values); request ids as a list or
+    a pyarrow array) as the ledger's DataFrame."""
     import numpy as np
     import pandas as pd
 
-    data: dict[str, Any] = {"request_id": _string_array(cols["request_id"])}
-    data["attempt"] = np.frombuffer(cols["attempt"], dtype=np.int32).astype(np.int64)
-    data["timestamp"] = utc_timestamps(np.frombuffer(cols["timestamp"], dtype=np.float64))
-    for name in ("provider", "model", "strategy", "status", "error_type"):
+    keep = None
+    if since is not None:
+        keep = _np(cols["timestamp"], np.float64) >= since
+        if keep.all():
+            keep = None
+    take = (lambda a: a) if keep is None else (lambda a: a[keep])
+
+    data: dict[str, Any] = {}
+    rid = cols["request_id"]
+    if isinstance(rid, tuple):  # (offsets, UTF-8 bytes), as the in-memory ledger keeps them
+        rid = _ids([(_np(rid[0]), rid[1])])
+    data["request_id"] = _string_array(rid if keep is None else _filter_ids(rid, keep))
+    data["attempt"] = take(_np(cols["attempt"], np.int64))
+    data["timestamp"] = utc_timestamps(take(_np(cols["timestamp"], np.float64)))
+    for name in _TEXT_CODED:
         codes, values = cols[name]
-        data[name] = pd.Categorical.from_codes(np.frombuffer(codes, dtype=np.int32), categories=values) \
-            if values else pd.Categorical.from_codes(np.full(len(codes), -1, dtype=np.int32), categories=[])
-    status = np.frombuffer(cols["http_status"], dtype=np.int32)
-    data["http_status"] = pd.arrays.IntegerArray(status.astype(np.int64), status < 0)
-    data["input_tokens"] = np.frombuffer(cols["input_tokens"], dtype=np.int64)
-    data["output_tokens"] = np.frombuffer(cols["output_tokens"], dtype=np.int64)
-    data["cost"] = np.frombuffer(cols["cost"], dtype=np.float64)
-    data["latency_s"] = np.frombuffer(cols["latency_s"], dtype=np.float64)
-    data["ttft_s"] = np.frombuffer(cols["ttft_s"], dtype=np.float64)
-    data["streamed"] = np.frombuffer(cols["streamed"], dtype=np.int8).astype(bool)
+        codes = take(_np(codes, np.int32))
+        data[name] = _categorical(codes, values)
+    status = take(_np(cols["http_status"], np.int64))
+    data["http_status"] = pd.arrays.IntegerArray(status, status < 0)
+    for name in ("input_tokens", "output_tokens"):
+        tokens = take(_np(cols[name], np.int64))
+        data[name] = pd.arrays.IntegerArray(tokens, tokens < 0)
+    for name in ("cost", "latency_s", "ttft_s"):
+        data[name] = take(_np(cols[name], np.float64))
+    data["streamed"] = take(_np(cols["streamed"])).astype(bool)
+    for name in ("cache_read_tokens", "cache_write_tokens"):
+        data[name] = take(_np(cols[name], np.int64))
     return pd.DataFrame({name: data[name] for name in LEDGER_COLUMNS}, copy=False)
+
+
+def _np(values: Any, dtype=None):
+    """A typed array (``array.array``: no copy) or a numpy array, as numpy, cast to ``dtype``."""
+    import numpy as np
+
+    if not isinstance(values, np.ndarray):
+        values = np.frombuffer(values, dtype=values.typecode) if len(values) else np.empty(0, dtype=values.typecode)
+    return values if dtype is None else values.astype(dtype, copy=False)
+
+
+def _categorical(codes, values: list[str]):
+    """Codes into ``values`` (-1: None) as a Categorical holding only the values in use."""
+    import numpy as np
+    import pandas as pd
+
+    if not values or not len(codes):
+        return pd.Categorical.from_codes(np.full(len(codes), -1, dtype=np.int32), categories=[])
+    used = np.bincount(codes + 1, minlength=len(values) + 1)[1:] > 0
+    if used.all():
+        return pd.Categorical.from_codes(codes, categories=values)
+    remap = np.full(len(values) + 1, -1, dtype=np.int32)  # index 0: code -1 stays -1
+    remap[1:][used] = np.arange(int(used.sum()), dtype=np.int32)
+    kept = [v for v, u in zip(values, used) if u]
+    return pd.Categorical.from_codes(remap[codes + 1], categories=kept)
 
 
 def utc_timestamps(epoch_s):
@@ -297,55 +469,153 @@ def utc_timestamps(epoch_s):
     return pd.DatetimeIndex(micros).tz_localize("UTC")
 
 
-def _string_array(values: list[str]):
+def _string_array(values: Any):
     """pandas' "string" array; through pyarrow directly when it is there (5x faster for 1M ids)."""
     import pandas as pd
 
     try:
         import pyarrow as pa
 
-        return pd.arrays.ArrowStringArray(pa.array(values, type=pa.large_string()))
+        if not isinstance(values, (pa.Array, pa.ChunkedArray)):
+            values = pa.array(values, type=pa.large_string())
+        return pd.arrays.ArrowStringArray(values)
     except (ImportError, AttributeError, TypeError, ValueError):
-        return pd.array(values, dtype="string")
+        return pd.array(list(values), dtype="string")
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS attempts (
-    request_id TEXT NOT NULL, attempt INTEGER NOT NULL, timestamp REAL NOT NULL,
-    provider TEXT NOT NULL, model TEXT NOT NULL, strategy TEXT NOT NULL, status TEXT NOT NULL,
-    error_type TEXT, http_status INTEGER, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
-    cost REAL, latency_s REAL NOT NULL, ttft_s REAL, streamed INTEGER NOT NULL
+# -- the SQLite file ---------------------------------------------------------------------------
+
+_ROW_COLUMNS = (
+    "request_id TEXT NOT NULL, attempt INTEGER NOT NULL, timestamp REAL NOT NULL, provider TEXT NOT NULL, "
+    "model TEXT NOT NULL, strategy TEXT NOT NULL, status TEXT NOT NULL, error_type TEXT, http_status INTEGER, "
+    "input_tokens INTEGER, output_tokens INTEGER, cost REAL, latency_s REAL NOT NULL, ttft_s REAL, "
+    "streamed INTEGER NOT NULL, cache_read_tokens INTEGER NOT NULL DEFAULT 0, "
+    "cache_write_tokens INTEGER NOT NULL DEFAULT 0"
 )
-"""
+_SCHEMA = (
+    f"CREATE TABLE IF NOT EXISTS attempts ({_ROW_COLUMNS})",
+    # One row per batch of attempts: their rowids first_seq..last_seq in `attempts`, as columns.
+    "CREATE TABLE IF NOT EXISTS attempt_batches (first_seq INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL, "
+    "n INTEGER NOT NULL, min_ts REAL NOT NULL, max_ts REAL NOT NULL, data BLOB NOT NULL)",
+    # The strings of the batches' coded columns (provider, model, ...): ids never change.
+    "CREATE TABLE IF NOT EXISTS attempt_names (id INTEGER PRIMARY KEY, value TEXT NOT NULL UNIQUE)",
+)
+_INSERT = ("INSERT INTO attempts (rowid, request_id, attempt, timestamp, provider, model, strategy, status, "
+           "error_type, http_status, input_tokens, output_tokens, cost, latency_s, ttft_s, streamed, "
+           "cache_read_tokens, cache_write_tokens) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+_SELECT_ROWS = ("SELECT rowid, request_id, attempt, timestamp, provider, model, strategy, status, error_type, "
+                "http_status, input_tokens, output_tokens, cost, latency_s, ttft_s, streamed, cache_read_tokens, "
+                "cache_write_tokens FROM attempts WHERE rowid BETWEEN ? AND ? ORDER BY rowid")
+
+# A batch: b"LRB1", n (uint32), then one column after another (little-endian), then the request
+# ids' UTF-8 bytes. Columns can be concatenated batch by batch, which is all a merge does.
+_MAGIC = b"LRB1"
+_BATCH_COLUMNS = (
+    ("attempt", "i"), ("timestamp", "d"), ("provider", "i"), ("model", "i"), ("strategy", "i"), ("status", "i"),
+    ("error_type", "i"), ("http_status", "i"), ("input_tokens", "i"), ("output_tokens", "i"), ("cost", "d"),
+    ("latency_s", "d"), ("ttft_s", "d"), ("streamed", "b"), ("cache_read_tokens", "i"),
+    ("cache_write_tokens", "i"), ("request_id_len", "i"),
+)
+_SIZES = {"i": 4, "d": 8, "q": 8, "b": 1}
+_BIG_ENDIAN = sys.byteorder == "big"
+# Merging: the trailing batches smaller than a level are merged once they add up to it. A million
+# rows written one commit at a time end up in ~250 batches; each row is rewritten about twice.
+_MERGE_LEVELS = (64, 4096)
+_MAX_BATCH = 65536  # rows per batch written at once (a huge group commit is split)
+
+
+def _pack(records: list[AttemptRecord], name_id: Callable[[str | None], int]) -> tuple[bytes, float, float]:
+    """Records as one batch blob, with their least and greatest timestamp."""
+    cols, numeric = _numeric(records)
+    coded = {name: _coded(cols[i], name_id, name)
+             for i, name in ((3, "provider"), (4, "model"), (5, "strategy"), (6, "status"), (7, "error_type"))}
+    ids = [rid.encode() for rid in cols[0]]
+    numeric["request_id_len"] = array("i", map(len, ids))
+    parts = [_MAGIC, struct.pack("<I", len(records))]
+    for name, _ in _BATCH_COLUMNS:
+        column = numeric[name] if name in numeric else coded[name]
+        if _BIG_ENDIAN:
+            column = array(column.typecode, column)
+            column.byteswap()
+        parts.append(column.tobytes())
+    parts.append(b"".join(ids))
+    ts = numeric["timestamp"]
+    return b"".join(parts), min(ts), max(ts)
+
+
+_MALFORMED = (TypeError, ValueError, OverflowError, AttributeError, UnicodeError)
+
+
+def _packs(r: AttemptRecord) -> bool:
+    try:
+        _pack([r], lambda v: 0)
+        return True
+    except _MALFORMED:
+        return False
+
+
+def _segments(blob: bytes) -> tuple[int, list[memoryview]]:
+    """A batch's row count and its column byte ranges (the request ids' bytes last)."""
+    if blob[:4] != _MAGIC:
+        raise sqlite3.DatabaseError("usage ledger: a batch in an unknown format (written by a newer version?)")
+    (n,) = struct.unpack_from("<I", blob, 4)
+    view = memoryview(blob)
+    off = 8
+    out = []
+    for _, code in _BATCH_COLUMNS:
+        size = _SIZES[code] * n
+        out.append(view[off:off + size])
+        off += size
+    out.append(view[off:])
+    return n, out
+
+
+def _merge(blobs: list[bytes]) -> bytes:
+    split = [_segments(b) for b in blobs]
+    n = sum(s[0] for s in split)
+    parts = [_MAGIC, struct.pack("<I", n)]
+    for i in range(len(_BATCH_COLUMNS) + 1):
+        parts.extend(s[1][i] for s in split)
+    return b"".join(parts)
 
 
 class _SQLiteStore:
-    """Batches rows to SQLite from a writer thread: the event loop only appends to a list."""
+    """The ledger file: a writer thread that group-commits, and a reader."""
 
-    def __init__(self, path: str, flush_interval_s: float) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
-        self.flush_interval_s = flush_interval_s
-        self._pending: list[tuple] = []
         self._cond = threading.Condition()
+        self._queue: list[AttemptRecord] = []
+        self._queued = 0  # rows ever queued
+        self._committed = 0  # rows ever committed (or given up on)
+        self._closing = False
         self._closed = False
+        self._late: list[AttemptRecord] = []  # appended after close
+        self._late_writing = False
         self._failed: BaseException | None = None
-        self._write_lock = threading.Lock()  # one connection: the writer thread and flush() take turns
+        self._names: dict[str, int] = {}  # the file's name ids, cached (ids never change)
+        self._read_lock = threading.Lock()
+        self._reader: sqlite3.Connection | None = None
         self._conn = self._connect()
         self._thread = threading.Thread(target=self._run, name="llmroute-ledger-writer", daemon=True)
         self._thread.start()
 
-    def _connect(self) -> sqlite3.Connection:
+    # -- connections -------------------------------------------------------------------------
+    def _connect(self, *, write: bool = True) -> sqlite3.Connection:
         # Opening waits at most 2 s for a lock (a file held by another program must not freeze the
-        # notebook cell that builds the router for long); the writer thread then waits up to 10 s,
-        # long enough for another kernel's batch on the same file.
+        # notebook cell that builds the router for long); the writer then waits up to 10 s,
+        # long enough for another kernel's commit on the same file.
         conn = sqlite3.connect(self.path, timeout=2.0, check_same_thread=False, isolation_level=None)
         deadline = time.monotonic() + 2.0
         while True:
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute(_SCHEMA)
-                conn.execute("SELECT count(*) FROM attempts").fetchone()  # fails now, not later, on a corrupt file
+                conn.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a killed process
+                if write:
+                    for ddl in _SCHEMA:
+                        conn.execute(ddl)
+                    self._migrate(conn)
+                conn.execute("SELECT count(*) FROM attempt_batches").fetchone()  # a corrupt file fails now
                 conn.execute("PRAGMA busy_timeout=10000")
                 return conn
             except sqlite3.OperationalError as e:
@@ -360,87 +630,375 @@ class _SQLiteStore:
                 conn.close()
                 raise
 
-    def put(self, r: AttemptRecord) -> None:
-        if self._failed is not None:
-            raise sqlite3.OperationalError(str(self._failed))
-        row = (r.request_id, r.attempt, r.timestamp, r.provider, r.model, r.strategy, r.status, r.error_type,
-               r.http_status, r.input_tokens, r.output_tokens, None if math.isnan(r.cost) else r.cost,
-               r.latency_s, r.ttft_s, int(r.streamed))
-        with self._cond:
-            self._pending.append(row)
-            if len(self._pending) >= 2000:
-                self._cond.notify()
-
-    def _take(self) -> list[tuple]:
-        with self._cond:
-            rows, self._pending = self._pending, []
-        return rows
-
-    def _write(self, rows: list[tuple]) -> None:
-        if not rows:
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        """A first-release file: its token columns cannot hold "unknown" (NOT NULL) and it has no
+        cache columns. Rebuild the table once, keeping every row and its rowid."""
+        info = {row[1]: row for row in conn.execute("PRAGMA table_info(attempts)")}
+        if "cache_write_tokens" in info and not info["input_tokens"][3]:
             return
-        with self._write_lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany("INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            info = {row[1]: row for row in conn.execute("PRAGMA table_info(attempts)")}
+            if "cache_write_tokens" not in info or info["input_tokens"][3]:
+                old = [c for c in info if c in LEDGER_COLUMNS]
+                conn.execute(f"CREATE TABLE attempts_new ({_ROW_COLUMNS})")
+                names = ", ".join(old)
+                conn.execute(f"INSERT INTO attempts_new (rowid, {names}) SELECT rowid, {names} FROM attempts")
+                conn.execute("DROP TABLE attempts")
+                conn.execute("ALTER TABLE attempts_new RENAME TO attempts")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # -- writing -----------------------------------------------------------------------------
+    def put(self, r: AttemptRecord) -> None:
+        with self._cond:
+            if self._failed is not None:
+                raise sqlite3.OperationalError(str(self._failed))
+            if not self._closed:
+                self._queue.append(r)
+                self._queued += 1
+                if len(self._queue) == 1:
+                    self._cond.notify_all()  # the writer waits only on an empty queue
+                return
+            self._late.append(r)
+            if self._late_writing:
+                return  # the caller writing late rows takes this one too
+            self._late_writing = True
+        self._drain_late()
+
+    def _drain_late(self) -> None:
+        """Rows appended after close: the caller that finds no one writing them writes them all,
+        group-committed, on a connection of its own; never raising."""
+        try:
+            while True:
+                with self._cond:
+                    rows, self._late = self._late, []
+                    if not rows:
+                        self._late_writing = False
+                        return
+                self._write_late(rows)
+        except BaseException:
+            with self._cond:
+                self._late_writing = False
+            raise
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                if not self._closed:
-                    self._cond.wait(self.flush_interval_s)
-                closed = self._closed
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                rows, self._queue = self._queue, []
+                if not rows:  # closing, and nothing left
+                    self._closed = True
+                    self._cond.notify_all()
+                    return
             try:
-                self._write(self._take())
-            except (sqlite3.Error, OSError) as e:
-                self._failed = e
-                log.warning("llmroute_magic: writing the usage ledger to %r failed: %s", self.path, e)
+                self._commit(self._conn, rows)
+            except Exception as e:  # noqa: BLE001 - any failure: the ledger goes on in memory, with a warning
+                with self._cond:
+                    self._failed = e
+                    self._committed += len(rows)
+                    self._cond.notify_all()
+                log.debug("llmroute_magic: writing the usage ledger to %r failed: %s", self.path, e)
                 return
-            if closed:
-                return
+            with self._cond:
+                self._committed += len(rows)
+                self._cond.notify_all()
 
-    def flush(self) -> None:
-        if self._failed is not None:
-            raise sqlite3.OperationalError(str(self._failed))
-        self._write(self._take())
+    def _commit(self, conn: sqlite3.Connection, records: list[AttemptRecord]) -> None:
+        """The records in one transaction: their SQL rows and their batch(es), then merges."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            seq = conn.execute("SELECT coalesce(max(rowid), 0) FROM attempts").fetchone()[0]
+            name_id = lambda v: self._name_id(conn, v)  # noqa: E731
+            for start in range(0, len(records), _MAX_BATCH):
+                chunk = records[start:start + _MAX_BATCH]
+                try:
+                    blob, lo_ts, hi_ts = _pack(chunk, name_id)
+                except _MALFORMED:
+                    chunk = [r for r in chunk if _packs(r)]  # the in-memory ledger reports the bad one
+                    if not chunk:
+                        continue
+                    blob, lo_ts, hi_ts = _pack(chunk, name_id)
+                first = seq + 1
+                conn.executemany(_INSERT, [
+                    (first + i, r.request_id, r.attempt, r.timestamp, r.provider, r.model, r.strategy, r.status,
+                     r.error_type, r.http_status, r.input_tokens, r.output_tokens,
+                     None if r.cost is None or math.isnan(r.cost) else r.cost, r.latency_s, r.ttft_s,
+                     int(bool(r.streamed)), r.cache_read_tokens, r.cache_write_tokens)
+                    for i, r in enumerate(chunk)])
+                seq += len(chunk)
+                conn.execute("INSERT INTO attempt_batches VALUES (?,?,?,?,?,?)",
+                             (first, seq, len(chunk), lo_ts, hi_ts, blob))
+            self._merge_tail(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
-    def read_frame(self):
-        import pandas as pd
+    def _name_id(self, conn: sqlite3.Connection, value: str | None) -> int:
+        if value is None:
+            return -1
+        i = self._names.get(value)
+        if i is None:
+            conn.execute("INSERT OR IGNORE INTO attempt_names (value) VALUES (?)", (value,))
+            i = conn.execute("SELECT id FROM attempt_names WHERE value = ?", (value,)).fetchone()[0]
+            self._names[value] = i
+        return i
 
-        self.flush()
-        with self._write_lock:
-            df = pd.read_sql_query("SELECT * FROM attempts ORDER BY timestamp, request_id, attempt", self._conn)
-        df["timestamp"] = utc_timestamps(df["timestamp"].to_numpy(dtype="float64"))
-        df["http_status"] = df["http_status"].astype("Int64")
-        df["cost"] = df["cost"].astype(float)
-        df["ttft_s"] = df["ttft_s"].astype(float)
-        df["streamed"] = df["streamed"].astype(bool)
-        for name in ("request_id",):
-            df[name] = df[name].astype("string")
-        for name in _TEXT_CODED:
-            df[name] = df[name].astype("category")
-        return df[list(LEDGER_COLUMNS)]
+    @staticmethod
+    def _merge_tail(conn: sqlite3.Connection) -> None:
+        """Merge the trailing run of small contiguous batches once it adds up to a level."""
+        for level in _MERGE_LEVELS:
+            # fewer than 64 batches under 64 rows, and fewer than 64 more under 4096, ever trail
+            tail = conn.execute("SELECT first_seq, last_seq, n FROM attempt_batches ORDER BY first_seq DESC "
+                                "LIMIT 256").fetchall()
+            run, total = [], 0
+            for first, last, n in tail:
+                if n >= level or (run and last != run[-1][0] - 1):
+                    break
+                run.append((first, last, n))
+                total += n
+            if len(run) < 2 or total < level:
+                continue
+            run.reverse()
+            lo, hi = run[0][0], run[-1][1]
+            got = conn.execute("SELECT data, min_ts, max_ts FROM attempt_batches WHERE first_seq BETWEEN ? AND ? "
+                               "ORDER BY first_seq", (lo, run[-1][0])).fetchall()
+            blob = _merge([g[0] for g in got])
+            conn.execute("DELETE FROM attempt_batches WHERE first_seq BETWEEN ? AND ?", (lo, run[-1][0]))
+            conn.execute("INSERT INTO attempt_batches VALUES (?,?,?,?,?,?)",
+                         (lo, hi, total, min(g[1] for g in got), max(g[2] for g in got), blob))
+
+    def _write_late(self, records: list[AttemptRecord]) -> None:
+        try:
+            conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+            try:
+                self._commit(conn, records)
+            finally:
+                conn.close()
+        except (sqlite3.Error, OSError) as e:
+            log.debug("llmroute_magic: a late usage row stays in memory only (%s)", e)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until the rows queued so far are committed."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            target = self._queued
+            while self._committed < target and not self._closed and self._failed is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise sqlite3.OperationalError("usage ledger: the writer did not commit within 30 s")
+                self._cond.wait(left)
+            if self._failed is not None:
+                raise sqlite3.OperationalError(str(self._failed))
 
     def close(self) -> None:
         with self._cond:
-            self._closed = True
-            self._cond.notify()
-        self._thread.join(timeout=10)
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout=30)
+        with self._cond:
+            self._closed = True  # from now on a row is written by put() itself
+            self._late.extend(self._queue)  # only if the writer died
+            self._queue = []
+            drain = bool(self._late) and not self._late_writing
+            self._late_writing = self._late_writing or drain
+        if drain:
+            self._drain_late()
         try:
-            self._write(self._take())
-        finally:
             self._conn.close()
+        finally:
+            with self._read_lock:
+                if self._reader is not None:
+                    self._reader.close()
+                    self._reader = None
+        if self._failed is not None:
+            raise sqlite3.OperationalError(str(self._failed))
 
     def abandon(self) -> None:
         with self._cond:
-            self._closed = True
-            self._pending = []
-            self._cond.notify()
-        try:
-            self._conn.close()
-        except sqlite3.Error:
-            pass
+            self._closing = self._closed = True
+            self._queue = []
+            self._cond.notify_all()
+        for conn in (self._conn, self._reader):
+            try:
+                if conn is not None:
+                    conn.close()
+            except sqlite3.Error:
+                pass
+
+    # -- reading -----------------------------------------------------------------------------
+    def _read_conn(self) -> sqlite3.Connection:
+        if self._reader is None:
+            self._reader = self._connect(write=False)
+        return self._reader
+
+    def last_seq(self) -> int:
+        with self._read_lock:
+            return self._read_conn().execute("SELECT coalesce(max(rowid), 0) FROM attempts").fetchone()[0]
+
+    def read(self, after: int, since: float | None) -> tuple[dict[str, Any], int]:
+        """The committed rows with rowid > ``after`` (and timestamp >= ``since``) as columns, and
+        the last rowid read. One read transaction: the batches and the rows agree."""
+        self.flush()
+        with self._read_lock:
+            conn = self._read_conn()
+            conn.execute("BEGIN")
+            try:
+                last = conn.execute("SELECT coalesce(max(rowid), 0) FROM attempts").fetchone()[0]
+                batches = conn.execute(
+                    "SELECT first_seq, last_seq, data FROM attempt_batches WHERE last_seq > ? AND first_seq <= ? "
+                    + ("AND max_ts >= ? " if since is not None else "") + "ORDER BY first_seq",
+                    (after, last, since) if since is not None else (after, last)).fetchall()
+                covered = conn.execute(
+                    "SELECT first_seq, last_seq FROM attempt_batches WHERE last_seq > ? AND first_seq <= ? "
+                    "ORDER BY first_seq", (after, last)).fetchall() if since is not None else \
+                    [(b[0], b[1]) for b in batches]
+                gaps, pos = [], after
+                for first, hi in covered:
+                    if first > pos + 1:
+                        gaps.append((pos + 1, first - 1))
+                    pos = max(pos, hi)
+                if last > pos:
+                    gaps.append((pos + 1, last))
+                legacy = [row for lo, hi in gaps for row in conn.execute(_SELECT_ROWS, (lo, hi))]
+                names = conn.execute("SELECT id, value FROM attempt_names ORDER BY id").fetchall()
+            finally:
+                conn.execute("COMMIT")
+        return _columns_from_file(batches, legacy, names, after, since), last
+
+
+def _columns_from_file(batches: list[tuple], legacy: list[tuple], names: list[tuple[int, str]],
+                       after: int, since: float | None) -> dict[str, Any]:
+    """Batches (and rows of the first release) as the columns ``frame_from_columns`` takes."""
+    import numpy as np
+
+    dtype = {"i": "<i4", "d": "<f8", "q": "<i8", "b": "i1"}
+    values = [v for _, v in names]
+    index = {v: j for j, v in enumerate(values)}
+    lookup = np.full((max((i for i, _ in names), default=0) + 2), -1, dtype=np.int32)
+    for j, (i, _) in enumerate(names):
+        lookup[i + 1] = j  # file id -> position in `values`; -1 (None) stays -1
+
+    parts: list[tuple[int, dict[str, Any]]] = []  # (first rowid, columns), to put in rowid order
+    for first, _last, blob in batches:
+        n, segs = _segments(blob)
+        cols = {name: np.frombuffer(seg, dtype=dtype[code]) for (name, code), seg in zip(_BATCH_COLUMNS, segs)}
+        lengths = cols.pop("request_id_len")
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        cols["request_id"] = (offsets, segs[-1])
+        for name in _TEXT_CODED:
+            cols[name] = lookup[cols[name] + 1]
+        skip = max(0, after + 1 - first)
+        if skip:
+            cols = {k: (v if k == "request_id" else v[skip:]) for k, v in cols.items()}
+            cols["request_id"] = (offsets[skip:], segs[-1])
+        parts.append((first + skip, cols))
+    if legacy:
+        parts.append((legacy[0][0], _legacy_columns(legacy, values, index)))
+        parts.sort(key=lambda p: p[0])
+
+    out: dict[str, Any] = {}
+    for name, code in _BATCH_COLUMNS[:-1]:
+        arrays = [p[1][name] for p in parts]
+        target = np.dtype(dtype[code])
+        out[name] = np.concatenate(arrays).astype(target, copy=False) if arrays else np.empty(0, dtype=target)
+    out["request_id"] = _ids([p[1]["request_id"] for p in parts])
+    for name in _TEXT_CODED:
+        out[name] = (out[name], values)
+    if since is not None:
+        keep = out["timestamp"] >= since
+        if not keep.all():
+            for name in out:
+                if name in _TEXT_CODED:
+                    out[name] = (out[name][0][keep], values)
+                elif name == "request_id":
+                    out[name] = _filter_ids(out[name], keep)
+                else:
+                    out[name] = out[name][keep]
+    return out
+
+
+def _legacy_columns(rows: list[tuple], values: list[str], index: dict[str, int]) -> dict[str, Any]:
+    """Rows read one by one from the ``attempts`` table (no batch covers them)."""
+    import numpy as np
+
+    cols = list(zip(*rows))
+    out: dict[str, Any] = {"request_id": list(cols[1])}
+
+    def code(v):
+        if v is None:
+            return -1
+        j = index.get(v)
+        if j is None:
+            j = index[v] = len(values)
+            values.append(v)
+        return j
+
+    for name, i in (("provider", 4), ("model", 5), ("strategy", 6), ("status", 7), ("error_type", 8)):
+        out[name] = np.array([code(v) for v in cols[i]], dtype=np.int32)
+
+    def ints(col, none=-1):
+        return np.array([none if v is None else v for v in col], dtype=np.int64)
+
+    def floats(col):
+        return np.array([math.nan if v is None else v for v in col], dtype=np.float64)
+
+    out["attempt"] = ints(cols[2]).astype(np.int32)
+    out["timestamp"] = floats(cols[3])
+    out["http_status"] = ints(cols[9]).astype(np.int32)
+    out["input_tokens"] = ints(cols[10])
+    out["output_tokens"] = ints(cols[11])
+    out["cost"] = floats(cols[12])
+    out["latency_s"] = floats(cols[13])
+    out["ttft_s"] = floats(cols[14])
+    out["streamed"] = ints(cols[15], 0).astype(np.int8)
+    out["cache_read_tokens"] = ints(cols[16], 0)
+    out["cache_write_tokens"] = ints(cols[17], 0)
+    return out
+
+
+def _ids(parts: list[Any]):
+    """Request ids of every part as one pyarrow array (or a list without pyarrow)."""
+    try:
+        import pyarrow as pa
+    except ImportError:  # pragma: no cover - pyarrow comes with pandas 3
+        out: list[str] = []
+        for p in parts:
+            if isinstance(p, list):
+                out.extend(p)
+            else:
+                offsets, data = p
+                raw = bytes(data)
+                out.extend(raw[offsets[i]:offsets[i + 1]].decode() for i in range(len(offsets) - 1))
+        return out
+    chunks = []
+    for p in parts:
+        if isinstance(p, list):
+            chunks.append(pa.array(p, type=pa.large_string()))
+        else:
+            offsets, data = p
+            n = len(offsets) - 1
+            if n == 0:
+                continue
+            if offsets[0]:  # a batch read from its middle
+                data = data[int(offsets[0]):]
+                offsets = offsets - offsets[0]
+            chunks.append(pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets),
+                                                                         pa.py_buffer(data)]))
+    return pa.chunked_array(chunks, type=pa.large_string())
+
+
+def _filter_ids(ids: Any, keep):
+    if isinstance(ids, list):
+        return [r for r, k in zip(ids, keep) if k]
+    import pyarrow as pa
+
+    return ids.filter(pa.array(keep))
+

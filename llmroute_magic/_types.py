@@ -409,4 +409,5 @@ class AttemptRecord(NamedTuple):
 LEDGER_COLUMNS: tuple[str, ...] = (
     "request_id", "attempt", "timestamp", "provider", "model", "strategy", "status", "error_type",
     "http_status", "input_tokens", "output_tokens", "cost", "latency_s", "ttft_s", "streamed",
+    "cache_read_tokens", "cache_write_tokens",
 )

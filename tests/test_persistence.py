@@ -148,3 +148,73 @@ def test_an_unwritable_location_warns_and_the_router_keeps_working(sim, tmp_path
         r = ModelClientRouter(config(sim, path))
     with r:
         assert r.complete("hello").text and len(r.usage_df()) == 1
+
+
+# Appends N rows straight to the ledger, says so, then idles until it is killed.
+APPENDER = """
+    import sys, time
+    from llmroute_magic._ledger import Ledger
+    from llmroute_magic._types import AttemptRecord
+    path, n = sys.argv[1], int(sys.argv[2])
+    ledger = Ledger(path)
+    t = time.time()
+    for i in range(n):
+        ledger.append(AttemptRecord(f"kill-{i}", 1, t, "p1", "m1", "priority", "ok", None, 200, 10, 5, 1e-5,
+                                    0.01, None, False))
+    print("appended", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("n", [1, 300])
+def test_sigkill_shortly_after_appends_loses_no_row(tmp_path, n):
+    """The writer commits as soon as rows are queued (group commit), not on a timer: rows
+    appended 0.1 s before a SIGKILL are in the file."""
+    path = tmp_path / "kill.sqlite"
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(APPENDER), str(path), str(n)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "appended", proc.stderr.read()
+        time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("SELECT count(*) FROM attempts").fetchone()[0] == n
+        assert db.execute("SELECT coalesce(sum(n), 0) FROM attempt_batches").fetchone()[0] == n
+
+
+def test_reset_starts_a_new_view_of_a_persistent_ledger(sim, tmp_path):
+    path = tmp_path / "view.sqlite"
+    with ModelClientRouter(config(sim, path)) as r:
+        for i in range(4):
+            r.complete(f"before {i}", max_tokens=8)
+        r.reset_usage()
+        r.complete("after", max_tokens=8)
+        df = r.usage_df()
+        assert len(df) == 1 and df["status"].iloc[0] == "ok"  # the first release still showed 5
+        stats = r.get_usage_stats()
+        assert stats.total_requests == 1
+        assert stats.total_cost == pytest.approx(float(df["cost"].iloc[0]))
+        assert len(r.ledger.to_frame(all=True)) == 5  # the file keeps every row
+    assert len(read_rows(path)) == 5
+    with ModelClientRouter(config(sim, path)) as r2:  # a restarted kernel sees the old rows
+        assert len(r2.usage_df()) == 5
+
+
+def test_the_ledger_reads_back_what_two_processes_wrote(sim, tmp_path):
+    path = tmp_path / "shared-read.sqlite"
+    procs = [start_writer(sim, path, tag, n=60) for tag in ("left", "right")]
+    for p in procs:
+        out, err = p.communicate(timeout=90)
+        assert p.returncode == 0, err
+    from llmroute_magic._ledger import Ledger
+
+    ledger = Ledger(path)
+    df = ledger.to_frame(all=True)
+    ledger.close()
+    rows = sorted(read_rows(path))
+    got = sorted(zip(df["request_id"], df["attempt"], df["provider"].astype(str), df["status"].astype(str),
+                     df["input_tokens"].astype(int), df["output_tokens"].astype(int), df["cost"]))
+    assert len(got) == 120 and [tuple(r) for r in rows] == got
