@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
-import threading
 import time
 from typing import Any, Awaitable, Callable
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from time import perf_counter
 from typing import TYPE_CHECKING, AsyncIterator, Callable
@@ -86,6 +85,7 @@ class _Attempt:
         self.ttft_s: float | None = None  # provider time to the first text
         self.committed_at: float | None = None  # perf_counter() when the first text reached the caller's side
         self.ended = False
+        layer._prices.warn_if_unknown(spec)  # now, not in the middle of a streamed answer
         layer._events.emit(AttemptStarted(request.request_id, number, spec.name, self.model, request.streamed))
 
     # -- plain ------------------------------------------------------------------------------------
@@ -183,22 +183,26 @@ class _Attempt:
             raise self.failed(err, after_text=self.committed_at is not None) from None
 
     def failed(self, err: ProviderError, *, after_text: bool = False) -> ProviderError:
+        # What a failed attempt reported before failing (usually nothing: 0 tokens, $0).
         tokens = (err.input_tokens or 0, err.output_tokens or 0)
         model = err.model or self.model
-        cost = self.price(*tokens, 0, 0, model) if any(tokens) else 0.0
+        cost = self.price(*tokens, 0, 0, model)
         self.end(self.record("error", err.error_type, err.status_code, *tokens, cost, model), err, after_text)
         return err
 
     def cancelled(self) -> None:
-        tokens = (self.ctx.input_tokens or 0, self.ctx.output_tokens or 0)
-        cost = self.price(*tokens, 0, 0, self.model) if any(tokens) else 0.0
-        self.end(self.record("cancelled", "cancelled", None, *tokens, cost, self.model))
+        # Billed for what the provider had reported when the caller gave up (Anthropic's message_start).
+        ctx = self.ctx
+        tokens = (ctx.input_tokens or 0, ctx.output_tokens or 0)
+        cache = (ctx.cache_read_tokens, ctx.cache_write_tokens)
+        cost = self.price(*tokens, *cache, self.model)
+        self.end(self.record("cancelled", "cancelled", None, *tokens, cost, self.model, *cache))
 
     def price(self, input_tokens: int | None, output_tokens: int | None, cache_read: int, cache_write: int,
               model: str | None) -> float:
-        if input_tokens is None or output_tokens is None:
-            return math.nan  # no usage reported: the cost is unknown, not zero
-        return self.layer._prices.cost(self.spec, input_tokens, output_tokens, cache_read)
+        """USD; NaN when the price or the usage (None tokens) is unknown."""
+        return self.layer._prices.cost(self.spec, input_tokens, output_tokens, cache_read, cache_write,
+                                       model=model)
 
     def record(self, status: str, error_type: str | None, http_status: int | None, input_tokens: int | None,
                output_tokens: int | None, cost: float, model: str, cache_read: int = 0,

@@ -3,6 +3,7 @@
     AttemptStarted   an attempt is about to send its request to a provider
     AttemptEnded     it ended (ok, error or cancelled); ``record`` is its ledger row, final
     RequestEnded     the request as a whole ended (a completion, an error, or cancelled)
+    UsageReset       the usage view was reset (panels and other running displays start again)
 
 The attempt layer emits the first two the moment the fact is known; the outermost layer emits
 the third. Health updates, the ledger, the panel (and later budgets and shared state) are
@@ -52,7 +53,12 @@ class RequestEnded:
     error: "LLMRouteError | BaseException | None"
 
 
-Event = Union[AttemptStarted, AttemptEnded, RequestEnded]
+@dataclass(frozen=True, slots=True)
+class UsageReset:
+    """``reset_usage()`` started a new view of the ledger: displays built on it start again."""
+
+
+Event = Union[AttemptStarted, AttemptEnded, RequestEnded, UsageReset]
 Listener = Callable[[Any], None]
 
 

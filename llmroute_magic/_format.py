@@ -54,9 +54,9 @@ def cost_total(total: Any, unpriced: int = 0, *, priced: Any = None) -> str:
 
     ``priced`` (optional) is the sum over the attempts whose price is known, shown beside the count.
     """
-    if not unpriced and not is_unknown(total):
-        return money(total)
-    detail = plural(int(unpriced), "unpriced attempt") if unpriced else "unpriced attempts"
+    if not unpriced:
+        return money(total)  # "unknown" without a count when the caller has none to give
+    detail = plural(int(unpriced), "unpriced attempt")
     if priced is not None and not is_unknown(priced):
         detail += f"; {money(priced)} priced"
     return f"{UNKNOWN} ({detail})"

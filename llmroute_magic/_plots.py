@@ -13,12 +13,11 @@ re-reads the ledger. Figures, titles and labels are written with ``_format``, li
 from __future__ import annotations
 
 import math
-import threading
-from array import array
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Callable
 
 from ._errors import ConfigError
 from ._format import cost_total, count, millis, money
+from ._stats import UsageSummary, latency_percentiles
 
 if TYPE_CHECKING:  # pandas and matplotlib are imported only when a plot is asked for
     import numpy as np
@@ -33,221 +32,10 @@ PLOT_KINDS: dict[str, str] = {
     "timeline": "cumulative cost over time",
 }
 
-# The columns of ``UsageStats.by_provider``, which ``UsageSummary.by_provider`` reproduces.
-BY_PROVIDER_COLUMNS = ("requests", "errors", "input_tokens", "output_tokens", "tokens", "cost",
-                       "latency_p50_s", "latency_p95_s")
-
 _FIGSIZE = (7.5, 4.2)
 _STATUS_COLOURS = {"ok": "#4c9a2a", "error": "#c8412f", "cancelled": "#9a9a9a"}
 _MAX_SCATTER = 400  # latency dots per provider; the box still summarises every sample
 _MAX_STEPS = 4000  # points per timeline line; a million-row ledger draws as fast as a small one
-
-
-def latency_quantiles(samples: "np.ndarray") -> tuple[float, float]:
-    """(p50, p95) of successful attempts' latencies: the definition ``UsageStats`` uses today
-    (linear interpolation, as pandas' ``quantile``), so the panel, the plots and ``%llm stats`` agree."""
-    import numpy as np
-
-    if len(samples) == 0:
-        return math.nan, math.nan
-    p50, p95 = np.quantile(samples, [0.5, 0.95])
-    return float(p50), float(p95)
-
-
-class _Slot:
-    __slots__ = ("index", "requests", "errors", "statuses", "input_tokens", "output_tokens", "cost", "unpriced",
-                 "latencies")
-
-    def __init__(self, index: int = -1) -> None:
-        self.index = index  # position in first-appearance order; the timeline refers to it
-        self.requests = 0  # attempts, as UsageStats counts them
-        self.errors = 0  # attempts whose status is not "ok"
-        self.statuses: dict[str, int] = {}
-        self.input_tokens = 0
-        self.output_tokens = 0
-        self.cost = 0.0  # sum over priced attempts
-        self.unpriced = 0  # attempts whose cost is unknown (NaN)
-        self.latencies = array("d")  # successful attempts only
-
-
-def _known(value: Any) -> bool:
-    return value is not None and value == value
-
-
-class UsageSummary:
-    """Running per-provider totals of a usage ledger. Thread-safe: ``add`` may run on any thread.
-
-    Fed either by ``add_frame(router.usage_df())`` or one ``add(record)`` per ``AttemptRecord``;
-    both give the same totals, so a panel can read the ledger once and follow the new rows only.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._slots: dict[str, _Slot] = {}  # in order of first appearance: stable colours
-        self._requests = 0  # first attempts, i.e. requests
-        self._ts = array("d")  # timeline: start of each attempt (epoch s), its provider, its cost
-        self._tp = array("i")
-        self._tc = array("d")
-        self.version = 0  # bumped on every change: a cheap "anything new?" for redraws
-
-    def _slot(self, name: str) -> tuple[int, _Slot]:
-        slot = self._slots.get(name)
-        if slot is None:
-            slot = self._slots[name] = _Slot(len(self._slots))
-        return slot.index, slot
-
-    # -- feeding ----------------------------------------------------------------------------------
-    def add(self, r: Any) -> None:
-        """One attempt record (``AttemptRecord`` or anything with its fields)."""
-        cost = r.cost
-        priced = _known(cost)
-        with self._lock:
-            i, s = self._slot(str(r.provider))
-            s.requests += 1
-            s.statuses[r.status] = s.statuses.get(r.status, 0) + 1
-            if r.status != "ok":
-                s.errors += 1
-            elif _known(r.latency_s):
-                s.latencies.append(r.latency_s)
-            if _known(r.input_tokens):
-                s.input_tokens += int(r.input_tokens)
-            if _known(r.output_tokens):
-                s.output_tokens += int(r.output_tokens)
-            if priced:
-                s.cost += cost
-            else:
-                s.unpriced += 1
-            if r.attempt == 1:
-                self._requests += 1
-            self._ts.append(float(r.timestamp))
-            self._tp.append(i)
-            self._tc.append(cost if priced else math.nan)
-            self.version += 1
-
-    def add_frame(self, df: "pd.DataFrame") -> None:
-        """Every row of a ledger DataFrame, vectorised (a million rows take about a second)."""
-        if df is None or len(df) == 0 or "provider" not in df:
-            return
-        import numpy as np
-        import pandas as pd
-
-        n = len(df)
-        provider = df["provider"].astype(str).to_numpy()
-        status = df["status"].astype(str).to_numpy() if "status" in df else np.full(n, "ok", dtype=object)
-        numeric = {c: (pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float) if c in df
-                       else np.full(n, math.nan))
-                   for c in ("input_tokens", "output_tokens", "cost", "latency_s")}
-        if "timestamp" in df:
-            ts = pd.to_datetime(df["timestamp"], utc=True)
-            epoch = ((ts - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(dtype=float)
-        else:
-            epoch = np.arange(n, dtype=float)
-        if "attempt" in df:
-            requests = int((pd.to_numeric(df["attempt"], errors="coerce") == 1).sum())
-        elif "request_id" in df:
-            requests = int(df["request_id"].nunique())
-        else:
-            requests = n
-        ok = status == "ok"
-        with self._lock:
-            codes = np.empty(n, dtype="int32")
-            for name in dict.fromkeys(provider.tolist()):
-                i, s = self._slot(name)
-                mask = provider == name
-                codes[mask] = i
-                names, counts = np.unique(status[mask], return_counts=True)
-                for k, v in zip(names.tolist(), counts.tolist()):
-                    s.statuses[k] = s.statuses.get(k, 0) + v
-                s.requests += int(mask.sum())
-                s.errors += int((mask & ~ok).sum())
-                s.input_tokens += int(np.nansum(numeric["input_tokens"][mask]))
-                s.output_tokens += int(np.nansum(numeric["output_tokens"][mask]))
-                costs = numeric["cost"][mask]
-                s.unpriced += int(np.isnan(costs).sum())
-                s.cost += float(np.nansum(costs))
-                lat = numeric["latency_s"][mask & ok]
-                s.latencies.frombytes(np.ascontiguousarray(lat[~np.isnan(lat)], dtype="float64").tobytes())
-            self._requests += requests
-            self._ts.frombytes(np.ascontiguousarray(epoch, dtype="float64").tobytes())
-            self._tp.frombytes(codes.tobytes())
-            self._tc.frombytes(np.ascontiguousarray(numeric["cost"], dtype="float64").tobytes())
-            self.version += 1
-
-    @classmethod
-    def from_frame(cls, df: "pd.DataFrame") -> "UsageSummary":
-        summary = cls()
-        summary.add_frame(df)
-        return summary
-
-    # -- reading ----------------------------------------------------------------------------------
-    @property
-    def providers(self) -> list[str]:
-        """Providers with at least one attempt, in order of first appearance."""
-        with self._lock:
-            return list(self._slots)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._ts)
-
-    def totals(self) -> dict[str, Any]:
-        """attempts, requests, errors, input/output tokens, priced cost and unpriced attempts, over all providers."""
-        with self._lock:
-            slots = list(self._slots.values())
-            return {"attempts": len(self._ts), "requests": self._requests,
-                    "errors": sum(s.errors for s in slots),
-                    "input_tokens": sum(s.input_tokens for s in slots),
-                    "output_tokens": sum(s.output_tokens for s in slots),
-                    "cost": math.fsum(s.cost for s in slots), "unpriced": sum(s.unpriced for s in slots)}
-
-    def provider(self, name: str) -> dict[str, Any]:
-        """One provider's figures: requests, errors, statuses, tokens, cost (NaN if any unpriced), unpriced, p50, p95."""
-        import numpy as np
-
-        with self._lock:
-            s = self._slots.get(name) or _Slot()
-            latencies = np.frombuffer(s.latencies, dtype="float64").copy()
-            row = {"requests": s.requests, "errors": s.errors, "statuses": dict(s.statuses),
-                   "input_tokens": s.input_tokens, "output_tokens": s.output_tokens,
-                   "priced_cost": s.cost, "unpriced": s.unpriced}
-        row["cost"] = math.nan if row["unpriced"] else row["priced_cost"]
-        row["latency_p50_s"], row["latency_p95_s"] = latency_quantiles(latencies)
-        return row
-
-    def latencies(self, name: str) -> "np.ndarray":
-        import numpy as np
-
-        with self._lock:
-            s = self._slots.get(name)
-            return np.frombuffer(s.latencies, dtype="float64").copy() if s else np.empty(0)
-
-    def timeline(self) -> tuple["np.ndarray", "np.ndarray", "np.ndarray"]:
-        """(start time in epoch seconds, provider index, cost or NaN) per attempt, in arrival order."""
-        import numpy as np
-
-        with self._lock:
-            return (np.frombuffer(self._ts, dtype="float64").copy(), np.frombuffer(self._tp, dtype="int32").copy(),
-                    np.frombuffer(self._tc, dtype="float64").copy())
-
-    def by_provider(self, names: Iterable[str] = ()) -> "pd.DataFrame":
-        """The per-provider table ``UsageStats.by_provider`` shows: ``names`` first (config order), then the rest."""
-        import pandas as pd
-
-        order = list(dict.fromkeys([*names, *self.providers]))
-        rows = {}
-        for name in order:
-            r = self.provider(name)
-            rows[name] = {"requests": r["requests"], "errors": r["errors"], "input_tokens": r["input_tokens"],
-                          "output_tokens": r["output_tokens"],
-                          "tokens": r["input_tokens"] + r["output_tokens"], "cost": float(r["cost"]),
-                          "latency_p50_s": r["latency_p50_s"], "latency_p95_s": r["latency_p95_s"]}
-        table = pd.DataFrame.from_dict(rows, orient="index", columns=list(BY_PROVIDER_COLUMNS))
-        for c in ("requests", "errors", "input_tokens", "output_tokens", "tokens"):
-            table[c] = table[c].astype("int64")
-        for c in ("cost", "latency_p50_s", "latency_p95_s"):
-            table[c] = table[c].astype(float)
-        table.index.name = "provider"
-        return table
 
 
 def plot_usage(df: "pd.DataFrame", kind: str = "cost") -> "Figure":
@@ -357,7 +145,7 @@ def _plot_latency(summary: UsageSummary) -> "Figure":
         ax.scatter(xs, dots, s=14, color=colours[p], alpha=0.8, zorder=3)
         if len(values):
             # The same p50/p95 as the stats table and %llm stats (one definition, in seconds).
-            p50, p95 = latency_quantiles(values / 1000)
+            p50, p95 = latency_percentiles(values / 1000)
             ax.annotate(f"p50 {millis(p50)}\np95 {millis(p95)}", (pos, float(values.max())),
                         xytext=(0, 6), textcoords="offset points", ha="center", fontsize=8)
     ax.set_xticks(positions, [f"{p}\n(n={len(v):,})" for p, v in zip(providers, samples)])

@@ -297,9 +297,6 @@ class PriceBook:
         self._by_id: dict[int, tuple[ProviderSpec, Any]] = {}  # the router's own spec objects: no hashing
         self._warned: set[str] = set()
         self._lock = threading.Lock()
-        # Until the router calls warn_if_unknown, cost() warns as it always did (the router of
-        # today does not call it yet); from the first warn_if_unknown on, cost() is silent.
-        self._warns_before_attempts = False
 
     def _entry(self, spec: ProviderSpec):
         hit = self._by_id.get(id(spec))
@@ -340,8 +337,6 @@ class PriceBook:
         hit = self._by_id.get(id(spec))
         entry = hit[1] if hit is not None and hit[0] is spec else self._entry(spec)
         if not entry.known:
-            if not self._warns_before_attempts:
-                self._warn(spec)
             return _NAN
         try:
             return entry.cost(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, model)
@@ -363,7 +358,6 @@ class PriceBook:
     def warn_if_unknown(self, spec: ProviderSpec) -> bool:
         """Call before an attempt sends anything: warns (once per provider name) when its price
         is unknown, so the warning never lands inside a streamed answer. True when known."""
-        self._warns_before_attempts = True
         if self._entry(spec).known:
             return True
         self._warn(spec)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from ._core import RouterCore
 from ._errors import ConfigError, LLMRouteError
-from ._events import AttemptEnded
+from ._events import AttemptEnded, UsageReset
 from ._ledger import Ledger
 from ._request import Prompt, RequestOptions
 from ._types import Completion
@@ -94,17 +94,25 @@ class ModelClientRouter(RouterCore):
     def ledger(self) -> Ledger:
         return self._ledger
 
-    def usage_df(self) -> "pd.DataFrame":
-        """One row per attempt, failed and cancelled ones too."""
-        return self._ledger.to_frame()
+    def usage_df(self, *, all: bool = False, since: Any = None) -> "pd.DataFrame":  # noqa: A002 - DESIGN's name
+        """One row per attempt, failed and cancelled ones too, from the last ``reset_usage()`` on.
+
+        ``all=True``: every row (of a persistent ledger: every session's and kernel's, earlier
+        resets included). ``since``: rows whose attempt started at or after it (a datetime, a
+        pandas Timestamp, an ISO string or epoch seconds; naive means UTC)."""
+        return self._ledger.to_frame(all=all, since=since)
 
     def get_usage_stats(self) -> "UsageStats":
+        """Totals per provider over the current view (see ``usage_df``)."""
         from ._stats import UsageStats
 
         return UsageStats.from_frame(self.usage_df(), [p.name for p in self._config.providers])
 
     def reset_usage(self) -> None:
-        self._ledger.clear()
+        """Start a new view: ``usage_df()``, stats, plots and panels show rows from now on. Nothing is
+        deleted: ``usage_df(all=True)`` still has every row (and a ledger file keeps them all)."""
+        self._ledger.reset_view()
+        self.events.emit(UsageReset())
 
     def plot(self, kind: str = "cost") -> Any:
         """A matplotlib Figure of the usage: cost, latency, tokens, requests or timeline."""

@@ -7,7 +7,8 @@ rows)"). Tokens a provider did not report work the same way (``unknown_usage_row
 ``tokens_text()``).
 
 Latency percentiles have one definition in the whole package, ``latency_percentiles``.
-``UsageTally`` keeps running sums for a live display that reads only new rows
+``UsageSummary`` keeps the running totals every figure is computed from: ``UsageStats`` for
+a whole ledger frame, the plots, and the panel, which feeds it the new rows only
 (``Ledger.rows_since``).
 """
 
@@ -15,7 +16,15 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Iterable, Sequence
+import threading
+from array import array
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from ._format import cost_total, plural
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 BY_PROVIDER_COLUMNS = ("requests", "errors", "input_tokens", "output_tokens", "tokens", "cost",
                        "latency_p50_s", "latency_p95_s")
@@ -42,108 +51,218 @@ def attr_name(provider: str) -> str:
     return re.sub(r"\W", "_", provider)
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def cost_text(cost: float, unpriced_rows: int = 0) -> str:
-    """A cost for people: "$0.001234", or "unknown (3 unpriced rows)" — never "$0" for unknown."""
-    if unpriced_rows or cost != cost:
-        return f"unknown ({_plural(unpriced_rows, 'unpriced row')})" if unpriced_rows else "unknown"
-    return f"${cost:.6f}"
+    """A cost for people: "$0.00123", or "unknown (3 unpriced attempts)" — never "$0" for unknown."""
+    return cost_total(cost, unpriced_rows)
 
 
-class UsageTally:
-    """Running per-provider sums, fed with the ledger's rows a few at a time
-    (``Ledger.rows_since``), so a live display never re-reads the whole ledger."""
+class _Slot:
+    __slots__ = ("index", "requests", "errors", "statuses", "input_tokens", "output_tokens", "cost", "unpriced",
+                 "unknown_usage", "latencies")
+
+    def __init__(self, index: int = -1) -> None:
+        self.index = index  # position in first-appearance order; the timeline refers to it
+        self.requests = 0  # attempts, as UsageStats counts them
+        self.errors = 0  # attempts whose status is not "ok"
+        self.statuses: dict[str, int] = {}
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.cost = 0.0  # sum over priced attempts
+        self.unpriced = 0  # attempts whose cost is unknown (NaN)
+        self.unknown_usage = 0  # attempts whose provider reported no token usage
+        self.latencies = array("d")  # successful attempts only
+
+
+def _known(value: Any) -> bool:
+    return value is not None and value == value
+
+
+class UsageSummary:
+    """Running per-provider totals of a usage ledger. Thread-safe: ``add`` may run on any thread.
+
+    Fed either by ``add_frame(router.usage_df())`` or one ``add(record)`` per ``AttemptRecord``;
+    both give the same totals, so a panel can read the ledger once and follow the new rows only.
+    """
 
     def __init__(self) -> None:
-        self._rows: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._slots: dict[str, _Slot] = {}  # in order of first appearance: stable colours
+        self._requests = 0  # first attempts, i.e. requests
+        self._ts = array("d")  # timeline: start of each attempt (epoch s), its provider, its cost
+        self._tp = array("i")
+        self._tc = array("d")
+        self.version = 0  # bumped on every change: a cheap "anything new?" for redraws
 
-    def reset(self) -> None:
-        self._rows.clear()
+    def _slot(self, name: str) -> tuple[int, _Slot]:
+        slot = self._slots.get(name)
+        if slot is None:
+            slot = self._slots[name] = _Slot(len(self._slots))
+        return slot.index, slot
 
-    def update(self, df) -> "UsageTally":
-        """Add the rows of a ledger DataFrame (any subset of it, each row once)."""
-        if not len(df):
-            return self
-        prov = df["provider"].astype(str) if df["provider"].dtype != "category" else df["provider"]
-        g = df.groupby(prov, observed=True, sort=False)
-        requests = g.size()
-        errors = (df["status"] != "ok").groupby(prov, observed=True).sum()
-        inp = df["input_tokens"]
-        out = df["output_tokens"]
-        unknown_usage = (inp.isna() | out.isna()).groupby(prov, observed=True).sum()
-        in_sum = g["input_tokens"].sum()  # the known ones
-        out_sum = g["output_tokens"].sum()
-        cost = df["cost"]
-        unpriced = cost.isna().groupby(prov, observed=True).sum()
-        cost_sum = g["cost"].sum()
-        ok = df["status"] == "ok"
-        lat = df.loc[ok, "latency_s"].groupby(prov[ok], observed=True)
-        latencies = {str(k): v.to_numpy(dtype="float64") for k, v in lat}
-        for name in requests.index:
-            key = str(name)
-            row = self._rows.setdefault(key, {"requests": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0,
-                                              "cost": 0.0, "unpriced": 0, "unknown_usage": 0, "latencies": []})
-            row["requests"] += int(requests[name])
-            row["errors"] += int(errors[name])
-            row["input_tokens"] += int(in_sum[name])
-            row["output_tokens"] += int(out_sum[name])
-            row["cost"] += float(cost_sum[name])
-            row["unpriced"] += int(unpriced[name])
-            row["unknown_usage"] += int(unknown_usage[name])
-            if key in latencies:
-                row["latencies"].append(latencies[key])
-        return self
+    # -- feeding ----------------------------------------------------------------------------------
+    def add(self, r: Any) -> None:
+        """One attempt record (``AttemptRecord`` or anything with its fields)."""
+        cost = r.cost
+        priced = _known(cost)
+        with self._lock:
+            i, s = self._slot(str(r.provider))
+            s.requests += 1
+            s.statuses[r.status] = s.statuses.get(r.status, 0) + 1
+            if r.status != "ok":
+                s.errors += 1
+            elif _known(r.latency_s):
+                s.latencies.append(r.latency_s)
+            if _known(r.input_tokens) and _known(r.output_tokens):
+                s.input_tokens += int(r.input_tokens)
+                s.output_tokens += int(r.output_tokens)
+            else:
+                s.unknown_usage += 1
+            if priced:
+                s.cost += cost
+            else:
+                s.unpriced += 1
+            if r.attempt == 1:
+                self._requests += 1
+            self._ts.append(float(r.timestamp))
+            self._tp.append(i)
+            self._tc.append(cost if priced else math.nan)
+            self.version += 1
 
-    def stats(self, providers: Sequence[str] = ()) -> "UsageStats":
+    def add_frame(self, df: "pd.DataFrame") -> None:
+        """Every row of a ledger DataFrame, vectorised (a million rows take about a second)."""
+        if df is None or len(df) == 0 or "provider" not in df:
+            return
         import numpy as np
         import pandas as pd
 
-        names = list(dict.fromkeys([*providers, *self._rows]))
-        table: dict[str, list] = {c: [] for c in BY_PROVIDER_COLUMNS}
-        unpriced, unknown_usage = [], []
-        any_unknown = False
-        for name in names:
-            row = self._rows.get(name)
-            if row is None:  # never used: nothing spent, nothing known to be unknown
-                vals = dict(requests=0, errors=0, input_tokens=0, output_tokens=0, cost=0.0,
-                            latency_p50_s=math.nan, latency_p95_s=math.nan)
-                unpriced.append(0)
-                unknown_usage.append(0)
-            else:
-                lat = np.concatenate(row["latencies"]) if row["latencies"] else np.empty(0)
-                p50, p95 = latency_percentiles(lat)
-                if len(row["latencies"]) > 1:
-                    row["latencies"] = [lat]  # keep one array per provider
-                no_usage = row["unknown_usage"]
-                any_unknown = any_unknown or bool(no_usage)
-                vals = dict(requests=row["requests"], errors=row["errors"],
-                            input_tokens=pd.NA if no_usage else row["input_tokens"],
-                            output_tokens=pd.NA if no_usage else row["output_tokens"],
-                            cost=math.nan if row["unpriced"] else row["cost"],
-                            latency_p50_s=p50, latency_p95_s=p95)
-                unpriced.append(row["unpriced"])
-                unknown_usage.append(no_usage)
-            for c in BY_PROVIDER_COLUMNS:
-                if c != "tokens":
-                    table[c].append(vals[c])
-        token_dtype = "Int64" if any_unknown else "int64"
+        n = len(df)
+        provider = df["provider"].astype(str).to_numpy()
+        status = df["status"].astype(str).to_numpy() if "status" in df else np.full(n, "ok", dtype=object)
+        numeric = {c: (pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float) if c in df
+                       else np.full(n, math.nan))
+                   for c in ("input_tokens", "output_tokens", "cost", "latency_s")}
+        if "timestamp" in df:
+            ts = pd.to_datetime(df["timestamp"], utc=True)
+            epoch = ((ts - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(dtype=float)
+        else:
+            epoch = np.arange(n, dtype=float)
+        if "attempt" in df:
+            requests = int((pd.to_numeric(df["attempt"], errors="coerce") == 1).sum())
+        elif "request_id" in df:
+            requests = int(df["request_id"].nunique())
+        else:
+            requests = n
+        ok = status == "ok"
+        with self._lock:
+            codes = np.empty(n, dtype="int32")
+            for name in dict.fromkeys(provider.tolist()):
+                i, s = self._slot(name)
+                mask = provider == name
+                codes[mask] = i
+                names, counts = np.unique(status[mask], return_counts=True)
+                for k, v in zip(names.tolist(), counts.tolist()):
+                    s.statuses[k] = s.statuses.get(k, 0) + v
+                s.requests += int(mask.sum())
+                s.errors += int((mask & ~ok).sum())
+                inp, out = numeric["input_tokens"][mask], numeric["output_tokens"][mask]
+                reported = ~(np.isnan(inp) | np.isnan(out))
+                s.unknown_usage += int((~reported).sum())
+                s.input_tokens += int(inp[reported].sum())
+                s.output_tokens += int(out[reported].sum())
+                costs = numeric["cost"][mask]
+                s.unpriced += int(np.isnan(costs).sum())
+                s.cost += float(np.nansum(costs))
+                lat = numeric["latency_s"][mask & ok]
+                s.latencies.frombytes(np.ascontiguousarray(lat[~np.isnan(lat)], dtype="float64").tobytes())
+            self._requests += requests
+            self._ts.frombytes(np.ascontiguousarray(epoch, dtype="float64").tobytes())
+            self._tp.frombytes(codes.tobytes())
+            self._tc.frombytes(np.ascontiguousarray(numeric["cost"], dtype="float64").tobytes())
+            self.version += 1
+
+    @classmethod
+    def from_frame(cls, df: "pd.DataFrame") -> "UsageSummary":
+        summary = cls()
+        summary.add_frame(df)
+        return summary
+
+    # -- reading ----------------------------------------------------------------------------------
+    @property
+    def providers(self) -> list[str]:
+        """Providers with at least one attempt, in order of first appearance."""
+        with self._lock:
+            return list(self._slots)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._ts)
+
+    def totals(self) -> dict[str, Any]:
+        """attempts, requests, errors, input/output tokens, priced cost and unpriced attempts, over all providers."""
+        with self._lock:
+            slots = list(self._slots.values())
+            return {"attempts": len(self._ts), "requests": self._requests,
+                    "errors": sum(s.errors for s in slots),
+                    "input_tokens": sum(s.input_tokens for s in slots),
+                    "output_tokens": sum(s.output_tokens for s in slots),
+                    "cost": math.fsum(s.cost for s in slots), "unpriced": sum(s.unpriced for s in slots)}
+
+    def provider(self, name: str) -> dict[str, Any]:
+        """One provider's figures: requests, errors, statuses, tokens, cost (NaN if any unpriced), unpriced, p50, p95."""
+        import numpy as np
+
+        with self._lock:
+            s = self._slots.get(name) or _Slot()
+            latencies = np.frombuffer(s.latencies, dtype="float64").copy()
+            row = {"requests": s.requests, "errors": s.errors, "statuses": dict(s.statuses),
+                   "input_tokens": s.input_tokens, "output_tokens": s.output_tokens,
+                   "priced_cost": s.cost, "unpriced": s.unpriced, "unknown_usage": s.unknown_usage}
+        row["cost"] = math.nan if row["unpriced"] else row["priced_cost"]
+        row["latency_p50_s"], row["latency_p95_s"] = latency_percentiles(latencies)
+        return row
+
+    def latencies(self, name: str) -> "np.ndarray":
+        import numpy as np
+
+        with self._lock:
+            s = self._slots.get(name)
+            return np.frombuffer(s.latencies, dtype="float64").copy() if s else np.empty(0)
+
+    def timeline(self) -> tuple["np.ndarray", "np.ndarray", "np.ndarray"]:
+        """(start time in epoch seconds, provider index, cost or NaN) per attempt, in arrival order."""
+        import numpy as np
+
+        with self._lock:
+            return (np.frombuffer(self._ts, dtype="float64").copy(), np.frombuffer(self._tp, dtype="int32").copy(),
+                    np.frombuffer(self._tc, dtype="float64").copy())
+
+    def stats(self, providers: Sequence[str] = ()) -> "UsageStats":
+        """``UsageStats`` of these totals: ``providers`` first (config order), then any other seen."""
+        import pandas as pd
+
+        names = list(dict.fromkeys([*providers, *self.providers]))
+        rows = [self.provider(n) for n in names]
+        unknown = [r["unknown_usage"] for r in rows]
+        token_dtype = "Int64" if any(unknown) else "int64"
+
+        def tokens(key: str) -> Any:
+            return pd.array([pd.NA if r["unknown_usage"] else r[key] for r in rows], dtype=token_dtype)
+
         index = pd.Index(names, name="provider", dtype=object)
         frame = pd.DataFrame({
-            "requests": pd.array(table["requests"], dtype="int64"),
-            "errors": pd.array(table["errors"], dtype="int64"),
-            "input_tokens": pd.array(table["input_tokens"], dtype=token_dtype),
-            "output_tokens": pd.array(table["output_tokens"], dtype=token_dtype),
-            "cost": pd.array(table["cost"], dtype="float64"),
-            "latency_p50_s": pd.array(table["latency_p50_s"], dtype="float64"),
-            "latency_p95_s": pd.array(table["latency_p95_s"], dtype="float64"),
+            "requests": pd.array([r["requests"] for r in rows], dtype="int64"),
+            "errors": pd.array([r["errors"] for r in rows], dtype="int64"),
+            "input_tokens": tokens("input_tokens"), "output_tokens": tokens("output_tokens"),
+            "cost": pd.array([r["cost"] if r["requests"] else 0.0 for r in rows], dtype="float64"),
+            "latency_p50_s": pd.array([r["latency_p50_s"] for r in rows], dtype="float64"),
+            "latency_p95_s": pd.array([r["latency_p95_s"] for r in rows], dtype="float64"),
         }, index=index)
         frame["tokens"] = frame["input_tokens"] + frame["output_tokens"]
         return UsageStats(frame[list(BY_PROVIDER_COLUMNS)], names,
-                          unpriced=pd.Series(unpriced, index=index, dtype="int64"),
-                          unknown_usage=pd.Series(unknown_usage, index=index, dtype="int64"))
+                          unpriced=pd.Series([r["unpriced"] for r in rows], index=index, dtype="int64"),
+                          unknown_usage=pd.Series(unknown, index=index, dtype="int64"))
 
 
 class UsageStats:
@@ -164,7 +283,7 @@ class UsageStats:
 
     @classmethod
     def from_frame(cls, df, providers: Sequence[str] = ()) -> "UsageStats":
-        return UsageTally().update(df).stats(providers)
+        return UsageSummary.from_frame(df).stats(providers)
 
     # -- totals -------------------------------------------------------------------------------
     @property
@@ -216,7 +335,7 @@ class UsageStats:
             self._check(provider)
             total, unknown = self.by_provider.at[provider, "tokens"], int(self.unknown_usage_by_provider[provider])
         if unknown:
-            return f"unknown ({_plural(unknown, 'row')} without usage)"
+            return f"unknown ({plural(unknown, 'row')} without usage)"
         return f"{int(total):,}"
 
     def _check(self, name: str) -> None:

@@ -44,7 +44,7 @@ def test_a_cheap_answer_never_reads_as_free():
     ((math.nan, 3), {}, "unknown (3 unpriced attempts)"),
     ((0.25, 1), {}, "unknown (1 unpriced attempt)"),
     ((0.25, 2), {"priced": 0.25}, "unknown (2 unpriced attempts; $0.2500 priced)"),
-    ((math.nan, 0), {}, "unknown (unpriced attempts)"),
+    ((math.nan, 0), {}, "unknown"),
 ])
 def test_a_total_over_unpriced_attempts_is_unknown_with_the_count(args, kwargs, text):
     assert cost_total(*args, **kwargs) == text

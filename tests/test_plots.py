@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from llmroute_magic import ConfigError
-from llmroute_magic._plots import PLOT_KINDS, UsageSummary, figure_to_png, plot_summary, plot_usage
+from llmroute_magic._plots import PLOT_KINDS, figure_to_png, plot_summary, plot_usage
+from llmroute_magic._stats import UsageSummary
 from llmroute_magic._types import AttemptRecord
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -150,7 +151,7 @@ def test_a_summary_fed_record_by_record_equals_one_read_from_the_frame():
     for record in as_records(df):
         fed.add(record)
     read = UsageSummary.from_frame(df)
-    pd.testing.assert_frame_equal(fed.by_provider(), read.by_provider())
+    pd.testing.assert_frame_equal(fed.stats().by_provider, read.stats().by_provider)
     assert fed.totals() == pytest.approx(read.totals(), nan_ok=True)
     assert fed.totals()["unpriced"] == 1 and fed.totals()["requests"] == 6
     for kind in PLOT_KINDS:
@@ -161,7 +162,7 @@ def test_a_summary_matches_usage_stats():
     from llmroute_magic import UsageStats
 
     df = make_ledger()
-    pd.testing.assert_frame_equal(UsageSummary.from_frame(df).by_provider(),
+    pd.testing.assert_frame_equal(UsageSummary.from_frame(df).stats().by_provider,
                                   UsageStats.from_frame(df).by_provider, check_exact=False, rtol=1e-12)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from llmroute_magic import ModelClientRouter, ProviderRoutingConfig, ProviderSpec, UsageStats
 from llmroute_magic._ledger import Ledger
-from llmroute_magic._stats import UsageTally, cost_text, latency_percentiles
+from llmroute_magic._stats import UsageSummary, cost_text, latency_percentiles
 from llmroute_magic._types import AttemptRecord
 from llmroute_magic.sim import ProviderProfile, Simulator
 
@@ -32,11 +32,11 @@ def test_one_unpriced_row_makes_the_total_unknown_not_a_partial_sum():
     s = stats_of([rec(0), rec(1, "p2", cost=math.nan), rec(2, "p2", cost=math.nan), rec(3, "p2", cost=math.nan)])
     assert math.isnan(s.total_cost)
     assert s.unpriced_rows == 3
-    assert s.cost_text() == "unknown (3 unpriced rows)"
-    assert s.cost_text("p1") == "$0.010000" and s.cost_text("p2") == "unknown (3 unpriced rows)"
+    assert s.cost_text() == "unknown (3 unpriced attempts)"
+    assert s.cost_text("p1") == "$0.0100" and s.cost_text("p2") == "unknown (3 unpriced attempts)"
     assert s.known_cost == pytest.approx(0.01)
     assert math.isnan(s.p2_cost) and s.p1_cost == pytest.approx(0.01)
-    assert "unknown (3 unpriced rows)" in repr(s) and "unknown" in s._repr_html_()
+    assert "unknown (3 unpriced attempts)" in repr(s) and "unknown" in s._repr_html_()
 
 
 def test_unknown_usage_makes_the_token_totals_unknown():
@@ -53,10 +53,10 @@ def test_unknown_usage_makes_the_token_totals_unknown():
 def test_everything_known_reads_as_before():
     s = stats_of([rec(0), rec(1, "p2", cost=0.02)], providers=["p1", "p2", "p3"])
     assert s.total_cost == pytest.approx(0.03) and s.unpriced_rows == 0 and s.total_tokens == 30
-    assert s.cost_text() == "$0.030000" and s.tokens_text() == "30"
+    assert s.cost_text() == "$0.0300" and s.tokens_text() == "30"
     assert s.p3_cost == 0.0 and s.p3_tokens == 0  # never used: nothing spent
     assert str(s.by_provider["input_tokens"].dtype) == "int64"
-    assert cost_text(math.nan) == "unknown" and cost_text(0.5, 0) == "$0.500000"
+    assert cost_text(math.nan) == "unknown" and cost_text(0.5, 0) == "$0.5000"
 
 
 def test_latency_percentiles_one_definition():
@@ -80,15 +80,17 @@ def test_running_sums_equal_a_full_recount():
                    tokens=(None, None) if i % 41 == 3 else (i, 2 * i), status="error" if i % 9 == 0 else "ok",
                    latency=0.01 + (i % 13) / 100) for i in range(300)]
     ledger = Ledger()
-    tally = UsageTally()
+    from_rows, from_records = UsageSummary(), UsageSummary()
     cursor = None
     for start in range(0, 300, 37):
         for r in records[start:start + 37]:
             ledger.append(r)
+            from_records.add(r)  # what a listener of the router's events sees
         new, cursor = ledger.rows_since(cursor)
-        tally.update(new)
+        from_rows.add_frame(new)  # what the panel reads
     whole = UsageStats.from_frame(ledger.to_frame(), ["a", "b", "c"])
-    running = tally.stats(["a", "b", "c"])
+    running = from_rows.stats(["a", "b", "c"])
+    assert from_records.stats(["a", "b", "c"]).by_provider.equals(whole.by_provider)
     assert running.by_provider.equals(whole.by_provider)
     assert running.unpriced_rows == whole.unpriced_rows == 6
     assert running.unknown_usage_rows == whole.unknown_usage_rows
@@ -107,5 +109,5 @@ def test_a_provider_without_a_price_shows_unknown_over_the_simulator():
     assert stats.by_provider.at["house", "requests"] == 3
     assert math.isnan(stats.total_cost)  # the first release summed to the priced half: a silent $-figure
     assert stats.unpriced_rows == 3
-    assert stats.cost_text() == "unknown (3 unpriced rows)"
+    assert stats.cost_text() == "unknown (3 unpriced attempts)"
     assert stats.cost_text("priced").startswith("$") and stats.known_cost > 0

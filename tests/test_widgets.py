@@ -186,31 +186,31 @@ def test_widget_state_never_holds_an_api_key(sim):
         r.close()
 
 
-# -- running totals: the ledger is read once --------------------------------------------------------
+# -- running totals: each row of the ledger is read once -----------------------------------------------
 
 class CountingRouter(ModelClientRouter):
-    """A real router over the simulator that counts how often its ledger is read."""
+    """A real router over the simulator that counts whole-ledger reads and the rows the panel pulls."""
 
-    def __init__(self, config, during_read=None, after_subscribe=None):
+    def __init__(self, config, during_read=None):
         super().__init__(config)
-        self.reads = 0
-        self.during_read = during_read  # called inside usage_df(), to land attempts mid-read
-        self.after_subscribe = after_subscribe  # called once a listener is in, before the panel reads
+        self.reads = 0  # usage_df() calls: a panel refresh must make none
+        self.rows_pulled = 0  # rows handed out by ledger.rows_since
+        self.during_read = during_read  # called inside a rows_since, to land attempts mid-read
+        original = self.ledger.rows_since
 
-    def subscribe(self, callback):
-        unsubscribe = super().subscribe(callback)
-        if self.after_subscribe is not None:
-            hook, self.after_subscribe = self.after_subscribe, None
-            hook(self)
-        return unsubscribe
+        def rows_since(cursor=None):
+            frame, new = original(cursor)
+            self.rows_pulled += len(frame)
+            if self.during_read is not None:
+                hook, self.during_read = self.during_read, None
+                hook(self)
+            return frame, new
+
+        self.ledger.rows_since = rows_since
 
     def usage_df(self, *args, **kwargs):
         self.reads += 1
-        df = super().usage_df(*args, **kwargs)
-        if self.during_read is not None:
-            hook, self.during_read = self.during_read, None
-            hook(self)
-        return df
+        return super().usage_df(*args, **kwargs)
 
 
 def assert_table_is_the_routers_stats(panel, router):
@@ -220,14 +220,14 @@ def assert_table_is_the_routers_stats(panel, router):
                                   check_exact=False, rtol=1e-12, check_index_type=False)
 
 
-def test_refreshes_count_new_attempts_without_reading_the_ledger_again(sim):
+def test_refreshes_read_only_the_new_rows(sim):
     sim.reset()
     router = CountingRouter(ProviderRoutingConfig(sim.provider_specs()))
     try:
-        router.complete("before the panel opens")  # read once, when the panel opens
+        router.complete("before the panel opens")
         panel = RouterPanel(router, interval_s=0.05)
         try:
-            assert router.reads == 1
+            assert router.rows_pulled == 1
             sim.inject("sim-openai", ["server_error", "rate_limit", None, "unavailable"])
             results = router.map([f"question {i}" for i in range(12)], concurrency=4, progress=False)
             assert all(not isinstance(r, Exception) for r in results)
@@ -237,7 +237,8 @@ def test_refreshes_count_new_attempts_without_reading_the_ledger_again(sim):
             panel.refresh()
             panel.plot_kind.value = "latency"  # every kind draws from the running totals too
             panel.plot_kind.value = "timeline"
-            assert router.reads == 1, "a refresh re-read the ledger"
+            assert router.reads == 0, "a refresh read the whole ledger"
+            assert router.rows_pulled == served, "a row was read twice (or missed)"
             assert_table_is_the_routers_stats(panel, router)
         finally:
             panel.close()
@@ -245,19 +246,17 @@ def test_refreshes_count_new_attempts_without_reading_the_ledger_again(sim):
         router.close()
 
 
-def test_attempts_that_end_while_the_panel_opens_count_once(sim):
-    # The first lands after the panel subscribed and before it read the ledger: the panel hears of it
-    # and finds it in the frame it reads. The second lands during the read: heard of, not in the frame.
+def test_attempts_that_end_while_the_panel_reads_count_once(sim):
     router = CountingRouter(ProviderRoutingConfig(sim.provider_specs()),
-                            after_subscribe=lambda r: r.complete("between subscribe and read"),
                             during_read=lambda r: r.complete("during the read"))
     try:
+        router.complete("before")
         panel = RouterPanel(router, interval_s=0.05)
         try:
-            assert int(panel.stats_frame()["requests"].sum()) == 2
+            assert wait_for(lambda: int(panel.stats_frame()["requests"].sum()) == 2)
             router.complete("after")
             assert wait_for(lambda: int(panel.stats_frame()["requests"].sum()) == 3)
-            assert router.reads == 1
+            assert router.rows_pulled == 3 and router.reads == 0
             assert_table_is_the_routers_stats(panel, router)
         finally:
             panel.close()

@@ -82,37 +82,10 @@ def _writable_file(path_text: str, command: str, suffixes: tuple[str, ...]) -> P
     return path
 
 
-def _tell_panels(router: Any) -> None:
-    """Open panels keep running totals; after a reset they start again from the new view."""
-    widgets = sys.modules.get(f"{__package__}.widgets")  # not imported yet: no panel is open
-    if widgets is not None:
-        widgets.restart_panels(router)
-
-
 def _cannot_write(command: str, path: Path, error: OSError) -> UsageError:
     return UsageError(f"{command}: cannot write {str(path)!r}: {error.strerror or error}")
 
 
-# -- COMPAT: the ledger / stats changes on their way to main -------------------------------------
-# Two router features this layer relies on are landing from other branches. Until they do, each is
-# reached through one function here; when they land, replace the body with the one-line call.
-def _usage_frame(router: Any, *, all_rows: bool = False) -> Any:
-    """``router.usage_df(all=all_rows)``. Before views exist, ``usage_df()`` is already every row."""
-    import inspect
-
-    if all_rows and "all" in inspect.signature(router.usage_df).parameters:
-        return router.usage_df(all=True)
-    return router.usage_df()
-
-
-def _unpriced_rows(router: Any, stats: Any) -> int:
-    """``stats.unpriced_rows``. Before it exists, counted from the ledger (one more read)."""
-    n = getattr(stats, "unpriced_rows", None)
-    if n is not None:
-        return int(n)
-    df = router.usage_df()
-    return int(df["cost"].isna().sum()) if len(df) else 0
-# -- end COMPAT -----------------------------------------------------------------------------------
 
 
 @magics_class
@@ -383,7 +356,7 @@ class LLMRouteMagics(Magics, Configurable):
         stats = r.get_usage_stats() if stats is None else stats
         by = stats.by_provider
         attempts = int(by["requests"].sum()) if len(by) else 0
-        unpriced = _unpriced_rows(r, stats)
+        unpriced = stats.unpriced_rows
         total = cost_total(stats.total_cost, unpriced)
         if unpriced:
             names = [str(n) for n, c in by["cost"].items() if c != c]
@@ -444,7 +417,7 @@ class LLMRouteMagics(Magics, Configurable):
         if rest not in ([], ["--all"]):
             raise UsageError("usage: %llm usage [--all]  (--all: every row of the ledger file, "
                              "earlier resets and other kernels included)")
-        return _usage_frame(self.router, all_rows=bool(rest))
+        return self.router.usage_df(all=bool(rest))
 
     def _cmd_stats(self, rest: list[str]) -> Any:
         self._expect(rest, 0, "stats")
@@ -498,16 +471,11 @@ class LLMRouteMagics(Magics, Configurable):
     def _cmd_reset(self, rest: list[str]) -> None:
         self._expect(rest, 0, "reset")
         r = self.router
-        ledger_path = r.config.ledger_path
-        before = None if ledger_path is not None else len(r.usage_df())  # a file view is not re-read to count
         r.reset_usage()
-        _tell_panels(r)
-        if ledger_path is not None:
-            print(f"llmroute: new usage view from now: usage, stats, plots and the panel count from here; "
-                  f"the ledger file {str(ledger_path)!r} keeps every row (%llm usage --all shows them)")
-        else:
-            print(f"llmroute: usage cleared: {plural(before, 'attempt')} forgotten (no ledger_path is set, "
-                  "so they were kept in memory only)")
+        ledger_path = r.config.ledger_path
+        kept = f"the ledger file {str(ledger_path)!r} keeps" if ledger_path is not None else "the ledger keeps"
+        print(f"llmroute: new usage view from now: usage, stats, plots and the panel count from here; "
+              f"{kept} every earlier row (%llm usage --all shows them)")
 
     def _cmd_save(self, rest: list[str]) -> None:
         (path_text,) = self._expect(rest, 1, "save PATH (.csv or .parquet)")

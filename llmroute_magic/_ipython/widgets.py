@@ -1,12 +1,13 @@
 """``RouterPanel``: the router's controls and live usage, as one ipywidgets box.
 
 Controls write straight to the router (strategy, enabled providers, fallback, retries). The stats
-table and plot are drawn from the panel's own running totals (a ``UsageSummary``): the ledger is
-read once, when the panel opens (or after ``%llm reset``), and from then on every attempt the
-router reports through ``router.subscribe`` (on the thread that ran it, from any cell) is added
-to the totals. A redraw therefore costs the same with ten rows or a million persisted ones; it
-happens at most once per ``interval_s``, from a timer thread. Redraws are serialised by a lock,
-so widget state messages never interleave; ipykernel sends comm messages from any thread.
+table and plot are drawn from the panel's own running totals (a ``UsageSummary``), fed with only
+the rows the ledger gained since the last redraw (``Ledger.rows_since``): a redraw costs the same
+with ten rows or a million persisted ones, and shows what ``usage_df()`` would (other kernels'
+rows in a shared ledger file included). Every attempt the router reports (on the thread that
+ran it, from any cell) schedules a redraw, at most one per ``interval_s``, from a timer thread;
+``reset_usage()`` starts the totals again. Redraws are serialised by a lock, so widget state
+messages never interleave; ipykernel sends comm messages from any thread.
 
 Where widgets cannot run (an exported HTML page, a terminal, a frontend without ipywidgets), the
 panel's MIME bundle carries a static snapshot of the same settings and table beside the widget view.
@@ -17,18 +18,17 @@ from __future__ import annotations
 import html
 import threading
 import time
-import weakref
 from typing import Any, Callable
 
 import ipywidgets as w
 
+from .._events import UsageReset
 from .._format import cost_total, count, millis
-from .._plots import PLOT_KINDS, UsageSummary, figure_to_png, plot_summary
+from .._plots import PLOT_KINDS, figure_to_png, plot_summary
+from .._stats import UsageSummary
 from .._types import RoutingStrategy
 
 TimerFactory = Callable[[float, Callable[[], None]], Any]
-
-_open_panels: "weakref.WeakSet[RouterPanel]" = weakref.WeakSet()
 
 HEAD = ("provider", "state", "requests", "errors", "tokens in", "tokens out", "cost", "p50", "p95")
 
@@ -37,13 +37,6 @@ def _timer(delay: float, fn: Callable[[], None]) -> threading.Timer:
     t = threading.Timer(delay, fn)
     t.daemon = True
     return t
-
-
-def restart_panels(router: Any) -> None:
-    """Make the open panels of ``router`` read its (new) usage view again: ``%llm reset`` calls this."""
-    for panel in list(_open_panels):
-        if panel.router is router:
-            panel.restart()
 
 
 # -- the table ------------------------------------------------------------------------------------
@@ -108,7 +101,7 @@ class RouterPanel(w.VBox):
         self._closed = False
         self._syncing = False  # set while the panel mirrors router state into the controls
         self._summary = UsageSummary()
-        self._backlog: list[Any] | None = []  # attempts reported while the ledger is being read
+        self._cursor: Any = None  # where the last look at the ledger ended
 
         self.strategy = w.Dropdown(options=[s.value for s in RoutingStrategy], value=router.strategy.value,
                                    description="strategy")
@@ -141,11 +134,9 @@ class RouterPanel(w.VBox):
             children += [self.plot_kind, self.plot]
         children.append(self.status)
         super().__init__(children)
-        # Follow first, then read: an attempt that ends during the read is held back and merged.
-        self._unsubscribe = router.subscribe(self._on_record)
-        self._load()
+        self._unsubscribe = [router.subscribe(self._on_record),
+                             router.events.subscribe(UsageReset, self._on_record)]
         self.refresh()
-        _open_panels.add(self)
 
     # -- controls -> router ---------------------------------------------------------------------
     def _on_strategy(self, change: dict) -> None:
@@ -174,29 +165,14 @@ class RouterPanel(w.VBox):
             self.router.max_retries = int(change["new"])
 
     # -- router -> panel ------------------------------------------------------------------------
-    def _load(self) -> None:
-        """Totals from one read of the router's usage view, plus what ended while it was read."""
+    def _catch_up(self) -> None:
+        """Add the rows the ledger gained since the last look (all of a new view after a reset)."""
+        rows, cursor = self.router.ledger.rows_since(self._cursor)
         with self._lock:
-            if self._backlog is None:
-                self._backlog = []
-        df = self.router.usage_df()
-        summary = UsageSummary.from_frame(df)
-        with self._lock:
-            backlog, self._backlog = self._backlog, None
-            if backlog:
-                # A record can be in the frame and still reach us after the read: count it once.
-                ids = {r.request_id for r in backlog}
-                seen = df.loc[df["request_id"].isin(ids), ["request_id", "attempt"]] if len(df) else df
-                have = set(zip(seen["request_id"], seen["attempt"])) if len(seen) else set()
-                for r in backlog:
-                    if (r.request_id, r.attempt) not in have:
-                        summary.add(r)
-            self._summary = summary
-
-    def restart(self) -> None:
-        """Start the totals again from the router's current usage view (after a reset)."""
-        self._load()
-        self.refresh()
+            if cursor.restart:
+                self._summary = UsageSummary()
+            self._summary.add_frame(rows)
+            self._cursor = cursor
 
     @property
     def summary(self) -> UsageSummary:
@@ -205,17 +181,13 @@ class RouterPanel(w.VBox):
 
     def stats_frame(self):
         """The table's figures as a DataFrame shaped like ``router.get_usage_stats().by_provider``."""
-        return self._summary.by_provider([p.name for p in self.router.providers])
+        return self._summary.stats([p.name for p in self.router.providers]).by_provider
 
-    def _on_record(self, record: Any) -> None:
-        """Called after every attempt, on the router's thread: count it and schedule a redraw."""
+    def _on_record(self, event: Any) -> None:
+        """Called after every attempt (and reset), on the router's thread: schedule a redraw."""
         with self._lock:
             if self._closed:
                 return
-            if self._backlog is not None:
-                self._backlog.append(record)  # the ledger is being read; merged when it is done
-                return
-            self._summary.add(record)
             if self._timer is not None:
                 return  # a redraw is already due; it will include this attempt
             delay = max(0.0, self._last_draw + self.interval_s - self._clock())
@@ -235,6 +207,7 @@ class RouterPanel(w.VBox):
             with self._lock:
                 self._last_draw = self._clock()
             try:
+                self._catch_up()
                 self._sync_controls()
                 self.table.value = stats_table_html(self.router, self._summary)
                 if plot and self._show_plot:
@@ -298,13 +271,11 @@ class RouterPanel(w.VBox):
         with self._lock:
             self._closed = True
             timer, self._timer = self._timer, None
-        _open_panels.discard(self)
         if timer is not None and hasattr(timer, "cancel"):
             timer.cancel()
-        unsubscribe = getattr(self, "_unsubscribe", None)
-        if unsubscribe is not None:
+        for unsubscribe in getattr(self, "_unsubscribe", ()):
             unsubscribe()
-            self._unsubscribe = None
+        self._unsubscribe = []
         for child in [self.strategy, self.fallback, self.retries, self.plot_kind, self.table, self.plot,
                       self.status, *self.provider_boxes.values()]:
             child.close()

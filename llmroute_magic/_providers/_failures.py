@@ -42,7 +42,8 @@ class AttemptContext:
     tokens), so the 'cancelled' ledger row is read from here.
     """
 
-    __slots__ = ("provider", "model", "secret", "parts", "input_tokens", "output_tokens")
+    __slots__ = ("provider", "model", "secret", "parts", "input_tokens", "output_tokens", "cache_read_tokens",
+                 "cache_write_tokens")
 
     def __init__(self, provider: str, model: str, secret: str | None = None) -> None:
         self.provider = provider
@@ -51,6 +52,8 @@ class AttemptContext:
         self.parts: list[str] = []  # text deltas streamed so far
         self.input_tokens = 0
         self.output_tokens = 0
+        self.cache_read_tokens = 0  # shares of input_tokens, as reported so far
+        self.cache_write_tokens = 0
 
     @property
     def partial_text(self) -> str:
