@@ -21,6 +21,7 @@ from llmroute_magic._errors import ProviderError
 from llmroute_magic._http import make_client
 from llmroute_magic._types import ProviderSpec
 from llmroute_magic._providers import ChatRequest, ProviderResult, adapter_for
+from llmroute_magic._providers._failures import AttemptContext
 from llmroute_magic._providers._sse import SSEDecoder, ServerSentEvent
 from llmroute_magic._providers.anthropic import AnthropicAdapter
 from llmroute_magic._providers.openai import OpenAIAdapter
@@ -360,6 +361,47 @@ async def test_anthropic_stream_yields_text_then_one_result(server, client):
     assert result.ttft_s is not None
 
 
+ANTHROPIC_CACHED_USAGE = {"input_tokens": 20, "output_tokens": 4, "cache_read_input_tokens": 1000,
+                          "cache_creation_input_tokens": 300}
+
+
+async def test_anthropic_reports_cache_reads_and_writes_apart(server, client):
+    """input_tokens counts every prompt token (20 + 1000 read + 300 written); reads and writes are
+    reported apart, each priced at its own rate."""
+    server.replies.append(json_reply(200, {**ANTHROPIC_OK, "usage": ANTHROPIC_CACHED_USAGE}))
+    result = await AnthropicAdapter(anthropic_spec(server.url), client).complete(HELLO)
+    assert (result.input_tokens, result.output_tokens, result.cache_read_tokens, result.cache_write_tokens) == (
+        1320, 4, 1000, 300)
+
+
+async def test_anthropic_stream_reports_cache_reads_and_writes_apart(server, client):
+    events = anthropic_events(["Hi"])
+    start = json.loads(events[0].split("data: ", 1)[1])
+    start["message"]["usage"] = {**ANTHROPIC_CACHED_USAGE, "output_tokens": 1}
+    events[0] = f"event: message_start\ndata: {json.dumps(start)}"
+    server.replies.append(sse_reply(events))
+    _, result = await collect(AnthropicAdapter(anthropic_spec(server.url), client), HELLO)
+    assert (result.input_tokens, result.output_tokens, result.cache_read_tokens, result.cache_write_tokens) == (
+        1320, 1, 1000, 300)
+
+
+async def test_openai_answer_without_usage_has_unknown_tokens(server, client):
+    body = {k: v for k, v in OPENAI_OK.items() if k != "usage"}
+    server.replies += [json_reply(200, body), sse_reply(openai_chunks(["a", "b"], usage=False))]
+    adapter = OpenAIAdapter(openai_spec(server.url), client)
+    plain = await adapter.complete(HELLO)
+    _, streamed = await collect(adapter, HELLO)
+    assert (plain.text, plain.input_tokens, plain.output_tokens) == ("Hi there", None, None)
+    assert (streamed.text, streamed.input_tokens, streamed.output_tokens) == ("ab", None, None)
+
+
+async def test_openai_usage_of_zero_stays_zero(server, client):
+    body = {**OPENAI_OK, "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
+    server.replies.append(json_reply(200, body))
+    result = await OpenAIAdapter(openai_spec(server.url), client).complete(HELLO)
+    assert (result.input_tokens, result.output_tokens) == (0, 0)
+
+
 # -- failures over a socket -------------------------------------------------------------------
 
 async def test_missing_key_fails_before_any_network(client, monkeypatch):
@@ -621,6 +663,48 @@ async def test_sim_plain_and_streamed_answers_agree(fresh_sim, client, api):
     _, streamed = await collect(adapter, PROMPT)
     assert (plain.text, plain.input_tokens, plain.output_tokens) == (
         streamed.text, streamed.input_tokens, streamed.output_tokens)
+
+
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_sim_answer_without_usage_gives_unknown_tokens_not_zero(fresh_sim, client, api, streamed):
+    """A server that reports no usage (an OpenAI-compatible one ignoring include_usage): the answer is
+    whole, its tokens are None (unknown), and the simulator billed nothing it did not report."""
+    adapter = sim_adapter(fresh_sim, api, client)
+    reported = await adapter.complete(PROMPT)
+    fresh_sim.update(SIM_NAMES[api], no_usage=True)
+    ctx = AttemptContext(adapter.spec.name, adapter.spec.model)
+    if streamed:
+        deltas = []
+        async for item in adapter.stream(PROMPT, ctx):
+            deltas.append(item)
+        result = deltas.pop()
+        assert "".join(deltas) == result.text
+    else:
+        result = await adapter.complete(PROMPT, ctx)
+    assert result.text == reported.text and result.http_status == 200
+    assert (result.input_tokens, result.output_tokens) == (None, None)
+    assert (ctx.input_tokens, ctx.output_tokens) == (None, None)
+    assert reported.input_tokens > 0 and reported.output_tokens > 0
+    assert fresh_sim.stats()["providers"][SIM_NAMES[api]]["input_tokens"] == reported.input_tokens
+
+
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+async def test_attempt_context_starts_unknown_and_a_cancelled_stream_keeps_what_was_reported(fresh_sim, client,
+                                                                                              api):
+    """Cancelled after the first text: OpenAI has reported nothing yet (None, not 0); Anthropic has
+    reported its input tokens in message_start (and 0 output tokens so far)."""
+    spec = next(s for s in fresh_sim.provider_specs() if s.name == SIM_NAMES[api])
+    fresh_sim.update(SIM_NAMES[api], tokens_per_s=40.0)
+    adapter = adapter_for(api)(spec, client)
+    ctx = AttemptContext(spec.name, spec.model)
+    assert (ctx.input_tokens, ctx.output_tokens) == (None, None)
+    await helpers.cancel_after_first_item(adapter.stream(ChatRequest(PROMPT.messages, max_tokens=200), ctx))
+    assert ctx.parts
+    if api == "openai":
+        assert (ctx.input_tokens, ctx.output_tokens) == (None, None)
+    else:
+        assert ctx.input_tokens > 0 and ctx.output_tokens == 0
 
 
 def expected_fault(api: str, fault: str, streamed: bool) -> tuple[str, int | None]:

@@ -151,6 +151,8 @@ def classify_status(status: int, err_type: str = "", code: str = "", message: st
         return "overloaded"
     if status == 429:
         return "insufficient_quota" if "insufficient_quota" in (err_type, code) else "rate_limit"
+    if status == 407:  # from a proxy on the way, not the provider: its credentials are wrong or missing
+        return "authentication"
     if status == 402 or "insufficient_quota" in (err_type, code) or "credit balance" in lowered:
         return "insufficient_quota"
     if status == 400 and (code == "context_length_exceeded" or any(p in lowered for p in _CONTEXT_PHRASES)):
@@ -177,6 +179,8 @@ _BY_STATUS = {
 def error_from_status(ctx: AttemptContext, status: int, body: bytes,
                       headers: Mapping[str, str]) -> ProviderError:
     err_type, code, message = _error_fields(body)
+    if status == 407 and not message:
+        message = "proxy authentication required: check the user and password in the proxy URL"
     kind = classify_status(status, err_type, code, message)
     label = err_type or code
     text = f"{label}: {message}" if label and message else (message or label or f"HTTP {status}")
@@ -234,8 +238,8 @@ def _classify_aiohttp(exc: BaseException) -> str | None:
         return "connect_error"
     if isinstance(exc, (aiohttp.ClientPayloadError, aiohttp.ClientOSError, aiohttp.ClientConnectionError)):
         return "connection_reset"
-    if isinstance(exc, aiohttp.ClientHttpProxyError):  # the proxy refused (407, 403) or failed (502)
-        return "connect_error"
+    if isinstance(exc, aiohttp.ClientHttpProxyError):  # the proxy refused the tunnel (407, 403) or failed (502)
+        return "authentication" if exc.status == 407 else "connect_error"
     if isinstance(exc, aiohttp.ClientResponseError):  # unparsable status line or headers
         return "malformed_response"
     return "connect_error"
@@ -276,6 +280,7 @@ def _classify_os(exc: BaseException) -> str | None:
 _EXCEPTION_WORDS = {
     "timeout": "timed out",
     "connect_error": "could not connect",
+    "authentication": "the proxy refused its credentials (check the user and password in the proxy URL)",
     "tls_error": "TLS failed (for a server whose certificate is not trusted, give its CA bundle: "
                  "SSL_CERT_FILE, or the provider's verify='ca.pem')",
     "connection_reset": "connection closed by the server before the answer was complete",
