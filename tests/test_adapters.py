@@ -293,6 +293,19 @@ def test_sse_decoder_drops_an_unfinished_line_at_the_end():
     assert decoder.close() == [ServerSentEvent("message", "[DONE]")]
 
 
+async def test_sse_over_httpx_keeps_unicode_line_separators_inside_data():
+    """U+2028 inside a JSON string is not a line end for SSE (httpx's aiter_lines would split there)."""
+    import httpx
+
+    from llmroute_magic._providers._sse import iter_sse
+
+    text = 'data: {"t": "a\u2028b\u0085c"}\n\ndata: [DONE]\n'
+    response = httpx.Response(200, content=text.encode())
+    events = [e async for e in iter_sse(response.aiter_bytes())]
+    assert [json.loads(e.data)["t"] for e in events[:1]] == ["a\u2028b\u0085c"]
+    assert events[1] == ServerSentEvent("message", "[DONE]")
+
+
 # -- plain and streamed answers over a socket -------------------------------------------------
 
 async def test_openai_complete_parses_answer_and_sends_key(server, client):
