@@ -5,7 +5,8 @@ where a router request spends its time, against the benchmark's loopback server.
 wall and CPU microseconds per request: the public-API floor (``httpx.AsyncClient`` over the
 ``httpx-aiohttp`` transport, ``post`` + ``json``), the router's own client (``_http.make_client``)
 doing the same, the wire-format adapter (``adapter.complete``: body, headers, parsing), and
-``router.acomplete``. Each difference is what that layer adds.
+``router.acomplete``. Each difference is what that layer adds. With ``--concurrency N`` each layer
+runs its requests on N workers (wall is then per request at that concurrency: 1 / throughput).
 
 The other kinds profile the router with pyinstrument (``pip install pyinstrument``; the ``bench``
 extra) and print the flat profile, heaviest functions first. pyinstrument samples the calling
@@ -42,7 +43,7 @@ async def _drive(router, kind: str, requests: int, concurrency: int) -> None:
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-async def _layers(url: str, requests: int) -> list[tuple[str, float, float]]:
+async def _layers(url: str, requests: int, concurrency: int = 1) -> list[tuple[str, float, float]]:
     import httpx
     from httpx_aiohttp import AiohttpTransport
 
@@ -74,17 +75,25 @@ async def _layers(url: str, requests: int) -> list[tuple[str, float, float]]:
     fns = {"floor: httpx + httpx-aiohttp post": floor_post, "router's client (_http.make_client) post": our_client_post,
            "adapter.complete": adapter_complete, "router.acomplete": router_acomplete}
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in fns}
+
+    async def many(fn, n: int) -> None:
+        remaining = iter(range(n))
+
+        async def worker() -> None:
+            for _ in remaining:
+                await fn()
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
     try:
         for fn in fns.values():
-            for _ in range(100):
-                await fn()
+            await many(fn, max(100, concurrency))
         rounds, per_round = 8, max(10, requests // 8)
         names = list(fns)
         for r in range(rounds):
             for name in names[r % len(names):] + names[:r % len(names)]:
                 cpu0, t0 = time.process_time(), time.perf_counter()
-                for _ in range(per_round):
-                    await fns[name]()
+                await many(fns[name], per_round)
                 samples[name].append(((time.perf_counter() - t0) / per_round, (time.process_time() - cpu0) / per_round))
     finally:
         await floor.aclose()
@@ -104,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.kind == "layers":
         with LoopbackServer() as server:
-            rows = asyncio.run(_layers(server.url, args.requests))
+            rows = asyncio.run(_layers(server.url, args.requests, args.concurrency))
         base_wall, base_cpu = rows[0][1], rows[0][2]
         print(f"{'layer':45s} {'wall us':>9s} {'CPU us':>9s} {'+CPU us vs floor':>17s}")
         for name, wall, cpu in rows:
