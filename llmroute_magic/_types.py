@@ -141,7 +141,10 @@ def _check_proxy(name: str, proxy: Any) -> str:
     return proxy
 
 
-def _check_verify(name: str, verify: Any) -> "bool | str | None":
+def _check_verify_and_proxy(name: str, verify: Any, proxy: Any) -> "bool | str | None":
+    """Validates both; returns ``verify`` as stored (a CA bundle path with ``~`` expanded)."""
+    if proxy is not None:
+        _check_proxy(name, proxy)
     if verify is None or isinstance(verify, bool):
         return verify
     if isinstance(verify, str) and verify.strip():
@@ -285,9 +288,7 @@ class ProviderSpec:
         if self.api_version is not None and (not isinstance(self.api_version, str) or not self.api_version.strip()):
             raise ConfigError(f"providers.api_version ({self.name}): expected a version string such as "
                               f"'2024-10-21', got {self.api_version!r}", field="api_version")
-        set_("verify", _check_verify(self.name, self.verify))
-        if self.proxy is not None:
-            _check_proxy(self.name, self.proxy)
+        set_("verify", _check_verify_and_proxy(self.name, self.verify, self.proxy))
 
     # -- copies -------------------------------------------------------------------------------
     def _copy(self, **changes: Any) -> "ProviderSpec":
