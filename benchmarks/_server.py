@@ -1,14 +1,19 @@
 """A minimal, fast loopback LLM server for the overhead benchmark, run in its own process.
 
 Client and server in one process on two cores would measure each other; the simulator is built
-for realism, not speed. This answers every POST at once with canned bytes in the OpenAI format:
+for realism, not speed. This answers every POST with canned bytes in the OpenAI format:
 
-    POST /<anything>/chat/completions                 a chat completion (usage included)
+    POST /<anything>/chat/completions                 a chat completion (usage included), at once
     same with "stream":true in the body               SSE: three text chunks, a usage chunk, [DONE]
     POST /fail429/...  /fail500/...                   that status with an OpenAI error body, every time
+    POST /chunks<N>/... (streamed)                    N one-word text chunks sent back to back
+    POST /gap<MS>/... (streamed)                      the three chunks MS milliseconds apart (chunked
+                                                      encoding; the first at once), so the time to the
+                                                      first token differs from the whole answer's
+    GET  /_stats                                      {"<first path segment>": requests answered, ...}
 
 Run ``python -m benchmarks._server``: it prints ``PORT <n>`` once listening, and serves until killed.
-``LoopbackServer`` starts and stops it from the benchmark.
+``LoopbackServer`` starts and stops it from the benchmark and reads its counts.
 """
 
 from __future__ import annotations
@@ -44,6 +49,21 @@ _STREAM = b"".join([
     b"data: [DONE]\n\n",
 ])
 
+def _stream_body(n: int) -> bytes:
+    return b"".join([_chunk({"role": "assistant", "content": ""})]
+                    + [_chunk({"content": "word "}) for _ in range(n)]
+                    + [_chunk({}, finish="stop"),
+                       _chunk({}, usage={"prompt_tokens": 12, "completion_tokens": n, "total_tokens": 12 + n}),
+                       b"data: [DONE]\n\n"])
+
+
+_STREAM_EVENTS = [
+    _chunk({"role": "assistant", "content": "Consistency, "}),
+    _chunk({"content": "availability, "}),
+    _chunk({"content": "partition tolerance."}, finish="stop")
+    + _chunk({}, usage={"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18}) + b"data: [DONE]\n\n",
+]
+
 _ERRORS = {
     b"/fail429/": (b"429 Too Many Requests", json.dumps({"error": {
         "message": "Rate limit reached (benchmark)", "type": "rate_limit_error", "param": None,
@@ -64,10 +84,21 @@ _SSE = _response(b"200 OK", b"text/event-stream", _STREAM)
 _FAILS = {prefix: _response(status, b"application/json", body) for prefix, (status, body) in _ERRORS.items()}
 
 
+_SSE_CHUNKED_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
+                     b"connection: keep-alive\r\n\r\n")
+_COUNTS: dict[str, int] = {}
+_CHUNKS_CACHE: dict[int, bytes] = {}
+
+
+def _http_chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
+        self.busy_until = 0.0  # a paced answer is still being written: later answers queue behind it
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -91,15 +122,47 @@ class _Protocol(asyncio.Protocol):
                 return
             body = bytes(buf[end + 4:total])
             del buf[:total]
-            path = head.split(b" ", 2)[1]
+            method, path = head.split(b" ", 2)[:2]
+            segment = path.split(b"/", 2)[1].decode()
+            if method == b"GET" and segment == "_stats":
+                self.transport.write(_response(b"200 OK", b"application/json",  # type: ignore[union-attr]
+                                               json.dumps(_COUNTS).encode()))
+                continue
+            _COUNTS[segment] = _COUNTS.get(segment, 0) + 1
             out = None
             for prefix, canned in _FAILS.items():
                 if path.startswith(prefix):
                     out = canned
                     break
+            streamed = b'"stream":true' in body or b'"stream": true' in body
+            if out is None and streamed and segment.startswith("gap"):
+                self._paced(int(segment[3:]) / 1000.0)
+                continue
+            if out is None and streamed and segment.startswith("chunks"):
+                n = int(segment[6:])
+                if n not in _CHUNKS_CACHE:
+                    _CHUNKS_CACHE[n] = _response(b"200 OK", b"text/event-stream", _stream_body(n))
+                out = _CHUNKS_CACHE[n]
             if out is None:
-                out = _SSE if b'"stream":true' in body or b'"stream": true' in body else _PLAIN
+                out = _SSE if streamed else _PLAIN
             self.transport.write(out)  # type: ignore[union-attr]
+
+    def _paced(self, gap_s: float) -> None:
+        """The head and first event now, each later event ``gap_s`` after the one before."""
+        loop = asyncio.get_running_loop()
+        transport = self.transport
+        start = max(loop.time(), self.busy_until)
+        pieces = [_SSE_CHUNKED_HEAD + _http_chunk(_STREAM_EVENTS[0])]
+        pieces += [_http_chunk(e) for e in _STREAM_EVENTS[1:]]
+        pieces[-1] += b"0\r\n\r\n"
+        for i, piece in enumerate(pieces):
+            loop.call_at(start + i * gap_s, _write_if_open, transport, piece)
+        self.busy_until = start + (len(pieces) - 1) * gap_s
+
+
+def _write_if_open(transport: asyncio.Transport, data: bytes) -> None:
+    if not transport.is_closing():
+        transport.write(data)
 
 
 async def _serve(port: int) -> None:
@@ -130,6 +193,12 @@ class LoopbackServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def counts(self) -> dict[str, int]:
+        """Requests answered so far, by the first segment of their path (``fail429``, ``v1``, ...)."""
+        import httpx
+
+        return httpx.get(f"{self.url}/_stats", timeout=5.0).json()
 
     def __exit__(self, *exc: object) -> None:
         _stop(self.proc)

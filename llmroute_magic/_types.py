@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from ._capabilities import check_capabilities, default_capabilities
 from ._errors import ConfigError
@@ -121,6 +121,42 @@ def _is_http_url(url: object) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname) and (port is None or 0 < port)
 
 
+def redact_url(url: str) -> str:
+    """``url`` with any user name and password replaced by ``***`` (proxy URLs may carry credentials)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL, not shown>"
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit((parts.scheme, "***@" + parts.netloc.rpartition("@")[2], parts.path, parts.query,
+                       parts.fragment))
+
+
+def _check_proxy(name: str, proxy: Any) -> str:
+    if not isinstance(proxy, str) or not _is_http_url(proxy) or urlsplit(proxy).path not in ("", "/"):
+        shown = redact_url(proxy) if isinstance(proxy, str) else type(proxy).__name__
+        raise ConfigError(f"providers.proxy ({name}): expected an http:// or https:// proxy URL with a host and "
+                          f"no path, e.g. 'http://user:password@proxy.example:3128', got {shown!r}", field="proxy")
+    return proxy
+
+
+def _check_verify_and_proxy(name: str, verify: Any, proxy: Any) -> "bool | str | None":
+    """Validates both; returns ``verify`` as stored (a CA bundle path with ``~`` expanded)."""
+    if proxy is not None:
+        _check_proxy(name, proxy)
+    if verify is None or isinstance(verify, bool):
+        return verify
+    if isinstance(verify, str) and verify.strip():
+        path = os.path.expanduser(verify)
+        if os.path.exists(path):
+            return path
+        raise ConfigError(f"providers.verify ({name}): no CA bundle at {verify!r}; give the path of a PEM file "
+                          "or of a directory of CA certificates, True (default verification) or False", field="verify")
+    raise ConfigError(f"providers.verify ({name}): expected True, False, None or a CA bundle path, got {verify!r}",
+                      field="verify")
+
+
 def _check_number(field_name: str, value: Any, *, minimum: float = 0.0, allow_none: bool = True,
                   integer: bool = False, strictly_positive: bool = False) -> Any:
     if value is None and allow_none:
@@ -190,6 +226,8 @@ class ProviderSpec:
     timeout: float | None = None
     capabilities: frozenset[str] | None = None  # None: the default for the api and model (_capabilities.py)
     api_version: str | None = None  # Azure: the legacy deployments URL with ?api-version=; None: the v1 API
+    verify: bool | str | None = None  # None: default verification (SSL_CERT_FILE/DIR honoured); str: CA bundle path
+    proxy: str | None = field(default=None, repr=False)  # may hold credentials: never shown
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
@@ -250,6 +288,7 @@ class ProviderSpec:
         if self.api_version is not None and (not isinstance(self.api_version, str) or not self.api_version.strip()):
             raise ConfigError(f"providers.api_version ({self.name}): expected a version string such as "
                               f"'2024-10-21', got {self.api_version!r}", field="api_version")
+        set_("verify", _check_verify_and_proxy(self.name, self.verify, self.proxy))
 
     # -- copies -------------------------------------------------------------------------------
     def _copy(self, **changes: Any) -> "ProviderSpec":
@@ -323,6 +362,8 @@ class ProviderSpec:
             out["api_key"] = self.api_key.reveal()
         else:
             out.pop("api_key")
+            if out["proxy"] is not None:
+                out["proxy"] = redact_url(out["proxy"])
         if out.get("capabilities") is not None:
             out["capabilities"] = sorted(out["capabilities"])
         return {k: v for k, v in out.items() if v is not None}

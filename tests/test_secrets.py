@@ -274,7 +274,7 @@ def test_tls_verification_is_on_for_remote_providers():
             return r._clients.client_for(asyncio.get_running_loop())
 
         client = asyncio.run(client_of_this_loop())
-        ctx = client.direct_transport.ssl_context
+        ctx = client.ssl_context  # what the client verifies servers with
         assert isinstance(ctx, ssl.SSLContext)
         assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
         assert ctx.minimum_version >= ssl.TLSVersion.TLSv1_2

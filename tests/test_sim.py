@@ -295,6 +295,32 @@ def test_anthropic_stream_event_order_and_usage(sv, http):
     assert (s["input_tokens"], s["output_tokens"]) == (2 * plain["usage"]["input_tokens"], 2 * n)
 
 
+def test_no_usage_profiles_answer_without_any_usage_and_bill_nothing(sv, http):
+    """``no_usage``: like an OpenAI-compatible server that ignores include_usage. Plain and streamed,
+    both formats: no usage anywhere, the same text, the request counted, no token billed."""
+    with_usage = {"o": chat(sv, http).json()["choices"][0]["message"]["content"],
+                  "a": msgs(sv, http).json()["content"][0]["text"]}
+    sv.reset_stats()
+    for name in ("o", "a"):
+        sv.update(name, no_usage=True)
+    plain_o = chat(sv, http).json()
+    plain_a = msgs(sv, http).json()
+    assert "usage" not in plain_o and "usage" not in plain_a
+    assert (plain_o["choices"][0]["message"]["content"], plain_a["content"][0]["text"]) == (
+        with_usage["o"], with_usage["a"])
+    streamed_o = chat(sv, http, stream=True, stream_options={"include_usage": True}).text
+    streamed_a = msgs(sv, http, stream=True).text
+    assert streamed_o.endswith("data: [DONE]\n\n") and "message_stop" in streamed_a
+    for data in (sse_data(streamed_o), sse_data(streamed_a)):
+        assert data and all("usage" not in d and "usage" not in (d.get("message") or {}) for d in data)
+    for name in ("o", "a"):
+        s = counters(sv, name)
+        assert (s["requests"], s["statuses"], s["input_tokens"], s["output_tokens"], s["cost"]) == (
+            2, {"200": 2}, 0, 0, 0.0)
+    with pytest.raises(ConfigError, match="no_usage"):
+        sv.update("o", no_usage="yes")
+
+
 def test_truncated_and_errored_streams_bill_what_was_reported(sv, http):
     sv.inject("o", ["truncated_stream", "stream_error", "malformed_json"])
     t = chat(sv, http, stream=True, stream_options={"include_usage": True})

@@ -40,18 +40,22 @@ class AttemptContext:
     keeps it for the attempt's whole life: an attempt cancelled mid-way raises no ProviderError
     to carry what the provider had already reported (Anthropic bills message_start's input
     tokens), so the 'cancelled' ledger row is read from here.
+
+    Tokens stay None until the provider reports them: None is "not reported" (unknown), which a
+    cancelled attempt must keep apart from a reported 0.
     """
 
-    __slots__ = ("provider", "model", "secret", "parts", "input_tokens", "output_tokens", "cache_read_tokens",
-                 "cache_write_tokens")
+    __slots__ = ("provider", "model", "secret", "hidden", "parts", "input_tokens", "output_tokens",
+                 "cache_read_tokens", "cache_write_tokens")
 
     def __init__(self, provider: str, model: str, secret: str | None = None) -> None:
         self.provider = provider
         self.model = model
         self.secret = secret  # scrubbed from every message, in case a provider echoes it
+        self.hidden: tuple[str, ...] = ()  # more to scrub: the proxy's credentials
         self.parts: list[str] = []  # text deltas streamed so far
-        self.input_tokens = 0
-        self.output_tokens = 0
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
         self.cache_read_tokens = 0  # shares of input_tokens, as reported so far
         self.cache_write_tokens = 0
 
@@ -61,23 +65,26 @@ class AttemptContext:
 
     def error(self, error_type: str, message: str, *, status_code: int | None = None,
               retry_after: float | None = None) -> ProviderError:
+        # ProviderError's tokens are ints: what a failed attempt was billed for, and providers bill
+        # no failed request they did not report (a stream cut before its usage block gives 0 here).
         return ProviderError(
-            _clean_message(message, self.secret),
+            _clean_message(message, self.secret, self.hidden),
             provider=self.provider,
             error_type=error_type,
             status_code=status_code,
             retry_after=retry_after,
             model=self.model,
-            input_tokens=self.input_tokens,
-            output_tokens=self.output_tokens,
+            input_tokens=self.input_tokens or 0,
+            output_tokens=self.output_tokens or 0,
             partial_text=self.partial_text,
         )
 
 
-def _clean_message(message: str, secret: str | None) -> str:
+def _clean_message(message: str, secret: str | None, hidden: tuple[str, ...] = ()) -> str:
     message = " ".join(str(message).split())
-    if secret and len(secret) >= 4:
-        message = message.replace(secret, "***")
+    for text in (secret, *hidden):
+        if text and len(text) >= 4:
+            message = message.replace(text, "***")
     if len(message) > _MAX_MESSAGE:
         message = message[: _MAX_MESSAGE - 1] + "…"
     return message
@@ -147,6 +154,8 @@ def classify_status(status: int, err_type: str = "", code: str = "", message: st
         return "overloaded"
     if status == 429:
         return "insufficient_quota" if "insufficient_quota" in (err_type, code) else "rate_limit"
+    if status == 407:  # from a proxy on the way, not the provider: its credentials are wrong or missing
+        return "authentication"
     if status == 402 or "insufficient_quota" in (err_type, code) or "credit balance" in lowered:
         return "insufficient_quota"
     if status == 400 and (code == "context_length_exceeded" or any(p in lowered for p in _CONTEXT_PHRASES)):
@@ -173,6 +182,8 @@ _BY_STATUS = {
 def error_from_status(ctx: AttemptContext, status: int, body: bytes,
                       headers: Mapping[str, str]) -> ProviderError:
     err_type, code, message = _error_fields(body)
+    if status == 407 and not message:
+        message = "proxy authentication required: check the user and password in the proxy URL"
     kind = classify_status(status, err_type, code, message)
     label = err_type or code
     text = f"{label}: {message}" if label and message else (message or label or f"HTTP {status}")
@@ -224,10 +235,14 @@ def _classify_aiohttp(exc: BaseException) -> str | None:
         return "connection_reset"
     if isinstance(exc, aiohttp.ServerTimeoutError):  # connect and socket-read timeouts alike
         return "timeout"
-    if isinstance(exc, aiohttp.ClientConnectorError):  # refused, DNS, TLS handshake
+    if isinstance(exc, aiohttp.ClientSSLError):  # certificate not trusted, handshake refused
+        return "tls_error"
+    if isinstance(exc, aiohttp.ClientConnectorError):  # refused, DNS
         return "connect_error"
     if isinstance(exc, (aiohttp.ClientPayloadError, aiohttp.ClientOSError, aiohttp.ClientConnectionError)):
         return "connection_reset"
+    if isinstance(exc, aiohttp.ClientHttpProxyError):  # the proxy refused the tunnel (407, 403) or failed (502)
+        return "authentication" if exc.status == 407 else "connect_error"
     if isinstance(exc, aiohttp.ClientResponseError):  # unparsable status line or headers
         return "malformed_response"
     return "connect_error"
@@ -250,6 +265,10 @@ def _classify_httpx(exc: BaseException) -> str | None:
 
 
 def _classify_os(exc: BaseException) -> str | None:
+    import ssl
+
+    if isinstance(exc, ssl.SSLError):  # another transport's TLS failure (httpx's own: ConnectError from it)
+        return "tls_error"
     if isinstance(exc, TimeoutError):
         return "timeout"
     if isinstance(exc, ConnectionRefusedError):
@@ -264,6 +283,9 @@ def _classify_os(exc: BaseException) -> str | None:
 _EXCEPTION_WORDS = {
     "timeout": "timed out",
     "connect_error": "could not connect",
+    "authentication": "the proxy refused its credentials (check the user and password in the proxy URL)",
+    "tls_error": "TLS failed (for a server whose certificate is not trusted, give its CA bundle: "
+                 "SSL_CERT_FILE, or the provider's verify='ca.pem')",
     "connection_reset": "connection closed by the server before the answer was complete",
     "malformed_response": "unparsable HTTP response",
     "invalid_request": "request could not be sent",

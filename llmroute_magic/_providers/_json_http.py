@@ -40,21 +40,44 @@ def dumps(body: dict[str, Any]) -> bytes:
     return _encode_json(body).encode("utf-8")
 
 
+def count(value: Any) -> int | None:
+    """A token count from a usage block: None when absent (unknown, never 0)."""
+    return None if value is None else int(value)
+
+
 class StreamParser:
     """Reads one SSE stream of one wire format. ``feed`` returns the text delta an event carried
     (or None), keeps the usage it reports in ``ctx`` and raises ``ProviderError`` for an error
     event; it sets ``done`` at the format's proper end (``end_marker``). ``result`` is called at
-    the end of the stream and raises ``malformed_response`` if that end never came."""
+    the end of the stream and raises ``malformed_response`` if that end never came. Tokens that the
+    stream never reported stay None in the result (unknown, never 0)."""
 
-    __slots__ = ("ctx", "model", "finish_reason", "cache_read_tokens", "done")
+    __slots__ = ("ctx", "model", "finish_reason", "done")
     end_marker = ""
 
     def __init__(self, ctx: AttemptContext, model: str) -> None:
         self.ctx = ctx
         self.model = model
         self.finish_reason: str | None = None
-        self.cache_read_tokens = 0
         self.done = False
+
+    # Cache shares live in the context with the other tokens: a stream cancelled after
+    # message_start is billed for them too.
+    @property
+    def cache_read_tokens(self) -> int:
+        return self.ctx.cache_read_tokens
+
+    @cache_read_tokens.setter
+    def cache_read_tokens(self, value: int) -> None:
+        self.ctx.cache_read_tokens = value
+
+    @property
+    def cache_write_tokens(self) -> int:
+        return self.ctx.cache_write_tokens
+
+    @cache_write_tokens.setter
+    def cache_write_tokens(self, value: int) -> None:
+        self.ctx.cache_write_tokens = value
 
     def feed(self, event: ServerSentEvent) -> str | None:
         raise NotImplementedError
@@ -69,6 +92,7 @@ class StreamParser:
             input_tokens=ctx.input_tokens,
             output_tokens=ctx.output_tokens,
             cache_read_tokens=self.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens,
             finish_reason=self.finish_reason,
             http_status=http_status,
             ttft_s=ttft_s,
@@ -102,26 +126,14 @@ class JSONOverHTTPAdapter(ProviderAdapter):
         # request forever. (A stream may run long while text flows: only its reads are bounded.)
         self._deadline_s: float | None = spec.timeout if spec.timeout is not None else \
             getattr(getattr(client, "timeout", None), "read", None)
-        self._direct = getattr(client, "direct_transport", None)
-        if self._direct is not None:
-            timeout = self._timeout if spec.timeout is not None else client.timeout
-            self._client_headers = dict(client.headers)
-            self._extensions = {"timeout": timeout.as_dict()}
-            self._httpx_request = httpx.Request
-            self._httpx_headers = httpx.Headers
-            self._byte_stream = httpx.ByteStream
-            self._wire_source: dict[str, str] | None = None
-            self._wire_headers: Any = None
-            from httpx_aiohttp.transport import map_aiohttp_exceptions
-
-            self._map_transport_errors = map_aiohttp_exceptions
         self._needs_key = not spec.is_local
         self._env_var = spec.key_env_var
         # A key given on the spec never changes; one from the environment is looked up per call
         # (it may be set after the router was built), by the name worked out once here.
         key = spec.resolve_api_key({})
         self._key_from_env = key is None
-        self._auth = _Auth(key, self._full_headers(key))
+        self._auth = _Auth(key, self.headers_for(key))
+        self._hidden = _proxy_credentials(spec.proxy)
 
     # -- what a wire format provides ---------------------------------------------------------
     def headers_for(self, key: str | None) -> dict[str, str]:
@@ -143,50 +155,21 @@ class JSONOverHTTPAdapter(ProviderAdapter):
         if self._key_from_env:
             key = os.environ.get(self._env_var) or None
             if key != auth.key:  # set, changed or removed since the last call: rebuild the headers once
-                auth = self._auth = _Auth(key, self._full_headers(key))
+                auth = self._auth = _Auth(key, self.headers_for(key))
         if auth.key is None and self._needs_key:
             raise missing_key_error(self.spec.name, self.spec.model, self._env_var)
         if ctx is None:
             ctx = AttemptContext(self.spec.name, self.spec.model)
         ctx.secret = auth.key
+        ctx.hidden = self._hidden
         return auth.headers, ctx
 
-    def _full_headers(self, key: str | None) -> dict[str, str]:
-        if self._direct is None:
-            return self.headers_for(key)  # send() merges in the client's own headers
-        return {**self._client_headers, **self.headers_for(key)}
-
     async def _send(self, headers: dict[str, str], content: bytes, stream: bool) -> "httpx.Response":
-        if self._direct is None:
-            request = self.client.build_request("POST", self._url, content=content, headers=headers,
-                                                timeout=self._timeout)
-            return await self.client.send(request, stream=stream)
-        if headers is not self._wire_source:  # new key headers: convert them once, not per call
-            self._wire_headers = self._httpx_headers(headers)
-            self._wire_source = headers
-        # stream= skips httpx's per-request header merging (host and content-length are added by
-        # aiohttp, as before); read() then makes the body available to the transport as content.
-        request = self._httpx_request("POST", self._url, headers=self._wire_headers,
-                                      stream=self._byte_stream(content), extensions=self._extensions)
-        request.read()
-        response = await self._direct.handle_async_request(request)
-        if not stream:
-            try:
-                raw = getattr(response.stream, "_aiohttp_response", None)
-                if raw is not None and "content-encoding" not in raw.headers:
-                    # One read of the whole body from aiohttp, errors mapped to httpx's as the
-                    # transport's own stream does: a fifth of the CPU per call, versus reading it
-                    # through httpx's byte-stream, decoder and chunker layers. Encoded bodies, or
-                    # another transport, take the general path.
-                    with self._map_transport_errors():
-                        response._content = await raw.read()
-                    await response.aclose()
-                else:
-                    await response.aread()
-            except BaseException:
-                await response.aclose()
-                raise
-        return response
+        """One POST through the client's public API: its mounts pick the proxy route, if any; with
+        ``stream=False`` the whole body has been read (and the connection released) on return."""
+        client = self.client
+        request = client.build_request("POST", self._url, content=content, headers=headers, timeout=self._timeout)
+        return await client.send(request, stream=stream)
 
     async def complete(self, request: ChatRequest, ctx: AttemptContext | None = None) -> ProviderResult:
         headers, ctx = self._begin(ctx)
@@ -241,7 +224,7 @@ class JSONOverHTTPAdapter(ProviderAdapter):
                         yield result.text
                     yield result
                     return
-                async for event in iter_sse(self._body_chunks(response)):
+                async for event in iter_sse(response.aiter_bytes()):
                     try:
                         text = parser.feed(event)
                     except _SHAPE_ERRORS as exc:
@@ -264,20 +247,18 @@ class JSONOverHTTPAdapter(ProviderAdapter):
         yield parser.result(status, ttft)
 
 
-    def _body_chunks(self, response: "httpx.Response") -> AsyncIterator[bytes]:
-        """The body as it arrives. Straight from aiohttp when the transport is ours and the body is
-        not encoded (SSE never is): each chunk then skips httpx's byte-stream, decoder and chunker
-        layers (time to first token about 8% lower on loopback); errors are mapped to httpx's
-        exactly as the transport's own stream maps them."""
-        raw = getattr(response.stream, "_aiohttp_response", None) if self._direct is not None else None
-        if raw is None or "content-encoding" in raw.headers:
-            return response.aiter_bytes()
-        return self._raw_chunks(raw)
+def _proxy_credentials(proxy: str | None) -> tuple[str, ...]:
+    """What of a proxy URL must never appear in a message: its user info and password, raw and decoded."""
+    if not proxy:
+        return ()
+    from urllib.parse import unquote, urlsplit
 
-    async def _raw_chunks(self, raw: Any) -> AsyncIterator[bytes]:
-        with self._map_transport_errors():
-            async for chunk in raw.content.iter_any():
-                yield chunk
+    userinfo = urlsplit(proxy).netloc.rpartition("@")[0]
+    if not userinfo:
+        return ()
+    password = userinfo.partition(":")[2]
+    found = {userinfo, unquote(userinfo), password, unquote(password)}
+    return tuple(sorted((t for t in found if t), key=len, reverse=True))
 
 
 def _preview(body: bytes, limit: int = 80) -> str:

@@ -3,7 +3,19 @@
 Bytes arrive in arbitrary chunks: a line, an event, or a UTF-8 character may be split across
 them, and line ends may be LF, CRLF or a lone CR (a CRLF may itself be split). The parser keeps
 the unfinished tail between chunks and emits an event at each blank line. ``id`` and ``retry``
-fields are ignored: nothing here reconnects.
+fields are ignored: nothing here reconnects. It reads ``httpx.Response.aiter_bytes()``.
+
+Why not httpx-sse (0.4.3, tried over the same responses; the same events otherwise):
+
+- it drops a last event whose closing blank line never came: some OpenAI-compatible servers end
+  with ``data: [DONE]\n`` and close, and a complete answer would then read as truncated and be
+  retried (and billed) again; the decoder's unfinished state is not reachable to recover it;
+- it is 1.4-2.2x slower per event (6.6-7.1 us against 3.2-4.7 us on the 2-core machine, a 400-event
+  stream in 16 KB or one-event chunks), which matters against a 0.03 ms budget per streamed chunk.
+
+And not ``aiter_lines()`` under a small event loop of our own: httpx splits lines with
+``str.splitlines``, which also breaks at U+2028/U+2029 and other separators that JSON strings may
+carry raw, cutting a data line (and its JSON) in two.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ._json_http import JSONOverHTTPAdapter, StreamParser
+from ._json_http import JSONOverHTTPAdapter, StreamParser, count
 from ._base import ChatRequest, ProviderResult
 from ._failures import AttemptContext, error_from_event, malformed
 from ._sse import ServerSentEvent
@@ -53,13 +53,14 @@ class AnthropicAdapter(JSONOverHTTPAdapter):
     def parse_response(self, payload: Any, http_status: int) -> ProviderResult:
         blocks = payload["content"]
         text = "".join(b["text"] for b in blocks if b.get("type") == "text")
-        usage = payload["usage"]
+        usage = payload.get("usage") or {}  # always sent by Anthropic; a compatible server may omit it
         return ProviderResult(
             text=text,
             model=payload.get("model") or self.spec.model,
             input_tokens=prompt_tokens(usage),
-            output_tokens=int(usage.get("output_tokens") or 0),
+            output_tokens=count(usage.get("output_tokens")),
             cache_read_tokens=int(usage.get("cache_read_input_tokens") or 0),
+            cache_write_tokens=int(usage.get("cache_creation_input_tokens") or 0),
             finish_reason=payload.get("stop_reason"),
             http_status=http_status,
         )
@@ -68,13 +69,18 @@ class AnthropicAdapter(JSONOverHTTPAdapter):
         return _AnthropicStream(ctx, self.spec.model)
 
 
-def prompt_tokens(usage: dict[str, Any]) -> int:
-    """All prompt tokens, cache reads and writes included, as OpenAI counts ``prompt_tokens``.
+def prompt_tokens(usage: dict[str, Any]) -> int | None:
+    """All prompt tokens, cache reads and writes included, as OpenAI counts ``prompt_tokens``; None
+    when the usage block has no ``input_tokens`` (unknown).
 
     Anthropic's ``input_tokens`` leaves the cached part out; the ledger and pricing expect one
-    meaning across providers (pricing then charges the ``cache_read_tokens`` share at its own rate).
+    meaning across providers (pricing then charges the ``cache_read_tokens`` and
+    ``cache_write_tokens`` shares, from ``cache_read_input_tokens`` and
+    ``cache_creation_input_tokens``, each at its own rate).
     """
-    return (int(usage.get("input_tokens") or 0) + int(usage.get("cache_read_input_tokens") or 0)
+    if usage.get("input_tokens") is None:
+        return None
+    return (int(usage["input_tokens"]) + int(usage.get("cache_read_input_tokens") or 0)
             + int(usage.get("cache_creation_input_tokens") or 0))
 
 
@@ -111,15 +117,15 @@ class _AnthropicStream(StreamParser):
             message = payload.get("message") or {}
             self.model = message.get("model") or self.model
             usage = message.get("usage") or {}
-            self.ctx.input_tokens = prompt_tokens(usage)
-            self.ctx.output_tokens = int(usage.get("output_tokens") or 0)
-            self.cache_read_tokens = int(usage.get("cache_read_input_tokens") or 0)
+            self._take_usage(usage)
+            if usage.get("output_tokens") is not None:
+                self.ctx.output_tokens = int(usage["output_tokens"])
         elif kind == "message_delta":
             usage = payload.get("usage") or {}
-            if "output_tokens" in usage:  # cumulative count for the whole message
-                self.ctx.output_tokens = int(usage["output_tokens"] or 0)
-            if usage.get("input_tokens"):
-                self.ctx.input_tokens = prompt_tokens(usage)
+            if usage.get("output_tokens") is not None:  # cumulative count for the whole message
+                self.ctx.output_tokens = int(usage["output_tokens"])
+            if usage.get("input_tokens"):  # newer API versions repeat the (cumulative) prompt counts here
+                self._take_usage(usage)
             reason = (payload.get("delta") or {}).get("stop_reason")
             if reason:
                 self.finish_reason = reason
@@ -128,3 +134,10 @@ class _AnthropicStream(StreamParser):
         elif kind == "error" or name == "error":
             raise error_from_event(self.ctx, payload)
         return None
+
+    def _take_usage(self, usage: dict[str, Any]) -> None:
+        tokens = prompt_tokens(usage)
+        if tokens is not None:
+            self.ctx.input_tokens = tokens
+            self.cache_read_tokens = int(usage.get("cache_read_input_tokens") or 0)
+            self.cache_write_tokens = int(usage.get("cache_creation_input_tokens") or 0)

@@ -7,7 +7,7 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._json_http import JSONOverHTTPAdapter, StreamParser
+from ._json_http import JSONOverHTTPAdapter, StreamParser, count
 from ._base import ChatRequest, ProviderResult
 from ._failures import AttemptContext, error_from_event, malformed
 from ._sse import ServerSentEvent
@@ -54,13 +54,13 @@ class OpenAIAdapter(JSONOverHTTPAdapter):
     def parse_response(self, payload: Any, http_status: int) -> ProviderResult:
         choice = payload["choices"][0]
         text = choice["message"].get("content") or ""
-        usage = payload.get("usage") or {}  # some compatible servers omit it: tokens unknown, reported as 0
+        usage = payload.get("usage") or {}  # some compatible servers omit it: tokens unknown (None)
         details = usage.get("prompt_tokens_details") or {}
         return ProviderResult(
             text=text,
             model=payload.get("model") or self.spec.model,
-            input_tokens=int(usage.get("prompt_tokens") or 0),
-            output_tokens=int(usage.get("completion_tokens") or 0),
+            input_tokens=count(usage.get("prompt_tokens")),
+            output_tokens=count(usage.get("completion_tokens")),
             cache_read_tokens=int(details.get("cached_tokens") or 0),
             finish_reason=choice.get("finish_reason"),
             http_status=http_status,
@@ -71,7 +71,8 @@ class OpenAIAdapter(JSONOverHTTPAdapter):
 
 
 class _OpenAIStream(StreamParser):
-    """``data: {chunk}`` events, a final usage chunk (``choices: []``), then ``data: [DONE]``."""
+    """``data: {chunk}`` events, a final usage chunk (``choices: []``), then ``data: [DONE]``. A server
+    that ignores ``stream_options.include_usage`` sends no usage chunk: the tokens stay None."""
 
     __slots__ = ()
     end_marker = "data: [DONE]"
@@ -92,10 +93,10 @@ class _OpenAIStream(StreamParser):
         model = chunk.get("model")
         if model:
             self.model = model
-        usage = chunk.get("usage")
+        usage = chunk.get("usage")  # null in every chunk but the last with some servers; absent with others
         if usage:
-            self.ctx.input_tokens = int(usage.get("prompt_tokens") or 0)
-            self.ctx.output_tokens = int(usage.get("completion_tokens") or 0)
+            self.ctx.input_tokens = count(usage.get("prompt_tokens"))
+            self.ctx.output_tokens = count(usage.get("completion_tokens"))
             self.cache_read_tokens = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
         choices = chunk.get("choices")
         if not choices:

@@ -313,20 +313,23 @@ class SimApp:
             state.record(name, "disconnected")
             return _Nothing()
         text = "".join(pieces)
+        usage = not profile.no_usage
         if fmt == F.OPENAI:
             rid = f"chatcmpl-sim{n:08x}"
-            out = F.openai_completion(rid, req.model, text, "length" if cut else "stop", input_tokens, len(pieces))
+            out = F.openai_completion(rid, req.model, text, "length" if cut else "stop", input_tokens, len(pieces),
+                                      usage)
         else:
             rid = f"msg_sim{n:08x}"
             out = F.anthropic_message(rid, req.model, text, "max_tokens" if cut else "end_turn", input_tokens,
-                                      len(pieces))
+                                      len(pieces), usage)
         if fault == "malformed_json":
             state.record(name, "malformed_json")
             return _json(200, out[: len(out) // 3] + b"<<not json>>", {"x-request-id": rid})
         if fault == "truncated_stream":
             state.record(name, "truncated_stream")
             return _json(200, out[: len(out) // 2], {"x-request-id": rid})
-        state.bill(profile, input_tokens, len(pieces))
+        if usage:  # tokens the client was never told of are not billed (the module's one rule)
+            state.bill(profile, input_tokens, len(pieces))
         state.record(name, "200")
         return _json(200, out, {"x-request-id": rid})
 
@@ -334,11 +337,12 @@ class SimApp:
                 input_tokens: int) -> _Stream:
         fault = plan.fault
         out_tokens = len(pieces)
+        usage = not plan.profile.no_usage
         partial = pieces[: max(1, len(pieces) // 2)]
         steps: list[tuple[bytes, bool, tuple[int, int] | None]] = []
         if fmt == F.OPENAI:
             rid = f"chatcmpl-sim{n:08x}"
-            ev = F.OpenAIChunks(rid, req.model, req.include_usage)
+            ev = F.OpenAIChunks(rid, req.model, req.include_usage and usage)
             if fault == "malformed_json":
                 steps.append((b'data: {"id": "' + rid.encode() + b'", "choices": [<<not json>>\n\n', False, None))
             else:
@@ -349,16 +353,16 @@ class SimApp:
                     steps.append((ev.error(), False, None))
                 elif fault is None:
                     steps.append((ev.finish("length" if cut else "stop"), False, None))
-                    if req.include_usage:
+                    if req.include_usage and usage:
                         steps.append((ev.usage(input_tokens, out_tokens), False, (input_tokens, out_tokens)))
                     steps.append((ev.done(), False, None))
         else:
             rid = f"msg_sim{n:08x}"
-            ev = F.AnthropicEvents(rid, req.model)
+            ev = F.AnthropicEvents(rid, req.model, usage)
             if fault == "malformed_json":
                 steps.append((b'event: message_start\ndata: {"type": "message_start", <<not json>>\n\n', False, None))
             else:
-                steps.append((ev.message_start(input_tokens), False, (input_tokens, 0)))
+                steps.append((ev.message_start(input_tokens), False, (input_tokens, 0) if usage else None))
                 steps.append((ev.block_start(), False, None))
                 steps.append((ev.ping(), False, None))
                 body = partial if fault in ("truncated_stream", "stream_error") else pieces
@@ -368,7 +372,7 @@ class SimApp:
                 elif fault is None:
                     steps.append((ev.block_stop(), False, None))
                     steps.append((ev.message_delta("max_tokens" if cut else "end_turn", out_tokens), False,
-                                  (0, out_tokens)))
+                                  (0, out_tokens) if usage else None))
                     steps.append((ev.message_stop(), False, None))
         return _Stream(self, plan, rid, steps, status=fault or "200", close=fault is not None)
 

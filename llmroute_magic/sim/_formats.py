@@ -156,23 +156,31 @@ def bad_request(fmt: str, exc: BadRequest) -> bytes:
 
 # -- answers -----------------------------------------------------------------------------------
 
-def openai_completion(rid: str, model: str, text: str, finish: str, input_tokens: int, output_tokens: int) -> bytes:
-    return dumps({
+def openai_completion(rid: str, model: str, text: str, finish: str, input_tokens: int, output_tokens: int,
+                      usage: bool = True) -> bytes:
+    body = {
         "id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
                      "logprobs": None, "finish_reason": finish}],
         "usage": {"prompt_tokens": input_tokens, "completion_tokens": output_tokens,
                   "total_tokens": input_tokens + output_tokens},
         "system_fingerprint": None,
-    })
+    }
+    if not usage:
+        del body["usage"]
+    return dumps(body)
 
 
-def anthropic_message(rid: str, model: str, text: str, stop: str, input_tokens: int, output_tokens: int) -> bytes:
-    return dumps({
+def anthropic_message(rid: str, model: str, text: str, stop: str, input_tokens: int, output_tokens: int,
+                      usage: bool = True) -> bytes:
+    body = {
         "id": rid, "type": "message", "role": "assistant", "model": model,
         "content": [{"type": "text", "text": text}], "stop_reason": stop, "stop_sequence": None,
         "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
-    })
+    }
+    if not usage:
+        del body["usage"]
+    return dumps(body)
 
 
 class OpenAIChunks:
@@ -221,15 +229,18 @@ def _event(name: str, obj: Any) -> bytes:
 class AnthropicEvents:
     """SSE frames of an Anthropic messages stream."""
 
-    def __init__(self, rid: str, model: str) -> None:
+    def __init__(self, rid: str, model: str, usage: bool = True) -> None:
         self._rid = rid
         self._model = model
+        self._usage = usage
 
     def message_start(self, input_tokens: int) -> bytes:
-        return _event("message_start", {"type": "message_start", "message": {
-            "id": self._rid, "type": "message", "role": "assistant", "model": self._model, "content": [],
-            "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": input_tokens, "output_tokens": 0}}})
+        message = {"id": self._rid, "type": "message", "role": "assistant", "model": self._model, "content": [],
+                   "stop_reason": None, "stop_sequence": None,
+                   "usage": {"input_tokens": input_tokens, "output_tokens": 0}}
+        if not self._usage:
+            del message["usage"]
+        return _event("message_start", {"type": "message_start", "message": message})
 
     @staticmethod
     def block_start() -> bytes:
@@ -249,11 +260,12 @@ class AnthropicEvents:
     def block_stop() -> bytes:
         return _event("content_block_stop", {"type": "content_block_stop", "index": 0})
 
-    @staticmethod
-    def message_delta(stop: str, output_tokens: int) -> bytes:
-        return _event("message_delta", {"type": "message_delta",
-                                        "delta": {"stop_reason": stop, "stop_sequence": None},
-                                        "usage": {"output_tokens": output_tokens}})
+    def message_delta(self, stop: str, output_tokens: int) -> bytes:
+        event = {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+                 "usage": {"output_tokens": output_tokens}}
+        if not self._usage:
+            del event["usage"]
+        return _event("message_delta", event)
 
     @staticmethod
     def message_stop() -> bytes:

@@ -106,6 +106,7 @@ class ProviderProfile:
     faults: Mapping[str, float] = field(default_factory=dict)
     seed: int = 0
     require_api_key: str | None = field(default=None, repr=False)
+    no_usage: bool = False  # answers carry no usage block (OpenAI-compatible servers that ignore include_usage)
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
@@ -128,6 +129,9 @@ class ProviderProfile:
             _whole(name, "rate_limit_rpm", self.rate_limit_rpm, strictly_positive=True)
         set_("seed", _whole(name, "seed", self.seed, strictly_positive=False))
         set_("faults", _faults(name, self.faults))
+        if not isinstance(self.no_usage, bool):
+            raise ConfigError(f"{_where(name, 'no_usage')}: expected true or false, got {self.no_usage!r}",
+                              field=_where(name, "no_usage"))
         key = self.require_api_key
         if key is not None and (not isinstance(key, str) or not key):
             raise ConfigError(f"{_where(name, 'require_api_key')}: expected a non-empty string or nothing",
