@@ -2,8 +2,9 @@
 
 An aiohttp session (under the httpx client) belongs to the loop that first used it, and a router
 is awaited from several loops: its own loop thread, a notebook's loop, ``asyncio.run`` in a
-script. So each loop gets its own pooled client and adapters, made on first use and closed when
-that loop ends or the router closes.
+script. So each loop gets its own pooled clients (``_http.make_clients``: one per distinct
+verify/proxy setting) and adapters, made on first use and closed when that loop ends or the
+router closes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ._errors import LLMRouteError
 from ._types import ProviderSpec
 
 if TYPE_CHECKING:
+    from ._http import ClientSet
     from ._providers import ProviderAdapter
 
 
@@ -24,7 +26,7 @@ class ClientsPerLoop:
         self._specs = tuple(specs)
         self._timeout = timeout
         self._lock = threading.Lock()
-        self._entries: dict[asyncio.AbstractEventLoop, tuple[Any, dict[str, "ProviderAdapter"], Any]] = {}
+        self._entries: dict[asyncio.AbstractEventLoop, tuple["ClientSet", dict[str, "ProviderAdapter"], Any]] = {}
         self.closed = False
 
     def adapters(self) -> dict[str, "ProviderAdapter"]:
@@ -35,22 +37,29 @@ class ClientsPerLoop:
             entry = self._open(loop)
         return entry[1]
 
-    def _open(self, loop: asyncio.AbstractEventLoop) -> tuple[Any, dict[str, "ProviderAdapter"], Any]:
+    def _open(self, loop: asyncio.AbstractEventLoop) -> tuple["ClientSet", dict[str, "ProviderAdapter"], Any]:
         if self.closed:
             raise LLMRouteError("this router is closed; create a new ModelClientRouter")
-        from ._http import make_client
+        from ._http import make_clients
         from ._providers import adapter_for
 
-        client = make_client(timeout=self._timeout)
-        adapters = {p.name: adapter_for(p.api)(p, client) for p in self._specs}
-        entry = (client, adapters, _closed_with_loop(client))
+        clients = make_clients(self._specs, timeout=self._timeout)
+        adapters = {p.name: adapter_for(p.api)(p, clients[p.name]) for p in self._specs}
+        entry = (clients, adapters, _closed_with_loop(clients))
         with self._lock:
             for old in [lp for lp in self._entries if lp.is_closed()]:
-                _close_client_on(old, self._entries.pop(old)[0])
+                _close_clients_on(old, self._entries.pop(old)[0])
             self._entries[loop] = entry
         return entry
 
-    def client_for(self, loop: asyncio.AbstractEventLoop) -> Any:
+    def client_for(self, loop: asyncio.AbstractEventLoop, name: str | None = None) -> Any:
+        """The client ``loop`` uses for provider ``name`` (the first provider's when None)."""
+        entry = self._entries.get(loop)
+        if entry is None:
+            return None
+        return entry[0][name if name is not None else self._specs[0].name]
+
+    def clients_of(self, loop: asyncio.AbstractEventLoop) -> "ClientSet | None":
         entry = self._entries.get(loop)
         return None if entry is None else entry[0]
 
@@ -66,11 +75,11 @@ class ClientsPerLoop:
         with self._lock:
             entries, self._entries = self._entries, {}
         for loop, (client, *_) in entries.items():
-            _close_client_on(loop, client)
+            _close_clients_on(loop, client)
 
 
-def _closed_with_loop(client: Any) -> Any:
-    """Tie ``client`` to the running loop's end: loops close their async generators before they
+def _closed_with_loop(clients: "ClientSet") -> Any:
+    """Tie ``clients`` to the running loop's end: loops close their async generators before they
     close (asyncio.run, pytest-asyncio, the router's own), so a parked generator whose finally
     awaits ``client.aclose()`` closes the client while its loop can still run it. Without this a
     client made for ``asyncio.run(router.acomplete(...))`` outlived its loop with sockets open."""
@@ -79,7 +88,7 @@ def _closed_with_loop(client: Any) -> Any:
         try:
             yield
         finally:
-            await client.aclose()
+            await clients.aclose()
 
     gen = keeper()
     step = gen.__anext__()  # registers the generator with the running loop (firstiter hook)
@@ -90,24 +99,16 @@ def _closed_with_loop(client: Any) -> Any:
     return gen  # the caller keeps it: the loop only holds it weakly
 
 
-def _close_client_on(loop: asyncio.AbstractEventLoop, client: Any) -> None:
-    """Close a client that belongs to another loop: on it if it still runs, else drop its pool."""
+def _close_clients_on(loop: asyncio.AbstractEventLoop, clients: "ClientSet") -> None:
+    """Close clients that belong to another loop: on it if it still runs, else without it."""
     try:
         running_here = asyncio.get_running_loop() is loop
     except RuntimeError:
         running_here = False
     try:
         if loop.is_running() and not loop.is_closed() and not running_here:
-            asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+            asyncio.run_coroutine_threadsafe(clients.aclose(), loop)
             return
     except RuntimeError:
         pass
-    transport = getattr(client, "_transport", None)
-    session = getattr(transport, "client", None)
-    connector = getattr(session, "_connector", None)
-    if connector is not None:
-        try:
-            connector._close()  # the loop is gone: release sockets without awaiting
-        except Exception:
-            pass
-        session._connector = None
+    clients.close_without_loop()

@@ -17,7 +17,7 @@ import threading
 import time
 import weakref
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Protocol
 
 from ._attempt import AttemptLayer
 from ._clients import ClientsPerLoop
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from ._health import ProviderHealth
+    from ._http import ClientSet
     from ._loop import LoopThread
     from ._reply import Reply
 
@@ -234,9 +235,9 @@ class RouterCore:
         _open_routers.discard(self)
         lt = self._loop_thread
         if lt is not None:
-            own = self._clients.client_for(lt.loop)
+            own = self._clients.clients_of(lt.loop)
             try:
-                lt.run(_wind_down([] if own is None else [own]))
+                lt.run(_wind_down(own))
             except BaseException:  # noqa: BLE001 - closing must not raise on a dying interpreter
                 pass
             lt.stop()
@@ -266,7 +267,7 @@ class RouterCore:
 _open_routers: "weakref.WeakSet[RouterCore]" = weakref.WeakSet()
 
 
-async def _wind_down(clients: Sequence[Any]) -> None:
+async def _wind_down(clients: "ClientSet | None") -> None:
     """On the router's own loop, in this order: cancel requests still in flight (each records its
     'cancelled' row), end streams left half read (likewise), then close the pooled clients."""
     me = asyncio.current_task()
@@ -276,8 +277,8 @@ async def _wind_down(clients: Sequence[Any]) -> None:
     if tasks:
         await asyncio.wait(tasks, timeout=5)
     await asyncio.get_running_loop().shutdown_asyncgens()
-    for client in clients:
-        await client.aclose()
+    if clients is not None:
+        await clients.aclose()
 
 
 @atexit.register

@@ -61,14 +61,6 @@ def admitted(sim, name: str, n: int = 1) -> bool:
     return sim.stats()["providers"][name]["requests"] >= n
 
 
-def pool_in_use(router, loop) -> int:
-    """Connections checked out of the router's pool on ``loop`` (0 when the router cannot say)."""
-    client = router._clients.client_for(loop)
-    # Clients use httpx's public API only and expose no transport now: the server-side checks remain.
-    connector = getattr(getattr(getattr(client, "direct_transport", None), "client", None), "connector", None)
-    return len(getattr(connector, "_acquired", ()))
-
-
 # -- cancelling from asyncio ----------------------------------------------------------------------
 
 async def test_cancel_mid_request_records_cancelled_and_drops_the_connection(fresh):
@@ -81,7 +73,6 @@ async def test_cancel_mid_request_records_cancelled_and_drops_the_connection(fre
             await task
         # the row is there the moment the caller sees the cancellation
         assert [(x["status"], x["error_type"], x["streamed"]) for x in rows(r)] == [("cancelled", "cancelled", False)]
-        assert pool_in_use(r, asyncio.get_running_loop()) == 0
         assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
         await asyncio.to_thread(wait_until, lambda: disconnected(fresh, "slow"))
         assert fresh.stats()["providers"]["slow"]["statuses"] == {"disconnected": 1}  # the server saw it go
@@ -93,7 +84,6 @@ async def test_cancel_mid_stream_records_cancelled_and_drops_the_connection(fres
         await cancel_after_first_item(r.astream("a long story", max_tokens=200))
         rec = rows(r)
         assert [(x["status"], x["streamed"]) for x in rec] == [("cancelled", True)]
-        assert pool_in_use(r, asyncio.get_running_loop()) == 0
         assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
         await asyncio.to_thread(wait_until, lambda: disconnected(fresh, name))
     assert_ledger_matches_sim(r, fresh)  # Anthropic billed the input tokens of message_start: so does the ledger
@@ -106,7 +96,6 @@ async def test_breaking_out_of_an_astream_closes_it(fresh):
             async for _ in s:
                 break
         assert [x["status"] for x in rows(r)] == ["cancelled"]
-        assert pool_in_use(r, asyncio.get_running_loop()) == 0
         await asyncio.to_thread(wait_until, lambda: disconnected(fresh, "drip"))
 
 

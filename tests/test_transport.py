@@ -35,10 +35,6 @@ trustme = pytest.importorskip("trustme")
 
 PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUEST_METHOD")
 TLS_ENV = ("SSL_CERT_FILE", "SSL_CERT_DIR")
-# The router builds its clients with _http.make_clients(specs, ...) once the lead wires it into
-# _clients.ClientsPerLoop; until then per-provider verify=/proxy= reach adapters but not the router.
-ROUTER_WIRING = pytest.mark.xfail(strict=True, reason="pending: ClientsPerLoop._open must build its clients with "
-                                                      "_http.make_clients(specs, timeout=...)")
 HELLO = ChatRequest(messages=[{"role": "user", "content": "Say hello"}], max_tokens=8)
 PASSWORD = "s3cret-Pw9"
 
@@ -340,7 +336,6 @@ async def test_a_refused_proxy_login_is_an_error_that_never_shows_the_password(c
         guarded.stop()
 
 
-@ROUTER_WIRING
 async def test_the_router_uses_each_providers_proxy_and_verify(clean_env, tls_sim, ca, fresh_sim):
     guarded = ForwardingProxy(credentials=("alice", "the-right-one")).start()
     try:
@@ -517,8 +512,8 @@ def test_close_client_without_loop_after_its_loop_is_gone(clean_env, fresh_sim, 
     del client
     loop.close()
     if from_a_running_loop:
-        async def inside() -> None:
-            close_client_without_loop(closed)
+        async def inside(client=closed) -> None:
+            close_client_without_loop(client)
         asyncio.run(inside())
     else:
         close_client_without_loop(closed)
