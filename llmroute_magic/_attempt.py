@@ -210,7 +210,7 @@ class _Attempt:
         r = self.request
         return AttemptRecord(r.request_id, self.number, self.started_wall, self.spec.name, model,
                              r.settings.strategy.value, status, error_type, http_status, input_tokens, output_tokens,
-                             cost, self.provider_s, self.ttft_s, r.streamed, cache_read, cache_write)
+                             cost, self.provider_s, self.ttft_s, r.streamed, cache_read, cache_write, r.conversation)
 
     def end(self, record: AttemptRecord, error: ProviderError | None = None, after_text: bool = False) -> None:
         if self.ended:

@@ -22,7 +22,8 @@ merged as they accumulate. ``attempts.rowid`` is each row's place in the file (t
 ranges of it), so a reader can ask for the rows after the last one it saw. Two kernels may write
 to one file at once. A file that cannot be used (corrupt, locked, read-only) gives one clear
 warning and the ledger keeps working in memory. Rows written by the first release (no batches)
-are still read, row by row.
+are still read, row by row. Columns added later (``conversation``) are added to an older file's
+row table when it is opened; its batches are read as they are, the missing column as unknown.
 """
 
 from __future__ import annotations
@@ -48,7 +49,13 @@ from ._types import LEDGER_COLUMNS, AttemptRecord
 
 log = logging.getLogger("llmroute_magic")
 
-_TEXT_CODED = ("provider", "model", "strategy", "status", "error_type")
+# Text columns: kept as small integer codes into a table of their strings (in memory and in the
+# file's batches), as TEXT in the file's row table. Every part of the ledger reads this one list:
+# a new text column is one more name here (and a field of AttemptRecord). Opening an older file
+# adds its row-table column (ALTER TABLE), batches name their columns, and a batch written before
+# a column existed reads as None there. DESIGN 10's tag_<key> columns are meant to join the same way.
+_TEXT_CODED = ("provider", "model", "strategy", "status", "error_type", "conversation")
+_FIELD = {name: i for i, name in enumerate(AttemptRecord._fields)}  # a column's place in a record
 
 # Appends collect whole records and fold them into the columns this many at a time: one C-speed
 # pass per column instead of seventeen Python-level appends per row (about 4x cheaper per attempt).
@@ -100,8 +107,11 @@ def _numeric(batch: list[AttemptRecord]) -> tuple[tuple, dict[str, array]]:
     Every step is one C-level pass; Python-level loops run only for the rare None."""
     cols = tuple(zip(*batch))
     n = len(batch)
-    (_, attempt, timestamp, _, _, _, _, _, http_status, input_tokens, output_tokens, cost, latency, ttft,
-     streamed, cache_read, cache_write) = cols
+    f = _FIELD
+    attempt, timestamp, http_status = cols[f["attempt"]], cols[f["timestamp"]], cols[f["http_status"]]
+    input_tokens, output_tokens, cost = cols[f["input_tokens"]], cols[f["output_tokens"]], cols[f["cost"]]
+    latency, ttft, streamed = cols[f["latency_s"]], cols[f["ttft_s"]], cols[f["streamed"]]
+    cache_read, cache_write = cols[f["cache_read_tokens"]], cols[f["cache_write_tokens"]]
     if ttft.count(None) == n:
         ttft_column = array("d", _NAN) * n
     else:
@@ -222,8 +232,7 @@ class Ledger:
         # ASCII (ours always are): lengths in characters are lengths in bytes
         lengths = array("q", map(len, request_ids) if len(data) == len(joined)
                         else (len(r.encode()) for r in request_ids))
-        coded = {name: _coded(cols[i], self._codes[name].code, name)
-                 for i, name in ((3, "provider"), (4, "model"), (5, "strategy"), (6, "status"), (7, "error_type"))}
+        coded = {name: _coded(cols[_FIELD[name]], self._codes[name].code, name) for name in _TEXT_CODED}
         return (data, lengths), numeric, coded
 
     def subscribe(self, fn: Callable[[AttemptRecord], None]) -> Callable[[], None]:
@@ -485,13 +494,18 @@ def _string_array(values: Any):
 
 # -- the SQLite file ---------------------------------------------------------------------------
 
-_ROW_COLUMNS = (
-    "request_id TEXT NOT NULL, attempt INTEGER NOT NULL, timestamp REAL NOT NULL, provider TEXT NOT NULL, "
-    "model TEXT NOT NULL, strategy TEXT NOT NULL, status TEXT NOT NULL, error_type TEXT, http_status INTEGER, "
-    "input_tokens INTEGER, output_tokens INTEGER, cost REAL, latency_s REAL NOT NULL, ttft_s REAL, "
-    "streamed INTEGER NOT NULL, cache_read_tokens INTEGER NOT NULL DEFAULT 0, "
-    "cache_write_tokens INTEGER NOT NULL DEFAULT 0"
-)
+# The row table: one SQL row per attempt with every column of the ledger, for anyone who queries
+# the file. Text columns added after the first release are nullable TEXT, added to an older file
+# by ALTER TABLE when it is opened.
+_ROW_TYPES = {
+    "request_id": "TEXT NOT NULL", "attempt": "INTEGER NOT NULL", "timestamp": "REAL NOT NULL",
+    "provider": "TEXT NOT NULL", "model": "TEXT NOT NULL", "strategy": "TEXT NOT NULL", "status": "TEXT NOT NULL",
+    "error_type": "TEXT", "http_status": "INTEGER", "input_tokens": "INTEGER", "output_tokens": "INTEGER",
+    "cost": "REAL", "latency_s": "REAL NOT NULL", "ttft_s": "REAL", "streamed": "INTEGER NOT NULL",
+    "cache_read_tokens": "INTEGER NOT NULL DEFAULT 0", "cache_write_tokens": "INTEGER NOT NULL DEFAULT 0",
+    **{name: "TEXT" for name in _TEXT_CODED[5:]},
+}
+_ROW_COLUMNS = ", ".join(f"{name} {_ROW_TYPES[name]}" for name in LEDGER_COLUMNS)
 _SCHEMA = (
     f"CREATE TABLE IF NOT EXISTS attempts ({_ROW_COLUMNS})",
     # One row per batch of attempts: their rowids first_seq..last_seq in `attempts`, as columns.
@@ -500,44 +514,81 @@ _SCHEMA = (
     # The strings of the batches' coded columns (provider, model, ...): ids never change.
     "CREATE TABLE IF NOT EXISTS attempt_names (id INTEGER PRIMARY KEY, value TEXT NOT NULL UNIQUE)",
 )
-_INSERT = ("INSERT INTO attempts (rowid, request_id, attempt, timestamp, provider, model, strategy, status, "
-           "error_type, http_status, input_tokens, output_tokens, cost, latency_s, ttft_s, streamed, "
-           "cache_read_tokens, cache_write_tokens) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
-_SELECT_ROWS = ("SELECT rowid, request_id, attempt, timestamp, provider, model, strategy, status, error_type, "
-                "http_status, input_tokens, output_tokens, cost, latency_s, ttft_s, streamed, cache_read_tokens, "
-                "cache_write_tokens FROM attempts WHERE rowid BETWEEN ? AND ? ORDER BY rowid")
+_INSERT = (f"INSERT INTO attempts (rowid, {', '.join(LEDGER_COLUMNS)}) "
+           f"VALUES ({', '.join('?' * (len(LEDGER_COLUMNS) + 1))})")
+_SELECT_ROWS = f"SELECT rowid, {', '.join(LEDGER_COLUMNS)} FROM attempts WHERE rowid BETWEEN ? AND ? ORDER BY rowid"
+_COST, _STREAMED = _FIELD["cost"], _FIELD["streamed"]
 
-# A batch: b"LRB1", n (uint32), then one column after another (little-endian), then the request
-# ids' UTF-8 bytes. Columns can be concatenated batch by batch, which is all a merge does.
-_MAGIC = b"LRB1"
-_BATCH_COLUMNS = (
+
+def _sql_row(rowid: int, r: AttemptRecord) -> tuple:
+    """A record as the row table's values: NaN cost as NULL, streamed as 0/1."""
+    values = list(r)
+    cost = values[_COST]
+    if cost is None or math.isnan(cost):
+        values[_COST] = None
+    values[_STREAMED] = int(bool(values[_STREAMED]))
+    return (rowid, *values)
+
+
+# A batch: b"LRB2", n (uint32), the number of columns (uint16) and, for each, its typecode (1 byte)
+# and name (1-byte length, UTF-8); then one column after another (little-endian), then the request
+# ids' UTF-8 bytes. Columns can be concatenated batch by batch, which is all a merge does. A column
+# a batch lacks (it was written before the column existed) reads as unknown. b"LRB1" batches (the
+# release before the conversation column) hold the columns of _BATCH_COLUMNS_V1, with no header.
+_MAGIC = b"LRB2"
+_MAGIC_V1 = b"LRB1"
+_BATCH_COLUMNS_V1 = (
     ("attempt", "i"), ("timestamp", "d"), ("provider", "i"), ("model", "i"), ("strategy", "i"), ("status", "i"),
     ("error_type", "i"), ("http_status", "i"), ("input_tokens", "i"), ("output_tokens", "i"), ("cost", "d"),
     ("latency_s", "d"), ("ttft_s", "d"), ("streamed", "b"), ("cache_read_tokens", "i"),
     ("cache_write_tokens", "i"), ("request_id_len", "i"),
 )
+_BATCH_COLUMNS = (*_BATCH_COLUMNS_V1[:-1], *((name, "i") for name in _TEXT_CODED[5:]), ("request_id_len", "i"))
 _SIZES = {"i": 4, "d": 8, "q": 8, "b": 1}
 _BIG_ENDIAN = sys.byteorder == "big"
+# What a column a batch lacks reads as: unknown (-1 codes and ints, NaN floats), or 0 for counts.
+_FILL = {"streamed": 0, "cache_read_tokens": 0, "cache_write_tokens": 0}
 # Merging: the trailing batches smaller than a level are merged once they add up to it. A million
 # rows written one commit at a time end up in ~250 batches; each row is rewritten about twice.
 _MERGE_LEVELS = (64, 4096)
 _MAX_BATCH = 65536  # rows per batch written at once (a huge group commit is split)
 
 
+def _header(columns: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> bytes:
+    parts = [struct.pack("<H", len(columns))]
+    for name, code in columns:
+        raw = name.encode()
+        parts.append(code.encode() + bytes((len(raw),)) + raw)
+    return b"".join(parts)
+
+
+_HEADER = _header(_BATCH_COLUMNS)
+
+
+def _le(column: array) -> bytes:
+    if _BIG_ENDIAN:
+        column = array(column.typecode, column)
+        column.byteswap()
+    return column.tobytes()
+
+
+def _fill_value(name: str, code: str) -> float | int:
+    return _FILL.get(name, math.nan if code == "d" else -1)
+
+
+def _filler(name: str, code: str, n: int) -> bytes:
+    return _le(array(code, (_fill_value(name, code),)) * n)
+
+
 def _pack(records: list[AttemptRecord], name_id: Callable[[str | None], int]) -> tuple[bytes, float, float]:
     """Records as one batch blob, with their least and greatest timestamp."""
     cols, numeric = _numeric(records)
-    coded = {name: _coded(cols[i], name_id, name)
-             for i, name in ((3, "provider"), (4, "model"), (5, "strategy"), (6, "status"), (7, "error_type"))}
+    coded = {name: _coded(cols[_FIELD[name]], name_id, name) for name in _TEXT_CODED}
     ids = [rid.encode() for rid in cols[0]]
     numeric["request_id_len"] = array("i", map(len, ids))
-    parts = [_MAGIC, struct.pack("<I", len(records))]
+    parts = [_MAGIC, struct.pack("<I", len(records)), _HEADER]
     for name, _ in _BATCH_COLUMNS:
-        column = numeric[name] if name in numeric else coded[name]
-        if _BIG_ENDIAN:
-            column = array(column.typecode, column)
-            column.byteswap()
-        parts.append(column.tobytes())
+        parts.append(_le(numeric[name] if name in numeric else coded[name]))
     parts.append(b"".join(ids))
     ts = numeric["timestamp"]
     return b"".join(parts), min(ts), max(ts)
@@ -554,28 +605,50 @@ def _packs(r: AttemptRecord) -> bool:
         return False
 
 
-def _segments(blob: bytes) -> tuple[int, list[memoryview]]:
-    """A batch's row count and its column byte ranges (the request ids' bytes last)."""
-    if blob[:4] != _MAGIC:
+def _segments(blob: bytes) -> tuple[int, dict[str, tuple[str, memoryview]], memoryview]:
+    """A batch's row count, its columns by name as (typecode, bytes), and the request ids' bytes."""
+    magic = bytes(blob[:4])
+    if magic not in (_MAGIC, _MAGIC_V1):
         raise sqlite3.DatabaseError("usage ledger: a batch in an unknown format (written by a newer version?)")
     (n,) = struct.unpack_from("<I", blob, 4)
+    if magic == _MAGIC_V1:
+        columns, off = _BATCH_COLUMNS_V1, 8
+    else:
+        (k,) = struct.unpack_from("<H", blob, 8)
+        columns, off = [], 10
+        for _ in range(k):
+            code, length = chr(blob[off]), blob[off + 1]
+            columns.append((bytes(blob[off + 2:off + 2 + length]).decode(), code))
+            off += 2 + length
     view = memoryview(blob)
-    off = 8
-    out = []
-    for _, code in _BATCH_COLUMNS:
+    out = {}
+    for name, code in columns:
+        if code not in _SIZES:
+            raise sqlite3.DatabaseError(f"usage ledger: batch column {name!r} has an unknown type {code!r}")
         size = _SIZES[code] * n
-        out.append(view[off:off + size])
+        out[name] = (code, view[off:off + size])
         off += size
-    out.append(view[off:])
-    return n, out
+    return n, out, view[off:]
 
 
 def _merge(blobs: list[bytes]) -> bytes:
+    """One batch of several: every column any of them has (ours first), the missing ones filled."""
     split = [_segments(b) for b in blobs]
     n = sum(s[0] for s in split)
-    parts = [_MAGIC, struct.pack("<I", n)]
-    for i in range(len(_BATCH_COLUMNS) + 1):
-        parts.extend(s[1][i] for s in split)
+    columns = list(_BATCH_COLUMNS)
+    have = dict(columns)
+    for _, cols, _ in split:
+        for name, (code, _) in cols.items():
+            if have.setdefault(name, code) != code:
+                raise sqlite3.DatabaseError(f"usage ledger: batch column {name!r} stored as two types")
+            if (name, code) not in columns:
+                columns.append((name, code))  # a newer version's column: kept, never dropped
+    parts = [_MAGIC, struct.pack("<I", n), _header(columns)]
+    for name, code in columns:
+        for m, cols, _ in split:
+            seg = cols.get(name)
+            parts.append(seg[1] if seg is not None else _filler(name, code, m))
+    parts.extend(s[2] for s in split)
     return b"".join(parts)
 
 
@@ -632,21 +705,34 @@ class _SQLiteStore:
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
-        """A first-release file: its token columns cannot hold "unknown" (NOT NULL) and it has no
-        cache columns. Rebuild the table once, keeping every row and its rowid."""
-        info = {row[1]: row for row in conn.execute("PRAGMA table_info(attempts)")}
-        if "cache_write_tokens" in info and not info["input_tokens"][3]:
+        """Bring an older file's row table up to this version's columns, once, keeping every row
+        and its rowid. A first-release file (token columns NOT NULL, so they cannot hold
+        "unknown"; no cache columns) is rebuilt; a later one only gains its missing text columns
+        (``conversation``), NULL in the rows it already has. Its batches stay as they are: a
+        column a batch lacks reads as unknown."""
+        def current() -> dict[str, tuple]:
+            return {row[1]: row for row in conn.execute("PRAGMA table_info(attempts)")}
+
+        def rebuild(info: dict[str, tuple]) -> bool:
+            return "cache_write_tokens" not in info or bool(info["input_tokens"][3])
+
+        info = current()
+        if not rebuild(info) and all(c in info for c in LEDGER_COLUMNS):
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
-            info = {row[1]: row for row in conn.execute("PRAGMA table_info(attempts)")}
-            if "cache_write_tokens" not in info or info["input_tokens"][3]:
+            info = current()  # again, in the transaction: another kernel may have migrated it meanwhile
+            if rebuild(info):
                 old = [c for c in info if c in LEDGER_COLUMNS]
                 conn.execute(f"CREATE TABLE attempts_new ({_ROW_COLUMNS})")
                 names = ", ".join(old)
                 conn.execute(f"INSERT INTO attempts_new (rowid, {names}) SELECT rowid, {names} FROM attempts")
                 conn.execute("DROP TABLE attempts")
                 conn.execute("ALTER TABLE attempts_new RENAME TO attempts")
+            else:
+                for name in LEDGER_COLUMNS:
+                    if name not in info:
+                        conn.execute(f"ALTER TABLE attempts ADD COLUMN {name} {_ROW_TYPES[name]}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -724,12 +810,7 @@ class _SQLiteStore:
                         continue
                     blob, lo_ts, hi_ts = _pack(chunk, name_id)
                 first = seq + 1
-                conn.executemany(_INSERT, [
-                    (first + i, r.request_id, r.attempt, r.timestamp, r.provider, r.model, r.strategy, r.status,
-                     r.error_type, r.http_status, r.input_tokens, r.output_tokens,
-                     None if r.cost is None or math.isnan(r.cost) else r.cost, r.latency_s, r.ttft_s,
-                     int(bool(r.streamed)), r.cache_read_tokens, r.cache_write_tokens)
-                    for i, r in enumerate(chunk)])
+                conn.executemany(_INSERT, [_sql_row(first + i, r) for i, r in enumerate(chunk)])
                 seq += len(chunk)
                 conn.execute("INSERT INTO attempt_batches VALUES (?,?,?,?,?,?)",
                              (first, seq, len(chunk), lo_ts, hi_ts, blob))
@@ -887,18 +968,26 @@ def _columns_from_file(batches: list[tuple], legacy: list[tuple], names: list[tu
 
     parts: list[tuple[int, dict[str, Any]]] = []  # (first rowid, columns), to put in rowid order
     for first, _last, blob in batches:
-        n, segs = _segments(blob)
-        cols = {name: np.frombuffer(seg, dtype=dtype[code]) for (name, code), seg in zip(_BATCH_COLUMNS, segs)}
+        n, segs, id_bytes = _segments(blob)
+        cols = {}
+        for name, code in _BATCH_COLUMNS:
+            seg = segs.get(name)
+            if seg is None:  # written before this column existed
+                cols[name] = np.full(n, _fill_value(name, code), dtype=dtype[code])
+            elif seg[0] != code:
+                raise sqlite3.DatabaseError(f"usage ledger: batch column {name!r} has type {seg[0]!r}, not {code!r}")
+            else:
+                cols[name] = np.frombuffer(seg[1], dtype=dtype[code])
         lengths = cols.pop("request_id_len")
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        cols["request_id"] = (offsets, segs[-1])
+        cols["request_id"] = (offsets, id_bytes)
         for name in _TEXT_CODED:
             cols[name] = lookup[cols[name] + 1]
         skip = max(0, after + 1 - first)
         if skip:
             cols = {k: (v if k == "request_id" else v[skip:]) for k, v in cols.items()}
-            cols["request_id"] = (offsets[skip:], segs[-1])
+            cols["request_id"] = (offsets[skip:], id_bytes)
         parts.append((first + skip, cols))
     if legacy:
         parts.append((legacy[0][0], _legacy_columns(legacy, values, index)))
@@ -929,8 +1018,8 @@ def _legacy_columns(rows: list[tuple], values: list[str], index: dict[str, int])
     """Rows read one by one from the ``attempts`` table (no batch covers them)."""
     import numpy as np
 
-    cols = list(zip(*rows))
-    out: dict[str, Any] = {"request_id": list(cols[1])}
+    cols = dict(zip(("rowid", *LEDGER_COLUMNS), zip(*rows)))  # the columns of _SELECT_ROWS
+    out: dict[str, Any] = {"request_id": list(cols["request_id"])}
 
     def code(v):
         if v is None:
@@ -941,8 +1030,8 @@ def _legacy_columns(rows: list[tuple], values: list[str], index: dict[str, int])
             values.append(v)
         return j
 
-    for name, i in (("provider", 4), ("model", 5), ("strategy", 6), ("status", 7), ("error_type", 8)):
-        out[name] = np.array([code(v) for v in cols[i]], dtype=np.int32)
+    for name in _TEXT_CODED:
+        out[name] = np.array([code(v) for v in cols[name]], dtype=np.int32)
 
     def ints(col, none=-1):
         return np.array([none if v is None else v for v in col], dtype=np.int64)
@@ -950,17 +1039,17 @@ def _legacy_columns(rows: list[tuple], values: list[str], index: dict[str, int])
     def floats(col):
         return np.array([math.nan if v is None else v for v in col], dtype=np.float64)
 
-    out["attempt"] = ints(cols[2]).astype(np.int32)
-    out["timestamp"] = floats(cols[3])
-    out["http_status"] = ints(cols[9]).astype(np.int32)
-    out["input_tokens"] = ints(cols[10])
-    out["output_tokens"] = ints(cols[11])
-    out["cost"] = floats(cols[12])
-    out["latency_s"] = floats(cols[13])
-    out["ttft_s"] = floats(cols[14])
-    out["streamed"] = ints(cols[15], 0).astype(np.int8)
-    out["cache_read_tokens"] = ints(cols[16], 0)
-    out["cache_write_tokens"] = ints(cols[17], 0)
+    out["attempt"] = ints(cols["attempt"]).astype(np.int32)
+    out["timestamp"] = floats(cols["timestamp"])
+    out["http_status"] = ints(cols["http_status"]).astype(np.int32)
+    out["input_tokens"] = ints(cols["input_tokens"])
+    out["output_tokens"] = ints(cols["output_tokens"])
+    out["cost"] = floats(cols["cost"])
+    out["latency_s"] = floats(cols["latency_s"])
+    out["ttft_s"] = floats(cols["ttft_s"])
+    out["streamed"] = ints(cols["streamed"], 0).astype(np.int8)
+    out["cache_read_tokens"] = ints(cols["cache_read_tokens"], 0)
+    out["cache_write_tokens"] = ints(cols["cache_write_tokens"], 0)
     return out
 
 

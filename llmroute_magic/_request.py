@@ -40,6 +40,7 @@ class RequestOptions(TypedDict, total=False):
     tools: Sequence[Mapping[str, Any]] | None  # [{"name", "description", "parameters"}]
     tool_choice: str | Mapping[str, Any] | None  # "auto" | "none" | "required" | a tool's name
     response_format: Any  # a JSON schema (dict) or a pydantic model class; Completion.parsed holds the object
+    conversation: str | None  # a label for the ledger's conversation column (never sent to the provider)
 
 
 _OPTION_NAMES = frozenset(RequestOptions.__annotations__)
@@ -64,6 +65,7 @@ class Request:
     streamed: bool
     started: float  # perf_counter() when the caller asked
     needs: frozenset[str] = frozenset()  # capabilities a provider must have to serve it
+    conversation: str | None = None  # the ledger's conversation label for every attempt of it
 
 
 class RequestIds:
@@ -109,8 +111,25 @@ def build_request(prompt: Prompt, options: Mapping[str, Any], *, config: Provide
     chat = ChatRequest(messages, system, max_tokens, temperature, params, model, tools,
                        normalise_tool_choice(options.get("tool_choice"), tools),
                        normalise_response_format(options.get("response_format")))
-    info = RequestInfo(max(1, chat.prompt_chars() // 4), max_tokens)
-    return Request(request_id, chat, info, provider, settings, streamed, started, _needs(chat))
+    conversation = options.get("conversation")
+    if conversation is not None:
+        if not isinstance(conversation, str) or not conversation.strip():
+            raise ConfigError(f"conversation: expected a non-empty label, got {conversation!r}", field="conversation")
+        check_sendable(conversation, "conversation")
+    info = RequestInfo(estimate_tokens(chat), max_tokens)
+    return Request(request_id, chat, info, provider, settings, streamed, started, _needs(chat), conversation)
+
+
+def estimate_tokens(chat: ChatRequest) -> int:
+    """The prompt's size in tokens as routing estimates it (about 4 characters a token, at least 1).
+    Whoever trims a prompt to fit a context window (a notebook conversation) uses this same figure."""
+    return max(1, chat.prompt_chars() // 4)
+
+
+def estimate_prompt_tokens(prompt: Prompt, system: str | None = None) -> int:
+    """``estimate_tokens`` of a prompt (a string or messages) and a system prompt, before a request is built."""
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    return estimate_tokens(ChatRequest(messages, system))
 
 
 def _needs(chat: ChatRequest) -> frozenset[str]:

@@ -445,10 +445,11 @@ class AttemptRecord(NamedTuple):
     streamed: bool
     cache_read_tokens: int = 0  # the share of input_tokens read from the provider's prompt cache
     cache_write_tokens: int = 0  # the share of input_tokens written to it (Anthropic bills these higher)
+    conversation: str | None = None  # the request's conversation label (``conversation=``; %%llm --chat NAME)
 
 
 LEDGER_COLUMNS: tuple[str, ...] = (
     "request_id", "attempt", "timestamp", "provider", "model", "strategy", "status", "error_type",
     "http_status", "input_tokens", "output_tokens", "cost", "latency_s", "ttft_s", "streamed",
-    "cache_read_tokens", "cache_write_tokens",
+    "cache_read_tokens", "cache_write_tokens", "conversation",
 )
