@@ -29,6 +29,24 @@ COMPARE_COLUMNS = ["provider", "model", "sample", "text", "latency_s", "ttft_s",
                    "cost", "error"]
 
 
+def compare_target(entry: str, configured: list[str]) -> tuple[str, str | None]:
+    """``"name"`` or ``"name:model"`` as (provider, model or None). A configured name wins as a whole
+    (a name may contain ':'); else the longest configured name before a ':' is the provider and the
+    rest the model, so a model with ':' in it (``ollama:llama3.1:8b``) stays whole."""
+    entry = entry.strip()
+    if entry in configured:
+        return entry, None
+    for i in reversed([i for i, ch in enumerate(entry) if ch == ":"]):
+        name, model = entry[:i].strip(), entry[i + 1:].strip()
+        if name in configured:
+            if not model:
+                raise ConfigError(f"providers: {entry!r} names no model after ':'; write {name}:MODEL or {name}",
+                                  field="providers")
+            return name, model
+    raise ConfigError(f"providers: unknown provider {entry!r}; configured: {', '.join(configured)} "
+                      "(an entry may also be NAME:MODEL)", field="providers")
+
+
 class ModelClientRouter(RouterCore):
     """Routes prompts across the providers of a ``ProviderRoutingConfig`` and records every attempt.
 
@@ -50,7 +68,11 @@ class ModelClientRouter(RouterCore):
     # -- A/B -------------------------------------------------------------------------------------
     def compare(self, prompt: Prompt, providers: Iterable[str] | str | None = None, n: int = 1,
                 **options: "Unpack[RequestOptions]") -> "pd.DataFrame":
-        """The same prompt to every (or the named) provider concurrently: one row per answer."""
+        """The same prompt to every (or the named) provider concurrently: one row per answer.
+
+        An entry of ``providers`` may be ``"name:model"``: that provider with that model instead of
+        its configured one (``["openai:gpt-4o", "openai:gpt-4o-mini"]`` compares two models of one
+        provider). A configured name that itself contains ``:`` is taken as the name."""
         return self._loop().run(self.acompare(prompt, providers, n, **options))
 
     async def acompare(self, prompt: Prompt, providers: Iterable[str] | str | None = None, n: int = 1,
@@ -59,33 +81,35 @@ class ModelClientRouter(RouterCore):
 
         if isinstance(providers, str):
             providers = [p.strip() for p in providers.split(",") if p.strip()]
-        names = list(providers) if providers is not None else self.enabled
-        specs = {name: self.health(name).spec for name in names}
-        if not names:
+        configured = [p.name for p in self._config.providers]
+        targets = ([compare_target(str(p), configured) for p in providers] if providers is not None
+                   else [(name, None) for name in self.enabled])
+        if not targets:
             raise ConfigError("providers: no provider to compare; enable one or name them", field="providers")
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"n: expected a whole number >= 1, got {n!r}", field="n")
-        jobs = [(name, i) for name in names for i in range(n)]
         options.pop("provider", None)  # type: ignore[misc]
+        default_model = options.pop("model", None)  # type: ignore[misc]
+        jobs = [(name, model or default_model, i) for name, model in targets for i in range(n)]
         t0 = time.perf_counter()
 
-        async def one(name: str) -> Completion | LLMRouteError:
+        async def one(name: str, model: str | None) -> Completion | LLMRouteError:
             try:
-                return await self.acomplete(prompt, provider=name, **options)
+                return await self.acomplete(prompt, provider=name, model=model, **options)
             except LLMRouteError as e:
                 return e
 
-        results = await asyncio.gather(*(one(name) for name, _ in jobs))
+        results = await asyncio.gather(*(one(name, model) for name, model, _ in jobs))
         rows = []
-        for (name, i), r in zip(jobs, results):
+        for (name, model, i), r in zip(jobs, results):
             if isinstance(r, Completion):
                 rows.append({"provider": name, "model": r.model, "sample": i, "text": r.text,
                              "latency_s": r.latency_s, "ttft_s": r.ttft_s, "input_tokens": r.input_tokens,
                              "output_tokens": r.output_tokens, "cost": r.cost, "error": None})
             else:
-                rows.append({"provider": name, "model": specs[name].model, "sample": i, "text": None,
-                             "latency_s": time.perf_counter() - t0, "ttft_s": None, "input_tokens": 0,
-                             "output_tokens": 0, "cost": 0.0, "error": str(r)})
+                rows.append({"provider": name, "model": model or self._config.provider(name).model, "sample": i,
+                             "text": None, "latency_s": time.perf_counter() - t0, "ttft_s": None,
+                             "input_tokens": 0, "output_tokens": 0, "cost": 0.0, "error": str(r)})
         df = pd.DataFrame(rows, columns=COMPARE_COLUMNS)
         return df.drop(columns="sample") if n == 1 else df
 

@@ -1,0 +1,76 @@
+"""A model per request: ``model=`` on the request methods and ``provider:model`` entries in
+``compare``, over the simulator (which answers any model name and echoes it back)."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmroute_magic import ConfigError, ModelClientRouter, ProviderRoutingConfig, ProviderSpec
+from llmroute_magic._events import AttemptStarted
+from llmroute_magic._router import compare_target
+
+ADAPTER_NOTE = ("the OpenAI/Anthropic adapters still send spec.model, not request.model_for(spec): "
+                "the adapter change in progress on main makes -m/model= reach the wire")
+
+
+def wire_model_or_xfail(served_model: str, wanted: str) -> None:
+    """The model the simulator answered with (it echoes the request's) is the one asked for; until
+    the adapters send ``request.model_for(spec)`` this one check is an expected failure."""
+    if served_model != wanted:
+        pytest.xfail(f"{ADAPTER_NOTE} (served {served_model!r}, asked {wanted!r})")
+
+
+@pytest.fixture
+def router(fresh_sim):
+    r = ModelClientRouter(ProviderRoutingConfig(fresh_sim.provider_specs()))
+    yield r
+    r.close()
+
+
+def test_compare_targets_parse_names_and_name_model_pairs():
+    configured = ["sim-openai", "ollama", "odd:name"]
+    assert compare_target("sim-openai", configured) == ("sim-openai", None)
+    assert compare_target(" sim-openai:gpt-4o ", configured) == ("sim-openai", "gpt-4o")
+    assert compare_target("ollama:llama3.1:8b", configured) == ("ollama", "llama3.1:8b")  # model keeps its ':'
+    assert compare_target("odd:name", configured) == ("odd:name", None)  # a configured name wins whole
+    assert compare_target("odd:name:m1", configured) == ("odd:name", "m1")
+    with pytest.raises(ConfigError, match="names no model"):
+        compare_target("sim-openai:", configured)
+    with pytest.raises(ConfigError, match="unknown provider 'ghost:m'.*NAME:MODEL"):
+        compare_target("ghost:m", configured)
+
+
+def test_model_reaches_the_request_and_the_ledger(router):
+    started: list[AttemptStarted] = []
+    router.events.subscribe(AttemptStarted, started.append)
+    c = router.complete("hello", provider="sim-openai", model="gpt-4o")
+    assert [e.model for e in started] == ["gpt-4o"]  # what the attempt layer sent on
+    wire_model_or_xfail(c.model, "gpt-4o")
+    assert router.usage_df()["model"].tolist() == ["gpt-4o"]
+
+
+def test_compare_two_models_of_one_provider_gives_two_rows(router, fresh_sim):
+    started: list[AttemptStarted] = []
+    router.events.subscribe(AttemptStarted, started.append)
+    df = router.compare("Name one trade-off of caching", providers="sim-openai:model-a,sim-openai:model-b")
+    assert list(df["provider"]) == ["sim-openai", "sim-openai"]
+    assert sorted(e.model for e in started) == ["model-a", "model-b"]
+    assert df["error"].isna().all()
+    assert fresh_sim.stats()["providers"]["sim-openai"]["requests"] == 2
+    wire_model_or_xfail(df["model"].iloc[0], "model-a")
+    assert list(df["model"]) == ["model-a", "model-b"]
+
+
+def test_compare_mixes_plain_names_pairs_and_a_default_model(router):
+    started: list[AttemptStarted] = []
+    router.events.subscribe(AttemptStarted, started.append)
+    df = router.compare("hi", providers=["sim-local", "sim-openai:x1"], model="y2")
+    assert list(df["provider"]) == ["sim-local", "sim-openai"]
+    assert {e.provider: e.model for e in started} == {"sim-local": "y2", "sim-openai": "x1"}
+
+
+def test_a_failed_pair_names_the_model_it_asked_for(fresh_sim):
+    spec = ProviderSpec("down", "m0", base_url="http://127.0.0.1:9/v1", api_key="k", input_price=0, output_price=0)
+    with ModelClientRouter(ProviderRoutingConfig([spec], max_retries=0)) as r:
+        df = r.compare("hi", providers=["down:m9"])
+    assert df["model"].tolist() == ["m9"] and df["error"].iloc[0]
