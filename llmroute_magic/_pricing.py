@@ -266,12 +266,21 @@ def _find(model: str, lookup: dict[str, str]) -> _ModelPricer | None:
     return None
 
 
+# genai-prices' provider for a known name or a vendor's own wire format (names default to api).
+_PROVIDER_IDS = {"gemini": "google", "google": "google", "claude": "anthropic", "azure": "azure",
+                 "openai-responses": "openai"}
+
+
 def _resolve(spec: ProviderSpec):
     if spec.input_price is not None and spec.output_price is not None:
         return _Flat(spec.input_price, spec.output_price)
     name = spec.name.lower()
+    if spec.api == "ollama" and spec.is_local:
+        return _Flat(0.0, 0.0)  # Ollama's native API on this machine: a local model costs nothing per token
     if name in KNOWN_BASE_URLS and name not in LOCAL_SERVERS:
-        lookup = {"provider_id": name}  # a known vendor, possibly behind a proxy on loopback
+        lookup = {"provider_id": _PROVIDER_IDS.get(name, name)}  # a known vendor, perhaps behind a local proxy
+    elif spec.api in _PROVIDER_IDS:
+        lookup = {"provider_id": _PROVIDER_IDS[spec.api]}  # Gemini's, Azure's or OpenAI's own API
     elif spec.is_local:
         return _UNKNOWN  # a local server's model name says nothing about what it costs
     else:

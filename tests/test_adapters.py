@@ -8,6 +8,7 @@ project's simulator (ground truth for text, tokens and cost).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import socket
 from dataclasses import dataclass, field
@@ -23,8 +24,11 @@ from llmroute_magic._types import ProviderSpec
 from llmroute_magic._providers import ChatRequest, ProviderResult, adapter_for
 from llmroute_magic._providers._failures import AttemptContext
 from llmroute_magic._providers._sse import SSEDecoder, ServerSentEvent
-from llmroute_magic._providers.anthropic import AnthropicAdapter
+from llmroute_magic._config import ProviderRoutingConfig
+from llmroute_magic._providers.anthropic import SCHEMA_TOOL, AnthropicAdapter
 from llmroute_magic._providers.openai import OpenAIAdapter
+from llmroute_magic._request import build_request
+from llmroute_magic._types import ToolCall
 
 CANARY = "sk-canary-XYZ"
 
@@ -838,3 +842,175 @@ def test_http_layer_imports_no_httpx_until_used():
             "llmroute_magic._providers.anthropic; print('httpx' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- images, tools, tool results, response schemas, per-request models ------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 8
+PNG_B64 = base64.b64encode(PNG).decode()
+WEATHER = {"name": "get_weather", "description": "Weather in a city",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+CITY = {"type": "object", "properties": {"name": {"type": "string"}, "population": {"type": "integer"}},
+        "required": ["name", "population"]}
+
+
+def chat(prompt, **options) -> ChatRequest:
+    spec = ProviderSpec("p", "m", base_url="http://127.0.0.1:9/v1")
+    return build_request(prompt, options, config=ProviderRoutingConfig([spec]), request_id="r", streamed=False).chat
+
+
+IMAGE_PROMPT = [{"role": "user", "content": ["What is this?", {"type": "image", "data": PNG},
+                                             {"type": "image", "url": "https://example.com/cat.png"}]}]
+TOOL_TURNS = [
+    {"role": "user", "content": "Weather in Paris and Oslo?"},
+    {"role": "assistant", "content": None, "tool_calls": [ToolCall("c1", "get_weather", {"city": "Paris"}),
+                                                          {"id": "c2", "function": {"name": "get_weather",
+                                                                                    "arguments": '{"city":"Oslo"}'}}]},
+    {"role": "tool", "tool_call_id": "c1", "content": "18 C"},
+    {"role": "tool", "tool_call_id": "c2", "content": "9 C"},
+]
+
+
+def openai_adapter(url="http://127.0.0.1:9", client=None):
+    return OpenAIAdapter(ProviderSpec("p-openai", "gpt-test", api="openai", base_url=f"{url}/v1"), client)
+
+
+def anthropic_adapter(url="http://127.0.0.1:9", client=None):
+    return AnthropicAdapter(ProviderSpec("p-anthropic", "claude-test", api="anthropic", base_url=url), client)
+
+
+# -- request bodies -------------------------------------------------------------------------------------
+
+def test_openai_body_carries_images_tools_tool_results_schema_and_model():
+    body = openai_adapter().build_body(chat(IMAGE_PROMPT, model="gpt-other"), stream=False)
+    assert body["model"] == "gpt-other"
+    assert body["messages"][0]["content"] == [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_B64}"}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]
+    body = openai_adapter().build_body(chat(TOOL_TURNS, tools=[WEATHER], tool_choice="get_weather"), stream=False)
+    assert body["tools"] == [{"type": "function", "function": WEATHER}]
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assistant, result = body["messages"][1], body["messages"][2]
+    assert assistant["content"] is None and [c["function"]["arguments"] for c in assistant["tool_calls"]] == [
+        '{"city": "Paris"}', '{"city": "Oslo"}']
+    assert result == {"role": "tool", "tool_call_id": "c1", "content": "18 C"}
+    body = openai_adapter().build_body(chat("Biggest city?", response_format=CITY), stream=False)
+    assert body["response_format"] == {"type": "json_schema",
+                                       "json_schema": {"name": "answer", "schema": CITY, "strict": False}}
+
+
+def test_anthropic_body_carries_images_tools_tool_results_schema_and_model():
+    body = anthropic_adapter().build_body(chat(IMAGE_PROMPT, model="claude-other"), stream=False)
+    assert body["model"] == "claude-other"
+    assert body["messages"][0]["content"] == [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_B64}},
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}}]
+    body = anthropic_adapter().build_body(chat(TOOL_TURNS, tools=[WEATHER], tool_choice="required"), stream=False)
+    assert body["tools"] == [{"name": "get_weather", "description": "Weather in a city",
+                              "input_schema": WEATHER["parameters"]}]
+    assert body["tool_choice"] == {"type": "any"}
+    assert body["messages"][1] == {"role": "assistant", "content": [
+        {"type": "tool_use", "id": "c1", "name": "get_weather", "input": {"city": "Paris"}},
+        {"type": "tool_use", "id": "c2", "name": "get_weather", "input": {"city": "Oslo"}}]}
+    assert body["messages"][2] == {"role": "user", "content": [  # both results in one user turn
+        {"type": "tool_result", "tool_use_id": "c1", "content": "18 C"},
+        {"type": "tool_result", "tool_use_id": "c2", "content": "9 C"}]}
+    body = anthropic_adapter().build_body(chat("Biggest city?", response_format=CITY), stream=False)
+    assert body["tools"][0]["name"] == SCHEMA_TOOL and body["tools"][0]["input_schema"] == CITY
+    assert body["tool_choice"] == {"type": "tool", "name": SCHEMA_TOOL}
+
+
+# -- answers ---------------------------------------------------------------------------------------------
+
+OPENAI_TOOL_ANSWER = {
+    "model": "gpt-test", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+        "role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]}}],
+    "usage": {"prompt_tokens": 20, "completion_tokens": 7}}
+
+
+async def test_openai_tool_calls_plain_and_streamed(server, client):
+    adapter = openai_adapter(server.url, client)
+    server.replies.append(json_reply(200, OPENAI_TOOL_ANSWER))
+    result = await adapter.complete(chat("Weather in Paris?", tools=[WEATHER]))
+    assert result.tool_calls == (ToolCall("call_1", "get_weather", {"city": "Paris"}),)
+    assert result.finish_reason == "tool_calls" and result.text == ""
+
+    def chunk(delta, finish=None):
+        return "data: " + json.dumps({"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+    server.replies.append(sse_reply([
+        chunk({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_9", "type": "function",
+                                                    "function": {"name": "get_weather", "arguments": ""}}]}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"ci'}}]}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": 'ty":"Oslo"}'}}]}),
+        chunk({}, "tool_calls"),
+        'data: {"choices":[],"usage":{"prompt_tokens":20,"completion_tokens":9}}', "data: [DONE]"]))
+    deltas, final = await collect(adapter, chat("Weather in Oslo?", tools=[WEATHER]))
+    assert deltas == [] and final.tool_calls == (ToolCall("call_9", "get_weather", {"city": "Oslo"}),)
+    assert (final.input_tokens, final.output_tokens) == (20, 9)
+
+
+async def test_anthropic_tool_calls_plain_and_streamed(server, client):
+    adapter = anthropic_adapter(server.url, client)
+    server.replies.append(json_reply(200, {
+        "model": "claude-test", "stop_reason": "tool_use", "usage": {"input_tokens": 30, "output_tokens": 12},
+        "content": [{"type": "text", "text": "Let me check."},
+                    {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}]}))
+    result = await adapter.complete(chat("Weather in Paris?", tools=[WEATHER]))
+    assert result.text == "Let me check." and result.tool_calls == (ToolCall("toolu_1", "get_weather",
+                                                                             {"city": "Paris"}),)
+
+    def ev(name, payload):
+        return f"event: {name}\ndata: {json.dumps({'type': name, **payload})}"
+
+    server.replies.append(sse_reply([
+        ev("message_start", {"message": {"model": "claude-test", "usage": {"input_tokens": 30, "output_tokens": 1}}}),
+        ev("content_block_start", {"index": 0, "content_block": {"type": "tool_use", "id": "toolu_2",
+                                                                 "name": "get_weather", "input": {}}}),
+        ev("content_block_delta", {"index": 0, "delta": {"type": "input_json_delta", "partial_json": '{"city": '}}),
+        ev("content_block_delta", {"index": 0, "delta": {"type": "input_json_delta", "partial_json": '"Oslo"}'}}),
+        ev("content_block_stop", {"index": 0}),
+        ev("message_delta", {"delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 15}}),
+        ev("message_stop", {})]))
+    deltas, final = await collect(adapter, chat("Weather in Oslo?", tools=[WEATHER]))
+    assert deltas == [] and final.tool_calls == (ToolCall("toolu_2", "get_weather", {"city": "Oslo"}),)
+    assert final.finish_reason == "tool_use" and final.output_tokens == 15
+
+
+async def test_anthropic_schema_answer_is_the_schema_tools_input_as_text(server, client):
+    adapter = anthropic_adapter(server.url, client)
+    server.replies.append(json_reply(200, {
+        "model": "claude-test", "stop_reason": "tool_use", "usage": {"input_tokens": 30, "output_tokens": 12},
+        "content": [{"type": "tool_use", "id": "t", "name": SCHEMA_TOOL,
+                     "input": {"name": "Tokyo", "population": 37000000}}]}))
+    result = await adapter.complete(chat("Biggest city?", response_format=CITY))
+    assert json.loads(result.text) == {"name": "Tokyo", "population": 37000000} and result.tool_calls == ()
+
+    def ev(name, payload):
+        return f"event: {name}\ndata: {json.dumps({'type': name, **payload})}"
+
+    server.replies.append(sse_reply([
+        ev("message_start", {"message": {"model": "claude-test", "usage": {"input_tokens": 30, "output_tokens": 1}}}),
+        ev("content_block_start", {"index": 0, "content_block": {"type": "tool_use", "id": "t",
+                                                                 "name": SCHEMA_TOOL, "input": {}}}),
+        ev("content_block_delta", {"index": 0, "delta": {"type": "input_json_delta", "partial_json": '{"name": "Oslo", '}}),
+        ev("content_block_delta", {"index": 0, "delta": {"type": "input_json_delta", "partial_json": '"population": 7}'}}),
+        ev("content_block_stop", {"index": 0}),
+        ev("message_delta", {"delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 15}}),
+        ev("message_stop", {})]))
+    deltas, final = await collect(adapter, chat("Smallest?", response_format=CITY))
+    assert "".join(deltas) == final.text and json.loads(final.text) == {"name": "Oslo", "population": 7}
+    assert final.tool_calls == ()
+
+
+@pytest.mark.parametrize("arguments", ['{"city": ', '"just a string"'])
+async def test_tool_arguments_that_are_not_a_json_object_are_malformed(server, client, arguments):
+    answer = json.loads(json.dumps(OPENAI_TOOL_ANSWER))
+    answer["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] = arguments
+    server.replies.append(json_reply(200, answer))
+    with pytest.raises(ProviderError) as info:
+        await openai_adapter(server.url, client).complete(chat("Weather?", tools=[WEATHER]))
+    assert info.value.error_type == "malformed_response"

@@ -208,3 +208,26 @@ def test_an_unknown_price_is_told_once_on_the_console():
     out = subprocess.run([sys.executable, "-c", textwrap.dedent(ONCE)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stderr.count("no price known for provider") == 1, out.stderr
+
+
+# -- the native formats: Gemini, Azure, OpenAI Responses, Ollama --------------------------------------------
+
+@pytest.mark.parametrize("spec, provider_id, model", [
+    (ProviderSpec("gemini", "gemini-2.5-flash"), "google", "gemini-2.5-flash"),
+    (ProviderSpec("team-gemini", "gemini-2.0-flash", api="gemini", base_url="http://127.0.0.1:9/g"),
+     "google", "gemini-2.0-flash"),
+    (ProviderSpec("work", "gpt-4o-mini", api="azure", base_url="https://acme.openai.azure.com"), "azure",
+     "gpt-4o-mini"),
+    (ProviderSpec("resp", "gpt-4o", api="openai-responses", base_url="https://gw.example/v1"), "openai", "gpt-4o"),
+])
+def test_native_formats_are_priced_by_their_vendors_list(book, spec, provider_id, model):
+    usage = Usage(input_tokens=12_345, output_tokens=678)
+    want = float(calc_price(usage, model, provider_id=provider_id).total_price)
+    assert book.cost(spec, 12_345, 678) == pytest.approx(want, rel=1e-12) and want > 0
+
+
+def test_ollama_on_this_machine_is_free_and_a_remote_one_unknown(book):
+    assert book.cost(ProviderSpec("ollama", "llama3.1:8b"), 5_000, 500) == 0.0
+    assert book.warn_if_unknown(ProviderSpec("ollama", "llama3.1:8b"))
+    remote = ProviderSpec("gpu-box", "llama3.1:8b", api="ollama", base_url="http://10.0.0.7:11434")
+    assert math.isnan(book.cost(remote, 5_000, 500))

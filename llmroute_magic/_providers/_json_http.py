@@ -1,8 +1,18 @@
 """The send/receive loop every JSON-over-HTTP wire format shares.
 
 ``JSONOverHTTPAdapter`` owns what is the same for every API: API-key lookup, the POST, status
-and transport-failure mapping, SSE reading, time to first token. A wire format adds only its
-URL path, headers, request body and response/stream parsing.
+and transport-failure mapping, reading a stream, time to first token. A wire format adds only:
+
+    headers_for(key)                     the auth and content headers
+    url_for(request, stream)             where to POST (default: base_url + ``path``)
+    build_body(request, stream)          the JSON body, translated from the neutral ChatRequest
+    parse_response(payload, status, request)   a plain answer -> ProviderResult
+    stream_parser(ctx, request)          a StreamParser for its events
+    events(response)                     how a stream is framed (default SSE; NDJSON formats override)
+
+The neutral request (text and image parts, tools, tool choice, a response schema, a model for
+this request) is described in ``_content.py``; what a format cannot express it leaves out, and
+the router never sends it a request that needs it (``_capabilities.py``).
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ from ._sse import ServerSentEvent, iter_sse
 if TYPE_CHECKING:
     import httpx
 
-    from .._types import ProviderSpec
+    from .._types import ProviderSpec, ToolCall
 
 # What parsing JSON of the wrong shape raises (a field missing, a list where an object belongs).
 _SHAPE_ERRORS = (KeyError, TypeError, IndexError, ValueError, AttributeError)
@@ -52,7 +62,7 @@ class StreamParser:
     the end of the stream and raises ``malformed_response`` if that end never came. Tokens that the
     stream never reported stay None in the result (unknown, never 0)."""
 
-    __slots__ = ("ctx", "model", "finish_reason", "done")
+    __slots__ = ("ctx", "model", "finish_reason", "done", "tool_calls")
     end_marker = ""
 
     def __init__(self, ctx: AttemptContext, model: str) -> None:
@@ -60,6 +70,7 @@ class StreamParser:
         self.model = model
         self.finish_reason: str | None = None
         self.done = False
+        self.tool_calls: list[ToolCall] = []  # complete calls, in order, as the stream finished them
 
     # Cache shares live in the context with the other tokens: a stream cancelled after
     # message_start is billed for them too.
@@ -96,6 +107,7 @@ class StreamParser:
             finish_reason=self.finish_reason,
             http_status=http_status,
             ttft_s=ttft_s,
+            tool_calls=tuple(self.tool_calls),
         )
 
 
@@ -139,15 +151,22 @@ class JSONOverHTTPAdapter(ProviderAdapter):
     def headers_for(self, key: str | None) -> dict[str, str]:
         raise NotImplementedError
 
+    def url_for(self, request: ChatRequest, stream: bool) -> "httpx.URL | str":
+        return self._url
+
     def build_body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
         raise NotImplementedError
 
-    def parse_response(self, payload: Any, http_status: int) -> ProviderResult:
+    def parse_response(self, payload: Any, http_status: int, request: ChatRequest) -> ProviderResult:
         """Raises KeyError/TypeError/IndexError/ValueError when a field is missing or wrong."""
         raise NotImplementedError
 
-    def stream_parser(self, ctx: AttemptContext) -> StreamParser:
+    def stream_parser(self, ctx: AttemptContext, request: ChatRequest) -> StreamParser:
         raise NotImplementedError
+
+    def events(self, response: "httpx.Response") -> AsyncIterator[ServerSentEvent]:
+        """The stream's events: server-sent events here; a format framed otherwise overrides this."""
+        return iter_sse(response.aiter_bytes())
 
     # -- the shared call ---------------------------------------------------------------------
     def _begin(self, ctx: AttemptContext | None) -> tuple[dict[str, str], AttemptContext]:
@@ -159,27 +178,29 @@ class JSONOverHTTPAdapter(ProviderAdapter):
         if auth.key is None and self._needs_key:
             raise missing_key_error(self.spec.name, self.spec.model, self._env_var)
         if ctx is None:
-            ctx = AttemptContext(self.spec.name, self.spec.model)
+            ctx = AttemptContext(self.spec.name, self.spec.model)  # model: the caller's ctx names the request's
         ctx.secret = auth.key
         ctx.hidden = self._hidden
         return auth.headers, ctx
 
-    async def _send(self, headers: dict[str, str], content: bytes, stream: bool) -> "httpx.Response":
+    async def _send(self, url: "httpx.URL | str", headers: dict[str, str], content: bytes,
+                    stream: bool) -> "httpx.Response":
         """One POST through the client's public API: its mounts pick the proxy route, if any; with
         ``stream=False`` the whole body has been read (and the connection released) on return."""
         client = self.client
-        request = client.build_request("POST", self._url, content=content, headers=headers, timeout=self._timeout)
+        request = client.build_request("POST", url, content=content, headers=headers, timeout=self._timeout)
         return await client.send(request, stream=stream)
 
     async def complete(self, request: ChatRequest, ctx: AttemptContext | None = None) -> ProviderResult:
         headers, ctx = self._begin(ctx)
         content = dumps(self.build_body(request, False))
+        url = self.url_for(request, False)
         try:
             if self._deadline_s is None:
-                response = await self._send(headers, content, stream=False)
+                response = await self._send(url, headers, content, stream=False)
             else:
                 async with asyncio.timeout(self._deadline_s):
-                    response = await self._send(headers, content, stream=False)
+                    response = await self._send(url, headers, content, stream=False)
         except TimeoutError:
             raise ctx.error("timeout", f"no complete answer within {self._deadline_s:g} s") from None
         except Exception as exc:
@@ -190,41 +211,42 @@ class JSONOverHTTPAdapter(ProviderAdapter):
         status = response.status_code
         if status >= 300:
             raise error_from_status(ctx, status, response.content, response.headers)
-        return self._parse_body(ctx, response.content, status)
+        return self._parse_body(ctx, response.content, status, request)
 
-    def _parse_body(self, ctx: AttemptContext, body: bytes, status: int) -> ProviderResult:
+    def _parse_body(self, ctx: AttemptContext, body: bytes, status: int, request: ChatRequest) -> ProviderResult:
         try:
             payload = json.loads(body)
         except ValueError:
             raise malformed(ctx, f"response body is not JSON: {_preview(body)}") from None
         try:
-            return self.parse_response(payload, status)
+            return self.parse_response(payload, status, request)
         except _SHAPE_ERRORS as exc:
             raise malformed(ctx, f"response JSON lacks an expected field ({type(exc).__name__}: {exc})") from None
 
     async def stream(self, request: ChatRequest, ctx: AttemptContext | None = None) -> AsyncIterator[StreamItem]:
         headers, ctx = self._begin(ctx)
         content = dumps(self.build_body(request, True))
-        parser = self.stream_parser(ctx)
+        url = self.url_for(request, True)
+        parser = self.stream_parser(ctx, request)
         ttft: float | None = None
         started = perf_counter()
         try:
             # The response is closed on every way out (end, error, cancellation, the consumer
             # dropping the generator), so no connection is left half-read in the pool.
-            response = await self._send(headers, content, stream=True)
+            response = await self._send(url, headers, content, stream=True)
             try:
                 status = response.status_code
                 if status >= 300:
                     raise error_from_status(ctx, status, await response.aread(), response.headers)
                 if response.headers.get("content-type", "").startswith("application/json"):
                     # A server that ignores "stream": true answers in one piece; take it as such.
-                    result = self._parse_body(ctx, await response.aread(), status)
+                    result = self._parse_body(ctx, await response.aread(), status, request)
                     result.ttft_s = perf_counter() - started
                     if result.text:
                         yield result.text
                     yield result
                     return
-                async for event in iter_sse(response.aiter_bytes()):
+                async for event in self.events(response):
                     try:
                         text = parser.feed(event)
                     except _SHAPE_ERRORS as exc:
