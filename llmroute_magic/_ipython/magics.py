@@ -8,24 +8,30 @@ Settings: ``%config LLMRouteMagics.<name> = value``.
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import keyword
+import os
 import shlex
 import sys
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from IPython.core import magic_arguments
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from traitlets import Bool, Enum, Float, Unicode
+from traitlets import Bool, Enum, Float, Int, Unicode
 from traitlets.config import Configurable
 
-from .._errors import ConfigError, LLMRouteError
-from .._format import cost_total, count, plural
+from .._errors import AllProvidersFailed, ConfigError, LLMRouteError, ProviderError
+from .._format import cost_total, count, money, plural
 from .._types import RoutingStrategy
-from . import defaults
+from . import defaults, explain
+from .chat import DEFAULT_NAME, Conversation, Conversations, Plan, Turn, check_name, token_budget
 from .interpolate import interpolate
-from .render import FORMATS, RichRenderer, TextRenderer, compare_bundle
+from .render import (FORMAT_INSTRUCTIONS, FORMATS, RichRenderer, TextRenderer, code_of, compare_bundle,
+                     with_instruction)
 
 STRATEGIES = ", ".join(s.value for s in RoutingStrategy)
 SAVE_FORMATS = (".csv", ".parquet")
@@ -34,7 +40,7 @@ SUBCOMMANDS: dict[str, str] = {
     "status": "strategy, providers (enabled / cooling down) and total cost",
     "use VAR": "switch the magics to the router stored in variable VAR",
     "strategy [NAME]": f"show or set the routing strategy ({STRATEGIES})",
-    "providers": "list the providers with model, API, base URL, priority and prices",
+    "providers": "each provider's api, model, host, whether its key is set (never the key), prices, price source, state",
     "enable NAME": "put a provider back into rotation",
     "disable NAME": "take a provider out of rotation",
     "usage [--all]": "the usage ledger as a DataFrame, one row per attempt (--all: every row of the ledger file)",
@@ -44,6 +50,10 @@ SUBCOMMANDS: dict[str, str] = {
     "config PATH": "load a TOML config and rebuild the router",
     "reset": "start the usage view afresh (a ledger file keeps every row: %llm usage --all)",
     "save PATH": "write the usage ledger to PATH (.csv or .parquet)",
+    "chat": "the conversations of %%llm --chat cells: turns, tokens, cost, provider",
+    "chat show [NAME]": "a conversation's turns (NAME: default)",
+    "chat reset [NAME|--all]": "forget a conversation (NAME: default) or every one; the next --chat cell starts afresh",
+    "explain [-p P] [-m M]": "explain the notebook's last error: its traceback (never variables' values) to the routed provider",
     "help": "this list",
 }
 
@@ -86,6 +96,32 @@ def _cannot_write(command: str, path: Path, error: OSError) -> UsageError:
     return UsageError(f"{command}: cannot write {str(path)!r}: {error.strerror or error}")
 
 
+def _host(url: str) -> str:
+    """A base URL's host and port only: no scheme, path, user or password."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "?"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}" if port else host
+
+
+def _key_state(spec: Any) -> str:
+    """Whether a provider has a key, by where it would come from. Looks only at whether one is
+    there: no key's value is read out, shown or compared."""
+    if spec.api_key is not None:
+        return "given in the config"
+    var = spec.key_env_var
+    if os.environ.get(var):
+        return f"{var} set"
+    if spec.is_local:
+        return "none needed (local)"
+    return f"{var} missing"
+
+
 
 
 @magics_class
@@ -103,10 +139,19 @@ class LLMRouteMagics(Magics, Configurable):
     display_mode = Enum(["auto", "rich", "text"], "auto", config=True,
                         help="rich: Jupyter display updates; text: plain stdout (terminal); auto: detect.")
     stream_interval_s = Float(0.1, config=True, help="Least time between display updates while streaming.")
+    chat_max_turns = Int(20, config=True, help="Earlier turns a --chat cell sends at most (0: no limit); "
+                                               "the oldest are left out first and the footer says so.")
+    chat_max_tokens = Int(0, config=True, help="Most tokens (estimated as the router does) a --chat cell's prompt "
+                                               "may take; 0: only the provider's context window limits it.")
+    format_instructions = Bool(True, config=True,
+                               help="-f json/code/markdown/html add a short instruction to the system prompt "
+                                    "(--raw leaves it out for one cell).")
+    code_to_cell = Bool(True, config=True, help="-f code in Jupyter: put the code into a new cell below (never run).")
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self._owned: list[Any] = []  # routers these magics built and must release
+        self.conversations = Conversations()  # of the %%llm --chat cells
 
     # -- the router -----------------------------------------------------------------------------
     def bind_default_router(self, announce: Callable[[str], None] | None = print) -> Any:
@@ -153,23 +198,53 @@ class LLMRouteMagics(Magics, Configurable):
             return self.display_mode == "rich"
         return getattr(self.shell, "kernel", None) is not None
 
-    def _request_failed(self, error: BaseException) -> BaseException:
+    def _request_failed(self, error: BaseException, router: Any = None) -> BaseException:
+        hint = self._key_hint(error, router)
         if not self.short_errors:
+            if hint:
+                print(f"llmroute: {hint}", file=sys.stderr)
             return error
         if isinstance(error, ConfigError):
             return UsageError(str(error))
-        return UsageError(f"request failed: {error}\n(every attempt is recorded: %llm usage)")
+        return UsageError(f"request failed: {error}\n{hint + chr(10) if hint else ''}"
+                          "(every attempt is recorded: %llm usage)")
+
+    @staticmethod
+    def _key_hint(error: BaseException, router: Any) -> str | None:
+        """For attempts that had no API key: the %env line that sets each missing variable."""
+        attempts = (error.attempts if isinstance(error, AllProvidersFailed)
+                    else [error] if isinstance(error, ProviderError) else [])
+        names = list(dict.fromkeys(a.provider for a in attempts if a.error_type == "missing_api_key"))
+        if not names or router is None:
+            return None
+        specs = {p.name: p for p in router.providers}
+        variables = list(dict.fromkeys(specs[n].key_env_var for n in names if n in specs))
+        if not variables:
+            return None
+        lines = "\n".join(f"  %env {var}=..." for var in variables)
+        return (f"to set the missing key{'s' if len(variables) > 1 else ''} for this session, run (with your key "
+                f"in place of ...):\n{lines}\nthen run the cell again (%llm providers shows which keys are set)")
 
     # -- %%llm and %llm ---------------------------------------------------------------------------
-    @magic_arguments.magic_arguments(name="%%llm")
+    @magic_arguments.magic_arguments(name="%llm")  # shown as %%llm: IPython adds a "%"
     @magic_arguments.argument("-p", "--provider", help="send to this provider only (this cell)")
     @magic_arguments.argument("-s", "--strategy", help=f"routing strategy for this cell: {STRATEGIES}")
     @magic_arguments.argument("--compare", nargs="?", const="all", default=None, metavar="NAMES",
-                              help="ask several providers side by side: comma-separated names, or all (default)")
-    @magic_arguments.argument("-f", "--format", help=f"output format: {', '.join(FORMATS)}")
+                              help="ask several providers side by side: comma-separated names or NAME:MODEL "
+                                   "pairs (two models of one provider), or all (default)")
+    @magic_arguments.argument("-c", "--chat", nargs="?", const=DEFAULT_NAME, default=None, metavar="NAME",
+                              help="continue conversation NAME (default: 'default'): its earlier turns are sent "
+                                   "with this cell; re-running the cell replaces its own turn")
+    @magic_arguments.argument("-m", "--model", metavar="MODEL",
+                              help="this model instead of the provider's configured one (priced as that model)")
+    @magic_arguments.argument("-f", "--format",
+                              help=f"output format: {', '.join(FORMATS)}; json, code, markdown and html also ask "
+                                   "the model for it (an instruction in the system prompt); code goes into a new "
+                                   "cell below in Jupyter")
+    @magic_arguments.argument("--raw", action="store_true", help="send no format instruction (-f only formats)")
     @magic_arguments.argument("-o", "--output", metavar="VAR",
                               help="store the Completion (with --compare, the DataFrame) in VAR")
-    @magic_arguments.argument("--system", metavar="TEXT", help="system prompt")
+    @magic_arguments.argument("--system", metavar="TEXT", help="system prompt (with --chat: kept by the conversation)")
     @magic_arguments.argument("-t", "--temperature", type=float, help="sampling temperature (>= 0)")
     @magic_arguments.argument("--max-tokens", type=int, metavar="N", help="most tokens to generate (> 0)")
     @magic_arguments.argument("--no-stream", action="store_true", help="wait for the whole answer")
@@ -183,7 +258,7 @@ class LLMRouteMagics(Magics, Configurable):
 
         %%llm [options]   the cell is the prompt (see the options below)
         %llm SUBCOMMAND   manage the router: status, use, strategy, providers, enable, disable,
-                          usage, stats, plot, panel, config, reset, save, help
+                          usage, stats, plot, panel, config, reset, save, chat, explain, help
         """
         if cell is None:
             return self._line(line)
@@ -211,6 +286,10 @@ class LLMRouteMagics(Magics, Configurable):
                 raise UsageError(f"-s/--strategy: unknown strategy {args.strategy!r}; allowed: {STRATEGIES}") from None
         if args.provider is not None:
             kwargs["provider"] = self._check_provider(router, args.provider)
+        if args.model is not None:
+            if not args.model.strip():
+                raise UsageError("-m/--model: give a model name, e.g. -m gpt-4o-mini")
+            kwargs["model"] = args.model.strip()
         if args.max_tokens is not None:
             if args.max_tokens <= 0:
                 raise UsageError(f"--max-tokens: must be a positive whole number, got {args.max_tokens}")
@@ -219,10 +298,16 @@ class LLMRouteMagics(Magics, Configurable):
             if not args.temperature >= 0:
                 raise UsageError(f"-t/--temperature: must be a number >= 0, got {args.temperature}")
             kwargs["temperature"] = args.temperature
-        if args.system is not None:
-            kwargs["system"] = args.system
         if args.output is not None and (not args.output.isidentifier() or keyword.iskeyword(args.output)):
             raise UsageError(f"-o/--output: {args.output!r} is not a valid variable name")
+        chat_name = None
+        if args.chat is not None:
+            if args.compare is not None:
+                raise UsageError("use either --chat or --compare, not both (a comparison is not a conversation turn)")
+            try:
+                chat_name = check_name(args.chat)
+            except ValueError as e:
+                raise UsageError(f"-c/--chat: {e}") from None
         prompt = cell
         if self.interpolate and not args.no_interpolate:
             unresolved: list[str] = []
@@ -236,15 +321,109 @@ class LLMRouteMagics(Magics, Configurable):
         prompt = prompt.strip("\r\n").rstrip()  # the cell's trailing newline is not part of the prompt
         if not prompt.strip():
             raise UsageError("the prompt is empty: write it in the cell below the %%llm line")
+        instruction = self._instruction(fmt, args)
+        lines: list[str] = []
+        metadata: dict[str, Any] = {"format": fmt}
+        if instruction:
+            lines.append(f"asked for {fmt} in the system prompt (--raw: not asked)")
+            metadata["instruction"] = instruction
         if args.compare is not None:
             if args.provider is not None:
                 raise UsageError("use either -p/--provider or --compare, not both")
+            if args.system is not None or instruction:
+                kwargs["system"] = with_instruction(args.system, instruction)
             return self._compare(router, prompt, args, kwargs)
         stream = self.stream and not args.no_stream
-        completion = self._ask(router, prompt, kwargs, fmt, stream)
+        if chat_name is None:
+            if args.system is not None or instruction:
+                kwargs["system"] = with_instruction(args.system, instruction)
+            send: Any = prompt
+            plan = conv = None
+        else:
+            conv, plan, moved = self._chat_plan(router, chat_name, cell, prompt, args, kwargs)
+            send = plan.messages
+            for k, v in (("provider", plan.provider), ("model", plan.model),
+                         ("system", with_instruction(plan.system, instruction))):
+                if v is not None:
+                    kwargs[k] = v
+            kwargs["conversation"] = chat_name
+            lines.append(plan.note() + (f" · {moved}" if moved else ""))
+            metadata["chat"] = plan.metadata()
+        to_cell = fmt == "code" and self.code_to_cell and self._rich()
+        if to_cell:
+            lines.append("the code is in a new cell below (not run)")
+        try:
+            completion = self._ask(router, send, kwargs, fmt, stream, lines=tuple(lines),
+                                   tooltip=instruction and f"asked with -f {fmt}: {instruction}", metadata=metadata)
+        except BaseException:
+            if conv is not None and not conv.turns:
+                self.conversations.reset(conv.name)  # a conversation whose first cell failed was never begun
+            raise
+        if conv is not None and plan is not None:
+            conv.commit(plan, Turn.of(plan.key, prompt, completion), pinned_model=kwargs.get("model") if args.model
+                        else None, system=args.system)
+        if to_cell:
+            self.shell.set_next_input(code_of(completion.text), replace=False)
         if args.output:
             self.shell.user_ns[args.output] = completion
         return None
+
+    def _instruction(self, fmt: str, args: Any) -> str | None:
+        """The format's instruction for this cell: asked for with -f (or a non-Markdown default
+        format), unless --raw or ``format_instructions`` is off."""
+        if args.raw or not self.format_instructions:
+            return None
+        if args.format is None and fmt in ("markdown", "text"):
+            return None  # the out-of-the-box way of showing answers asks nothing of the model
+        return FORMAT_INSTRUCTIONS.get(fmt)
+
+    # -- conversations ----------------------------------------------------------------------------
+    def _cell_key(self, cell: str) -> tuple[str, bool]:
+        """Which cell this is, so a re-run replaces its own turn: (key, found anywhere in the
+        conversation). The cell id Jupyter front ends send with each execution (JupyterLab,
+        Notebook 7, VS Code), read from IPython's execution info, else from the kernel's parent
+        message; without one (terminal IPython, nbclient), the cell's text, matched against the
+        last turn only (a retry), so the same words later in the conversation are a new turn."""
+        exec_result = getattr(getattr(self.shell, "displayhook", None), "exec_result", None)
+        cell_id = getattr(getattr(exec_result, "info", None), "cell_id", None)
+        if not cell_id:
+            parent = getattr(self.shell, "parent_header", None)
+            if isinstance(parent, dict):
+                cell_id = (parent.get("metadata") or {}).get("cellId")
+        if cell_id:
+            return f"cell:{cell_id}", True
+        digest = hashlib.sha256(cell.strip().encode("utf-8", "surrogatepass")).hexdigest()[:20]
+        return f"text:{digest}", False
+
+    def _chat_plan(self, router: Any, name: str, cell: str, prompt: str, args: Any,
+                   kwargs: dict[str, Any]) -> tuple[Conversation, Plan, str | None]:
+        conv = self.conversations.open(name)
+        provider, moved = kwargs.get("provider"), None
+        if provider is None and conv.provider is not None:
+            provider, moved = self._kept_provider(router, conv.provider)
+        key, anywhere = self._cell_key(cell)
+        window = self._context_window(router, provider)
+        budget = token_budget(window, kwargs.get("max_tokens"), self.chat_max_tokens or None)
+        plan = conv.plan(key, prompt, anywhere=anywhere, provider=provider, model=kwargs.get("model"),
+                         system=args.system, max_turns=max(0, self.chat_max_turns), budget=budget)
+        return conv, plan, moved
+
+    def _kept_provider(self, router: Any, kept: str) -> tuple[str | None, str | None]:
+        """The conversation's provider when it can still serve, else None (route) and why."""
+        if kept not in self._provider_names(router):
+            return None, f"its provider {kept} is not in this router: routed"
+        if kept not in router.enabled:
+            return None, f"its provider {kept} is disabled: routed"
+        if kept in router.cooling_down():
+            return None, f"its provider {kept} is cooling down: routed"
+        return kept, None
+
+    def _context_window(self, router: Any, provider: str | None) -> int | None:
+        """The window the prompt must fit: the provider's; when routing, the largest known among the
+        enabled ones (a context-length error falls back to a provider with a larger window)."""
+        specs = [p for p in router.providers if (p.name == provider if provider else p.name in router.enabled)]
+        windows = [p.context_window for p in specs if p.context_window]
+        return max(windows) if windows else None
 
     def _renderer(self) -> RichRenderer | TextRenderer:
         if self._rich():
@@ -253,14 +432,15 @@ class LLMRouteMagics(Magics, Configurable):
             return RichRenderer(display, interval_s=self.stream_interval_s)
         return TextRenderer()
 
-    def _ask(self, router: Any, prompt: str, kwargs: dict[str, Any], fmt: str, stream: bool) -> Any:
+    def _ask(self, router: Any, prompt: Any, kwargs: dict[str, Any], fmt: str, stream: bool, *,
+             lines: tuple[str, ...] = (), tooltip: str | None = None, metadata: dict[str, Any] | None = None) -> Any:
         renderer = self._renderer()
         interrupted = ("interrupted: the request was cancelled (recorded in %llm usage as 'cancelled')")
         if stream:
             try:
                 s = router.stream(prompt, **kwargs)
             except LLMRouteError as e:
-                raise self._request_failed(e) from None
+                raise self._request_failed(e, router) from None
             renderer.start()
             try:
                 for chunk in s:
@@ -272,7 +452,7 @@ class LLMRouteMagics(Magics, Configurable):
             except LLMRouteError as e:
                 _close_quietly(s)
                 renderer.abort("failed: see the message below")
-                raise self._request_failed(e) from None
+                raise self._request_failed(e, router) from None
             completion = s.completion
         else:
             try:
@@ -280,27 +460,33 @@ class LLMRouteMagics(Magics, Configurable):
             except KeyboardInterrupt:
                 raise UsageError(interrupted) from None
             except LLMRouteError as e:
-                raise self._request_failed(e) from None
-        note = renderer.finish(completion, fmt, footer=self.footer)
+                raise self._request_failed(e, router) from None
+        note = renderer.finish(completion, fmt, footer=self.footer, lines=lines, tooltip=tooltip, metadata=metadata)
         if note:
             print(f"llmroute: {note}", file=sys.stderr)
         return completion
 
     def _compare(self, router: Any, prompt: str, args: Any, kwargs: dict[str, Any]) -> None:
+        from .._router import compare_target
+
         names = None
         if args.compare.strip().lower() != "all":
             names = [n.strip() for n in args.compare.split(",") if n.strip()]
             if not names:
-                raise UsageError("--compare: give provider names separated by commas, or all")
+                raise UsageError("--compare: give provider names (or NAME:MODEL pairs) separated by commas, or all")
+            configured = self._provider_names(router)
             for n in names:
-                self._check_provider(router, n)
+                try:
+                    compare_target(n, configured)
+                except ConfigError as e:
+                    raise UsageError(f"--compare: {str(e).removeprefix('providers: ')}") from None
         kwargs.pop("strategy", None)  # every named provider answers: there is nothing to route
         try:
             df = router.compare(prompt, providers=names, **kwargs)
         except KeyboardInterrupt:
             raise UsageError("interrupted: the comparison was cancelled (recorded in %llm usage)") from None
         except LLMRouteError as e:
-            raise self._request_failed(e) from None
+            raise self._request_failed(e, router) from None
         bundle, metadata = compare_bundle(df)
         if self._rich():
             from IPython.display import display
@@ -387,19 +573,35 @@ class LLMRouteMagics(Magics, Configurable):
 
     def _cmd_providers(self, rest: list[str]) -> None:
         self._expect(rest, 0, "providers")
+        from .._pricing import PriceBook
+
         r = self.router
         enabled, cooling = set(r.enabled), set(r.cooling_down())
-        header = ("name", "model", "api", "base_url", "priority", "weight", "price in/out per 1M", "state")
-        rows = []
+        book = PriceBook()  # the router's own way of finding a price, read here without its internals
+        header = ("name", "api", "model", "host", "key", "price in/out per 1M", "price source", "priority", "state")
+        rows, missing = [], []
         for p in r.providers:
-            price = ("genai-prices" if p.input_price is None and p.output_price is None
-                     else f"{p.input_price if p.input_price is not None else '?'}/"
-                          f"{p.output_price if p.output_price is not None else '?'}")
+            key = _key_state(p)
+            if key.endswith(" missing"):
+                missing.append(p)
+            if p.input_price is not None and p.output_price is not None:
+                price, source = f"{money(p.input_price)} / {money(p.output_price)}", "spec"
+            else:
+                rates = book.rates(p)
+                price, source = ((f"{money(rates[0])} / {money(rates[1])}", "genai-prices") if rates
+                                 else ("–", "unknown"))
             state = ("enabled" if p.name in enabled else "disabled") + (", cooling down" if p.name in cooling else "")
-            rows.append((p.name, p.model, p.api, p.base_url, str(p.priority), f"{p.weight:g}", price, state))
+            rows.append((p.name, p.api or "", p.model, _host(p.base_url or ""), key, price, source,
+                         "–" if p.priority is None else str(p.priority), state))
         widths = [max(len(x) for x in col) for col in zip(header, *rows)]
         fmt = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
-        print("\n".join([fmt(header)] + [fmt(row) for row in rows]))
+        out = [fmt(header)] + [fmt(row) for row in rows]
+        for p in missing:
+            out.append(f"{p.name}: no API key; set one for this session with  %env {p.key_env_var}=...  "
+                       "(or api_key_env= in the config)")
+        if any(row[6] == "unknown" for row in rows):
+            out.append("unknown price: costs show as unknown, never $0; give input_price/output_price (USD per 1M)")
+        print("\n".join(out))
 
     def _cmd_enable(self, rest: list[str]) -> None:
         (name,) = self._expect(rest, 1, "enable NAME")
@@ -491,3 +693,116 @@ class LLMRouteMagics(Magics, Configurable):
         except OSError as e:
             raise _cannot_write("%llm save", path, e) from None
         print(f"saved {len(df)} rows to {path}")
+
+    # -- conversations ------------------------------------------------------------------------
+    def _cmd_chat(self, rest: list[str]) -> None:
+        usage = "chat | chat show [NAME] | chat reset [NAME|--all]"
+        if not rest:
+            return self._chat_list()
+        sub, more = rest[0].lower(), rest[1:]
+        if sub == "show" and len(more) <= 1:
+            return self._chat_show(more[0] if more else DEFAULT_NAME)
+        if sub == "reset" and len(more) <= 1:
+            if more == ["--all"]:
+                names = self.conversations.reset()
+                print(f"llmroute: forgot {plural(len(names), 'conversation')}"
+                      + (f" ({', '.join(names)})" if names else "") + "; the next --chat cell starts afresh")
+                return None
+            name = more[0] if more else DEFAULT_NAME
+            if not self.conversations.reset(name):
+                raise UsageError(f"%llm chat reset: no conversation {name!r}; {self._known_conversations()}")
+            print(f"llmroute: forgot conversation {name!r}; its next --chat cell starts afresh "
+                  "(its requests stay in %llm usage, conversation column)")
+            return None
+        raise UsageError(f"usage: %llm {usage}")
+
+    def _known_conversations(self) -> str:
+        names = self.conversations.names
+        return f"conversations: {', '.join(names)}" if names else \
+            "there are none yet: start one with %%llm --chat (or -c NAME)"
+
+    def _chat_list(self) -> None:
+        if not len(self.conversations):
+            print(f"llmroute: {self._known_conversations()}")
+            return
+        header = ("name", "turns", "context", "tokens spent", "cost", "provider", "model")
+        rows = [(c.name, str(len(c.turns)), f"≈{count(c.context_tokens())}", c.tokens_text(), c.cost_text(),
+                 c.provider or "–", c.model or "(the provider's)") for c in self.conversations]
+        widths = [max(len(x) for x in col) for col in zip(header, *rows)]
+        fmt = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
+        print("\n".join([fmt(header)] + [fmt(row) for row in rows]
+                        + ["(context: what the next cell would send, before limits; %llm chat show NAME)"]))
+
+    def _chat_show(self, name: str) -> None:
+        conv = self.conversations.get(name)
+        if conv is None:
+            raise UsageError(f"%llm chat show: no conversation {name!r}; {self._known_conversations()}")
+        head = (f"chat {conv.name}: {plural(len(conv.turns), 'turn')} · {conv.tokens_text()} tokens · "
+                f"{conv.cost_text()}" + (f" · system: {conv.system}" if conv.system else ""))
+        if not self._rich():
+            parts = [head]
+            for i, t in enumerate(conv.turns, 1):
+                parts.append(f"\n[{i}] you:\n{t.prompt}\n\n[{i}] {t.provider} · {t.model}:\n{t.answer}")
+            print("\n".join(parts))
+            return
+        import html
+
+        from IPython.display import display
+
+        md = [f"**{html.escape(head)}**"]
+        for i, t in enumerate(conv.turns, 1):
+            quoted = "\n".join("> " + line for line in t.prompt.splitlines())
+            md.append(f"<small>turn {i} · you</small>\n\n{quoted}\n\n"
+                      f"<small>{html.escape(t.provider)} · {html.escape(t.model)}</small>\n\n{t.answer}")
+        plain = "\n\n".join([head] + [f"[{i}] you: {t.prompt}\n[{i}] {t.provider}: {t.answer}"
+                                      for i, t in enumerate(conv.turns, 1)])
+        display({"text/markdown": "\n\n---\n\n".join(md), "text/plain": plain}, raw=True,
+                metadata={"llmroute": {"chat": {"name": conv.name, "turns": len(conv.turns)}}})
+
+    # -- setup help ---------------------------------------------------------------------------
+    def _cmd_explain(self, rest: list[str]) -> None:
+        parser = _LineParser(prog="%llm explain", add_help=False)
+        parser.add_argument("-p", "--provider")
+        parser.add_argument("-m", "--model")
+        parser.add_argument("--no-stream", action="store_true")
+        args = parser.parse_args(rest)
+        router = self.router
+        error = explain.last_error()
+        if error is None:
+            print("llmroute: no error to explain: nothing has failed in this session yet "
+                  "(run the cell that fails, then %llm explain)")
+            return None
+        tb = sys.last_traceback if error is getattr(sys, "last_value", None) else None
+        secrets = explain.secret_values(extra=_keys_to_mask(router))
+        text = explain.mask_secrets(explain.error_text(error, tb), secrets)
+        headline = explain.mask_secrets(explain.headline(error), secrets)
+        kwargs: dict[str, Any] = {"system": explain.SYSTEM}
+        if args.provider is not None:
+            kwargs["provider"] = self._check_provider(router, args.provider)
+        if args.model:
+            kwargs["model"] = args.model
+        print(f"llmroute: explaining {headline}", file=sys.stderr)
+        self._ask(router, explain.prompt_for(text), kwargs, "markdown", self.stream and not args.no_stream,
+                  lines=(f"explained: {headline} (its traceback was sent, no variables' values)",),
+                  metadata={"explain": {"error": headline}})
+        return None
+
+
+class _LineParser(argparse.ArgumentParser):
+    """argparse for a line subcommand: a mistake is a UsageError (one line), never an exit."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _keys_to_mask(router: Any) -> list[str]:
+    """The router's own API keys, read only to mask them in text that is about to be sent elsewhere."""
+    keys = []
+    for spec in router.providers:
+        try:
+            key = spec.resolve_api_key()
+        except Exception:  # noqa: BLE001 - masking must not fail the command
+            continue
+        if key:
+            keys.append(key)
+    return keys

@@ -3,7 +3,8 @@
 Two front ends:
 - ``RichRenderer`` (Jupyter): a display handle updated as text arrives (throttled), replaced at
   the end by the chosen format plus footer, with the figures in ``metadata["llmroute"]``.
-- ``TextRenderer`` (terminal IPython): chunks written to stdout as they come, then the footer.
+- ``TextRenderer`` (terminal IPython): chunks written to stdout as they come, then (for JSON, code
+  and HTML) the formatted answer, then the footer.
 Nothing here talks to the router; it only turns text and ``Completion`` values into output.
 """
 
@@ -20,6 +21,25 @@ from typing import Any, Callable, TextIO
 from .._format import is_unknown, millis, money, tokens
 
 FORMATS = ("markdown", "text", "code", "json", "html")
+
+# What -f asks of the model (added to the system prompt; --raw leaves it out). Short: it is sent,
+# and paid for, with every cell of that format.
+FORMAT_INSTRUCTIONS: dict[str, str] = {
+    "json": "Reply with one valid JSON value and nothing else: no prose, no Markdown code fences.",
+    "code": ("Reply with the code only, in one fenced code block tagged with its language, "
+             "with no explanation outside the block."),
+    "markdown": "Format the reply as Markdown.",
+    "html": "Reply with an HTML fragment only: no <html>, <head> or <body> tags, no Markdown code fences.",
+}
+# Formats whose finished form differs from the raw text: a terminal shows it after the stream.
+REFORMATTED = ("json", "code", "html")
+
+
+def with_instruction(system: str | None, instruction: str | None) -> str | None:
+    """The system prompt with a format's instruction after it (either may be None)."""
+    if not instruction:
+        return system
+    return f"{system.rstrip()}\n\n{instruction}" if system and system.strip() else instruction
 
 _FENCE = re.compile(r"^\s*```([\w+#.-]*)[^\n]*\n(.*?)\n?```\s*$", re.S)
 _FIRST_FENCE = re.compile(r"```([\w+#.-]*)[^\n]*\n(.*?)\n?```", re.S)
@@ -56,39 +76,61 @@ def _fence_for(code: str) -> str:
     return "`" * max(3, longest + 1)
 
 
-def answer_bundle(text: str, fmt: str, footer: str) -> tuple[dict[str, Any], str | None]:
-    """The MIME bundle for a finished answer and an optional note (e.g. "not valid JSON")."""
-    note = None
-    plain = f"{text}\n\n— {footer}" if footer else text
+def code_of(text: str) -> str:
+    """The code of an answer: its fenced block (the first, when there are several), else the text."""
+    return _strip_fence(text)[1]
+
+
+def _html_of(text: str) -> str:
+    """An HTML answer without the Markdown fence a model may still put around it."""
+    m = _FENCE.match(text)
+    return m.group(2) if m and m.group(1).lower() in ("", "html") else text
+
+
+def _small(footer: str, tooltip: str | None) -> str:
+    title = f' title="{html.escape(tooltip, quote=True)}"' if tooltip else ""
+    return f'<small class="llmroute-footer"{title}>{html.escape(footer).replace(chr(10), "<br>")}</small>'
+
+
+def _plain_footer(footer: str) -> str:
+    return "— " + footer.replace("\n", "\n— ")
+
+
+def answer_bundle(text: str, fmt: str, footer: str, *, tooltip: str | None = None) -> tuple[dict[str, Any], str | None]:
+    """The MIME bundle for a finished answer and an optional note (e.g. why it is not JSON).
+
+    ``footer`` may have several lines; ``tooltip`` (the instruction a format added to the request)
+    shows when the pointer rests on the footer of a Markdown or HTML answer."""
+    plain_foot = f"\n\n{_plain_footer(footer)}" if footer else ""
+    md_foot = f"\n\n---\n{_small(footer, tooltip)}" if footer else ""
+    plain = f"{text}{plain_foot}"
     if fmt == "markdown":
-        md = f"{text}\n\n---\n<small>{html.escape(footer)}</small>" if footer else text
-        return {"text/markdown": md, "text/plain": plain}, None
+        return {"text/markdown": f"{text}{md_foot}", "text/plain": plain}, None
     if fmt == "text":
         return {"text/plain": plain}, None
     if fmt == "code":
         lang, code = _strip_fence(text)
         fence = _fence_for(code)
-        md = f"{fence}{lang}\n{code}\n{fence}"
-        if footer:
-            md += f"\n\n<small>{html.escape(footer)}</small>"
-        return {"text/markdown": md, "text/plain": f"{code}\n\n— {footer}" if footer else code}, None
+        md = f"{fence}{lang}\n{code}\n{fence}" + (f"\n\n{_small(footer, tooltip)}" if footer else "")
+        return {"text/markdown": md, "text/plain": f"{code}{plain_foot}"}, None
     if fmt == "json":
         _, body = _strip_fence(text)
         try:
             data = json.loads(body)
-        except ValueError:
-            note = "the answer is not valid JSON; shown as text"
-            return {"text/plain": plain}, note
+        except ValueError as e:
+            why = f"{e.msg} at line {e.lineno}, column {e.colno}" if isinstance(e, json.JSONDecodeError) else str(e)
+            return {"text/plain": plain}, f"the answer is not valid JSON ({why}); shown as text"
         pretty = json.dumps(data, indent=2, ensure_ascii=False)
-        bundle: dict[str, Any] = {"text/plain": f"{pretty}\n\n— {footer}" if footer else pretty,
+        bundle: dict[str, Any] = {"text/plain": f"{pretty}{plain_foot}",
                                   "text/markdown": f"```json\n{pretty}\n```"
-                                  + (f"\n\n<small>{html.escape(footer)}</small>" if footer else "")}
+                                  + (f"\n\n{_small(footer, tooltip)}" if footer else "")}
         if isinstance(data, (dict, list)):
             bundle["application/json"] = data
         return bundle, None
     if fmt == "html":
-        foot = f'<hr><small class="llmroute-footer">{html.escape(footer)}</small>' if footer else ""
-        return {"text/html": f"{text}{foot}", "text/plain": plain}, None
+        body = _html_of(text)
+        foot = f"<hr>{_small(footer, tooltip)}" if footer else ""
+        return {"text/html": f"{body}{foot}", "text/plain": f"{body}{plain_foot}"}, None
     raise ValueError(f"unknown format {fmt!r}")
 
 
@@ -185,9 +227,14 @@ class RichRenderer:
             self._last = now
             self._show({"text/plain": self._text + " ▌", "text/markdown": self._text + " ▌"})
 
-    def finish(self, completion: Any, fmt: str, *, footer: bool = True, note: str | None = None) -> str | None:
-        bundle, fmt_note = answer_bundle(completion.text, fmt, footer_text(completion) if footer else "")
-        self._show(bundle, {"llmroute": completion_metadata(completion)})
+    def finish(self, completion: Any, fmt: str, *, footer: bool = True, note: str | None = None,
+               lines: tuple[str, ...] = (), tooltip: str | None = None,
+               metadata: dict[str, Any] | None = None) -> str | None:
+        """Replace the streamed text with the formatted answer; ``lines`` go under the footer,
+        ``metadata`` beside the figures under ``"llmroute"``. Returns a note for the user, if any."""
+        text = "\n".join([footer_text(completion), *lines]) if footer else ""
+        bundle, fmt_note = answer_bundle(completion.text, fmt, text, tooltip=tooltip)
+        self._show(bundle, {"llmroute": {**completion_metadata(completion), **(metadata or {})}})
         return fmt_note or note
 
     def abort(self, message: str) -> None:
@@ -216,13 +263,20 @@ class TextRenderer:
         self.out.write(text)
         self.out.flush()
 
-    def finish(self, completion: Any, fmt: str, *, footer: bool = True, note: str | None = None) -> str | None:
-        fmt_note = None
+    def finish(self, completion: Any, fmt: str, *, footer: bool = True, note: str | None = None,
+               lines: tuple[str, ...] = (), tooltip: str | None = None,
+               metadata: dict[str, Any] | None = None) -> str | None:
+        """The answer formatted as plain text: when it was streamed raw, and the format changes it
+        (pretty JSON, the code out of its fence, HTML out of its fence), that form follows the
+        stream under a rule. Then the footer and ``lines``."""
+        bundle, fmt_note = answer_bundle(completion.text, fmt, "")
+        formatted = bundle["text/plain"]
         if not self._wrote:  # not streamed: print the whole answer now, formatted as plain text
-            bundle, fmt_note = answer_bundle(completion.text, fmt, "")
-            self.out.write(bundle["text/plain"])
+            self.out.write(formatted)
+        elif fmt in REFORMATTED and fmt_note is None and formatted.strip() != self._wrote.strip():
+            self.out.write(f"\n\n── {fmt} ──\n{formatted}")
         if footer:
-            self.out.write(f"\n\n— {footer_text(completion)}\n")
+            self.out.write("\n\n" + _plain_footer("\n".join([footer_text(completion), *lines])) + "\n")
         else:
             self.out.write("\n")
         self.out.flush()
