@@ -473,7 +473,8 @@ def test_api_keys_never_appear_in_any_output(shell, sim, tmp_path):
     try:
         shown = []
         for src in ("%llm use keyed", "%%llm -o ans\nhi", "%%llm --compare\nhi", "%llm status", "%llm providers",
-                    "%llm stats", f"%llm save {tmp_path / 'k.csv'}"):
+                    "%%llm -c keyed -m gpt-4o -f json\nhi", "%%llm -c keyed\nmore", "%llm chat",
+                    "%llm chat show keyed", "%llm explain", "%llm stats", f"%llm save {tmp_path / 'k.csv'}"):
             result, out = run(shell, src)
             assert result.success, (src, result.error_in_exec)
             shown.append(out.stdout + out.stderr + repr([o.data for o in out.outputs]))
@@ -483,6 +484,7 @@ def test_api_keys_never_appear_in_any_output(shell, sim, tmp_path):
         assert not [s for s in shown if SECRET in s]
     finally:
         shell._llmroute_magics.router_var = "llm"
+        shell._llmroute_magics.conversations.reset()
         r.close()
 
 

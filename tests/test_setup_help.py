@@ -219,3 +219,13 @@ def test_mask_secrets_masks_env_values_given_keys_and_key_shapes():
                  "abcdefghijklmnopqrstuvwxyz", "given-key-123456"):
         assert gone not in masked
     assert "/root" in masked  # not a secret's name
+
+
+def test_a_failed_explain_leaves_the_original_error_to_explain(shell, router, sim):
+    run(shell, "int('not a number')")
+    for name in ("sim-openai", "sim-anthropic", "sim-local"):
+        sim.inject(name, ["unauthorized"])
+    assert "request failed" in usage_error(shell, "%llm explain")  # now IPython's last error is this one
+    _, out = run(shell, "%llm explain")
+    assert "explaining ValueError: invalid literal for int()" in out.stderr
+    assert list(router.usage_df()["status"])[-1] == "ok"

@@ -152,6 +152,7 @@ class LLMRouteMagics(Magics, Configurable):
         super().__init__(shell=shell, **kwargs)
         self._owned: list[Any] = []  # routers these magics built and must release
         self.conversations = Conversations()  # of the %%llm --chat cells
+        self._explain_failed: tuple[BaseException, BaseException] | None = None  # (its error, the error explained)
 
     # -- the router -----------------------------------------------------------------------------
     def bind_default_router(self, announce: Callable[[str], None] | None = print) -> Any:
@@ -768,11 +769,13 @@ class LLMRouteMagics(Magics, Configurable):
         args = parser.parse_args(rest)
         router = self.router
         error = explain.last_error()
+        if self._explain_failed is not None and error is self._explain_failed[0]:
+            error = self._explain_failed[1]  # explaining failed last time: still the error to explain
         if error is None:
             print("llmroute: no error to explain: nothing has failed in this session yet "
                   "(run the cell that fails, then %llm explain)")
             return None
-        tb = sys.last_traceback if error is getattr(sys, "last_value", None) else None
+        tb = getattr(sys, "last_traceback", None) if error is getattr(sys, "last_value", None) else None
         secrets = explain.secret_values(extra=_keys_to_mask(router))
         text = explain.mask_secrets(explain.error_text(error, tb), secrets)
         headline = explain.mask_secrets(explain.headline(error), secrets)
@@ -782,9 +785,14 @@ class LLMRouteMagics(Magics, Configurable):
         if args.model:
             kwargs["model"] = args.model
         print(f"llmroute: explaining {headline}", file=sys.stderr)
-        self._ask(router, explain.prompt_for(text), kwargs, "markdown", self.stream and not args.no_stream,
-                  lines=(f"explained: {headline} (its traceback was sent, no variables' values)",),
-                  metadata={"explain": {"error": headline}})
+        try:
+            self._ask(router, explain.prompt_for(text), kwargs, "markdown", self.stream and not args.no_stream,
+                      lines=(f"explained: {headline} (its traceback was sent, no variables' values)",),
+                      metadata={"explain": {"error": headline}})
+        except BaseException as failure:
+            self._explain_failed = (failure, error)
+            raise
+        self._explain_failed = None
         return None
 
 
