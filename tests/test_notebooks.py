@@ -48,6 +48,9 @@ def test_notebook_executes_without_errors(name, tmp_path, monkeypatch):
         llm_outputs = [o for o in outputs if "llmroute" in o.get("metadata", {})]
         assert llm_outputs, "the %%llm cells should carry llmroute metadata"
         assert sum("image/png" in o.get("data", {}) for o in outputs) >= 5
+        chat = [o["metadata"]["llmroute"]["chat"] for o in llm_outputs if "chat" in o["metadata"]["llmroute"]]
+        assert [(c["name"], c["turn"], c["sent_turns"]) for c in chat] == [("trip", 1, 0), ("trip", 2, 1)]
+        assert any(o["metadata"]["llmroute"]["model"] == "gpt-4o" for o in llm_outputs)  # the per-cell model
 
 
 @pytest.fixture(scope="module")
