@@ -7,6 +7,7 @@ the extension loaded once per module (forced onto the simulator) and unloaded af
 
 from __future__ import annotations
 
+import copy
 import os
 
 import pytest
@@ -49,11 +50,16 @@ def magics(shell):
     """The magics in text mode (a terminal), every setting back as it was after the test, no conversations."""
     m = shell._llmroute_magics
     saved = {k: getattr(m, k) for k in MAGIC_SETTINGS}
+    saved_config = copy.deepcopy(shell.config.get("LLMRouteMagics"))  # %config writes here too, for later loads
     m.display_mode = "text"
     m.conversations.reset()
     yield m
     for k, v in saved.items():
         setattr(m, k, v)
+    if saved_config is None:
+        shell.config.pop("LLMRouteMagics", None)
+    else:
+        shell.config["LLMRouteMagics"] = saved_config
     m.conversations.reset()
     shell.rl_next_input = None
 

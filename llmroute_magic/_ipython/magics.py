@@ -279,6 +279,32 @@ class LLMRouteMagics(Magics, Configurable):
         fmt = (args.format or self.default_format).lower()
         if fmt not in FORMATS:
             raise UsageError(f"-f/--format: unknown format {args.format!r}; allowed: {', '.join(FORMATS)}")
+        kwargs = self._request_options(router, args)
+        chat_name = None
+        if args.chat is not None:
+            if args.compare is not None:
+                raise UsageError("use either --chat or --compare, not both (a comparison is not a conversation turn)")
+            try:
+                chat_name = check_name(args.chat)
+            except ValueError as e:
+                raise UsageError(f"-c/--chat: {e}") from None
+        prompt = self._prompt(cell, args)
+        instruction = self._instruction(fmt, args)
+        lines: list[str] = []
+        metadata: dict[str, Any] = {"format": fmt}
+        if instruction:
+            lines.append(f"asked for {fmt} in the system prompt (--raw: not asked)")
+            metadata["instruction"] = instruction
+        if args.compare is not None:
+            if args.provider is not None:
+                raise UsageError("use either -p/--provider or --compare, not both")
+            if args.system is not None or instruction:
+                kwargs["system"] = with_instruction(args.system, instruction)
+            return self._compare(router, prompt, args, kwargs)
+        return self._send(router, cell, prompt, args, kwargs, fmt, chat_name, instruction, lines, metadata)
+
+    def _request_options(self, router: Any, args: Any) -> dict[str, Any]:
+        """The cell's options as request options, each checked (a mistake is a UsageError)."""
         kwargs: dict[str, Any] = {}
         if args.strategy is not None:
             try:
@@ -301,14 +327,9 @@ class LLMRouteMagics(Magics, Configurable):
             kwargs["temperature"] = args.temperature
         if args.output is not None and (not args.output.isidentifier() or keyword.iskeyword(args.output)):
             raise UsageError(f"-o/--output: {args.output!r} is not a valid variable name")
-        chat_name = None
-        if args.chat is not None:
-            if args.compare is not None:
-                raise UsageError("use either --chat or --compare, not both (a comparison is not a conversation turn)")
-            try:
-                chat_name = check_name(args.chat)
-            except ValueError as e:
-                raise UsageError(f"-c/--chat: {e}") from None
+        return kwargs
+
+    def _prompt(self, cell: str, args: Any) -> str:
         prompt = cell
         if self.interpolate and not args.no_interpolate:
             unresolved: list[str] = []
@@ -322,24 +343,17 @@ class LLMRouteMagics(Magics, Configurable):
         prompt = prompt.strip("\r\n").rstrip()  # the cell's trailing newline is not part of the prompt
         if not prompt.strip():
             raise UsageError("the prompt is empty: write it in the cell below the %%llm line")
-        instruction = self._instruction(fmt, args)
-        lines: list[str] = []
-        metadata: dict[str, Any] = {"format": fmt}
-        if instruction:
-            lines.append(f"asked for {fmt} in the system prompt (--raw: not asked)")
-            metadata["instruction"] = instruction
-        if args.compare is not None:
-            if args.provider is not None:
-                raise UsageError("use either -p/--provider or --compare, not both")
-            if args.system is not None or instruction:
-                kwargs["system"] = with_instruction(args.system, instruction)
-            return self._compare(router, prompt, args, kwargs)
+        return prompt
+
+    def _send(self, router: Any, cell: str, prompt: str, args: Any, kwargs: dict[str, Any], fmt: str,
+              chat_name: str | None, instruction: str | None, lines: list[str], metadata: dict[str, Any]) -> None:
+        """Ask (as a turn of conversation ``chat_name``, if given), show, and keep what the cell asked to keep."""
         stream = self.stream and not args.no_stream
+        plan = conv = None
+        send: Any = prompt
         if chat_name is None:
             if args.system is not None or instruction:
                 kwargs["system"] = with_instruction(args.system, instruction)
-            send: Any = prompt
-            plan = conv = None
         else:
             conv, plan, moved = self._chat_plan(router, chat_name, cell, prompt, args, kwargs)
             send = plan.messages
@@ -361,8 +375,8 @@ class LLMRouteMagics(Magics, Configurable):
                 self.conversations.reset(conv.name)  # a conversation whose first cell failed was never begun
             raise
         if conv is not None and plan is not None:
-            conv.commit(plan, Turn.of(plan.key, prompt, completion), pinned_model=kwargs.get("model") if args.model
-                        else None, system=args.system)
+            conv.commit(plan, Turn.of(plan.key, prompt, completion),
+                        pinned_model=kwargs["model"] if args.model else None, system=args.system)
         if to_cell:
             self.shell.set_next_input(code_of(completion.text), replace=False)
         if args.output:
