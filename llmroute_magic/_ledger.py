@@ -55,7 +55,7 @@ log = logging.getLogger("llmroute_magic")
 # adds its row-table column (ALTER TABLE), batches name their columns, and a batch written before
 # a column existed reads as None there. DESIGN 10's tag_<key> columns are meant to join the same way.
 _TEXT_CODED = ("provider", "model", "strategy", "status", "error_type", "conversation")
-_FIELD = {name: i for i, name in enumerate(LEDGER_COLUMNS)}  # a column's place in a record (LEDGER_COLUMNS = its fields)
+_FIELD = {name: i for i, name in enumerate(LEDGER_COLUMNS)}  # a column's place in a record (its fields, in order)
 
 # Appends collect whole records and fold them into the columns this many at a time: one C-speed
 # pass per column instead of seventeen Python-level appends per row (about 4x cheaper per attempt).

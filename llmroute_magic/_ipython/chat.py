@@ -179,8 +179,8 @@ class Conversation:
             by_tokens += 1
             messages = _messages(kept, prompt)
             size = estimate(messages, system)
-        return Plan(self.name, key, messages, system, provider, chosen_model, position, found is not None, len(earlier), len(kept), by_turns, by_tokens,
-                    size, budget)
+        return Plan(self.name, key, messages, system, provider, chosen_model, position, found is not None,
+                    len(earlier), len(kept), by_turns, by_tokens, size, budget)
 
     def commit(self, plan: Plan, turn: Turn, *, pinned_model: str | None = None, system: str | None = None) -> None:
         """Keep the answer of the cell ``plan`` was made for. ``pinned_model``: the cell's -m."""

@@ -40,7 +40,7 @@ SUBCOMMANDS: dict[str, str] = {
     "status": "strategy, providers (enabled / cooling down) and total cost",
     "use VAR": "switch the magics to the router stored in variable VAR",
     "strategy [NAME]": f"show or set the routing strategy ({STRATEGIES})",
-    "providers": "each provider's api, model, host, whether its key is set (never the key), prices, price source, state",
+    "providers": "per provider: api, model, host, key set or missing (never the key), prices and their source, state",
     "enable NAME": "put a provider back into rotation",
     "disable NAME": "take a provider out of rotation",
     "usage [--all]": "the usage ledger as a DataFrame, one row per attempt (--all: every row of the ledger file)",
@@ -53,7 +53,7 @@ SUBCOMMANDS: dict[str, str] = {
     "chat": "the conversations of %%llm --chat cells: turns, tokens, cost, provider",
     "chat show [NAME]": "a conversation's turns (NAME: default)",
     "chat reset [NAME|--all]": "forget a conversation (NAME: default) or every one; the next --chat cell starts afresh",
-    "explain [-p P] [-m M]": "explain the notebook's last error: its traceback (never variables' values) to the routed provider",
+    "explain [-p P] [-m M]": "explain the notebook's last error: its traceback (no variables' values) to the routed provider",
     "help": "this list",
 }
 
