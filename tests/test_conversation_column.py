@@ -177,3 +177,31 @@ def test_stats_and_usage_by_conversation_reconcile_with_the_total(fresh_sim):
     by = df.groupby("conversation", observed=True, dropna=False)["cost"].sum()
     assert math.isclose(by.sum(), df["cost"].sum())
     assert set(by.index.dropna()) == {"a", "b"}
+
+
+def test_a_batch_with_a_column_this_version_does_not_know_keeps_it_through_a_merge():
+    """Forward room (DESIGN 10's tag_<key> columns): batches name their columns, so a newer
+    writer's extra column is carried through this version's merges and ignored by its reads."""
+    import struct
+    from array import array
+
+    from llmroute_magic._ledger import (_BATCH_COLUMNS, _MAGIC, _columns_from_file, _header, _merge, _pack,
+                                        _segments)
+
+    names: dict[str, int] = {}
+    name_id = lambda v: -1 if v is None else names.setdefault(v, len(names))  # noqa: E731
+    plain, lo, hi = _pack([rec(0, "chat"), rec(1, None)], name_id)
+    n, cols, ids = _segments(plain)
+    columns = [*_BATCH_COLUMNS, ("tag_arm", "i")]
+    arm = array("i", [name_id("A"), -1]).tobytes()
+    newer = b"".join([_MAGIC, struct.pack("<I", n), _header(columns),
+                      *(cols[name][1] if name in cols else arm for name, _ in columns), bytes(ids)])
+    merged = _merge([plain, newer])
+    m, merged_cols, _ = _segments(merged)
+    assert m == 4 and "tag_arm" in merged_cols
+    assert array("i", bytes(merged_cols["tag_arm"][1])).tolist() == [-1, -1, names["A"], -1]  # filled, then kept
+    file_names = sorted((i, v) for v, i in names.items())
+    out = _columns_from_file([(1, 4, merged)], [], file_names, 0, None)
+    codes, values = out["conversation"]
+    assert [values[c] if c >= 0 else None for c in codes] == ["chat", None, "chat", None]
+    assert "tag_arm" not in out
