@@ -166,7 +166,7 @@ def _child_sqlite(n: int) -> dict:
     import pyarrow  # noqa: F401
 
     from llmroute_magic._ledger import Ledger
-    from llmroute_magic._stats import UsageTally
+    from llmroute_magic._stats import UsageSummary
 
     t = time.time()
     records = [_record(i, t) for i in range(n)]
@@ -216,7 +216,7 @@ def _child_sqlite(n: int) -> dict:
         # A live panel: running sums from the first look, then one refresh with 20 new attempts.
         t0 = time.perf_counter()
         first, cursor = reader.rows_since()
-        tally = UsageTally().update(first)
+        tally = UsageSummary.from_frame(first)  # what a panel does on its first look
         tally.stats()
         first_look_s = time.perf_counter() - t0
         del first
@@ -228,7 +228,7 @@ def _child_sqlite(n: int) -> dict:
         for _ in range(5):
             t0 = time.perf_counter()
             new, cursor = reader.rows_since(cursor)
-            tally.update(new)
+            tally.add_frame(new)
             stats = tally.stats()
             refreshes.append(time.perf_counter() - t0)
             for r in extra:

@@ -86,7 +86,8 @@ class _Attempt:
         self.committed_at: float | None = None  # perf_counter() when the first text reached the caller's side
         self.ended = False
         layer._prices.warn_if_unknown(spec)  # now, not in the middle of a streamed answer
-        layer._events.emit(AttemptStarted(request.request_id, number, spec.name, self.model, request.streamed))
+        if layer._events.wants(AttemptStarted):
+            layer._events.emit(AttemptStarted(request.request_id, number, spec.name, self.model, request.streamed))
 
     # -- plain ------------------------------------------------------------------------------------
     async def complete(self, adapter: "ProviderAdapter") -> Reply:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import dataclasses
 import random
 import threading
 import time
@@ -29,7 +28,7 @@ from ._limits import ProviderSlots
 from ._pool import ProviderPool
 from ._pricing import PriceBook
 from ._providers import check_supported
-from ._request import Prompt, Request, RequestIds, RequestOptions, build_request
+from ._request import Prompt, Request, RequestIds, RequestOptions, RoutingSettings, build_request
 from ._retry import Backoff
 from ._streams import AsyncStream, SyncStream
 from ._types import AttemptRecord, Completion, ProviderSpec, RoutingStrategy
@@ -62,6 +61,7 @@ class RouterCore:
         for spec in config.providers:
             check_supported(spec.api or "openai")
         self._config = config
+        self._settings = _settings_of(config)
         self._lock = threading.RLock()  # guards config changes and the loop thread's creation
         rng = rng or random.Random()
         self.events = EventBus()
@@ -98,7 +98,7 @@ class RouterCore:
     def set_strategy(self, strategy: RoutingStrategy | str) -> None:
         kind = RoutingStrategy.parse(strategy)
         with self._lock:
-            self._config = self._config.with_strategy(kind)
+            self._set_config(self._config.with_strategy(kind))
 
     @property
     def fallback_enabled(self) -> bool:
@@ -107,7 +107,7 @@ class RouterCore:
     @fallback_enabled.setter
     def fallback_enabled(self, value: bool) -> None:
         with self._lock:
-            self._config = self._config.with_fallback(value)
+            self._set_config(self._config.with_fallback(value))
 
     @property
     def max_retries(self) -> int:
@@ -116,7 +116,11 @@ class RouterCore:
     @max_retries.setter
     def max_retries(self, value: int) -> None:
         with self._lock:
-            self._config = self._config.with_max_retries(value)
+            self._set_config(self._config.with_max_retries(value))
+
+    def _set_config(self, config: ProviderRoutingConfig) -> None:
+        self._config = config
+        self._settings = _settings_of(config)
 
     @property
     def enabled(self) -> list[str]:
@@ -192,25 +196,27 @@ class RouterCore:
     def _request(self, prompt: Prompt, options: RequestOptions | dict[str, Any], *, streamed: bool) -> Request:
         if self._closed:
             raise LLMRouteError("this router is closed; create a new ModelClientRouter")
-        return build_request(prompt, options, config=self._config, request_id=self._ids.next(), streamed=streamed)
+        return build_request(prompt, options, config=self._config, request_id=self._ids.next(), streamed=streamed,
+                             settings=self._settings)
 
     async def _serve(self, request: Request) -> "Reply":
         """Run ``request`` down the layers; ``RequestEnded`` when its reply ends (or it fails)."""
         self._clients.adapters()  # a loop's first request builds its client: not the request's time
-        # A stream's clock starts when the caller starts reading it, not when it was made.
-        request = dataclasses.replace(request, started=perf_counter())
+        request.started = perf_counter()  # a stream's clock starts when the caller starts reading it
         try:
             reply = await self._chain.handle(request)
         except BaseException as e:
-            self.events.emit(RequestEnded(request.request_id, None, e))
+            if self.events.wants(RequestEnded):
+                self.events.emit(RequestEnded(request.request_id, None, e))
             raise
-        reply.add_done_callback(lambda completion, error: self.events.emit(
-            RequestEnded(request.request_id, completion, error)))
+        if self.events.wants(RequestEnded):
+            reply.add_done_callback(lambda completion, error: self.events.emit(
+                RequestEnded(request.request_id, completion, error)))
         return reply
 
     async def _complete(self, request: Request) -> Completion:
         reply = await self._serve(request)
-        return await reply.result()
+        return reply.finished() or await reply.result()
 
     # -- lifecycle --------------------------------------------------------------------------------
     def _loop(self) -> "LoopThread":
@@ -260,6 +266,10 @@ class RouterCore:
         names = ", ".join(f"{h.name}{'' if h.enabled else ' (disabled)'}" for h in self._pool)
         return (f"{type(self).__name__}(strategy={self.strategy.value}, providers=[{names}], "
                 f"fallback={self.fallback_enabled}, max_retries={self.max_retries})")
+
+
+def _settings_of(config: ProviderRoutingConfig) -> RoutingSettings:
+    return RoutingSettings(config.strategy, config.fallback_enabled, config.max_retries)
 
 
 # Routers not closed yet. At interpreter exit they are closed, so a script that never calls close()

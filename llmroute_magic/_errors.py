@@ -41,6 +41,7 @@ ERROR_POLICY: dict[str, Policy] = {
     "permission": Policy.DROP_PROVIDER,  # 403
     "not_found": Policy.DROP_PROVIDER,  # 404 (model or endpoint)
     "missing_api_key": Policy.DROP_PROVIDER,  # never reached the network
+    "tls_error": Policy.DROP_PROVIDER,  # certificate or handshake refused: no retry makes it trusted
     "context_length": Policy.LARGER_CONTEXT,  # 400 prompt too long
     "invalid_request": Policy.FAIL_FAST,  # 400, 422
     "cancelled": Policy.FAIL_FAST,
@@ -161,6 +162,9 @@ def advice_for(attempts: Sequence[ProviderError]) -> str:
         tips.append("check the provider's billing or quota")
     if "not_found" in kinds:
         tips.append("check the model name and base_url")
+    if "tls_error" in kinds:
+        tips.append("the server's certificate is not trusted: give its CA bundle with ProviderSpec(verify='ca.pem') "
+                    "or SSL_CERT_FILE")
     if "context_length" in kinds:
         tips.append("shorten the prompt or add a provider with a larger context_window")
     if kinds & {"rate_limit", "overloaded", "server_error", "timeout", "connect_error",

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Union
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Union
 
 from ._types import AttemptRecord, Completion
 
@@ -27,8 +26,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("llmroute_magic")
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptStarted:
+# Named tuples, not dataclasses: events are made on every attempt, and a tuple costs a fifth.
+class AttemptStarted(NamedTuple):
     request_id: str
     attempt: int
     provider: str
@@ -36,8 +35,7 @@ class AttemptStarted:
     streamed: bool
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptEnded:
+class AttemptEnded(NamedTuple):
     """``error`` is the failure (None when ok or cancelled); ``after_text`` says whether the
     caller had already been given text when it failed (then the request cannot move on)."""
 
@@ -46,15 +44,13 @@ class AttemptEnded:
     after_text: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class RequestEnded:
+class RequestEnded(NamedTuple):
     request_id: str
     completion: Completion | None
     error: "LLMRouteError | BaseException | None"
 
 
-@dataclass(frozen=True, slots=True)
-class UsageReset:
+class UsageReset(NamedTuple):
     """``reset_usage()`` started a new view of the ledger: displays built on it start again."""
 
 
@@ -80,6 +76,10 @@ class EventBus:
                                                     if f is not listener)
 
         return unsubscribe
+
+    def wants(self, event_type: type) -> bool:
+        """Whether anyone listens for ``event_type`` (so an event nobody hears is not even built)."""
+        return bool(self._listeners.get(event_type))
 
     def emit(self, event: Event) -> None:
         for listener in self._listeners.get(type(event), ()):

@@ -161,7 +161,6 @@ class Ledger:
         self._codes = {name: _Codes() for name in _TEXT_CODED}
         self._coded = {name: array("i") for name in _TEXT_CODED}
         self._num = {name: array(code) for name, code in _NUMERIC}
-        self._listeners: list[Callable[[AttemptRecord], None]] = []
         self._view = 0  # generation of the view, for cursors
         self._view_start = 0  # in memory: the first row of the view
         self._view_seq = 0  # in the file: the last rowid before the view
@@ -192,11 +191,6 @@ class Ledger:
                 self._persistence_failed(e)
             except Exception:  # the row is in memory; the file is the only thing that missed it
                 log.exception("llmroute_magic: usage row not written to %r", self.path)
-        for fn in self._listeners:
-            try:
-                fn(r)
-            except Exception:  # a broken listener must not lose usage or fail a request
-                log.exception("llmroute_magic: usage listener %r failed", fn)
 
     def _fold(self) -> None:
         """Move the pending records into the columns; the caller holds the lock."""
@@ -234,15 +228,6 @@ class Ledger:
                         else (len(r.encode()) for r in request_ids))
         coded = {name: _coded(cols[_FIELD[name]], self._codes[name].code, name) for name in _TEXT_CODED}
         return (data, lengths), numeric, coded
-
-    def subscribe(self, fn: Callable[[AttemptRecord], None]) -> Callable[[], None]:
-        """Call ``fn(record)`` after every append. (The router's event system will own listeners.)"""
-        self._listeners = [*self._listeners, fn]  # copy-on-write: append() iterates without a lock
-
-        def unsubscribe() -> None:
-            self._listeners = [f for f in self._listeners if f is not fn]
-
-        return unsubscribe
 
     # -- views -------------------------------------------------------------------------------
     def reset_view(self) -> None:

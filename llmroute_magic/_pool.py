@@ -70,7 +70,7 @@ class ProviderPool:
             now = self._clock()
             usable, resting = [], []
             for h in self._by_priority:
-                if not h.enabled or h.name in excluded or not needs <= h.spec.effective_capabilities:
+                if not h.enabled or h.name in excluded or (needs and not needs <= h.spec.effective_capabilities):
                     continue
                 if min_context is not None and (h.spec.context_window or 0) <= min_context:
                     continue

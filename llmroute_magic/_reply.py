@@ -54,6 +54,11 @@ class Reply:
             self._end(e)
             raise
 
+    def finished(self) -> Completion | None:
+        """The completion at once when the answer is already whole and was never read piece by
+        piece (a plain request's reply); None otherwise. Ends the reply like reading it would."""
+        return None
+
     async def result(self) -> Completion:
         async for _ in self:
             pass
@@ -84,6 +89,12 @@ class CompletedReply(Reply):
         super().__init__()
         self.completion = completion
         self._replay = list(chunks) if chunks is not None else ([completion.text] if completion.text else [])
+
+    def finished(self) -> Completion | None:
+        if self._gen is not None:
+            return None
+        self._end(None)
+        return self.completion
 
     async def _chunks(self) -> AsyncIterator[str]:
         for chunk in self._replay:

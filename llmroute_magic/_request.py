@@ -12,7 +12,7 @@ import itertools
 import os
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, Mapping, Sequence, TypedDict, Union
+from typing import Any, Mapping, NamedTuple, Sequence, TypedDict, Union
 
 from ._config import ProviderRoutingConfig
 from ._content import (has_image, normalise_content, normalise_response_format, normalise_tool_choice,
@@ -46,8 +46,7 @@ class RequestOptions(TypedDict, total=False):
 _OPTION_NAMES = frozenset(RequestOptions.__annotations__)
 
 
-@dataclass(frozen=True, slots=True)
-class RoutingSettings:
+class RoutingSettings(NamedTuple):
     """The config's routing knobs when the request was made."""
 
     strategy: RoutingStrategy
@@ -55,7 +54,7 @@ class RoutingSettings:
     max_retries: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Request:
     request_id: str
     chat: ChatRequest
@@ -63,7 +62,7 @@ class Request:
     provider: str | None  # pinned provider, or None to route
     settings: RoutingSettings
     streamed: bool
-    started: float  # perf_counter() when the caller asked
+    started: float  # perf_counter() when the request began (a stream: when the caller began reading)
     needs: frozenset[str] = frozenset()  # capabilities a provider must have to serve it
     conversation: str | None = None  # the ledger's conversation label for every attempt of it
 
@@ -80,10 +79,19 @@ class RequestIds:
 
 
 def build_request(prompt: Prompt, options: Mapping[str, Any], *, config: ProviderRoutingConfig,
-                  request_id: str, streamed: bool) -> Request:
-    """Validate ``prompt`` and ``options``; a mistake is a ConfigError naming the field."""
+                  request_id: str, streamed: bool, settings: RoutingSettings | None = None) -> Request:
+    """Validate ``prompt`` and ``options``; a mistake is a ConfigError naming the field.
+    ``settings``: the config's routing settings, when the caller keeps them (saves building them)."""
     started = perf_counter()
     messages = normalise_messages(prompt)
+    if settings is None or options.get("strategy") is not None:
+        strategy = options.get("strategy")
+        settings = RoutingSettings(config.strategy if strategy is None else RoutingStrategy.parse(strategy),
+                                   config.fallback_enabled, config.max_retries)
+    if not options:  # the common call: a prompt and nothing else
+        chat = ChatRequest(messages)
+        return Request(request_id, chat, RequestInfo(max(1, chat.prompt_chars() // 4), None), None, settings,
+                       streamed, started, _needs(chat))
     params = {k: v for k, v in options.items() if k not in _OPTION_NAMES}
     system = options.get("system")
     max_tokens = options.get("max_tokens")
@@ -101,9 +109,6 @@ def build_request(prompt: Prompt, options: Mapping[str, Any], *, config: Provide
         raise ConfigError(f"temperature: expected a number from 0 to 2, got {temperature!r}", field="temperature")
     if provider is not None:
         config.provider(provider)  # raises ConfigError naming the configured providers
-    strategy = options.get("strategy")
-    settings = RoutingSettings(config.strategy if strategy is None else RoutingStrategy.parse(strategy),
-                               config.fallback_enabled, config.max_retries)
     model = options.get("model")
     if model is not None and (not isinstance(model, str) or not model.strip()):
         raise ConfigError(f"model: expected a model name, got {model!r}", field="model")
@@ -132,7 +137,13 @@ def estimate_prompt_tokens(prompt: Prompt, system: str | None = None) -> int:
     return estimate_tokens(ChatRequest(messages, system))
 
 
+_NO_NEEDS: frozenset[str] = frozenset()
+
+
 def _needs(chat: ChatRequest) -> frozenset[str]:
+    if not chat.tools and chat.response_format is None and all(isinstance(m["content"], str)
+                                                               for m in chat.messages):
+        return _NO_NEEDS
     needs = set()
     if chat.tools and (chat.tool_choice is None or chat.tool_choice.mode != "none"):
         needs.add("tools")

@@ -402,6 +402,20 @@ async def test_anthropic_stream_reports_cache_reads_and_writes_apart(server, cli
         1320, 1, 1000, 300)
 
 
+async def test_a_cancelled_anthropic_stream_keeps_its_cache_shares_in_the_context(server, client):
+    """Cancelled after the first text: the context holds what message_start reported (all prompt
+    tokens and the cache read/write shares), which is what the cancelled attempt is billed from."""
+    events = anthropic_events([f"w{i} " for i in range(20)])
+    start = json.loads(events[0].split("data: ", 1)[1])
+    start["message"]["usage"] = {**ANTHROPIC_CACHED_USAGE, "output_tokens": 1}
+    events[0] = f"event: message_start\ndata: {json.dumps(start)}"
+    server.replies.append(sse_reply(events, pause=0.05))
+    spec = anthropic_spec(server.url)
+    ctx = AttemptContext(spec.name, spec.model)
+    await helpers.cancel_after_first_item(AnthropicAdapter(spec, client).stream(HELLO, ctx))
+    assert (ctx.input_tokens, ctx.output_tokens, ctx.cache_read_tokens, ctx.cache_write_tokens) == (1320, 1, 1000, 300)
+
+
 async def test_openai_answer_without_usage_has_unknown_tokens(server, client):
     body = {k: v for k, v in OPENAI_OK.items() if k != "usage"}
     server.replies += [json_reply(200, body), sse_reply(openai_chunks(["a", "b"], usage=False))]
