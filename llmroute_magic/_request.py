@@ -91,7 +91,7 @@ def build_request(prompt: Prompt, options: Mapping[str, Any], *, config: Provide
     if not options:  # the common call: a prompt and nothing else
         chat = ChatRequest(messages)
         return Request(request_id, chat, RequestInfo(max(1, chat.prompt_chars() // 4), None), None, settings,
-                       streamed, started, _needs(chat))
+                       streamed, started, _needs(chat))  # the size: estimate_tokens(chat), inlined on the hot path
     params = {k: v for k, v in options.items() if k not in _OPTION_NAMES}
     system = options.get("system")
     max_tokens = options.get("max_tokens")
