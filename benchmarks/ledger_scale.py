@@ -179,11 +179,11 @@ def _child_sqlite(n: int) -> dict:
         conn.execute("CREATE TABLE attempts (request_id TEXT, attempt INTEGER, timestamp REAL, provider TEXT, "
                      "model TEXT, strategy TEXT, status TEXT, error_type TEXT, http_status INTEGER, "
                      "input_tokens INTEGER, output_tokens INTEGER, cost REAL, latency_s REAL, ttft_s REAL, "
-                     "streamed INTEGER, cache_read_tokens INTEGER, cache_write_tokens INTEGER)")
+                     "streamed INTEGER, cache_read_tokens INTEGER, cache_write_tokens INTEGER, conversation TEXT)")
         rows = [tuple(r) for r in records]
         t0 = time.perf_counter()
         conn.execute("BEGIN")
-        conn.executemany("INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        conn.executemany(f"INSERT INTO attempts VALUES ({','.join('?' * len(rows[0]))})", rows)
         conn.execute("COMMIT")
         raw_s = time.perf_counter() - t0
         conn.close()
