@@ -15,10 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .._errors import ConfigError
-from ._wire import FORMATS
-
-# The wire formats a profile may speak: those with a module registered in _wire.FORMATS.
-APIS: tuple[str, ...] = tuple(FORMATS)
+from ._wire import FORMATS  # the wire formats a profile may speak: those registered in sim/_wire
 
 FAULT_KINDS: tuple[str, ...] = (
     "rate_limit",  # 429 with retry-after / retry-after-ms
@@ -127,7 +124,7 @@ class ProviderProfile:
             raise ConfigError(
                 f"profiles.name: expected a name of letters, digits, '.', '_' or '-' (usable in a URL path), "
                 f"got {name!r}", field="profiles.name")
-        if self.api not in FORMATS:
+        if not isinstance(self.api, str) or self.api not in FORMATS:
             from .._types import APIS as ROUTER_APIS
 
             why = ("has no simulated wire format yet (no module registered in sim/_wire)"

@@ -33,7 +33,8 @@ How to add a format (e.g. Ollama's native API)
    fault)`` and no end frames. Everything else (admission, auth, rate limit, faults, latency,
    pacing, billing, disconnects, stats, 404/405 routing) is generic in ``_app.py``.
 
-2. Add it to ``FORMATS`` below: ``OllamaChat(),``. Paths are checked for clashes at import.
+2. Add one line to the registry tuple at the end of this module: ``OllamaChat(),``. ``register``
+   checks its paths against the other formats' at import.
    ``ProviderProfile(api="ollama")`` is accepted from then on, and ``Simulator.base_url`` /
    ``provider_specs`` use the format's base URL. Optionally give ``llmroute sim`` a default
    provider of the format in ``_profiles.DEFAULT_PROFILES``.
@@ -56,32 +57,32 @@ from ._base import (ERROR_STATUS, FAULT_STATUS, HTTP_FAULTS, Call, Reply, Route,
 from .anthropic import AnthropicMessages
 from .openai import OpenAIChat
 
-# The registry: api name -> format. Adding a format is one line here.
-FORMATS: dict[str, WireFormat] = {f.api: f for f in (
-    OpenAIChat(),
-    AnthropicMessages(),
-)}
-
 _NO_PARAMS: Mapping[str, str] = MappingProxyType({})
-DEFAULT_FORMAT = FORMATS["openai"]  # the shape of errors that belong to no format (control routes, unknown paths)
 
 
 class RouteTable:
-    """Maps ``/<provider>/<rest>`` to (format, route, provider, params): a dict for fixed paths, regexes after."""
+    """Maps ``/<provider>/<rest>`` to (format, route, params): a dict for fixed paths, regexes after."""
 
-    def __init__(self, formats: dict[str, WireFormat]) -> None:
+    def __init__(self) -> None:
         self.static_hits: dict[str, tuple[WireFormat, Route, Mapping[str, str]]] = {}  # fixed paths: ready answers
         self.dynamic: list[tuple[re.Pattern, WireFormat, Route]] = []
-        for fmt in formats.values():
-            for route in fmt.routes:
-                if route.is_static:
-                    other = self.static_hits.get(route.pattern)
-                    if other is not None:
-                        raise RuntimeError(f"sim wire formats {other[0].api!r} and {fmt.api!r} both serve "
-                                           f"/<provider>/{route.pattern}")
-                    self.static_hits[route.pattern] = (fmt, route, _NO_PARAMS)
-                else:
-                    self.dynamic.append((route.regex(), fmt, route))
+
+    def add(self, fmt: WireFormat) -> None:
+        for route in fmt.routes:
+            if route.is_static and route.pattern in self.static_hits:
+                other = self.static_hits[route.pattern][0]
+                raise RuntimeError(f"sim wire formats {other.api!r} and {fmt.api!r} both serve "
+                                   f"/<provider>/{route.pattern}")
+        for route in fmt.routes:
+            if route.is_static:
+                self.static_hits[route.pattern] = (fmt, route, _NO_PARAMS)
+            else:
+                self.dynamic.append((route.regex(), fmt, route))
+
+    def remove(self, fmt: WireFormat) -> None:
+        for pattern in [p for p, hit in self.static_hits.items() if hit[0] is fmt]:
+            del self.static_hits[pattern]
+        self.dynamic[:] = [d for d in self.dynamic if d[1] is not fmt]
 
     def match(self, path: str) -> tuple[WireFormat, Route, Mapping[str, str]] | None:
         """(format, route, path parameters) for ``/<provider>/<rest>``, or None."""
@@ -103,13 +104,39 @@ class RouteTable:
         for fmt in FORMATS.values():
             if any(r.tail and path.endswith(r.tail) for r in fmt.routes):
                 return fmt
-        return DEFAULT_FORMAT
+        return FORMATS["openai"]
 
     def describe(self) -> str:
         return ", ".join(f"POST /<provider>/{r.pattern} ({fmt.api})" for fmt in FORMATS.values() for r in fmt.routes)
 
 
-ROUTES = RouteTable(FORMATS)
+FORMATS: dict[str, WireFormat] = {}  # api name -> format
+ROUTES = RouteTable()
+
+
+def register(fmt: WireFormat) -> WireFormat:
+    """Serve ``fmt`` (its routes must not clash with another format's) and accept its api in profiles."""
+    if fmt.api in FORMATS:
+        raise RuntimeError(f"a sim wire format for api {fmt.api!r} is already registered")
+    ROUTES.add(fmt)
+    FORMATS[fmt.api] = fmt
+    return fmt
+
+
+def unregister(api: str) -> None:
+    """Stop serving a format (tests that register a format of their own clean up with this)."""
+    fmt = FORMATS.pop(api)
+    ROUTES.remove(fmt)
+
+
+# The registry. Adding a format is one line here.
+for _format in (
+    OpenAIChat(),
+    AnthropicMessages(),
+):
+    register(_format)
+
+DEFAULT_FORMAT = FORMATS["openai"]  # the shape of errors that belong to no format (control routes, unknown paths)
 
 __all__ = ["DEFAULT_FORMAT", "ERROR_STATUS", "FAULT_STATUS", "FORMATS", "HTTP_FAULTS", "ROUTES", "Call", "Reply",
-           "Route", "RouteTable", "Step", "Usage", "WireFormat", "broken_stream"]
+           "Route", "RouteTable", "Step", "Usage", "WireFormat", "broken_stream", "register", "unregister"]
