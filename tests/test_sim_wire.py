@@ -610,3 +610,24 @@ def test_a_new_format_is_one_module_and_one_registry_line(http):
     assert "toy" not in FORMATS and ROUTES.match("/t/toy/mini:chat") is None
     with pytest.raises(ConfigError, match="'toy' is unknown"):
         ProviderProfile("t", api="toy")
+
+
+def test_a_format_bug_is_a_counted_error_never_an_uncounted_crash(sv, http, monkeypatch):
+    fmt = FORMATS["openai"]
+    monkeypatch.setattr(fmt, "parse", lambda body, call: 1 / 0)
+    r = http.post(sv.base_url("w-openai") + "/chat/completions", json={"model": "m", "messages": []})
+    assert r.status_code == 400 and "ZeroDivisionError" in r.json()["error"]["message"]
+    monkeypatch.undo()
+    monkeypatch.setattr(fmt, "render", lambda *a: 1 / 0)
+    r = http.post(sv.base_url("w-openai") + "/chat/completions", json=CLIENTS["openai"].body(Ask()))
+    assert r.status_code == 500
+    s = sv.stats()["providers"]["w-openai"]
+    assert (s["requests"], s["statuses"], s["input_tokens"]) == (2, {"400": 1, "500": 1}, 0)
+
+
+def test_a_schema_that_nests_forever_still_gets_an_answer(sv, http):
+    forever = {"$ref": "#/$defs/N", "$defs": {"N": {"type": "object", "properties": {"n": {"$ref": "#/$defs/N"}},
+                                                     "required": ["n"]}}}
+    for api in APIS:
+        _, r = ask(sv, http, api, Ask(schema=forever))
+        assert r.text.startswith('{"n":{"n":') and r.finish == "stop"

@@ -206,6 +206,7 @@ def _json_answer(req: SimRequest, seed: int) -> Answer:
 # -- values for a JSON schema ------------------------------------------------------------------
 
 _MAX_DEPTH = 6  # below it, optional parts are left out and arrays take their minimum length
+_HARD_DEPTH = 24  # below it, give up (a schema whose required parts nest forever has no finite value)
 
 
 def instance(schema: Any, rng: random.Random) -> Any:
@@ -243,6 +244,8 @@ class _Gen:
         return schema if isinstance(schema, Mapping) else {}
 
     def value(self, schema: Any, depth: int) -> Any:
+        if depth > _HARD_DEPTH:
+            return None
         if schema is True or not isinstance(schema, Mapping):
             return self.text({}, depth)
         schema = self.resolve(schema)

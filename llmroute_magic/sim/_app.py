@@ -271,54 +271,61 @@ class SimApp:
         except BadRequest as exc:
             state.count_unadmitted(name, str(exc.status))
             return _reply(fmt.error("invalid_request", exc.message, exc.param))
+        except Exception as exc:  # noqa: BLE001 - a format bug still ends as a counted answer, never a bare crash
+            state.count_unadmitted(name, "400")
+            return _reply(fmt.error("invalid_request", f"The simulator could not read this request "
+                                                       f"({type(exc).__name__}: {exc})."))
         plan = state.admit(name, stream=req.stream,
                            key_ok=lambda p: _key_matches(fmt.api_key(call), p.require_api_key))
         profile, fault = plan.profile, plan.fault
+        try:  # zero-cost in Python 3.11; a failure below still ends the admitted request under one status
+            if fault == "hang":
+                state.record(name, "hang")
+                return _Hang(self)
+            if fault == "reset":
+                state.record(name, "reset")
+                return _Reset()
+            if fault in HTTP_FAULTS or (fault == "stream_error" and not req.stream):
+                reply = fmt.fault(fault, req, profile, plan.retry_after_s or 0.0)
+                state.record(name, str(reply.status))
+                return _reply(reply)
+            input_tokens = req.input_tokens
+            if input_tokens > profile.context_window:
+                reply = fmt.fault("context_length", req, profile, 0.0)
+                state.record(name, str(reply.status))
+                return _reply(reply)
+            if req.images and not profile.vision:
+                reply = fmt.error("invalid_request", NO_VISION, "messages")
+                state.record(name, str(reply.status))
+                return _reply(reply)
 
-        if fault == "hang":
-            state.record(name, "hang")
-            return _Hang(self)
-        if fault == "reset":
-            state.record(name, "reset")
-            return _Reset()
-        if fault in HTTP_FAULTS or (fault == "stream_error" and not req.stream):
-            reply = fmt.fault(fault, req, profile, plan.retry_after_s or 0.0)
-            state.record(name, str(reply.status))
-            return _reply(reply)
-        input_tokens = req.input_tokens
-        if input_tokens > profile.context_window:
-            reply = fmt.fault("context_length", req, profile, 0.0)
-            state.record(name, str(reply.status))
-            return _reply(reply)
-        if req.images and not profile.vision:
-            reply = fmt.error("invalid_request", NO_VISION, "messages")
-            state.record(name, str(reply.status))
-            return _reply(reply)
+            answer = make_answer(req, profile.seed, ignore_schema=fault == "ignore_schema")
+            usage = None if profile.no_usage else Usage((input_tokens, answer.output_tokens))
+            status = "ignore_schema" if answer.ignored_schema else "200"
+            rid = f"{fmt.id_prefix}{next(self._ids):08x}"
+            if req.stream:
+                body_fault = fault if fault in _BODY_FAULTS else None
+                steps = fmt.render_stream(rid, req, answer, usage, body_fault)
+                return _Stream(self, plan, rid, steps, fmt.stream_content_type, status=body_fault or status,
+                               close=body_fault is not None)
 
-        answer = make_answer(req, profile.seed, ignore_schema=fault == "ignore_schema")
-        usage = None if profile.no_usage else Usage((input_tokens, answer.output_tokens))
-        status = "ignore_schema" if answer.ignored_schema else "200"
-        rid = f"{fmt.id_prefix}{next(self._ids):08x}"
-        if req.stream:
-            body_fault = fault if fault in _BODY_FAULTS else None
-            steps = fmt.render_stream(rid, req, answer, usage, body_fault)
-            return _Stream(self, plan, rid, steps, fmt.stream_content_type, status=body_fault or status,
-                           close=body_fault is not None)
-
-        if plan.delay_s > 0 and not await _wait_unless_gone(plan.delay_s, receive):
-            state.record(name, "disconnected")
-            return _Nothing()
-        out = fmt.render(rid, req, answer, usage)
-        if fault == "malformed_json":
-            state.record(name, "malformed_json")
-            return _JSON(200, fmt.malformed(out), {"x-request-id": rid})
-        if fault == "truncated_stream":
-            state.record(name, "truncated_stream")
-            return _JSON(200, fmt.truncated(out), {"x-request-id": rid})
-        if usage is not None:  # tokens the client was never told of are not billed (the module's one rule)
-            state.bill(profile, usage.input_tokens, usage.output_tokens)
-        state.record(name, status)
-        return _JSON(200, out, {"x-request-id": rid})
+            if plan.delay_s > 0 and not await _wait_unless_gone(plan.delay_s, receive):
+                state.record(name, "disconnected")
+                return _Nothing()
+            out = fmt.render(rid, req, answer, usage)
+            if fault == "malformed_json":
+                state.record(name, "malformed_json")
+                return _JSON(200, fmt.malformed(out), {"x-request-id": rid})
+            if fault == "truncated_stream":
+                state.record(name, "truncated_stream")
+                return _JSON(200, fmt.truncated(out), {"x-request-id": rid})
+            if usage is not None:  # tokens the client was never told of are not billed (the module's one rule)
+                state.bill(profile, usage.input_tokens, usage.output_tokens)
+            state.record(name, status)
+            return _JSON(200, out, {"x-request-id": rid})
+        except Exception:  # noqa: BLE001 - a simulator bug: answer 500 and count it, never crash uncounted
+            state.record(name, "500")
+            return _reply(fmt.fault("server_error", req, profile, 0.0))
 
     # -- control routes -------------------------------------------------------------------------
     async def _stats(self, request: Request) -> Response:

@@ -42,42 +42,28 @@ class Tool:
     parameters: Mapping[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
 
 
-@dataclass(init=False)
+@dataclass(slots=True)
 class SimRequest:
     """What a request asks for, whatever its wire format.
 
-    The constructor takes what every request has; a format's ``parse`` sets the optional fields
-    afterwards (their defaults are class attributes, so a plain request costs seven stores).
+    A format's ``parse`` builds it with what every request has and sets the optional fields it
+    finds. No default allocates (no default_factory): this object is built once per request.
     """
 
     model: str
     system: str
     turns: list[tuple[str, str]]  # (role, text), role one of USER, ASSISTANT, TOOL
-    max_tokens: int | None
-    stream: bool
-    stream_usage: bool  # a stream should end with usage (OpenAI: stream_options.include_usage)
-    images: int  # how many images the prompt carries
+    max_tokens: int | None = None
+    stream: bool = False
+    stream_usage: bool = False  # a stream should end with usage (OpenAI: stream_options.include_usage)
+    images: int = 0  # how many images the prompt carries
     tools: tuple[Tool, ...] = ()
     tool_choice: str = "auto"  # one of TOOL_CHOICES; "tool" means the tool named in tool_name
     tool_name: str | None = None
     parallel_tool_calls: bool = True  # False: at most one tool call per answer
     json_schema: Mapping[str, Any] | None = None  # the answer must be JSON valid for this schema
     json_mode: bool = False  # the answer must be a JSON object (any shape); set with json_schema too
-    extras: dict[str, Any] | None = None  # format-specific settings for its own renderer (set a new dict)
-
-    def __init__(self, model: str, system: str, turns: list[tuple[str, str]], max_tokens: int | None = None,
-                 stream: bool = False, stream_usage: bool = False, images: int = 0, **optional: Any) -> None:
-        self.model = model
-        self.system = system
-        self.turns = turns
-        self.max_tokens = max_tokens
-        self.stream = stream
-        self.stream_usage = stream_usage
-        self.images = images
-        for k, v in optional.items():
-            if k not in _OPTIONAL:
-                raise TypeError(f"SimRequest() got an unexpected keyword argument {k!r}")
-            setattr(self, k, v)
+    extras: dict[str, Any] | None = None  # format-specific settings for its own renderer
 
     @property
     def input_tokens(self) -> int:
@@ -103,10 +89,6 @@ class SimRequest:
             if t.name == name:
                 return t
         return None
-
-
-_OPTIONAL = frozenset({"tools", "tool_choice", "tool_name", "parallel_tool_calls", "json_schema", "json_mode",
-                       "extras"})
 
 
 def count_input_tokens(system: str, texts: Iterable[str], images: int = 0) -> int:
