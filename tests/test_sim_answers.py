@@ -165,3 +165,11 @@ def test_input_tokens_rule():
     assert r.input_tokens == count_input_tokens("sys", ["abcd"], 2)
     with pytest.raises(TypeError, match="colour"):
         SimRequest("m", "", [], colour="red")
+
+
+def test_gemini_style_schemas_with_upper_case_types():
+    schema = {"type": "OBJECT", "properties": {"name": {"type": "STRING"}, "n": {"type": "INTEGER", "nullable": True},
+                                               "xs": {"type": "ARRAY", "items": {"type": "NUMBER"}}},
+              "required": ["name", "n", "xs"], "propertyOrdering": ["name", "n", "xs"]}
+    value = instance(schema, random.Random(0))
+    assert isinstance(value["name"], str) and isinstance(value["n"], int) and isinstance(value["xs"], list)

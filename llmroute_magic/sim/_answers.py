@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, Mapping
 
-from ._neutral import ASSISTANT, USER, SimRequest, Tool
+from ._neutral import USER, SimRequest, Tool
 
 _WORDS = (
     "the a routing provider answer model token latency cost stream request fallback budget cache "
@@ -217,8 +217,9 @@ def instance(schema: Any, rng: random.Random) -> Any:
     additionalProperties, items and prefixItems with minItems/maxItems/uniqueItems, enum, const,
     string formats (date, date-time, time, email, uri, uuid, ipv4), minLength/maxLength,
     minimum/maximum (also exclusive) and multipleOf, anyOf/oneOf (the first branch that is not
-    null), allOf (merged), and local $ref to $defs/definitions (pydantic's nested models).
-    ``pattern`` and ``not`` are not honoured.
+    null), allOf (merged), and local $ref to $defs/definitions (pydantic's nested models). Type
+    names are case-insensitive (Gemini's OpenAPI-style ``"OBJECT"``); ``nullable`` is allowed
+    and never used. ``pattern`` and ``not`` are not honoured.
     """
     return _Gen(schema, rng).value(schema, 0)
 
@@ -275,7 +276,9 @@ class _Gen:
             return self.value(merged, depth)
         kind = schema.get("type")
         if isinstance(kind, list):
-            kind = next((k for k in kind if k != "null"), "null")
+            kind = next((k for k in kind if str(k).lower() != "null"), "null")
+        if isinstance(kind, str):
+            kind = kind.lower()  # Gemini's OpenAPI-style schemas say "OBJECT", "STRING", ...
         if kind is None:
             if "properties" in schema or "required" in schema or "additionalProperties" in schema:
                 kind = "object"

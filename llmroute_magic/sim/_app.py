@@ -306,7 +306,7 @@ class SimApp:
             if req.stream:
                 body_fault = fault if fault in _BODY_FAULTS else None
                 steps = fmt.render_stream(rid, req, answer, usage, body_fault)
-                return _Stream(self, plan, rid, steps, fmt.stream_content_type, status=body_fault or status,
+                return _Stream(self, plan, rid, steps, fmt.stream_media_type(req), status=body_fault or status,
                                close=body_fault is not None)
 
             if plan.delay_s > 0 and not await _wait_unless_gone(plan.delay_s, receive):

@@ -1,4 +1,4 @@
-"""The simulator's wire formats: one module each, registered in ``FORMATS``.
+"""The simulator's wire formats: one module each, registered in one tuple at the end of this module.
 
 How to add a format (e.g. Ollama's native API)
 -----------------------------------------------
@@ -6,44 +6,61 @@ How to add a format (e.g. Ollama's native API)
 1. Write ``sim/_wire/ollama.py`` with one subclass of ``WireFormat`` (``_base.py``)::
 
        class OllamaChat(WireFormat):
-           api = "ollama"                          # the ProviderProfile / ProviderSpec api value
-           routes = (Route("api/chat"),)           # POST paths under /<provider>/; "{model}" etc. for
-                                                   # values in the path, handed to parse in call.params
-           base_path = ""                          # the SDK's base URL is .../<provider>
+           api = "ollama"                       # the ProviderProfile / ProviderSpec api value
+           routes = (Route("api/chat"),)        # POST paths under /<provider>/; a "{name}" placeholder
+                                                # (one path segment) arrives in call.params, e.g.
+                                                # Route("v1beta/models/{model}:generateContent")
+           base_path = ""                       # the official SDK's base URL is .../<provider>
            stream_content_type = b"application/x-ndjson"
-           id_prefix = "ollama-sim"
+           id_prefix = "ollama-sim-"            # response ids: id_prefix + 8 hex digits
 
-           def parse(self, body: bytes, call: Call) -> SimRequest: ...        # raise BadRequest
-           def render(self, rid, req, answer, usage: Usage | None) -> bytes: ...
-           def render_stream(self, rid, req, answer, usage, fault) -> list[Step]: ...
-           def fault(self, kind, req, profile, retry_after_s) -> Reply: ...   # HTTP error faults
-           def error(self, kind, message, param=None) -> Reply: ...         # 400 / 404 / 405
+           def parse(self, body: bytes, call: Call) -> SimRequest: ...
+           def render(self, rid: str, req: SimRequest, answer: Answer, usage: Usage | None) -> bytes: ...
+           def render_stream(self, rid: str, req: SimRequest, answer: Answer, usage: Usage | None,
+                             fault: str | None) -> list[Step]: ...
+           def fault(self, kind: str, req: SimRequest, profile: ProviderProfile,
+                     retry_after_s: float) -> Reply: ...
+           def error(self, kind: str, message: str, param: str | None = None) -> Reply: ...
 
-   Optional overrides: ``api_key(call)`` (which header carries the key; default ``x-api-key`` or
-   ``Authorization: Bearer``), ``base_url(root, provider)``, ``spec_fields(profile)`` (extra
-   ``ProviderSpec`` fields, e.g. Azure's ``api_version``), ``malformed(body)`` / ``truncated(body)``.
+   - ``parse`` reads the body (``json_object(body)`` helps) into a neutral ``SimRequest``
+     (``_neutral.py``): model, system, turns, images, max_tokens, stream, stream_usage, tools,
+     tool_choice / tool_name, parallel_tool_calls, json_schema / json_mode, and ``extras`` (a dict
+     of anything only its renderer needs). Path values are in ``call.params``, query parameters in
+     ``call.query``, headers via ``call.header(b"name")``. An unusable body raises
+     ``BadRequest(message, param)``: a counted, unbilled 400 in ``error``'s shape.
+   - ``render`` / ``render_stream`` turn the neutral ``Answer`` (``_answers.py``: ``pieces`` of text
+     or JSON text, or ``tool_calls`` with ``id``, ``name``, ``value``, ``pieces``; ``cut`` when
+     max_tokens stopped it) into the format's body. ``usage`` is ``(input_tokens, output_tokens)``,
+     or None when the profile sends no usage. A stream is a list of steps ``(frame, paced, bill)``:
+     ``paced`` frames are tokens, sent at the profile's speed; ``bill=(input, output)`` only on a
+     frame that tells the client its usage (the simulator bills nothing the client was not told).
+     For ``fault`` in ``truncated_stream`` / ``stream_error`` send ``broken_stream(answer, fault)``
+     and no end frames (plus the format's error frame for ``stream_error``); for
+     ``malformed_json`` a first frame that does not parse.
+   - ``fault`` answers each kind in ``HTTP_FAULTS`` (and ``stream_error`` on a plain request) with
+     the format's error shape and status (``FAULT_STATUS`` has the usual ones) and, for
+     ``rate_limit``, its retry headers; ``error`` answers the simulator's own ``invalid_request``
+     (400), ``not_found`` (404) and ``method_not_allowed`` (405).
+   - Optional overrides: ``api_key(call)`` (default: ``x-api-key`` or ``Authorization: Bearer``),
+     ``base_url(root, provider)``, ``spec_fields(profile)`` (extra ``ProviderSpec`` fields),
+     ``stream_media_type(req)`` (a content type that depends on the request), ``malformed(body)`` /
+     ``truncated(body)`` (the plain-answer body faults).
 
-   ``parse`` fills a neutral ``SimRequest`` (``_neutral.py``): model, system, turns, images,
-   max_tokens, stream, stream_usage, tools, tool_choice, json_schema / json_mode, and ``extras``
-   for anything only its renderer needs (query parameters come in ``call.query``). The answer is
-   a neutral ``Answer`` (``_answers.py``: text, JSON text or tool calls, as tokens); ``usage`` is
-   None when the profile sends no usage. ``render_stream`` returns steps ``(frame, paced, bill)``:
-   a frame may bill only when it tells the client its usage; for the faults it is given
-   (``truncated_stream``, ``stream_error``, ``malformed_json``) send ``broken_stream(answer,
-   fault)`` and no end frames. Everything else (admission, auth, rate limit, faults, latency,
-   pacing, billing, disconnects, stats, 404/405 routing) is generic in ``_app.py``.
+   Everything else is generic (``_app.py``): admission, the key check, rate limits, fault draws,
+   context window, ``vision``, ``ignore_schema``, latency and pacing, billing, disconnects, stats,
+   404s and 405s. A format never sleeps, counts or bills.
 
 2. Add one line to the registry tuple at the end of this module: ``OllamaChat(),``. ``register``
-   checks its paths against the other formats' at import.
-   ``ProviderProfile(api="ollama")`` is accepted from then on, and ``Simulator.base_url`` /
-   ``provider_specs`` use the format's base URL. Optionally give ``llmroute sim`` a default
-   provider of the format in ``_profiles.DEFAULT_PROFILES``.
+   refuses a path another format already serves. From then on ``ProviderProfile(api="ollama")`` is
+   accepted and ``Simulator.base_url`` / ``provider_specs`` use the format's base URL. Optionally
+   give ``llmroute sim`` a default provider of the format in ``_profiles.DEFAULT_PROFILES``.
 
 3. Tests: add a client for the format to ``CLIENTS`` in ``tests/test_sim_wire.py`` (how to write a
-   request in the format and read its answers, streams and errors back); the conformance tests
-   there then run every answer kind, fault and billing check over loopback for it, and fail until
-   every registered format has a client. Add the official SDK's checks to ``tests/test_sim_sdks.py``
-   (or a ``tests/test_sim_<format>_sdk.py``).
+   neutral request in the format and read its answers, streams and errors back, about 80 lines);
+   the conformance tests there then run text, tools, schemas, images, vision=False, ignore_schema
+   and the faults, plain and streamed, for it, and ``test_every_registered_format_has_a_test_client``
+   fails until it has one. Add the official SDK's checks in ``tests/test_sim_<format>_sdk.py``.
+   ``ToyChat`` in ``tests/test_sim_wire.py`` is a complete small format to copy from.
 """
 
 from __future__ import annotations

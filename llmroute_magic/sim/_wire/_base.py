@@ -52,7 +52,7 @@ class Usage(tuple):
 # A stream is a list of steps: (frame bytes, paced, bill). ``paced``: a token, sent at the profile's
 # tokens_per_s. ``bill``: (input, output) tokens charged once this frame has reached the client
 # whole; only a frame that tells the client its usage may bill (the simulator's one billing rule).
-Step = tuple[bytes, bool, "tuple[int, int] | None"]
+Step = tuple[bytes, bool, tuple[int, int] | None]
 
 
 class Reply(NamedTuple):
@@ -174,7 +174,8 @@ class WireFormat:
         id_prefix            response ids are ``id_prefix`` + 8 hex digits
 
     Methods to implement: ``parse``, ``render``, ``render_stream``, ``fault``, ``error``.
-    Methods with defaults: ``base_url``, ``api_key``, ``spec_fields``, ``malformed``, ``truncated``.
+    Methods with defaults: ``base_url``, ``api_key``, ``spec_fields``, ``stream_media_type``,
+    ``malformed``, ``truncated``.
     """
 
     api: ClassVar[str]
@@ -212,6 +213,11 @@ class WireFormat:
     def render(self, rid: str, req: SimRequest, answer: Answer, usage: Usage | None) -> bytes:
         """A complete plain (non-streamed) answer body."""
         raise NotImplementedError
+
+    def stream_media_type(self, req: SimRequest) -> bytes:
+        """The content type of this request's stream (override when it depends on the request, as
+        Gemini's JSON-array streams without ``?alt=sse`` do)."""
+        return self.stream_content_type
 
     def render_stream(self, rid: str, req: SimRequest, answer: Answer, usage: Usage | None,
                       fault: str | None) -> list[Step]:
