@@ -32,7 +32,7 @@ from .._errors import ConfigError
 from ._answers import make_answer
 from ._neutral import BadRequest
 from ._state import Plan, SimState
-from ._wire import DEFAULT_FORMAT, FORMATS, HTTP_FAULTS, ROUTES, Call, Reply, Step, Usage, WireFormat
+from ._wire import DEFAULT_FORMAT, FORMATS, ROUTES, Call, Reply, Step, Usage, WireFormat
 from ._wire._base import NO_VISION
 
 HANG_CAP_S = 600.0
@@ -41,6 +41,9 @@ _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 # Faults that break a 200 answer's body (plain or streamed).
 _BODY_FAULTS = frozenset({"malformed_json", "truncated_stream", "stream_error"})
+# Faults that still produce an answer (broken or changed), as stream_error does on a stream; the others
+# (HTTP_FAULTS, hang, reset, and stream_error on a plain request) answer nothing or an HTTP error.
+_ANSWERED_FAULTS = frozenset({"malformed_json", "truncated_stream", "ignore_schema"})
 
 
 class _JSON:
@@ -279,16 +282,8 @@ class SimApp:
                            key_ok=lambda p: _key_matches(fmt.api_key(call), p.require_api_key))
         profile, fault = plan.profile, plan.fault
         try:  # zero-cost in Python 3.11; a failure below still ends the admitted request under one status
-            if fault == "hang":
-                state.record(name, "hang")
-                return _Hang(self)
-            if fault == "reset":
-                state.record(name, "reset")
-                return _Reset()
-            if fault in HTTP_FAULTS or (fault == "stream_error" and not req.stream):
-                reply = fmt.fault(fault, req, profile, plan.retry_after_s or 0.0)
-                state.record(name, str(reply.status))
-                return _reply(reply)
+            if fault is not None and fault not in _ANSWERED_FAULTS and (fault != "stream_error" or not req.stream):
+                return self._without_answer(fmt, req, plan)
             input_tokens = req.input_tokens
             if input_tokens > profile.context_window:
                 reply = fmt.fault("context_length", req, profile, 0.0)
@@ -326,6 +321,19 @@ class SimApp:
         except Exception:  # noqa: BLE001 - a simulator bug: answer 500 and count it, never crash uncounted
             state.record(name, "500")
             return _reply(fmt.fault("server_error", req, profile, 0.0))
+
+    def _without_answer(self, fmt: WireFormat, req, plan: Plan) -> Any:
+        """A fault that answers nothing: hang, reset, or an HTTP error in the format's shape."""
+        name, fault = plan.profile.name, plan.fault
+        if fault == "hang":
+            self.state.record(name, "hang")
+            return _Hang(self)
+        if fault == "reset":
+            self.state.record(name, "reset")
+            return _Reset()
+        reply = fmt.fault(fault, req, plan.profile, plan.retry_after_s or 0.0)
+        self.state.record(name, str(reply.status))
+        return _reply(reply)
 
     # -- control routes -------------------------------------------------------------------------
     async def _stats(self, request: Request) -> Response:
