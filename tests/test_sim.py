@@ -660,3 +660,145 @@ def test_profiles_may_be_given_as_a_dict_keyed_by_name():
         Simulator(port=70000)
     with pytest.raises(ConfigError, match="at least one"):
         Simulator([])
+
+
+# -- tools, schemas, images: each format's exact wire shapes ------------------------------------------
+
+WEATHER_PARAMS = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+                  "required": ["city", "days"]}
+O_TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather",
+                                             "parameters": WEATHER_PARAMS}},
+           {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}]
+A_TOOLS = [{"name": "get_weather", "description": "Weather", "input_schema": WEATHER_PARAMS},
+           {"name": "get_time", "input_schema": {"type": "object"}}]
+ASK_BOTH = [{"role": "user", "content": "Use get_weather and get_time for Oslo."}]
+
+
+def sse_events(text: str) -> list[str]:
+    return [line[7:] for line in text.splitlines() if line.startswith("event: ")]
+
+
+def test_openai_streamed_tool_calls_come_as_a_header_then_argument_pieces(sv, http):
+    plain = chat(sv, http, messages=ASK_BOTH, tools=O_TOOLS).json()
+    calls = plain["choices"][0]["message"]["tool_calls"]
+    assert [c["function"]["name"] for c in calls] == ["get_weather", "get_time"]
+    r = chat(sv, http, messages=ASK_BOTH, tools=O_TOOLS, stream=True, stream_options={"include_usage": True})
+    chunks = sse_data(r.text)
+    first = chunks[0]["choices"][0]["delta"]
+    assert (first["role"], first["content"]) == ("assistant", None)
+    assert first["tool_calls"] == [{"index": 0, "id": calls[0]["id"], "type": "function",
+                                    "function": {"name": "get_weather", "arguments": ""}}]
+    pieces: dict[int, list[str]] = {0: [], 1: []}
+    for c in chunks[1:-2]:
+        (tc,) = c["choices"][0]["delta"]["tool_calls"]
+        if "id" in tc:  # the second call's header
+            assert (tc["index"], tc["id"], tc["function"]) == (1, calls[1]["id"], {"name": "get_time",
+                                                                                 "arguments": ""})
+        else:
+            assert set(tc) == {"index", "function"} and set(tc["function"]) == {"arguments"}
+            pieces[tc["index"]].append(tc["function"]["arguments"])
+    assert len(pieces[0]) > 1 and pieces[1] == ["{}"]  # get_time takes no arguments: "{}", one token
+    assert ["".join(pieces[i]) for i in (0, 1)] == [c["function"]["arguments"] for c in calls]
+    assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls" and chunks[-1]["usage"] == plain["usage"]
+    assert plain["usage"]["completion_tokens"] == sum(len(p) for p in pieces.values())
+
+
+def test_anthropic_streamed_tool_use_event_order(sv, http):
+    plain = msgs(sv, http, messages=ASK_BOTH, tools=A_TOOLS).json()
+    assert [b["type"] for b in plain["content"]] == ["tool_use", "tool_use"] and plain["stop_reason"] == "tool_use"
+    r = msgs(sv, http, messages=ASK_BOTH, tools=A_TOOLS, stream=True)
+    data = sse_data(r.text)
+    n0, n1 = (len(json.dumps(b["input"], separators=(",", ":"))) for b in plain["content"])
+    per_block = lambda n: ["content_block_delta"] * (1 + math.ceil(n / 4))  # noqa: E731 - a "" delta, then pieces
+    assert sse_events(r.text) == (["message_start", "content_block_start", "ping"] + per_block(n0)
+                                  + ["content_block_stop", "content_block_start"] + per_block(n1)
+                                  + ["content_block_stop", "message_delta", "message_stop"])
+    starts = [d for d in data if d["type"] == "content_block_start"]
+    assert [s["content_block"] for s in starts] == [{"type": "tool_use", "id": b["id"], "name": b["name"], "input": {}}
+                                                    for b in plain["content"]]
+    for i, block in enumerate(plain["content"]):
+        deltas = [d["delta"] for d in data if d["type"] == "content_block_delta" and d["index"] == i]
+        assert deltas[0] == {"type": "input_json_delta", "partial_json": ""}
+        assert json.loads("".join(d["partial_json"] for d in deltas)) == block["input"]
+    assert data[-2]["delta"]["stop_reason"] == "tool_use" and data[-2]["usage"] == {
+        "output_tokens": plain["usage"]["output_tokens"]}
+
+
+def test_tool_results_in_the_conversation_are_counted_and_answered_with_text(sv, http):
+    args = '{"city":"Oslo","days":1}'
+    o = chat(sv, http, tools=O_TOOLS, messages=ASK_BOTH + [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": args}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "Sunny, 21 degrees."}]).json()
+    assert o["choices"][0]["finish_reason"] == "stop" and o["choices"][0]["message"]["content"]
+    chars = len(ASK_BOTH[0]["content"]) + len("get_weather" + f"({args})") + len("Sunny, 21 degrees.")
+    assert o["usage"]["prompt_tokens"] == math.ceil(chars / 4) + 3 * 3
+    a = msgs(sv, http, tools=A_TOOLS, messages=ASK_BOTH + [
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                                           "input": {"city": "Oslo", "days": 1}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                      "content": [{"type": "text", "text": "Sunny, 21 degrees."}]}]}]).json()
+    assert a["stop_reason"] == "end_turn" and a["content"][0]["type"] == "text"
+
+
+def test_json_answers_in_both_shapes(sv, http):
+    schema = {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"]}
+    o = chat(sv, http, response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": schema}})
+    a = msgs(sv, http, output_config={"format": {"type": "json_schema", "schema": schema}})
+    o_text = o.json()["choices"][0]["message"]["content"]
+    a_text = a.json()["content"][0]["text"]
+    assert o_text == a_text and isinstance(json.loads(o_text)["answer"], int)  # same seed, same conversation
+    assert o.json()["usage"]["completion_tokens"] == math.ceil(len(o_text) / 4)
+
+
+@pytest.mark.parametrize("extra, param", [
+    ({"tools": {"type": "function"}}, "tools"),
+    ({"tools": [{"type": "retrieval"}]}, "tools.0"),
+    ({"tools": [{"type": "function", "function": {"name": "has space"}}]}, "tools.0.function.name"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": "x"}}]}, "tools.0.function.parameters"),
+    ({"tool_choice": "required"}, "tool_choice"),
+    ({"tools": O_TOOLS, "tool_choice": "sometimes"}, "tool_choice"),
+    ({"tools": O_TOOLS, "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice"),
+    ({"response_format": {"type": "xml"}}, "response_format"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}}, "response_format.json_schema"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}]}]},
+     "messages.0.content.0.image_url.url"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "data:image/png;base64,AA"}]}]},
+     "messages.0.content.0.image_url.url"),
+])
+def test_openai_bad_tools_formats_and_images_are_400s_naming_the_param(sv, http, extra, param):
+    r = chat(sv, http, **extra)
+    assert r.status_code == 400 and r.json()["error"]["param"] == param, r.json()
+    assert counters(sv, "o")["statuses"] == {"400": 1} and counters(sv, "o")["input_tokens"] == 0
+
+
+@pytest.mark.parametrize("extra, needle", [
+    ({"tools": [{"name": "f"}]}, "tools.0.input_schema"),
+    ({"tools": [{"name": "", "input_schema": {}}]}, "tools.0.name"),
+    ({"tools": A_TOOLS, "tool_choice": {"type": "sometimes"}}, "tool_choice"),
+    ({"tools": A_TOOLS, "tool_choice": {"type": "tool", "name": "nope"}}, "tool_choice.name"),
+    ({"tool_choice": {"type": "any"}}, "tool_choice"),
+    ({"output_config": {"format": {"type": "xml"}}}, "output_config.format"),
+    ({"messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "file"}}]}]},
+     "messages.0.content.0.source"),
+    ({"messages": [{"role": "user", "content": [{"type": "image", "source": {
+        "type": "base64", "media_type": "image/bmp", "data": "AA"}}]}]}, "messages.0.content.0.source.media_type"),
+    ({"messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "x"}}]}]},
+     "messages.0.content.0.source.url"),
+])
+def test_anthropic_bad_tools_formats_and_images_are_400s_naming_the_field(sv, http, extra, needle):
+    r = msgs(sv, http, **extra)
+    assert r.status_code == 400 and r.json()["type"] == "error"
+    assert r.json()["error"]["type"] == "invalid_request_error" and r.json()["error"]["message"].startswith(needle)
+
+
+def test_anthropic_server_tools_are_accepted_and_never_called(sv, http):
+    r = msgs(sv, http, messages=[{"role": "user", "content": "web_search for cats"}],
+             tools=[{"type": "web_search_20250305", "name": "web_search"}])
+    assert r.status_code == 200 and r.json()["content"][0]["type"] == "text"
+
+
+def test_unknown_fault_kinds_name_ignore_schema_among_the_allowed(sv):
+    with pytest.raises(ConfigError, match="stream_error, ignore_schema"):
+        sv.inject("o", ["boom"])
+    assert sv.update("o", faults={"ignore_schema": 0.5}).faults == {"ignore_schema": 0.5}

@@ -1,9 +1,14 @@
-"""The official openai and anthropic SDKs, pointed at the simulator, parse every kind of answer it gives."""
+"""The official openai and anthropic SDKs, pointed at the simulator, parse every kind of answer it gives:
+text, tool calls, structured output (pydantic models), images, and every error."""
 
 from __future__ import annotations
 
+import json
+from typing import Literal
+
 import anthropic
 import openai
+import pydantic
 import pytest
 
 PROMPT = "Name three prime numbers."
@@ -196,3 +201,169 @@ def test_reset_and_hang_are_connection_errors_to_the_sdks(s):
         with pytest.raises(openai.APITimeoutError):
             ask_openai(o)
     assert counters(s, "sim-openai")["statuses"] == {"reset": 1, "hang": 1}
+
+
+# -- tools, structured output, images ------------------------------------------------------------
+
+PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+WEATHER_Q = [{"role": "user", "content": "What is the weather in Paris? Use get_weather."}]
+
+
+class GetWeather(pydantic.BaseModel):
+    """Current weather for a city."""
+
+    city: str
+    unit: Literal["celsius", "fahrenheit"]
+    days: int = pydantic.Field(ge=1, le=7)
+
+
+class Address(pydantic.BaseModel):
+    street: str
+    city: str
+
+
+class Person(pydantic.BaseModel):
+    name: str
+    age: int = pydantic.Field(ge=0, le=120)
+    tags: list[str]
+    address: Address
+
+
+def reported(*usages) -> tuple[int, int]:
+    return sum(u[0] for u in usages), sum(u[1] for u in usages)
+
+
+def assert_billed(sim, name, usages, statuses, cost):
+    st = counters(sim, name)
+    i, o = reported(*usages)
+    assert st["statuses"] == statuses
+    assert (st["input_tokens"], st["output_tokens"]) == (i, o)
+    assert st["cost"] == pytest.approx(cost(i, o), rel=1e-12)
+
+
+def test_openai_tool_calls_plain_parsed_and_streamed(s, oai):
+    tool = openai.pydantic_function_tool(GetWeather, name="get_weather")
+    plain = oai.chat.completions.create(model="gpt-4o-mini", messages=WEATHER_Q, tools=[tool])
+    call = plain.choices[0].message.tool_calls[0]
+    assert plain.choices[0].finish_reason == "tool_calls" and plain.choices[0].message.content is None
+    assert call.type == "function" and call.function.name == "get_weather" and call.id.startswith("call_")
+    args = GetWeather.model_validate_json(call.function.arguments)
+    parsed = oai.chat.completions.parse(model="gpt-4o-mini", messages=WEATHER_Q, tools=[tool])
+    assert parsed.choices[0].message.tool_calls[0].function.parsed_arguments == args
+    with oai.chat.completions.stream(model="gpt-4o-mini", messages=WEATHER_Q, tools=[tool],
+                                     stream_options={"include_usage": True}) as stream:
+        deltas = [e for e in stream if e.type == "tool_calls.function.arguments.delta"]
+        final = stream.get_final_completion()
+    assert len(deltas) > 1  # the arguments string arrives over several chunks, as from OpenAI
+    streamed = final.choices[0].message.tool_calls[0]
+    assert streamed.function.parsed_arguments == args and streamed.id == call.id
+    assert final.choices[0].finish_reason == "tool_calls"
+    usages = [(r.usage.prompt_tokens, r.usage.completion_tokens) for r in (plain, parsed, final)]
+    assert usages[0] == usages[1] == usages[2]
+    assert_billed(s, "sim-openai", usages, {"200": 3}, openai_cost)
+
+
+def test_openai_structured_output_with_a_pydantic_model(s, oai):
+    messages = [{"role": "user", "content": "Describe a person."}]
+    plain = oai.chat.completions.parse(model="gpt-4o-mini", messages=messages, response_format=Person)
+    person = plain.choices[0].message.parsed
+    assert isinstance(person, Person) and plain.choices[0].finish_reason == "stop"
+    with oai.chat.completions.stream(model="gpt-4o-mini", messages=messages, response_format=Person,
+                                     stream_options={"include_usage": True}) as stream:
+        final = stream.get_final_completion()
+    assert final.choices[0].message.parsed == person
+    raw = oai.chat.completions.create(model="gpt-4o-mini", messages=messages, response_format={
+        "type": "json_schema", "json_schema": {"name": "person", "schema": Person.model_json_schema()}})
+    Person.model_validate_json(raw.choices[0].message.content)
+    json_mode = oai.chat.completions.create(model="gpt-4o-mini", messages=messages,
+                                            response_format={"type": "json_object"})
+    assert isinstance(json.loads(json_mode.choices[0].message.content), dict)
+    usages = [(r.usage.prompt_tokens, r.usage.completion_tokens) for r in (plain, final, raw, json_mode)]
+    assert_billed(s, "sim-openai", usages, {"200": 4}, openai_cost)
+
+
+def test_openai_ignore_schema_gives_prose_the_sdk_cannot_parse(s, oai):
+    messages = [{"role": "user", "content": "Describe a person."}]
+    s.inject("sim-openai", ["ignore_schema"])
+    with pytest.raises(pydantic.ValidationError):
+        oai.chat.completions.parse(model="gpt-4o-mini", messages=messages, response_format=Person)
+    prose = oai.chat.completions.create(model="gpt-4o-mini", messages=messages)  # the same prose, as a normal answer
+    usage = (prose.usage.prompt_tokens, prose.usage.completion_tokens)
+    assert_billed(s, "sim-openai", [usage, usage], {"ignore_schema": 1, "200": 1}, openai_cost)
+
+
+def test_openai_images_by_data_url_and_https_url(s, oai):
+    text = "What is in these pictures?"
+    content = [{"type": "text", "text": text},
+               {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_B64}"}},
+               {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg", "detail": "low"}}]
+    with_images = oai.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": content}])
+    text_only = oai.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": text}])
+    assert with_images.usage.prompt_tokens == text_only.usage.prompt_tokens + 2 * 85
+    assert with_images.choices[0].message.content == text_only.choices[0].message.content
+    usages = [(r.usage.prompt_tokens, r.usage.completion_tokens) for r in (with_images, text_only)]
+    assert_billed(s, "sim-openai", usages, {"200": 2}, openai_cost)
+    s.update("sim-openai", vision=False)
+    with pytest.raises(openai.BadRequestError, match="does not accept images"):
+        oai.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": content}])
+    assert counters(s, "sim-openai")["statuses"] == {"200": 2, "400": 1}
+
+
+WEATHER_TOOL = {"name": "get_weather", "description": "Current weather for a city",
+                "input_schema": GetWeather.model_json_schema()}
+
+
+def test_anthropic_tool_use_plain_and_streamed(s, claude):
+    kwargs = dict(model="claude-3-5-haiku-latest", max_tokens=300, messages=WEATHER_Q, tools=[WEATHER_TOOL],
+                  tool_choice={"type": "tool", "name": "get_weather"})
+    plain = claude.messages.create(**kwargs)
+    block = plain.content[0]
+    assert plain.stop_reason == "tool_use" and block.type == "tool_use" and block.id.startswith("toolu_")
+    args = GetWeather.model_validate(block.input)
+    with claude.messages.stream(**kwargs) as stream:
+        partials = [e for e in stream if e.type == "input_json"]
+        final = stream.get_final_message()
+    assert len(partials) > 1  # input_json_delta events, several
+    assert final.stop_reason == "tool_use" and GetWeather.model_validate(final.content[0].input) == args
+    assert (final.content[0].id, final.content[0].name) == (block.id, "get_weather")
+    auto = claude.messages.create(model="claude-3-5-haiku-latest", max_tokens=300, tools=[WEATHER_TOOL],
+                                  messages=[{"role": "user", "content": "Just say hello."}])
+    assert auto.stop_reason == "end_turn" and auto.content[0].type == "text"  # auto, no tool named: text
+    usages = [(m.usage.input_tokens, m.usage.output_tokens) for m in (plain, final, auto)]
+    assert usages[0] == usages[1]
+    assert_billed(s, "sim-anthropic", usages, {"200": 3}, anthropic_cost)
+
+
+def test_anthropic_structured_output_with_a_pydantic_model(s, claude):
+    kwargs = dict(model="claude-3-5-haiku-latest", max_tokens=500,
+                  messages=[{"role": "user", "content": "Describe a person."}])
+    parsed = claude.messages.parse(output_format=Person, **kwargs)
+    person = parsed.parsed_output
+    assert isinstance(person, Person) and parsed.stop_reason == "end_turn"
+    with claude.messages.stream(output_format=Person, **kwargs) as stream:
+        final = stream.get_final_message()
+    assert final.parsed_output == person
+    usages = [(m.usage.input_tokens, m.usage.output_tokens) for m in (parsed, final)]
+    assert_billed(s, "sim-anthropic", usages, {"200": 2}, anthropic_cost)
+    s.inject("sim-anthropic", ["ignore_schema"])
+    with pytest.raises(pydantic.ValidationError):
+        claude.messages.parse(output_format=Person, **kwargs)
+    assert counters(s, "sim-anthropic")["statuses"] == {"200": 2, "ignore_schema": 1}
+
+
+def test_anthropic_images_base64_and_url(s, claude):
+    text = "What is in these pictures?"
+    content = [{"type": "text", "text": text},
+               {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_B64}},
+               {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}}]
+    with_images = claude.messages.create(model="claude-3-5-haiku-latest", max_tokens=200,
+                                         messages=[{"role": "user", "content": content}])
+    text_only = claude.messages.create(model="claude-3-5-haiku-latest", max_tokens=200,
+                                       messages=[{"role": "user", "content": text}])
+    assert with_images.usage.input_tokens == text_only.usage.input_tokens + 2 * 85
+    usages = [(m.usage.input_tokens, m.usage.output_tokens) for m in (with_images, text_only)]
+    assert_billed(s, "sim-anthropic", usages, {"200": 2}, anthropic_cost)
+    s.update("sim-anthropic", vision=False)
+    with pytest.raises(anthropic.BadRequestError, match="does not accept images"):
+        claude.messages.create(model="claude-3-5-haiku-latest", max_tokens=200,
+                               messages=[{"role": "user", "content": content}])

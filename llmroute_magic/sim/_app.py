@@ -1,4 +1,6 @@
-"""The simulator's HTTP surface: provider routes in both wire formats, faults, billing and /_sim control.
+"""The simulator's HTTP surface, the same for every wire format: routing, admission, faults, latency,
+pacing, billing, disconnects, stats and the /_sim control routes. What a request and an answer look
+like on the wire is each format's business (``_wire/``); nothing here knows a format.
 
 Billing follows one rule so a client's ledger can equal the stats exactly: count only the tokens
 reported in a usage block the client received whole (see ``_Stream``).
@@ -6,7 +8,8 @@ reported in a usage block the client received whole (see ``_Stream``).
 Each request to a known provider ends under exactly one key of ``statuses``: the HTTP status as a
 string ("200" only for a complete answer, "429", "500", ...) or, when there was no proper answer,
 "reset", "hang", "malformed_json", "truncated_stream" (plain or streamed), "stream_error" (streamed
-only; a plain request with that fault gets "500"), or "disconnected" (the client left first).
+only; a plain request with that fault gets "500"), "ignore_schema" (a complete, billed 200 answer in
+prose to a request that demanded structure), or "disconnected" (the client left first).
 Error statuses answer at once; latency applies to answers and to the stream faults.
 """
 
@@ -16,7 +19,6 @@ import asyncio
 import hmac
 import itertools
 import json
-import math
 import socket
 import struct
 from typing import Any, Callable
@@ -27,15 +29,21 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .._errors import ConfigError
-from . import _formats as F
+from ._answers import make_answer
+from ._neutral import BadRequest
 from ._state import Plan, SimState
-from ._text import answer_pieces
+from ._wire import DEFAULT_FORMAT, FORMATS, ROUTES, Call, Reply, Step, Usage, WireFormat
+from ._wire._base import NO_VISION
 
 HANG_CAP_S = 600.0
+_STATIC = ROUTES.static_hits
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
-# Faults that are not a plain HTTP error answer; everything else in FAULT_KINDS is one.
-_BODY_FAULTS = frozenset({"hang", "reset", "malformed_json", "truncated_stream", "stream_error"})
+# Faults that break a 200 answer's body (plain or streamed).
+_BODY_FAULTS = frozenset({"malformed_json", "truncated_stream", "stream_error"})
+# Faults that still produce an answer (broken or changed), as stream_error does on a stream; the others
+# (HTTP_FAULTS, hang, reset, and stream_error on a plain request) answer nothing or an HTTP error.
+_ANSWERED_FAULTS = frozenset({"malformed_json", "truncated_stream", "ignore_schema"})
 
 
 class _JSON:
@@ -59,18 +67,11 @@ class _JSON:
 _json = _JSON
 
 
-def _header(scope, name: bytes) -> str | None:
-    for k, v in scope["headers"]:
-        if k == name:
-            return v.decode("latin-1")
-    return None
+def _reply(reply: Reply) -> _JSON:
+    return _JSON(reply.status, reply.body, reply.headers)
 
 
-def _key_matches(scope, expected: str) -> bool:
-    got = _header(scope, b"x-api-key")
-    if got is None:
-        auth = _header(scope, b"authorization") or ""
-        got = auth[7:] if auth[:7].lower() == "bearer " else None
+def _key_matches(got: str | None, expected: str) -> bool:
     return got is not None and hmac.compare_digest(got.encode(), expected.encode())
 
 
@@ -84,10 +85,6 @@ async def _read_body(receive) -> bytes:
         message = await receive()
         chunks.append(message.get("body", b""))
     return b"".join(chunks)
-
-
-def _retry_after_headers(seconds: float) -> dict[str, str]:
-    return {"retry-after": str(math.ceil(seconds)), "retry-after-ms": str(math.ceil(seconds * 1000))}
 
 
 async def _wait_unless_gone(seconds: float, receive: Callable, stopping: asyncio.Event | None = None) -> bool:
@@ -150,18 +147,19 @@ class _Hang:
 
 
 class _Stream:
-    """An SSE answer. ``steps`` are (frame, paced, bill) where bill = (input, output) tokens charged once sent.
+    """A streamed answer. ``steps`` are (frame, paced, bill) where bill = (input, output) tokens charged once sent.
 
     A frame counts as received when the send returned with the connection still open. Without
     pacing, frames are coalesced up to each billing point so a fast stream costs few writes.
     """
 
-    def __init__(self, app: "SimApp", plan: Plan, rid: str, steps: list[tuple[bytes, bool, tuple[int, int] | None]],
-                 status: str, close: bool) -> None:
+    def __init__(self, app: "SimApp", plan: Plan, rid: str, steps: list[Step], content_type: bytes, status: str,
+                 close: bool) -> None:
         self._app = app
         self._plan = plan
         self._rid = rid
         self._steps = steps
+        self._content_type = content_type
         self._status = status
         self._close = close
 
@@ -176,7 +174,7 @@ class _Stream:
         if plan.delay_s > 0 and not await _wait_unless_gone(plan.delay_s, receive):
             state.record(name, "disconnected")
             return
-        headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
+        headers = [(b"content-type", self._content_type), (b"cache-control", b"no-cache"),
                    (b"x-request-id", self._rid.encode())]
         if self._close:
             headers.append((b"connection", b"close"))
@@ -211,7 +209,8 @@ class _Stream:
 
 
 class SimApp:
-    """ASGI entry point. Wraps a Starlette app and hands each request the raw transport (for resets)."""
+    """ASGI entry point. Provider calls go straight to ``_provider``; /_sim control routes and unknown
+    paths go through Starlette. Each request gets the raw transport (for resets)."""
 
     def __init__(self, state: SimState) -> None:
         self.state = state
@@ -223,8 +222,6 @@ class SimApp:
             Route("/_sim/profiles", self._list_profiles, methods=["GET"]),
             Route("/_sim/profiles/{name}", self._update_profile, methods=["POST"]),
             Route("/_sim/inject/{name}", self._inject, methods=["POST"]),
-            Route("/{provider}/v1/chat/completions", self._openai, methods=_ALL_METHODS),
-            Route("/{provider}/v1/messages", self._anthropic, methods=_ALL_METHODS),
             Route("/{path:path}", self._unknown, methods=_ALL_METHODS),
         ])
 
@@ -236,17 +233,22 @@ class SimApp:
             scope["sim.transport"] = getattr(getattr(send, "__self__", None), "transport", None)
             # Provider calls skip the framework's routing and Request objects: benchmarks measure against
             # this server, so its own cost per request must stay far below the client's.
-            if scope["method"] == "POST":
-                parts = scope["path"].split("/")
-                fmt = None
-                if len(parts) == 5 and parts[2] == "v1" and parts[3] == "chat" and parts[4] == "completions":
-                    fmt = F.OPENAI
-                elif len(parts) == 4 and parts[2] == "v1" and parts[3] == "messages":
-                    fmt = F.ANTHROPIC
-                if fmt is not None and self.state.get(parts[1]) is not None:
-                    responder = await self._provider(scope, receive, fmt, parts[1])
-                    await responder(scope, receive, send)
-                    return
+            parts = scope["path"].split("/", 2)
+            hit = (_STATIC.get(parts[2]) or ROUTES.match_dynamic(parts[2])) if len(parts) == 3 else None
+            if hit is not None:
+                fmt, route, params = hit
+                name = parts[1]
+                if self.state.get(name) is None:
+                    responder: Any = _reply(fmt.error("not_found", (
+                        f"Unknown simulated provider {name!r}; known providers: {', '.join(self.state.names())}.")))
+                elif scope["method"] != "POST":
+                    reply = fmt.error("method_not_allowed", f"Method {scope['method']} not allowed; use POST.")
+                    responder = _JSON(reply.status, reply.body, {**(reply.headers or {}), "allow": "POST"})
+                else:
+                    call = Call(name, route.endpoint, params, scope.get("query_string", b""), scope["headers"])
+                    responder = await self._provider(scope, receive, fmt, call)
+                await responder(scope, receive, send)
+                return
         await self.starlette(scope, receive, send)
 
     def stop_waiting(self) -> None:
@@ -254,127 +256,84 @@ class SimApp:
         if self.stopping is not None:
             self.stopping.set()
 
-    # -- provider routes ----------------------------------------------------------------------
-    async def _openai(self, request: Request) -> Any:
-        return self._provider_not_served(request, F.OPENAI)
-
-    async def _anthropic(self, request: Request) -> Any:
-        return self._provider_not_served(request, F.ANTHROPIC)
-
-    def _provider_not_served(self, request: Request, fmt: str) -> Any:
-        """A provider route the fast path did not take: an unknown provider or a method other than POST."""
-        name = request.path_params["provider"]
-        if self.state.get(name) is None:
-            return _json(404, F.not_found(fmt, (
-                f"Unknown simulated provider {name!r}; known providers: {', '.join(self.state.names())}.")))
-        return _json(405, F.error_body(fmt, f"Method {request.method} not allowed; use POST.",
-                                       "invalid_request_error", "invalid_request_error"), {"allow": "POST"})
-
     async def _unknown(self, request: Request) -> Response:
-        fmt = F.ANTHROPIC if request.url.path.rstrip("/").endswith("/messages") else F.OPENAI
-        return _json(404, F.not_found(fmt, (
-            f"Unknown path {request.url.path!r}. The simulator serves POST /<provider>/v1/chat/completions and "
-            f"POST /<provider>/v1/messages; known providers: {', '.join(self.state.names())}.")))
+        path = request.url.path
+        first = path.split("/")[1] if path.count("/") >= 2 else ""
+        profile = self.state.get(first)
+        fmt = FORMATS.get(profile.api, DEFAULT_FORMAT) if profile is not None else ROUTES.guess(path)
+        return _reply(fmt.error("not_found", (
+            f"Unknown path {path!r}. The simulator serves {ROUTES.describe()}; known providers: "
+            f"{', '.join(self.state.names())}.")))
 
-    async def _provider(self, scope, receive, fmt: str, name: str) -> Any:
-        state = self.state
+    # -- a provider call, in any format -----------------------------------------------------------
+    async def _provider(self, scope, receive, fmt: WireFormat, call: Call) -> Any:
+        state, name = self.state, call.provider
         body = await _read_body(receive)
         try:
-            req = F.parse_request(fmt, body)
-        except F.BadRequest as exc:
+            req = fmt.parse(body, call)
+        except BadRequest as exc:
+            state.count_unadmitted(name, str(exc.status))
+            return _reply(fmt.error("invalid_request", exc.message, exc.param))
+        except Exception as exc:  # noqa: BLE001 - a format bug still ends as a counted answer, never a bare crash
             state.count_unadmitted(name, "400")
-            return _json(400, F.bad_request(fmt, exc))
-        plan = state.admit(name, stream=req.stream, key_ok=lambda p: _key_matches(scope, p.require_api_key))
+            return _reply(fmt.error("invalid_request", f"The simulator could not read this request "
+                                                       f"({type(exc).__name__}: {exc})."))
+        plan = state.admit(name, stream=req.stream,
+                           key_ok=lambda p: _key_matches(fmt.api_key(call), p.require_api_key))
         profile, fault = plan.profile, plan.fault
-        input_tokens = req.input_tokens
+        try:  # zero-cost in Python 3.11; a failure below still ends the admitted request under one status
+            if fault is not None and fault not in _ANSWERED_FAULTS and (fault != "stream_error" or not req.stream):
+                return self._without_answer(fmt, req, plan)
+            input_tokens = req.input_tokens
+            if input_tokens > profile.context_window:
+                reply = fmt.fault("context_length", req, profile, 0.0)
+                state.record(name, str(reply.status))
+                return _reply(reply)
+            if req.images and not profile.vision:
+                reply = fmt.error("invalid_request", NO_VISION, "messages")
+                state.record(name, str(reply.status))
+                return _reply(reply)
 
+            answer = make_answer(req, profile.seed, ignore_schema=fault == "ignore_schema")
+            usage = None if profile.no_usage else Usage((input_tokens, answer.output_tokens))
+            status = "ignore_schema" if answer.ignored_schema else "200"
+            rid = f"{fmt.id_prefix}{next(self._ids):08x}"
+            if req.stream:
+                body_fault = fault if fault in _BODY_FAULTS else None
+                steps = fmt.render_stream(rid, req, answer, usage, body_fault)
+                return _Stream(self, plan, rid, steps, fmt.stream_media_type(req), status=body_fault or status,
+                               close=body_fault is not None)
+
+            if plan.delay_s > 0 and not await _wait_unless_gone(plan.delay_s, receive):
+                state.record(name, "disconnected")
+                return _Nothing()
+            out = fmt.render(rid, req, answer, usage)
+            if fault == "malformed_json":
+                state.record(name, "malformed_json")
+                return _JSON(200, fmt.malformed(out), {"x-request-id": rid})
+            if fault == "truncated_stream":
+                state.record(name, "truncated_stream")
+                return _JSON(200, fmt.truncated(out), {"x-request-id": rid})
+            if usage is not None:  # tokens the client was never told of are not billed (the module's one rule)
+                state.bill(profile, usage.input_tokens, usage.output_tokens)
+            state.record(name, status)
+            return _JSON(200, out, {"x-request-id": rid})
+        except Exception:  # noqa: BLE001 - a simulator bug: answer 500 and count it, never crash uncounted
+            state.record(name, "500")
+            return _reply(fmt.fault("server_error", req, profile, 0.0))
+
+    def _without_answer(self, fmt: WireFormat, req, plan: Plan) -> Any:
+        """A fault that answers nothing: hang, reset, or an HTTP error in the format's shape."""
+        name, fault = plan.profile.name, plan.fault
         if fault == "hang":
-            state.record(name, "hang")
+            self.state.record(name, "hang")
             return _Hang(self)
         if fault == "reset":
-            state.record(name, "reset")
+            self.state.record(name, "reset")
             return _Reset()
-        if fault is not None and (fault not in _BODY_FAULTS or (fault == "stream_error" and not req.stream)):
-            status, err = F.fault_error(fmt, fault, model=req.model, input_tokens=input_tokens,
-                                        context_window=profile.context_window)
-            state.record(name, str(status))
-            headers = _retry_after_headers(plan.retry_after_s or 0.0) if fault == "rate_limit" else None
-            return _json(status, err, headers)
-        if input_tokens > profile.context_window:
-            state.record(name, "400")
-            return _json(400, F.context_length_error(fmt, input_tokens, profile.context_window))
-
-        pieces, cut = answer_pieces(req.key, profile.seed, req.max_tokens)
-        n = next(self._ids)
-        if req.stream:
-            return self._stream(fmt, plan, req, pieces, cut, n, input_tokens)
-
-        if plan.delay_s > 0 and not await _wait_unless_gone(plan.delay_s, receive):
-            state.record(name, "disconnected")
-            return _Nothing()
-        text = "".join(pieces)
-        usage = not profile.no_usage
-        if fmt == F.OPENAI:
-            rid = f"chatcmpl-sim{n:08x}"
-            out = F.openai_completion(rid, req.model, text, "length" if cut else "stop", input_tokens, len(pieces),
-                                      usage)
-        else:
-            rid = f"msg_sim{n:08x}"
-            out = F.anthropic_message(rid, req.model, text, "max_tokens" if cut else "end_turn", input_tokens,
-                                      len(pieces), usage)
-        if fault == "malformed_json":
-            state.record(name, "malformed_json")
-            return _json(200, out[: len(out) // 3] + b"<<not json>>", {"x-request-id": rid})
-        if fault == "truncated_stream":
-            state.record(name, "truncated_stream")
-            return _json(200, out[: len(out) // 2], {"x-request-id": rid})
-        if usage:  # tokens the client was never told of are not billed (the module's one rule)
-            state.bill(profile, input_tokens, len(pieces))
-        state.record(name, "200")
-        return _json(200, out, {"x-request-id": rid})
-
-    def _stream(self, fmt: str, plan: Plan, req: F.ParsedRequest, pieces: tuple[str, ...], cut: bool, n: int,
-                input_tokens: int) -> _Stream:
-        fault = plan.fault
-        out_tokens = len(pieces)
-        usage = not plan.profile.no_usage
-        partial = pieces[: max(1, len(pieces) // 2)]
-        steps: list[tuple[bytes, bool, tuple[int, int] | None]] = []
-        if fmt == F.OPENAI:
-            rid = f"chatcmpl-sim{n:08x}"
-            ev = F.OpenAIChunks(rid, req.model, req.include_usage and usage)
-            if fault == "malformed_json":
-                steps.append((b'data: {"id": "' + rid.encode() + b'", "choices": [<<not json>>\n\n', False, None))
-            else:
-                steps.append((ev.start(), False, None))
-                body = partial if fault in ("truncated_stream", "stream_error") else pieces
-                steps.extend((ev.delta(p), True, None) for p in body)
-                if fault == "stream_error":
-                    steps.append((ev.error(), False, None))
-                elif fault is None:
-                    steps.append((ev.finish("length" if cut else "stop"), False, None))
-                    if req.include_usage and usage:
-                        steps.append((ev.usage(input_tokens, out_tokens), False, (input_tokens, out_tokens)))
-                    steps.append((ev.done(), False, None))
-        else:
-            rid = f"msg_sim{n:08x}"
-            ev = F.AnthropicEvents(rid, req.model, usage)
-            if fault == "malformed_json":
-                steps.append((b'event: message_start\ndata: {"type": "message_start", <<not json>>\n\n', False, None))
-            else:
-                steps.append((ev.message_start(input_tokens), False, (input_tokens, 0) if usage else None))
-                steps.append((ev.block_start(), False, None))
-                steps.append((ev.ping(), False, None))
-                body = partial if fault in ("truncated_stream", "stream_error") else pieces
-                steps.extend((ev.delta(p), True, None) for p in body)
-                if fault == "stream_error":
-                    steps.append((ev.error(), False, None))
-                elif fault is None:
-                    steps.append((ev.block_stop(), False, None))
-                    steps.append((ev.message_delta("max_tokens" if cut else "end_turn", out_tokens), False,
-                                  (0, out_tokens) if usage else None))
-                    steps.append((ev.message_stop(), False, None))
-        return _Stream(self, plan, rid, steps, status=fault or "200", close=fault is not None)
+        reply = fmt.fault(fault, req, plan.profile, plan.retry_after_s or 0.0)
+        self.state.record(name, str(reply.status))
+        return _reply(reply)
 
     # -- control routes -------------------------------------------------------------------------
     async def _stats(self, request: Request) -> Response:
@@ -419,5 +378,4 @@ class SimApp:
 
     def _control_error(self, name: str, exc: ConfigError) -> Response:
         unknown = self.state.get(name) is None
-        return _json(404 if unknown else 400, F.error_body(
-            F.OPENAI, str(exc), "invalid_request_error", "invalid_request_error", "not_found" if unknown else None))
+        return _reply(DEFAULT_FORMAT.error("not_found" if unknown else "invalid_request", str(exc)))

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         print(f"llmroute simulator on {sim.url}  (Ctrl-C to stop)")
         for name, p in sim.profiles.items():
-            print(f"  {name:<16} {p.api:<9} {p.model:<26} {sim.base_url(name)}")
+            print(f"  {name:<16} {p.api:<16} {p.model:<26} {sim.base_url(name)}")
         print(f"  stats: {sim.url}/_sim/stats   profiles: {sim.url}/_sim/profiles", flush=True)
         while not stop.wait(0.5):  # a timed wait keeps Ctrl-C responsive everywhere
             pass

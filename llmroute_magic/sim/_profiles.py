@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .._errors import ConfigError
-
-APIS = ("openai", "anthropic")
+from ._wire import FORMATS  # the wire formats a profile may speak: those registered in sim/_wire
 
 FAULT_KINDS: tuple[str, ...] = (
     "rate_limit",  # 429 with retry-after / retry-after-ms
@@ -38,6 +37,15 @@ FAULT_KINDS: tuple[str, ...] = (
     "truncated_stream",  # stream stops before usage / [DONE] / message_stop; plain: half a body
     "stream_error",  # stream: text then an error event; plain: 500
 )
+
+# Faults inside a complete, billed 200 answer that depend on what the request asked for. They are
+# injected and drawn like FAULT_KINDS, and counted in ``statuses`` under their own name when they
+# changed the answer ("200" when the request gave them nothing to change).
+ANSWER_FAULTS: tuple[str, ...] = (
+    "ignore_schema",  # a request that demands structure (a response schema, JSON mode or a forced tool) gets prose
+)
+
+INJECTABLE: tuple[str, ...] = FAULT_KINDS + ANSWER_FAULTS
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -73,8 +81,8 @@ def _faults(name: str, value: Any) -> dict[str, float]:
                           field=where)
     out: dict[str, float] = {}
     for kind, p in value.items():
-        if kind not in FAULT_KINDS:
-            raise ConfigError(f"{where}.{kind}: unknown fault kind {kind!r}; allowed: {', '.join(FAULT_KINDS)}",
+        if kind not in INJECTABLE:
+            raise ConfigError(f"{where}.{kind}: unknown fault kind {kind!r}; allowed: {', '.join(INJECTABLE)}",
                               field=f"{where}.{kind}")
         p = _number(name, f"faults.{kind}", p)
         if p > 1:
@@ -107,6 +115,7 @@ class ProviderProfile:
     seed: int = 0
     require_api_key: str | None = field(default=None, repr=False)
     no_usage: bool = False  # answers carry no usage block (OpenAI-compatible servers that ignore include_usage)
+    vision: bool = True  # False: a request with an image gets a 400 "this model does not accept images"
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
@@ -115,8 +124,12 @@ class ProviderProfile:
             raise ConfigError(
                 f"profiles.name: expected a name of letters, digits, '.', '_' or '-' (usable in a URL path), "
                 f"got {name!r}", field="profiles.name")
-        if self.api not in APIS:
-            raise ConfigError(f"{_where(name, 'api')}: unknown api {self.api!r}; allowed: {', '.join(APIS)}",
+        if not isinstance(self.api, str) or self.api not in FORMATS:
+            from .._types import APIS as ROUTER_APIS
+
+            why = ("has no simulated wire format yet (no module registered in sim/_wire)"
+                   if self.api in ROUTER_APIS else "is unknown")
+            raise ConfigError(f"{_where(name, 'api')}: api {self.api!r} {why}; allowed: {', '.join(FORMATS)}",
                               field=_where(name, "api"))
         if not isinstance(self.model, str) or not self.model.strip():
             raise ConfigError(f"{_where(name, 'model')}: expected a non-empty model name, got {self.model!r}",
@@ -129,9 +142,10 @@ class ProviderProfile:
             _whole(name, "rate_limit_rpm", self.rate_limit_rpm, strictly_positive=True)
         set_("seed", _whole(name, "seed", self.seed, strictly_positive=False))
         set_("faults", _faults(name, self.faults))
-        if not isinstance(self.no_usage, bool):
-            raise ConfigError(f"{_where(name, 'no_usage')}: expected true or false, got {self.no_usage!r}",
-                              field=_where(name, "no_usage"))
+        for flag in ("no_usage", "vision"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"{_where(name, flag)}: expected true or false, got {getattr(self, flag)!r}",
+                                  field=_where(name, flag))
         key = self.require_api_key
         if key is not None and (not isinstance(key, str) or not key):
             raise ConfigError(f"{_where(name, 'require_api_key')}: expected a non-empty string or nothing",

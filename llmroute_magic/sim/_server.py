@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable, Mapping
 from .._errors import ConfigError
 from ._profiles import DEFAULT_PROFILES, ProviderProfile
 from ._state import SimState
+from ._wire import FORMATS
 
 _READY_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 5.0
@@ -147,17 +148,21 @@ class Simulator:
         return f"http://{self._host}:{self.port}"
 
     def base_url(self, name: str) -> str:
-        """What a client's base_url should be: ``.../<name>/v1`` for OpenAI format, ``.../<name>`` for Anthropic."""
+        """The base URL the official SDK of the provider's format takes: ``.../<name>/v1`` for OpenAI chat
+        completions and Responses, ``.../<name>`` for Anthropic, Gemini, Azure and Ollama."""
         profile = self._profile(name)
-        return f"{self.url}/{name}/v1" if profile.api == "openai" else f"{self.url}/{name}"
+        return FORMATS[profile.api].base_url(self.url, name)
 
     def provider_specs(self, names: Iterable[str] | None = None) -> list:
         """ProviderSpecs pointing at this server, with the profiles' api, model, prices and context window.
 
         They come in the order asked for (profile order by default), which is the order the
         PRIORITY strategy tries them in. They carry the profile's required key, or a placeholder
-        key when none is required, so clients that insist on a key work unchanged.
+        key when none is required, so clients that insist on a key work unchanged. A profile with
+        ``vision=False`` gives a spec whose capabilities lack "vision" (the default for its api and
+        model otherwise), so routers keep images away from it.
         """
+        from .._capabilities import default_capabilities
         from .._types import ProviderSpec
 
         profiles = self._state.profiles()
@@ -165,9 +170,13 @@ class Simulator:
         specs = []
         for n in chosen:
             p = self._profile(n)
-            specs.append(ProviderSpec(name=n, model=p.model, api=p.api, base_url=self.base_url(n),
+            fmt = FORMATS[p.api]
+            extra = dict(fmt.spec_fields(p))
+            if not p.vision:
+                extra["capabilities"] = default_capabilities(p.api, p.model) - {"vision"}
+            specs.append(ProviderSpec(name=n, model=p.model, api=p.api, base_url=fmt.base_url(self.url, n),
                                       api_key=p.require_api_key or "sim", input_price=p.input_price,
-                                      output_price=p.output_price, context_window=p.context_window))
+                                      output_price=p.output_price, context_window=p.context_window, **extra))
         return specs
 
     # -- profiles and faults --------------------------------------------------------------------

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from .._errors import ConfigError
-from ._profiles import FAULT_KINDS, ProviderProfile
+from ._profiles import INJECTABLE, ProviderProfile
 
 RATE_WINDOW_S = 60.0
 
@@ -98,9 +98,9 @@ class SimState:
     def inject(self, name: str, faults: Iterable[str | None]) -> int:
         faults = list(faults)
         for f in faults:
-            if f is not None and f not in FAULT_KINDS:
+            if f is not None and f not in INJECTABLE:
                 raise ConfigError(f"inject: unknown fault kind {f!r}; allowed: None (a normal answer), "
-                                  f"{', '.join(FAULT_KINDS)}", field="inject")
+                                  f"{', '.join(INJECTABLE)}", field="inject")
         with self._lock:
             self.known(name)
             self._queued[name].extend(faults)
