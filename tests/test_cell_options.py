@@ -13,7 +13,7 @@ from ipython_fixtures import magics, ok, router, run, shell, sim, usage_error  #
 
 from llmroute_magic import Completion
 from llmroute_magic._ipython.render import FORMAT_INSTRUCTIONS, TextRenderer, answer_bundle
-from llmroute_magic.sim._text import count_input_tokens
+from llmroute_magic.sim._neutral import count_input_tokens
 
 
 def last(router) -> dict:

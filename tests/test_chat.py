@@ -17,7 +17,7 @@ from llmroute_magic import ModelClientRouter, ProviderRoutingConfig
 from llmroute_magic._ipython.chat import (ANSWER_ROOM_TOKENS, Conversation, Conversations, Turn, check_name,
                                           default_estimate, token_budget)
 from llmroute_magic._request import estimate_prompt_tokens
-from llmroute_magic.sim._text import count_input_tokens
+from llmroute_magic.sim._neutral import count_input_tokens
 
 
 def turn(key: str, prompt: str, answer: str = "ok", provider: str = "p1", model: str = "m1", cost: float = 0.001,

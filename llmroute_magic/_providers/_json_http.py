@@ -9,6 +9,7 @@ and transport-failure mapping, reading a stream, time to first token. A wire for
     parse_response(payload, status, request)   a plain answer -> ProviderResult
     stream_parser(ctx, request)          a StreamParser for its events
     events(response)                     how a stream is framed (default SSE; NDJSON formats override)
+    error_for_status(ctx, status, body, headers)  its error bodies (default: OpenAI's and Anthropic's)
 
 The neutral request (text and image parts, tools, tool choice, a response schema, a model for
 this request) is described in ``_content.py``; what a format cannot express it leaves out, and
@@ -164,6 +165,11 @@ class JSONOverHTTPAdapter(ProviderAdapter):
     def stream_parser(self, ctx: AttemptContext, request: ChatRequest) -> StreamParser:
         raise NotImplementedError
 
+    def error_for_status(self, ctx: AttemptContext, status: int, body: bytes, headers: Any) -> ProviderError:
+        """An HTTP error answer as a ProviderError. The shared rules read OpenAI's and Anthropic's
+        error bodies; a format whose errors look otherwise overrides this (and may call them)."""
+        return error_from_status(ctx, status, body, headers)
+
     def events(self, response: "httpx.Response") -> AsyncIterator[ServerSentEvent]:
         """The stream's events: server-sent events here; a format framed otherwise overrides this."""
         return iter_sse(response.aiter_bytes())
@@ -210,7 +216,7 @@ class JSONOverHTTPAdapter(ProviderAdapter):
             raise err from exc
         status = response.status_code
         if status >= 300:
-            raise error_from_status(ctx, status, response.content, response.headers)
+            raise self.error_for_status(ctx, status, response.content, response.headers)
         return self._parse_body(ctx, response.content, status, request)
 
     def _parse_body(self, ctx: AttemptContext, body: bytes, status: int, request: ChatRequest) -> ProviderResult:
@@ -237,7 +243,7 @@ class JSONOverHTTPAdapter(ProviderAdapter):
             try:
                 status = response.status_code
                 if status >= 300:
-                    raise error_from_status(ctx, status, await response.aread(), response.headers)
+                    raise self.error_for_status(ctx, status, await response.aread(), response.headers)
                 if response.headers.get("content-type", "").startswith("application/json"):
                     # A server that ignores "stream": true answers in one piece; take it as such.
                     result = self._parse_body(ctx, await response.aread(), status, request)
