@@ -51,6 +51,8 @@ def test_notebook_executes_without_errors(name, tmp_path, monkeypatch):
         chat = [o["metadata"]["llmroute"]["chat"] for o in llm_outputs if "chat" in o["metadata"]["llmroute"]]
         assert [(c["name"], c["turn"], c["sent_turns"]) for c in chat] == [("trip", 1, 0), ("trip", 2, 1)]
         assert any(o["metadata"]["llmroute"]["model"] == "gpt-4o" for o in llm_outputs)  # the per-cell model
+        assert "City(name=" in text  # the structured answer, kept as the object
+        assert "ToolCall(" in text and "get_weather" in text  # the tool call the model asked for
 
 
 @pytest.fixture(scope="module")
