@@ -76,6 +76,7 @@ class RouterCore:
         self._ids = RequestIds()
         self._loop_thread: LoopThread | None = None
         self._closed = False
+        self._on_close: list[Callable[[], Any]] = []  # run last by close(), e.g. stopping a bound simulator
         if any(p.input_price is None for p in config.providers):
             # genai-prices takes ~0.4 s to import: do it now, off the request path
             threading.Thread(target=self._prices.warm, args=(config.providers,), daemon=True,
@@ -248,6 +249,11 @@ class RouterCore:
                 pass
             lt.stop()
         self._clients.close_all()
+        for fn in self._on_close:
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - one failing clean-up must not stop the others
+                pass
 
     def __enter__(self) -> "RouterCore":
         return self

@@ -36,9 +36,10 @@ def simulated_router(**config: Any) -> "ModelClientRouter":
     except BaseException:
         sim.stop()
         raise
-    # Stop the simulator when the router is released, garbage collected, or at interpreter exit.
+    # Stop the simulator when the router is closed, garbage collected, or at interpreter exit.
     stop: Callable[[], Any] = weakref.finalize(router, _stop, sim, id(router))
     _bound[id(router)] = (stop, sim)
+    router._on_close.append(stop)
     return router
 
 
