@@ -10,13 +10,15 @@ storing one would only keep the user's prompts on the provider's side for nothin
 ``params={"store": True}`` still wins).
 
 The answer: ``output`` items (``message`` text parts, ``function_call`` items whose ``call_id`` is
-what a ``function_call_output`` answers), ``status`` (``incomplete`` with ``max_output_tokens``
-becomes finish reason ``length``, as chat completions says it) and ``usage`` (``input_tokens``
-counts every prompt token; ``cached_tokens`` and ``cache_write_tokens`` are shares of it). A stream
-is named SSE events: text in ``response.output_text.delta``, tool calls in
-``response.output_item.added`` / ``...function_call_arguments.delta`` / ``response.output_item.done``,
-usage in the last event, ``response.completed`` or ``response.incomplete``; a failure is an
-``error`` event or ``response.failed``. HTTP errors have OpenAI's shape (the shared rules read them).
+what a ``function_call_output`` answers; a message labelled ``phase: commentary``, a newer model's
+remark on its way to the answer, is left out of the text, plain and streamed alike), ``status``
+(``incomplete`` with ``max_output_tokens`` becomes finish reason ``length``, as chat completions
+says it) and ``usage`` (``input_tokens`` counts every prompt token; ``cached_tokens`` and
+``cache_write_tokens`` are shares of it). A stream is named SSE events: text in
+``response.output_text.delta``, tool calls in ``response.output_item.added`` /
+``...function_call_arguments.delta`` / ``response.output_item.done``, usage in the last event,
+``response.completed`` or ``response.incomplete``; a failure is an ``error`` event or
+``response.failed``. HTTP errors have OpenAI's shape (the shared rules read them).
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class OpenAIResponsesAdapter(JSONOverHTTPAdapter):
         text, calls = [], []
         for item in payload["output"]:
             kind = item.get("type")
-            if kind == "message":
+            if kind == "message" and item.get("phase") != "commentary":
                 text.extend(p["text"] for p in item.get("content") or () if p.get("type") == "output_text")
             elif kind == "function_call":
                 calls.append(tool_call(item.get("call_id"), item.get("name"), item.get("arguments")))
@@ -111,9 +113,9 @@ def responses_input(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     for m in messages:
         role, content = m["role"], m.get("content")
-        if role == "tool":
+        if role == "tool":  # a result with images goes as parts, as the API takes them
             items.append({"type": "function_call_output", "call_id": m.get("tool_call_id", ""),
-                          "output": _text(content)})
+                          "output": _input_parts(content) if _has_image(content) else _text(content)})
             continue
         if role == "assistant":  # earlier answers are text (output_text); input_* parts are for the caller's turns
             text = _text(content)
@@ -122,12 +124,17 @@ def responses_input(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             items.extend({"type": "function_call", "call_id": c.id, "name": c.name, "arguments": arguments_json(c)}
                          for c in calls_of(m))
             continue
-        if isinstance(content, list):
-            content = [{"type": "input_text", "text": p["text"]} if p["type"] == "text"
-                       else {"type": "input_image", "image_url": data_url(p), "detail": "auto"}
-                       for p in parts_of(content)]
-        items.append({"role": role, "content": content})
+        items.append({"role": role, "content": _input_parts(content) if isinstance(content, list) else content})
     return items
+
+
+def _input_parts(content: Any) -> list[dict[str, Any]]:
+    return [{"type": "input_text", "text": p["text"]} if p["type"] == "text"
+            else {"type": "input_image", "image_url": data_url(p), "detail": "auto"} for p in parts_of(content)]
+
+
+def _has_image(content: Any) -> bool:
+    return isinstance(content, list) and any(p.get("type") == "image" for p in content)
 
 
 def _add_tools_and_schema(body: dict[str, Any], request: ChatRequest) -> None:
@@ -151,12 +158,13 @@ class _ResponsesStream(StreamParser):
     """response.created · response.in_progress · per item output_item.added, its deltas, output_item.done ·
     response.completed or response.incomplete (usage, status); or ``error`` / ``response.failed``."""
 
-    __slots__ = ("_calls",)
+    __slots__ = ("_calls", "_commentary")
     end_marker = "response.completed"
 
     def __init__(self, ctx: AttemptContext, model: str) -> None:
         super().__init__(ctx, model)
         self._calls: dict[int, list[Any]] = {}  # output_index -> [call_id, name, argument pieces]
+        self._commentary: set[Any] = set()  # ids of messages that are commentary, not the answer
 
     def feed(self, event: ServerSentEvent) -> str | None:
         try:
@@ -167,7 +175,7 @@ class _ResponsesStream(StreamParser):
             raise malformed(self.ctx, f"stream event {event.event!r} is not an object")
         kind = payload.get("type") or event.event  # the data's type is authoritative; event names may be absent
         if kind == "response.output_text.delta":
-            return payload["delta"]
+            return payload["delta"] if payload.get("item_id") not in self._commentary else None
         if kind == "response.function_call_arguments.delta":
             call = self._calls.get(int(payload.get("output_index") or 0))
             if call is not None:
@@ -189,6 +197,8 @@ class _ResponsesStream(StreamParser):
         return None
 
     def _item(self, kind: str, index: int, item: dict[str, Any]) -> None:
+        if item.get("type") == "message" and item.get("phase") == "commentary":
+            self._commentary.add(item.get("id"))
         if item.get("type") != "function_call":
             return
         if kind == "response.output_item.added":
