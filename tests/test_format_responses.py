@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 from typing import Literal
 
 import jsonschema
@@ -494,6 +495,17 @@ def test_max_tokens_cuts_the_answer_with_finish_reason_length(fresh):
     assert (plain.output_tokens, plain.finish_reason) == (3, "length")
     assert (s.completion.output_tokens, s.completion.finish_reason) == (3, "length")
     assert_ledger_matches_sim(r, fresh)
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["plain", "stream"])
+def test_an_answer_without_usage_has_unknown_tokens_and_cost_never_zero(fresh, streamed):
+    fresh.update("resp-a", no_usage=True)  # a gateway that sends "usage": null
+    with make_router(fresh, ["resp-a"]) as r:
+        c, _ = ask(r, streamed, "Explain the CAP theorem in one line.")
+        (row,) = rows(r)
+    assert c.text and (c.input_tokens, c.output_tokens) == (None, None) and math.isnan(c.cost)
+    assert row["status"] == "ok" and row["input_tokens"] is None and math.isnan(row["cost"])
+    assert counters(fresh)["statuses"] == {"200": 1} and counters(fresh)["cost"] == 0.0  # nothing was reported
 
 
 def test_failover_from_prose_to_valid_json(fresh):
