@@ -175,7 +175,7 @@ class OpenAIResponses(WireFormat):
                 elif not isinstance(part.get("file_id"), str) or not part["file_id"]:
                     raise BadRequest(f"{where}.{j}: an input_image needs image_url or file_id.", f"{where}.{j}")
                 images += 1
-            elif kind not in (*_TEXT_PARTS, "refusal") or (kind != "refusal" and not isinstance(part.get("text"), str)):
+            elif kind != "refusal" and (kind not in _TEXT_PARTS or not isinstance(part.get("text"), str)):
                 raise BadRequest(f"{where}.{j}: expected a part of type input_text, input_image, output_text or "
                                  f"refusal, got {kind!r}.", f"{where}.{j}")
         return content_text(content), images
