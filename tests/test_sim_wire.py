@@ -226,8 +226,88 @@ class AnthropicClient:
         return data["error"]["message"]
 
 
+class ResponsesClient:
+    path = "/responses"
+    json_mode = True
+
+    def body(self, a: Ask) -> dict:
+        content: Any = a.prompt
+        if a.images:
+            content = [{"type": "input_text", "text": a.prompt}] + [
+                {"type": "input_image", "image_url": f"data:image/png;base64,{PNG}", "detail": "auto"}
+                for _ in range(a.images)]
+        body: dict[str, Any] = {"model": "m", "input": [{"role": "user", "content": content}], "store": False}
+        if a.system:
+            body["instructions"] = a.system
+        if a.tools:
+            body["tools"] = [{"type": "function", "name": n, "description": d, "parameters": p, "strict": False}
+                             for n, d, p in a.tools]
+        if a.tool_choice is not None:
+            body["tool_choice"] = a.tool_choice if isinstance(a.tool_choice, str) else {
+                "type": "function", "name": a.tool_choice[1]}
+        if a.schema is not None:
+            body["text"] = {"format": {"type": "json_schema", "name": "answer", "schema": a.schema, "strict": True}}
+        elif a.json_mode:
+            body["text"] = {"format": {"type": "json_object"}}
+        if a.max_tokens is not None:
+            body["max_output_tokens"] = a.max_tokens
+        if a.stream:
+            body["stream"] = True
+        return body
+
+    @staticmethod
+    def _finish(response: dict) -> str:
+        if response["status"] == "incomplete":
+            assert response["incomplete_details"]["reason"] == "max_output_tokens"
+            return "length"
+        assert response["status"] == "completed"
+        return "tool_calls" if any(i["type"] == "function_call" for i in response["output"]) else "stop"
+
+    def read(self, data: dict) -> Reading:
+        assert data["object"] == "response"
+        r = Reading(finish=self._finish(data), complete=True)
+        for item in data["output"]:
+            if item["type"] == "message":
+                r.text += "".join(p["text"] for p in item["content"] if p["type"] == "output_text")
+            elif item["type"] == "function_call":
+                assert item["call_id"].startswith("call_")
+                r.tool_calls.append((item["name"], item["arguments"]))
+        if data["usage"] is not None:
+            r.input_tokens, r.output_tokens = data["usage"]["input_tokens"], data["usage"]["output_tokens"]
+            r.usage_seen = True
+        return r
+
+    def read_stream(self, raw: str) -> Reading:
+        r, calls = Reading(), {}
+        for n, (event, data) in enumerate(sse_events(raw)):
+            e = json.loads(data)
+            assert e["type"] == event and e["sequence_number"] == n
+            if event == "response.output_text.delta":
+                r.text += e["delta"]
+            elif event == "response.output_item.added" and e["item"]["type"] == "function_call":
+                calls[e["output_index"]] = [e["item"]["name"], ""]
+            elif event == "response.function_call_arguments.delta":
+                calls[e["output_index"]][1] += e["delta"]
+            elif event in ("response.completed", "response.incomplete"):
+                r.finish, r.complete = self._finish(e["response"]), True
+                if e["response"]["usage"] is not None:
+                    r.input_tokens = e["response"]["usage"]["input_tokens"]
+                    r.output_tokens = e["response"]["usage"]["output_tokens"]
+                    r.usage_seen = True
+            elif event == "response.failed":
+                r.error = e["response"]["error"]["message"]
+            elif event == "error":
+                r.error = e["message"]
+        r.tool_calls = [tuple(calls[i]) for i in sorted(calls)]
+        return r
+
+    def error(self, data: dict) -> str:
+        return data["error"]["message"]
+
+
 # One client per registered format. A new format adds its own here.
-CLIENTS: dict[str, Any] = {"openai": OpenAIClient(), "anthropic": AnthropicClient()}
+CLIENTS: dict[str, Any] = {"openai": OpenAIClient(), "anthropic": AnthropicClient(),
+                           "openai-responses": ResponsesClient()}
 
 APIS = sorted(FORMATS)
 PRICES = {"input_price": 2.0, "output_price": 8.0}

@@ -73,6 +73,7 @@ from ._base import (ERROR_STATUS, FAULT_STATUS, HTTP_FAULTS, Call, Reply, Route,
                     broken_stream)
 from .anthropic import AnthropicMessages
 from .openai import OpenAIChat
+from .openai_responses import OpenAIResponses
 
 _NO_PARAMS: Mapping[str, str] = MappingProxyType({})
 
@@ -150,6 +151,7 @@ def unregister(api: str) -> None:
 for _format in (
     OpenAIChat(),
     AnthropicMessages(),
+    OpenAIResponses(),
 ):
     register(_format)
 
