@@ -86,20 +86,29 @@ def test_every_format_carries_every_kind_of_request(fresh, api, streamed, kind):
     assert_ledger_matches_sim(r, fresh)
 
 
-def test_one_router_over_every_format_routes_fails_over_and_bills(fresh):
+def test_one_router_over_every_format_routes_and_bills(fresh):
     specs = fresh.provider_specs([f"p-{api}" for api in APIS])
-    with ModelClientRouter(ProviderRoutingConfig(specs, strategy="round_robin"), sleep=Sleeps()) as r:
-        served = {ask(r, i % 2 == 1, f"question {i}", max_tokens=16).provider for i in range(2 * len(APIS))}
-        assert served == {s.name for s in specs}  # round robin reached every format
-        for api in APIS:  # prose instead of JSON from each in turn: the next one answers with JSON
-            fresh.inject(f"p-{api}", ["ignore_schema"])
-        for i in range(len(APIS)):
-            c = ask(r, i % 2 == 0, "The biggest city in Japan?", response_format=City)
-            assert isinstance(c.parsed, City)
+    with ModelClientRouter(ProviderRoutingConfig(specs, strategy="round_robin")) as r:
+        served = [ask(r, i % 2 == 1, f"question {i}", max_tokens=16).provider for i in range(2 * len(APIS))]
+        assert sorted(served) == sorted(2 * [s.name for s in specs])  # round robin reached every format, twice
+    assert_ledger_matches_sim(r, fresh)
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("api", APIS)
+def test_prose_for_a_schema_fails_over_to_the_next_format(fresh, api, streamed):
+    """The provider of ``api`` answers a schema request with prose: a billed, failed attempt; the
+    next provider, of another format, answers with JSON."""
+    others = [f"p-{a}" for a in APIS if a != api]
+    specs = fresh.provider_specs([f"p-{api}", *others])
+    fresh.inject(f"p-{api}", ["ignore_schema"])
+    with ModelClientRouter(ProviderRoutingConfig(specs, strategy="priority"), sleep=Sleeps()) as r:
+        c = ask(r, streamed, "The biggest city in Japan?", response_format=City)
         rec = rows(r)
-    failed = [x for x in rec if x["status"] == "error"]
-    assert {x["error_type"] for x in failed} == {"malformed_response"} and len(failed) == len(APIS)
-    assert all(x["input_tokens"] > 0 and x["cost"] > 0 for x in failed)  # the prose was billed: so is its row
+    assert isinstance(c.parsed, City) and c.provider == others[0] and c.attempts == 2
+    failed = rec[0]
+    assert (failed["provider"], failed["status"], failed["error_type"]) == (f"p-{api}", "error", "malformed_response")
+    assert failed["input_tokens"] > 0 and failed["cost"] > 0  # the prose was billed: so is its row
     assert_ledger_matches_sim(r, fresh)
 
 

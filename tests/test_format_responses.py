@@ -522,17 +522,16 @@ def test_failover_from_prose_to_valid_json(fresh):
     assert_ledger_matches_sim(r, fresh)
 
 
-def test_streamed_prose_for_a_schema_is_surfaced_not_retried(fresh):
-    """Once the prose has been shown, the router does not fall back behind the user's back (DESIGN 2)."""
+def test_streamed_prose_for_a_schema_fails_over_before_anything_is_shown(fresh):
+    """A schema answer is read whole before the caller sees it, so prose moves on to the next
+    provider instead of surfacing half shown."""
     fresh.inject("resp-a", ["ignore_schema"])
     with make_router(fresh, ["resp-a", "resp-b"], strategy="priority") as r:
         s = r.stream("Describe a city.", response_format=City)
-        shown = []
-        with pytest.raises(ProviderError) as info:
-            for chunk in s:
-                shown.append(chunk)
-    assert info.value.error_type == "malformed_response" and info.value.partial_text == "".join(shown) != ""
-    assert [x["provider"] for x in rows(r)] == ["resp-a"]
+        shown = list(s)
+    assert s.completion.provider == "resp-b" and isinstance(s.completion.parsed, City)
+    assert "".join(shown) == s.completion.text  # only the valid answer was shown
+    assert [(x["provider"], x["status"]) for x in rows(r)] == [("resp-a", "error"), ("resp-b", "ok")]
     assert_ledger_matches_sim(r, fresh)
 
 
