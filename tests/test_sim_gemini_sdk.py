@@ -20,7 +20,8 @@ from llmroute_magic.sim import ProviderProfile, Simulator
 
 MODEL = "gemini-2.5-flash"
 PROMPT = "Name three prime numbers."
-PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9aw"
+                       "AAAABJRU5ErkJggg==")
 PRICES = {"input_price": 0.3, "output_price": 2.5}
 
 
