@@ -194,7 +194,7 @@ def test_load_profiles_reads_providers_tables(tmp_path):
      ["unknown fault kind 'foo'", "allowed: rate_limit,", "stream_error"]),
     ('[[providers]]\nname = "x"\nlatency_s = "fast"', "profiles.x.latency_s", ["expected a number", "'fast'"]),
     ('[[providers]]\nname = "x"\nlatency_s = -1', "profiles.x.latency_s", [">= 0"]),
-    ('[[providers]]\nname = "x"\napi = "gemini"', "profiles.x.api", ["'gemini'", "allowed: openai, anthropic"]),
+    ('[[providers]]\nname = "x"\napi = "soap"', "profiles.x.api", ["'soap'", "allowed: openai, anthropic"]),
     ('[[providers]]\nname = "x"\nlatncy_s = 1', "profiles.x.latncy_s", ["unknown field", "latency_s"]),
     ('[[providers]]\nname = "x"\nfaults = { reset = 0.7, hang = 0.6 }', "profiles.x.faults", ["at most 1"]),
     ('[[providers]]\nname = "x"\nfaults = { reset = 1.5 }', "profiles.x.faults.reset", ["between 0 and 1"]),

@@ -14,6 +14,7 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "openai": (".openai", "OpenAIAdapter"),
     "anthropic": (".anthropic", "AnthropicAdapter"),
     "openai-responses": (".openai_responses", "OpenAIResponsesAdapter"),
+    "gemini": (".gemini", "GeminiAdapter"),
 }
 
 

@@ -72,6 +72,7 @@ from typing import Mapping
 from ._base import (ERROR_STATUS, FAULT_STATUS, HTTP_FAULTS, Call, Reply, Route, Step, Usage, WireFormat,
                     broken_stream)
 from .anthropic import AnthropicMessages
+from .gemini import GeminiGenerateContent
 from .openai import OpenAIChat
 from .openai_responses import OpenAIResponses
 
@@ -152,6 +153,7 @@ for _format in (
     OpenAIChat(),
     AnthropicMessages(),
     OpenAIResponses(),
+    GeminiGenerateContent(),
 ):
     register(_format)
 
