@@ -117,21 +117,28 @@ class _Attempt:
             self.provider_s += perf_counter() - t
 
     async def open_stream(self, adapter: "ProviderAdapter") -> Reply:
-        """Read ahead to the first text: until then a failure may still move to another provider."""
+        """Read ahead to the first text: until then a failure may still move to another provider.
+        An answer that must meet a schema is read whole first: only then can it be checked, and
+        prose instead of JSON must move on to the next provider, not surface half shown."""
         items = adapter.stream(self.request.chat, self.ctx)
+        whole = self.request.chat.response_format is not None
+        held: list[str] = []
         try:
             while True:
                 item = await self.step(items)
                 if isinstance(item, str):
-                    if item:
+                    if item and self.ttft_s is None:
                         self.ttft_s = self.provider_s
+                    if item and whole:
+                        held.append(item)
+                    elif item:
                         self.committed_at = perf_counter()
                         return StreamedReply(self, items, item)
                     continue
                 await items.aclose()  # type: ignore[attr-defined]
                 if item is None:
                     raise self.ended_without_result()
-                return CompletedReply(self.succeeded(item), chunks=[])
+                return CompletedReply(self.succeeded(item), chunks=held)
         except ProviderError as e:
             await _close(items)
             self.failed(e)

@@ -219,5 +219,6 @@ def _strip_fence(text: str) -> str:
 
 
 def _first_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return " ".join(lines[:3]) if lines else type(e).__name__
+    """pydantic's message without its "For further information visit ..." line."""
+    lines = [x for x in str(e).strip().splitlines() if not x.strip().startswith("For further information")]
+    return " ".join(x.strip() for x in lines[:3]) if lines else type(e).__name__

@@ -436,7 +436,7 @@ def test_vision_false_leaves_vision_out_of_the_specs_capabilities(sv):
     specs = {s.name: s for s in sv.provider_specs()}
     for api in APIS:
         assert "vision" not in specs[f"w-{api}-blind"].effective_capabilities
-        assert specs[f"w-{api}"].capabilities is None  # the api/model default decides
+        assert specs[f"w-{api}"].effective_capabilities == {"tools", "vision", "json_schema", "streaming"}
 
 
 # -- faults in the body -------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ast
 import re
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 _TOKEN = re.compile(r"\{\{|\}\}|\{([^{}\n]*)\}")
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -37,12 +37,18 @@ def is_reference(inner: str) -> bool:
     return _REFERENCE.match(inner) is not None
 
 
-def interpolate(text: str, namespace: Mapping[str, Any], *, unresolved: list[str] | None = None) -> str:
+IMAGE_MARK = "\ufffc"  # object replacement character: where an image goes between text parts
+
+
+def interpolate(text: str, namespace: Mapping[str, Any], *, unresolved: list[str] | None = None,
+                images: list[Any] | None = None, image_of: Callable[[Any], Any] | None = None) -> str:
     """Return ``text`` with ``{name}`` references filled from ``namespace``.
 
     References that cannot be resolved are kept verbatim and, if ``unresolved`` is given, the
     ones shaped like a reference (``{typo}``, ``{doc.titel}``; not JSON or code) are appended to
-    it, so a caller can tell the user which names were left alone.
+    it, so a caller can tell the user which names were left alone. With ``images`` and
+    ``image_of``, a value ``image_of`` turns into an image part is appended to ``images`` and
+    stands in the text as ``IMAGE_MARK`` (the caller splits the text there).
     """
 
     def replace(match: re.Match[str]) -> str:
@@ -56,6 +62,11 @@ def interpolate(text: str, namespace: Mapping[str, Any], *, unresolved: list[str
             if unresolved is not None and is_reference(match.group(1)):
                 unresolved.append(match.group(1))
             return token
+        if images is not None and image_of is not None:
+            part = image_of(value)
+            if part is not None:
+                images.append(part)
+                return IMAGE_MARK
         return str(value)
 
     return _TOKEN.sub(replace, text)

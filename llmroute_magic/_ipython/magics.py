@@ -29,7 +29,8 @@ from .._format import cost_total, count, money, plural
 from .._types import RoutingStrategy
 from . import defaults, explain
 from .chat import DEFAULT_NAME, Conversation, Conversations, Plan, Turn, check_name, token_budget
-from .interpolate import interpolate
+from .interpolate import IMAGE_MARK, interpolate
+from .structured import image_content, image_part, schema_option, tool_calls_markdown, tools_option
 from .render import (FORMAT_INSTRUCTIONS, FORMATS, RichRenderer, TextRenderer, code_of, compare_bundle,
                      with_instruction)
 
@@ -243,6 +244,11 @@ class LLMRouteMagics(Magics, Configurable):
                                    "the model for it (an instruction in the system prompt); code goes into a new "
                                    "cell below in Jupyter")
     @magic_arguments.argument("--raw", action="store_true", help="send no format instruction (-f only formats)")
+    @magic_arguments.argument("--schema", metavar="VAR",
+                              help="answer as this pydantic model or JSON schema (a variable); -o then keeps the object")
+    @magic_arguments.argument("--tools", metavar="NAMES",
+                              help="offer these tools: functions or tool dicts (variables, comma-separated); "
+                                   "the calls the model asks for are shown, never run")
     @magic_arguments.argument("-o", "--output", metavar="VAR",
                               help="store the Completion (with --compare, the DataFrame) in VAR")
     @magic_arguments.argument("--system", metavar="TEXT", help="system prompt (with --chat: kept by the conversation)")
@@ -276,7 +282,7 @@ class LLMRouteMagics(Magics, Configurable):
             raise UsageError(f"%%llm: cannot parse the options {line!r}: {e}") from None
         args = self._cell_args.parser.parse_args(argv)
         router = self.router
-        fmt = (args.format or self.default_format).lower()
+        fmt = (args.format or ("json" if args.schema is not None else self.default_format)).lower()
         if fmt not in FORMATS:
             raise UsageError(f"-f/--format: unknown format {args.format!r}; allowed: {', '.join(FORMATS)}")
         kwargs = self._request_options(router, args)
@@ -327,13 +333,20 @@ class LLMRouteMagics(Magics, Configurable):
             kwargs["temperature"] = args.temperature
         if args.output is not None and (not args.output.isidentifier() or keyword.iskeyword(args.output)):
             raise UsageError(f"-o/--output: {args.output!r} is not a valid variable name")
+        if args.schema is not None:
+            kwargs["response_format"] = schema_option(args.schema, self.shell.user_ns)
+        if args.tools is not None:
+            kwargs["tools"] = tools_option(args.tools, self.shell.user_ns)
         return kwargs
 
     def _prompt(self, cell: str, args: Any) -> str:
+        """The prompt's text; images it names (``{photo}``) wait in ``self._images`` for ``_send``."""
         prompt = cell
+        self._images: list[Any] = []
         if self.interpolate and not args.no_interpolate:
             unresolved: list[str] = []
-            prompt = interpolate(prompt, self.shell.user_ns, unresolved=unresolved)
+            prompt = interpolate(prompt, self.shell.user_ns, unresolved=unresolved, images=self._images,
+                                 image_of=image_part)
             if unresolved:
                 names = list(dict.fromkeys(unresolved))
                 shown = ", ".join("{" + n + "}" for n in names)
@@ -341,7 +354,7 @@ class LLMRouteMagics(Magics, Configurable):
                 print(f"llmroute: {shown} {verb} not defined, so the prompt keeps it as written "
                       "(define it, write {{ }} for literal braces, or use --no-interpolate)", file=sys.stderr)
         prompt = prompt.strip("\r\n").rstrip()  # the cell's trailing newline is not part of the prompt
-        if not prompt.strip():
+        if not prompt.replace(IMAGE_MARK, "").strip() and not self._images:
             raise UsageError("the prompt is empty: write it in the cell below the %%llm line")
         return prompt
 
@@ -350,13 +363,17 @@ class LLMRouteMagics(Magics, Configurable):
         """Ask (as a turn of conversation ``chat_name``, if given), show, and keep what the cell asked to keep."""
         stream = self.stream and not args.no_stream
         plan = conv = None
-        send: Any = prompt
+        images, marked = self._images, prompt
+        prompt = marked.replace(IMAGE_MARK, "[image]")  # what a conversation keeps of this turn
+        send: Any = [{"role": "user", "content": image_content(marked, images)}] if images else prompt
         if chat_name is None:
             if args.system is not None or instruction:
                 kwargs["system"] = with_instruction(args.system, instruction)
         else:
             conv, plan, moved = self._chat_plan(router, chat_name, cell, prompt, args, kwargs)
             send = plan.messages
+            if images:  # the images go with this turn; the conversation keeps "[image]" in its text
+                send = [*send[:-1], {**send[-1], "content": image_content(marked, images)}]
             for k, v in (("provider", plan.provider), ("model", plan.model),
                          ("system", with_instruction(plan.system, instruction))):
                 if v is not None:
@@ -379,15 +396,26 @@ class LLMRouteMagics(Magics, Configurable):
                         pinned_model=kwargs["model"] if args.model else None, system=args.system)
         if to_cell:
             self.shell.set_next_input(code_of(completion.text), replace=False)
+        if completion.tool_calls:
+            self._show_markdown(tool_calls_markdown(completion.tool_calls))
         if args.output:
-            self.shell.user_ns[args.output] = completion
+            keep = completion.parsed if args.schema is not None and completion.parsed is not None else completion
+            self.shell.user_ns[args.output] = keep
         return None
+
+    def _show_markdown(self, text: str) -> None:
+        if self._rich():
+            from IPython.display import Markdown, display
+
+            display(Markdown(text))
+        else:
+            print(text)
 
     def _instruction(self, fmt: str, args: Any) -> str | None:
         """The format's instruction for this cell: asked for with -f (or a non-Markdown default
         format), unless --raw or ``format_instructions`` is off."""
-        if args.raw or not self.format_instructions:
-            return None
+        if args.raw or not self.format_instructions or args.schema is not None:
+            return None  # (a schema is asked for by response_format itself)
         if args.format is None and fmt in ("markdown", "text"):
             return None  # the out-of-the-box way of showing answers asks nothing of the model
         return FORMAT_INSTRUCTIONS.get(fmt)

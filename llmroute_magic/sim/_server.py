@@ -158,11 +158,11 @@ class Simulator:
 
         They come in the order asked for (profile order by default), which is the order the
         PRIORITY strategy tries them in. They carry the profile's required key, or a placeholder
-        key when none is required, so clients that insist on a key work unchanged. A profile with
-        ``vision=False`` gives a spec whose capabilities lack "vision" (the default for its api and
-        model otherwise), so routers keep images away from it.
+        key when none is required, so clients that insist on a key work unchanged. Their
+        capabilities are what the simulator does: everything, except "vision" for a profile with
+        ``vision=False`` (so routers keep images away from it), whatever the model's name suggests.
         """
-        from .._capabilities import default_capabilities
+        from .._capabilities import CAPABILITIES
         from .._types import ProviderSpec
 
         profiles = self._state.profiles()
@@ -171,9 +171,8 @@ class Simulator:
         for n in chosen:
             p = self._profile(n)
             fmt = FORMATS[p.api]
-            extra = dict(fmt.spec_fields(p))
-            if not p.vision:
-                extra["capabilities"] = default_capabilities(p.api, p.model) - {"vision"}
+            extra = {"capabilities": frozenset(CAPABILITIES) - (set() if p.vision else {"vision"}),
+                     **fmt.spec_fields(p)}
             specs.append(ProviderSpec(name=n, model=p.model, api=p.api, base_url=fmt.base_url(self.url, n),
                                       api_key=p.require_api_key or "sim", input_price=p.input_price,
                                       output_price=p.output_price, context_window=p.context_window, **extra))
