@@ -88,7 +88,9 @@ def test_every_format_carries_every_kind_of_request(fresh, api, streamed, kind):
 
 def test_one_router_over_every_format_routes_fails_over_and_bills(fresh):
     specs = fresh.provider_specs([f"p-{api}" for api in APIS])
-    with ModelClientRouter(ProviderRoutingConfig(specs, strategy="round_robin"), sleep=Sleeps()) as r:
+    # Enough attempts for the worst case: every format answers prose once before one answers JSON.
+    config = ProviderRoutingConfig(specs, strategy="round_robin", max_retries=len(APIS))
+    with ModelClientRouter(config, sleep=Sleeps()) as r:
         served = {ask(r, i % 2 == 1, f"question {i}", max_tokens=16).provider for i in range(2 * len(APIS))}
         assert served == {s.name for s in specs}  # round robin reached every format
         for api in APIS:  # prose instead of JSON from each in turn: the next one answers with JSON
