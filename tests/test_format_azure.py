@@ -19,6 +19,7 @@ import base64
 import dataclasses
 import json
 
+import httpx
 import jsonschema
 import pydantic
 import pytest
@@ -563,3 +564,13 @@ def test_keys_from_the_environment_go_in_the_api_key_header(fresh, no_azure_env)
     with ModelClientRouter(ProviderRoutingConfig([ProviderSpec("azure", "gpt-4o-mini").with_prices(1, 2)])) as r:
         assert r.complete("hello", max_tokens=4).text
     assert fresh.stats()["providers"]["az-keyed"]["statuses"] == {"200": 2, "401": 1}
+
+
+def test_the_simulators_legacy_route_wants_an_api_version_and_takes_the_deployment_from_the_path(fresh):
+    url = fresh.base_url("az-a") + "/openai/deployments/team-deployment/chat/completions"
+    body = {"messages": [{"role": "user", "content": "hello"}]}  # no model: the path names the deployment
+    ok = httpx.post(url, params={"api-version": VERSION}, json=body, headers={"api-key": "any"})
+    assert ok.status_code == 200 and ok.json()["model"] == "team-deployment"
+    missing = httpx.post(url, json=body)
+    assert missing.status_code == 400 and "api-version" in missing.json()["error"]["message"]
+    assert fresh.stats()["providers"]["az-a"]["statuses"] == {"200": 1, "400": 1}
