@@ -73,6 +73,10 @@ NATIVE_BASE_URLS: dict[tuple[str, str], str] = {
     ("ollama", "ollama"): "http://127.0.0.1:11434",
 }
 
+# Azure OpenAI's endpoint and key as its official SDK reads them from the environment.
+AZURE_ENDPOINT_ENV = "AZURE_OPENAI_ENDPOINT"
+AZURE_KEY_ENV = "AZURE_OPENAI_API_KEY"
+
 # Servers that run models on the user's own machine: no key, and no public price list applies.
 LOCAL_SERVERS = frozenset({"ollama", "lmstudio", "vllm"})
 
@@ -248,13 +252,7 @@ class ProviderSpec:
             # Like the official SDKs (OPENAI_BASE_URL, ANTHROPIC_BASE_URL): a proxy or gateway
             # can stand in for a known provider without touching the code.
             base_url = os.environ.get(self.name.upper().replace("-", "_") + "_BASE_URL") \
-                or known_base_url(self.name, api)
-            if base_url is None:
-                known = ", ".join(sorted(KNOWN_BASE_URLS))
-                raise ConfigError(
-                    f"providers.base_url ({self.name}): unknown provider name without base_url; "
-                    f"give base_url= (e.g. 'http://127.0.0.1:8000/v1') or use a known name: {known}",
-                    field="base_url")
+                or known_base_url(self.name, api) or self._base_url_otherwise(api)
         if not _is_http_url(base_url):
             raise ConfigError(f"providers.base_url ({self.name}): expected an http(s) URL with a host "
                               f"(and a port from 1 to 65535), got {base_url!r}", field="base_url")
@@ -289,6 +287,25 @@ class ProviderSpec:
             raise ConfigError(f"providers.api_version ({self.name}): expected a version string such as "
                               f"'2024-10-21', got {self.api_version!r}", field="api_version")
         set_("verify", _check_verify_and_proxy(self.name, self.verify, self.proxy))
+
+    def _base_url_otherwise(self, api: str) -> str:
+        """No base_url, no ``<NAME>_BASE_URL``, no known name: Azure's endpoint from the environment as its
+        SDK reads it, else a ConfigError saying what to give."""
+        if api == "azure":  # no public URL: every Azure OpenAI resource has its own endpoint
+            endpoint = os.environ.get(AZURE_ENDPOINT_ENV)
+            if endpoint:
+                # The SDK pairs AZURE_OPENAI_ENDPOINT with AZURE_OPENAI_API_KEY: the key for this endpoint,
+                # unless a key, a key variable or <NAME>_API_KEY was given for this provider.
+                if self.api_key is None and self.api_key_env is None and not os.environ.get(env_var_for(self.name)):
+                    object.__setattr__(self, "api_key_env", AZURE_KEY_ENV)
+                return endpoint
+            raise ConfigError(f"providers.base_url ({self.name}): Azure OpenAI has no public base URL (each resource "
+                              f"has its own); give base_url='https://RESOURCE.openai.azure.com' or set "
+                              f"{AZURE_ENDPOINT_ENV}", field="base_url")
+        known = ", ".join(sorted(KNOWN_BASE_URLS))
+        raise ConfigError(f"providers.base_url ({self.name}): unknown provider name without base_url; "
+                          f"give base_url= (e.g. 'http://127.0.0.1:8000/v1') or use a known name: {known}",
+                          field="base_url")
 
     # -- copies -------------------------------------------------------------------------------
     def _copy(self, **changes: Any) -> "ProviderSpec":

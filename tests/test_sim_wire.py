@@ -384,9 +384,16 @@ class GeminiClient:
         return data["error"]["message"]
 
 
+class AzureClient(OpenAIClient):
+    """Azure OpenAI's v1 API: chat completions at /openai/v1 under the resource endpoint (the legacy
+    deployments URL is checked in test_format_azure.py)."""
+
+    path = "/openai/v1/chat/completions"
+
+
 # One client per registered format. A new format adds its own here.
 CLIENTS: dict[str, Any] = {"openai": OpenAIClient(), "anthropic": AnthropicClient(),
-                           "openai-responses": ResponsesClient(), "gemini": GeminiClient()}
+                           "openai-responses": ResponsesClient(), "gemini": GeminiClient(), "azure": AzureClient()}
 
 APIS = sorted(FORMATS)
 PRICES = {"input_price": 2.0, "output_price": 8.0}

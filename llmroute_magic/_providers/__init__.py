@@ -15,6 +15,7 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "anthropic": (".anthropic", "AnthropicAdapter"),
     "openai-responses": (".openai_responses", "OpenAIResponsesAdapter"),
     "gemini": (".gemini", "GeminiAdapter"),
+    "azure": (".azure", "AzureAdapter"),
 }
 
 

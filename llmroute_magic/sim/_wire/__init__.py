@@ -72,6 +72,7 @@ from typing import Mapping
 from ._base import (ERROR_STATUS, FAULT_STATUS, HTTP_FAULTS, Call, Reply, Route, Step, Usage, WireFormat,
                     broken_stream)
 from .anthropic import AnthropicMessages
+from .azure import AzureChat
 from .gemini import GeminiGenerateContent
 from .openai import OpenAIChat
 from .openai_responses import OpenAIResponses
@@ -154,6 +155,7 @@ for _format in (
     AnthropicMessages(),
     OpenAIResponses(),
     GeminiGenerateContent(),
+    AzureChat(),
 ):
     register(_format)
 
