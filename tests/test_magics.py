@@ -13,71 +13,14 @@ import time
 import pandas as pd
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
+from ipython_fixtures import magics, router, run, shell, sim, usage_error  # noqa: F401 - fixtures and helpers
 from llmroute_magic import Completion, ModelClientRouter, ProviderRoutingConfig
-from llmroute_magic.sim import Simulator
 
 SECRET = "sk-test-SECRET-do-not-print-4242"
 
 
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator() as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def shell():
-    old = os.environ.get("LLMROUTE_SIMULATE")
-    os.environ["LLMROUTE_SIMULATE"] = "1"
-    ip = InteractiveShell.instance()
-    try:
-        with capture_output():
-            ip.run_line_magic("load_ext", "llmroute_magic")
-        yield ip
-        ip.run_line_magic("unload_ext", "llmroute_magic")
-    finally:
-        if old is None:
-            os.environ.pop("LLMROUTE_SIMULATE", None)
-        else:
-            os.environ["LLMROUTE_SIMULATE"] = old
-
-
-@pytest.fixture
-def magics(shell):
-    m = shell._llmroute_magics
-    saved = {k: getattr(m, k) for k in ("display_mode", "default_format", "stream", "router_var")}
-    m.display_mode = "text"
-    yield m
-    for k, v in saved.items():
-        setattr(m, k, v)
-
-
-@pytest.fixture
-def router(shell, sim, magics):
-    """A fresh router over the module's simulator, bound as ``llm`` for one test."""
-    sim.reset_stats()
-    r = ModelClientRouter(ProviderRoutingConfig(sim.provider_specs()))
-    default = shell.user_ns.get("llm")
-    shell.user_ns["llm"] = r
-    yield r
-    shell.user_ns["llm"] = default
-    r.close()
-
-
-def run(shell, source: str):
-    """Run a cell like a user; return (result, captured output)."""
-    with capture_output() as out:
-        result = shell.run_cell(source)
-    return result, out
-
-
-def usage_error(shell, source: str) -> str:
-    result, _ = run(shell, source)
-    assert isinstance(result.error_in_exec, UsageError), f"expected UsageError, got {result.error_in_exec!r}"
-    return str(result.error_in_exec)
 
 
 class SpyRouter(ModelClientRouter):
