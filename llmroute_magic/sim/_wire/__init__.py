@@ -72,6 +72,7 @@ from typing import Mapping
 from ._base import (ERROR_STATUS, FAULT_STATUS, HTTP_FAULTS, Call, Reply, Route, Step, Usage, WireFormat,
                     broken_stream)
 from .anthropic import AnthropicMessages
+from .ollama import OllamaChat
 from .openai import OpenAIChat
 
 _NO_PARAMS: Mapping[str, str] = MappingProxyType({})
@@ -150,6 +151,7 @@ def unregister(api: str) -> None:
 for _format in (
     OpenAIChat(),
     AnthropicMessages(),
+    OllamaChat(),
 ):
     register(_format)
 
