@@ -13,6 +13,7 @@ __all__ = ["ChatRequest", "ProviderAdapter", "ProviderResult", "StreamItem", "ad
 ADAPTERS: dict[str, tuple[str, str]] = {
     "openai": (".openai", "OpenAIAdapter"),
     "anthropic": (".anthropic", "AnthropicAdapter"),
+    "ollama": (".ollama", "OllamaAdapter"),
 }
 
 
