@@ -123,9 +123,15 @@ class OllamaAdapter(JSONOverHTTPAdapter):
         message = payload["message"]
         text = message.get("content") or ""
         calls = [_tool_call(c, i) for i, c in enumerate(message.get("tool_calls") or ())]
-        if not calls and _forced(request):
-            calls, text = [_forced_call(text)], ""
         tokens = usage_of(payload)
+        if not calls and _forced(request):
+            try:
+                calls, text = [_forced_call(text)], ""
+            except ValueError as exc:  # a whole answer, billed: the error carries its tokens to the ledger
+                raise ProviderError(str(exc), provider=self.spec.name, error_type="malformed_response",
+                                    status_code=http_status, model=payload.get("model") or request.model_for(
+                                        self.spec), input_tokens=tokens[0] or 0, output_tokens=tokens[1] or 0,
+                                    ) from None
         return ProviderResult(
             text=text,
             model=payload.get("model") or request.model_for(self.spec),
