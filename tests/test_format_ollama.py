@@ -452,3 +452,114 @@ async def test_ndjson_lines_survive_any_chunking():
     for size in (1, 3, 7, len(raw)):
         got = [json.loads(e.data) async for e in iter_ndjson(chunks(size))]
         assert got == lines
+
+
+# -- the simulator's /api/chat, beyond the shared conformance suite ---------------------------------------
+
+def post(sim, body: dict, name: str = "ol-a") -> httpx.Response:
+    return httpx.post(sim.base_url(name) + "/api/chat", json={"model": "gemma3:4b", **body})
+
+
+def lines(r: httpx.Response) -> list[dict]:
+    return [json.loads(x) for x in r.text.splitlines()]
+
+
+def test_sim_cuts_a_long_prompt_as_ollama_does_unless_told_not_to(fresh):
+    old = {"role": "user", "content": "x" * 8000}  # ~2000 tokens
+    system = {"role": "system", "content": "Be brief."}
+    last = {"role": "user", "content": "What now?"}
+    kept = post(fresh, {"messages": [system, old, old, old, last], "stream": False,
+                        "options": {"num_ctx": 5000}}).json()
+    # the oldest message went; the system prompt stayed: 2 x (2000 + 3) + the system's and the last's
+    assert kept["prompt_eval_count"] == math.ceil((2 * 8000 + 9 + 9) / 4) + 3 * 4
+    whole = post(fresh, {"messages": [system, old, old, old, last], "stream": False,
+                         "options": {"num_ctx": 8000}}).json()
+    assert whole["prompt_eval_count"] == math.ceil((3 * 8000 + 9 + 9) / 4) + 3 * 5
+    front = post(fresh, {"messages": [{"role": "user", "content": "y" * 40_000}], "stream": False}).json()
+    assert 4000 < front["prompt_eval_count"] <= 4096  # one message too long: its front is cut
+    refused = post(fresh, {"messages": [{"role": "user", "content": "y" * 40_000}], "stream": True,
+                           "truncate": False})
+    assert refused.status_code == 400 and "longer than the context length" in refused.json()["error"]
+    st = fresh.stats()["providers"]["ol-a"]
+    assert st["statuses"] == {"200": 3, "400": 1}
+    assert st["input_tokens"] == kept["prompt_eval_count"] + whole["prompt_eval_count"] + front["prompt_eval_count"]
+
+
+@pytest.mark.parametrize("body, says", [
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]}, "of type string"),
+    ({"messages": [{"role": "user", "content": "hi", "images": ["https://example.com/a.png"]}]}, "base64"),
+    ({"messages": [{"role": "user", "content": "hi"}], "format": "yaml"}, "invalid format"),
+    ({"messages": [{"role": "user", "content": "hi"}], "stream": "yes"}, "of type bool"),
+    ({"messages": [{"role": "user", "content": "hi"}], "model": ""}, "model is required"),
+    ({"messages": [{"role": "assistant", "content": "", "tool_calls": [
+        {"function": {"name": "f", "arguments": '{"a": 1}'}}]}, {"role": "user", "content": "hi"}]}, "arguments"),
+])
+def test_sim_refuses_what_the_go_server_cannot_decode(fresh, body, says):
+    r = post(fresh, body)
+    assert r.status_code == 400 and says in r.json()["error"]
+    assert fresh.stats()["providers"]["ol-a"]["input_tokens"] == 0
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_sim_a_tool_call_cut_by_num_predict_comes_back_as_text(fresh, stream):
+    body = {"messages": [{"role": "user", "content": "Use get_weather."}], "stream": stream,
+            "tools": [{"type": "function", "function": WEATHER}], "options": {"num_predict": 2}}
+    objs = lines(post(fresh, body)) if stream else [post(fresh, body).json()]
+    assert not any(o["message"].get("tool_calls") for o in objs)
+    assert "".join(o["message"]["content"] for o in objs).startswith('{"city"')
+    assert (objs[-1]["done_reason"], objs[-1]["eval_count"]) == ("length", 2)
+
+
+@pytest.mark.parametrize("fault", ["truncated_stream", "stream_error"])
+def test_sim_a_broken_stream_sends_only_whole_tool_calls_and_bills_nothing(fresh, fault):
+    body = {"messages": [{"role": "user", "content": "Call get_weather and get_time."}], "stream": True,
+            "tools": [{"type": "function", "function": WEATHER}, {"type": "function", "function": TIME}]}
+    whole = lines(post(fresh, body))
+    calls = [c["function"]["name"] for o in whole for c in o["message"].get("tool_calls") or []]
+    assert calls == ["get_weather", "get_time"] and whole[-1]["done"]
+    fresh.inject("ol-a", [fault])
+    broken = lines(post(fresh, body))
+    assert not any(o.get("done") for o in broken)
+    assert any("error" in o for o in broken) == (fault == "stream_error")
+    sent = [c["function"]["name"] for o in broken for c in (o.get("message") or {}).get("tool_calls") or []]
+    assert sent in ([], ["get_weather"])  # a call half generated is never sent
+    st = fresh.stats()["providers"]["ol-a"]
+    assert st["statuses"] == {"200": 1, fault: 1}
+    assert (st["input_tokens"], st["output_tokens"]) == (whole[-1]["prompt_eval_count"], whole[-1]["eval_count"])
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_sim_ignore_schema_answers_a_format_with_prose(fresh, stream):
+    fresh.inject("ol-a", ["ignore_schema"])
+    body = {"messages": [{"role": "user", "content": "A city?"}], "stream": stream,
+            "format": City.model_json_schema()}
+    objs = lines(post(fresh, body)) if stream else [post(fresh, body).json()]
+    text = "".join(o["message"]["content"] for o in objs)
+    with pytest.raises(ValueError):
+        json.loads(text)
+    assert fresh.stats()["providers"]["ol-a"]["statuses"] == {"ignore_schema": 1}
+    assert fresh.stats()["providers"]["ol-a"]["output_tokens"] == objs[-1]["eval_count"] > 0  # billed
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["plain", "stream"])
+async def test_no_counts_mean_unknown_tokens(fresh, streamed):
+    from llmroute_magic._http import make_client
+    from llmroute_magic._providers._failures import AttemptContext
+
+    fresh.update("ol-b", no_usage=True)
+    spec = fresh.provider_specs(["ol-b"])[0]
+    client = make_client(timeout=10.0)
+    try:
+        ctx = AttemptContext(spec.name, spec.model)
+        request = ChatRequest([{"role": "user", "content": "Hello."}])
+        if streamed:
+            items = [x async for x in adapter_for("ollama")(spec, client).stream(request, ctx)]
+            result = items.pop()
+            assert "".join(items) == result.text
+        else:
+            result = await adapter_for("ollama")(spec, client).complete(request, ctx)
+    finally:
+        await client.aclose()
+    assert result.text and (result.input_tokens, result.output_tokens) == (None, None)
+    assert (ctx.input_tokens, ctx.output_tokens) == (None, None)
+    assert fresh.stats()["providers"]["ol-b"]["input_tokens"] == 0  # nothing reported, nothing billed
