@@ -563,3 +563,17 @@ async def test_no_counts_mean_unknown_tokens(fresh, streamed):
     assert result.text and (result.input_tokens, result.output_tokens) == (None, None)
     assert (ctx.input_tokens, ctx.output_tokens) == (None, None)
     assert fresh.stats()["providers"]["ol-b"]["input_tokens"] == 0  # nothing reported, nothing billed
+
+
+def test_a_forced_answer_must_name_an_allowed_tool():
+    """An Ollama too old to enforce ``format`` may answer other JSON: a malformed answer, not a call."""
+    request = chat("x", tools=[WEATHER, TIME], tool_choice="get_time")
+    ok = adapter().parse_response({"message": {"content": '{"name": "get_time", "arguments": {"zone": "CET"}}'},
+                                   "done": True, "prompt_eval_count": 5, "eval_count": 9}, 200, request)
+    assert [(c.name, c.arguments) for c in ok.tool_calls] == [("get_time", {"zone": "CET"})] and ok.text == ""
+    for content in ('{"name": "get_weather", "arguments": {}}', '{"zone": "CET"}', "It is nine."):
+        with pytest.raises(ProviderError) as info:
+            adapter().parse_response({"message": {"content": content}, "done": True, "prompt_eval_count": 5,
+                                      "eval_count": 9}, 200, request)
+        assert info.value.error_type == "malformed_response"
+        assert (info.value.input_tokens, info.value.output_tokens) == (5, 9)  # billed all the same

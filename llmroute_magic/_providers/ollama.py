@@ -124,9 +124,10 @@ class OllamaAdapter(JSONOverHTTPAdapter):
         text = message.get("content") or ""
         calls = [_tool_call(c, i) for i, c in enumerate(message.get("tool_calls") or ())]
         tokens = usage_of(payload)
-        if not calls and _forced(request):
+        forced = _forced(request)
+        if not calls and forced:
             try:
-                calls, text = [_forced_call(text)], ""
+                calls, text = [_forced_call(text, forced)], ""
             except ValueError as exc:  # a whole answer, billed: the error carries its tokens to the ledger
                 raise ProviderError(str(exc), provider=self.spec.name, error_type="malformed_response",
                                     status_code=http_status, model=payload.get("model") or request.model_for(
@@ -180,20 +181,24 @@ def _add_tools_and_format(body: dict[str, Any], request: ChatRequest) -> None:
         body["format"] = dict(request.response_format.schema)
 
 
-def _forced(request: ChatRequest) -> bool:
-    choice = request.tool_choice
-    return bool(request.tools) and choice is not None and choice.mode in ("tool", "required")
+def _forced(request: ChatRequest) -> tuple[str, ...]:
+    """The tools a forced call may name (empty: the call is not forced)."""
+    choice, tools = request.tool_choice, request.tools
+    if not tools or choice is None or choice.mode not in ("tool", "required"):
+        return ()
+    return tuple(t.name for t in tools if choice.mode == "required" or t.name == choice.name)
 
 
-def _forced_call(text: str) -> "ToolCall":
+def _forced_call(text: str, allowed: tuple[str, ...]) -> "ToolCall":
     """The call a forced ``format`` asked for, from the answer's JSON; ValueError (a malformed,
-    retryable answer) when the model answered anything else."""
+    retryable answer) when the model answered anything else (a server too old to enforce ``format``)."""
     try:
         value = json.loads(text)
     except ValueError:
         raise ValueError(f"a forced tool call came back as text, not JSON: {text[:60]!r}") from None
-    if not isinstance(value, dict) or "name" not in value:
-        raise ValueError(f"a forced tool call came back without a tool name: {text[:60]!r}")
+    if not isinstance(value, dict) or value.get("name") not in allowed:
+        raise ValueError(f"a forced tool call came back without one of the tools {', '.join(allowed)}: "
+                         f"{text[:60]!r}")
     return tool_call(None, value["name"], value.get("arguments"))
 
 
@@ -254,9 +259,9 @@ class _OllamaStream(StreamParser):
     __slots__ = ("_forced", "_pieces")
     end_marker = "a line with done: true"
 
-    def __init__(self, ctx: AttemptContext, model: str, forced: bool) -> None:
+    def __init__(self, ctx: AttemptContext, model: str, forced: tuple[str, ...]) -> None:
         super().__init__(ctx, model)
-        self._forced = forced  # the content is a forced call's JSON, not text to show
+        self._forced = forced  # the tools of a forced call: the content is its JSON, not text to show
         self._pieces: list[str] = []
 
     def feed(self, event: ServerSentEvent) -> str | None:
@@ -288,7 +293,7 @@ class _OllamaStream(StreamParser):
     def result(self, http_status: int, ttft_s: float | None) -> ProviderResult:
         if self.done and self._forced and not self.tool_calls:
             try:
-                self.tool_calls = [_forced_call("".join(self._pieces))]
+                self.tool_calls = [_forced_call("".join(self._pieces), self._forced)]
             except ValueError as exc:
                 raise malformed(self.ctx, str(exc)) from None
         return super().result(http_status, ttft_s)
