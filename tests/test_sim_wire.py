@@ -391,9 +391,66 @@ class AzureClient(OpenAIClient):
     path = "/openai/v1/chat/completions"
 
 
+class OllamaClient:
+    """Ollama's native /api/chat: NDJSON streams, ``stream`` sent explicitly (it defaults to true)."""
+
+    path = "/api/chat"
+    json_mode = True  # format: "json"
+    fault_statuses = {"overloaded": 503, "insufficient_quota": 402}  # "server busy"; ollama.com's usage limit
+
+    def body(self, a: Ask) -> dict:
+        user: dict[str, Any] = {"role": "user", "content": a.prompt}
+        if a.images:
+            user["images"] = [PNG] * a.images
+        body: dict[str, Any] = {"model": "m", "messages": ([{"role": "system", "content": a.system}]
+                                                           if a.system else []) + [user], "stream": a.stream}
+        if a.tool_choice not in (None, "auto", "none"):
+            pytest.skip("Ollama's API has no tool_choice: a call cannot be forced on the wire")
+        if a.tools and a.tool_choice != "none":  # "none": a model that sees no tools calls none
+            body["tools"] = [{"type": "function", "function": {"name": n, "description": d, "parameters": p}}
+                             for n, d, p in a.tools]
+        if a.schema is not None or a.json_mode:
+            body["format"] = a.schema if a.schema is not None else "json"
+        if a.max_tokens is not None:
+            body["options"] = {"num_predict": a.max_tokens}
+        return body
+
+    @staticmethod
+    def _take(r: Reading, obj: dict) -> None:
+        message = obj.get("message") or {}
+        r.text += message.get("content") or ""
+        r.tool_calls += [(c["function"]["name"], json.dumps(c["function"]["arguments"]))
+                         for c in message.get("tool_calls") or []]
+        if obj.get("done"):
+            r.complete = True
+            r.finish = "length" if obj["done_reason"] == "length" else "tool_calls" if r.tool_calls else "stop"
+            if "prompt_eval_count" in obj:
+                r.input_tokens, r.output_tokens = obj["prompt_eval_count"], obj.get("eval_count", 0)
+                r.usage_seen = True
+
+    def read(self, data: dict) -> Reading:
+        r = Reading()
+        self._take(r, data)
+        return r
+
+    def read_stream(self, raw: str) -> Reading:
+        r = Reading()
+        for line in raw.splitlines():
+            obj = json.loads(line)
+            if "error" in obj:
+                r.error = obj["error"]
+            else:
+                self._take(r, obj)
+        return r
+
+    def error(self, data: dict) -> str:
+        return data["error"]
+
+
 # One client per registered format. A new format adds its own here.
 CLIENTS: dict[str, Any] = {"openai": OpenAIClient(), "anthropic": AnthropicClient(),
-                           "openai-responses": ResponsesClient(), "gemini": GeminiClient(), "azure": AzureClient()}
+                           "openai-responses": ResponsesClient(), "gemini": GeminiClient(), "azure": AzureClient(),
+                           "ollama": OllamaClient()}
 
 APIS = sorted(FORMATS)
 PRICES = {"input_price": 2.0, "output_price": 8.0}

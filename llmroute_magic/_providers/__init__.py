@@ -16,6 +16,7 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "openai-responses": (".openai_responses", "OpenAIResponsesAdapter"),
     "gemini": (".gemini", "GeminiAdapter"),
     "azure": (".azure", "AzureAdapter"),
+    "ollama": (".ollama", "OllamaAdapter"),
 }
 
 

@@ -74,6 +74,7 @@ from ._base import (ERROR_STATUS, FAULT_STATUS, HTTP_FAULTS, Call, Reply, Route,
 from .anthropic import AnthropicMessages
 from .azure import AzureChat
 from .gemini import GeminiGenerateContent
+from .ollama import OllamaChat
 from .openai import OpenAIChat
 from .openai_responses import OpenAIResponses
 
@@ -156,6 +157,7 @@ for _format in (
     OpenAIResponses(),
     GeminiGenerateContent(),
     AzureChat(),
+    OllamaChat(),
 ):
     register(_format)
 
