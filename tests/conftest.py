@@ -7,7 +7,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def sim():
-    """One running simulator with the default profiles (sim-openai, sim-anthropic, sim-local) for the session."""
+    """One running simulator with the default profiles (one provider per wire format, and sim-local) for the session."""
     from llmroute_magic.sim import Simulator
 
     with Simulator() as s:

@@ -77,7 +77,7 @@ def bind(shell, router):
 
 @pytest.fixture
 def router(shell, sim, magics):
-    """A fresh router over the module's simulator (sim-openai, sim-anthropic, sim-local), bound as ``llm``."""
+    """A fresh router over the module's simulator (its default providers: one per wire format, and sim-local), bound as ``llm``."""
     sim.reset()
     r = ModelClientRouter(ProviderRoutingConfig(sim.provider_specs()))
     restore = bind(shell, r)

@@ -31,7 +31,9 @@ def test_demo_writes_the_executed_notebook_html_usage_and_plots(tmp_path):
     assert (usage.groupby("request_id")["status"].last() == "ok").all()
     failed = usage[usage["status"] != "ok"]
     assert list(failed["error_type"]) == ["rate_limit"] and list(failed["http_status"]) == [429]
-    assert set(usage["provider"]) <= {"sim-openai", "sim-anthropic", "sim-local"}
+    from llmroute_magic.sim import DEFAULT_PROFILES
+
+    assert set(usage["provider"]) <= {p.name for p in DEFAULT_PROFILES}
     assert "total:" in proc.stdout and str(out) in proc.stdout  # prints the stats and where the files are
     assert "sk-test-demo-never-sent" not in (out / "quickstart.html").read_text()
     page = (out / "quickstart.html").read_text()

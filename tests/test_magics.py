@@ -17,8 +17,10 @@ from IPython.utils.capture import capture_output
 
 from ipython_fixtures import magics, router, run, shell, sim, usage_error  # noqa: F401 - fixtures and helpers
 from llmroute_magic import Completion, ModelClientRouter, ProviderRoutingConfig
+from llmroute_magic.sim import DEFAULT_PROFILES
 
 SECRET = "sk-test-SECRET-do-not-print-4242"
+DEFAULT_NAMES = [p.name for p in DEFAULT_PROFILES]  # one provider per wire format, and a local one
 
 
 
@@ -88,7 +90,7 @@ def load_in_subprocess(tmp_path, **env_extra):
 def test_load_ext_binds_a_simulated_router_without_importing_heavy_libraries(tmp_path):
     info = load_in_subprocess(tmp_path)
     assert info["heavy"] == []
-    assert info["names"] == ["sim-openai", "sim-anthropic", "sim-local"]
+    assert info["names"] == DEFAULT_NAMES
     assert "SIMULATED" in info["out"] and "OPENAI_API_KEY" in info["out"]
     assert info["unloaded"]
 
@@ -102,7 +104,7 @@ def test_keys_in_the_environment_pick_real_providers_and_are_never_printed(tmp_p
 
 def test_simulate_flag_wins_over_keys_so_demos_never_reach_the_network(tmp_path):
     info = load_in_subprocess(tmp_path, OPENAI_API_KEY=SECRET, LLMROUTE_SIMULATE="1")
-    assert info["names"] == ["sim-openai", "sim-anthropic", "sim-local"]
+    assert info["names"] == DEFAULT_NAMES
 
 
 def test_llmroute_toml_in_the_working_directory_is_used(tmp_path):
@@ -218,11 +220,11 @@ def test_compare_shows_every_provider_side_by_side(shell, router, magics):
     assert result.success, result.error_in_exec
     df = shell.user_ns["cmp"]
     assert isinstance(df, pd.DataFrame)
-    assert list(df["provider"]) == ["sim-openai", "sim-anthropic", "sim-local"]
+    assert list(df["provider"]) == DEFAULT_NAMES
     html = out.outputs[-1].data["text/html"]
-    assert html.count("<th ") == 3 and "ms" in html and "tokens" in html
+    assert html.count("<th ") == len(DEFAULT_NAMES) and "ms" in html and "tokens" in html
     meta = out.outputs[-1].metadata["llmroute"]["compare"]
-    assert [m["provider"] for m in meta] == ["sim-openai", "sim-anthropic", "sim-local"]
+    assert [m["provider"] for m in meta] == DEFAULT_NAMES
 
 
 def test_compare_named_providers_in_text_mode(shell, router):

@@ -16,6 +16,7 @@ import pytest
 
 from llmroute_magic import ConfigError
 from llmroute_magic.sim import DEFAULT_PROFILES, FAULT_KINDS, ProviderProfile, Simulator, load_profiles
+from llmroute_magic.sim._wire import FORMATS
 
 KEY = "sk-sim-canary-7f3a"
 PROFILES = [
@@ -83,7 +84,8 @@ def test_base_urls_and_specs_point_at_the_server(sim):
     assert sim.base_url("sim-openai") == f"{sim.url}/sim-openai/v1"
     assert sim.base_url("sim-anthropic") == f"{sim.url}/sim-anthropic"
     specs = {s.name: s for s in sim.provider_specs()}
-    assert set(specs) == {"sim-openai", "sim-anthropic", "sim-local"}
+    assert set(specs) == {p.name for p in DEFAULT_PROFILES}
+    assert {p.api for p in DEFAULT_PROFILES} == set(FORMATS)  # a default provider for every wire format
     for p in DEFAULT_PROFILES:
         s = specs[p.name]
         assert (s.api, s.model, s.base_url, s.input_price, s.output_price, s.context_window) == (
@@ -621,7 +623,7 @@ def test_cli_serves_until_terminated(tmp_path):
         assert any(f"http://127.0.0.1:{port}/sim-openai/v1" in line for line in lines)
         assert any(f"http://127.0.0.1:{port}/sim-anthropic\n" in line for line in lines)
         stats = httpx.get(f"http://127.0.0.1:{port}/_sim/stats", timeout=5).json()
-        assert set(stats["providers"]) == {"sim-openai", "sim-anthropic", "sim-local"}
+        assert set(stats["providers"]) == {p.name for p in DEFAULT_PROFILES}
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=10)

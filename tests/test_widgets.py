@@ -11,7 +11,7 @@ from llmroute_magic import ModelClientRouter, ProviderRoutingConfig, RoutingStra
 from llmroute_magic._format import money
 from llmroute_magic._ipython.widgets import RouterPanel, stats_table_html
 from llmroute_magic._types import AttemptRecord
-from llmroute_magic.sim import Simulator
+from llmroute_magic.sim import DEFAULT_PROFILES, Simulator
 
 SECRET = "sk-widget-SECRET-777"
 
@@ -47,7 +47,7 @@ def wait_for(predicate, timeout=5.0):
 
 def test_panel_shows_the_routers_settings(panel, router):
     assert panel.strategy.value == router.strategy.value
-    assert set(panel.provider_boxes) == {"sim-openai", "sim-anthropic", "sim-local"}
+    assert set(panel.provider_boxes) == {p.name for p in DEFAULT_PROFILES}
     assert all(box.value for box in panel.provider_boxes.values())
     assert panel.fallback.value is True and panel.retries.value == router.max_retries
     assert "sim-openai" in panel.table.value and "total" in panel.table.value

@@ -1,6 +1,7 @@
 """Simulated LLM providers on loopback, for tests, demos and benchmarks: one server, many providers,
-each speaking a wire format registered in ``_wire`` (today OpenAI chat completions and Anthropic
-messages; see ``_wire/__init__.py`` for how to add one).
+each speaking a wire format registered in ``_wire``: OpenAI chat completions, Anthropic messages,
+Gemini, Azure OpenAI, Ollama's native API and OpenAI Responses (``_wire/__init__.py`` says how to
+add one). The default profiles give one provider of each, plus a slow local one.
 
     with Simulator() as sim:
         client = openai.OpenAI(base_url=sim.base_url("sim-openai"), api_key="x")

@@ -25,7 +25,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "bad_gateway",  # 502
     "unavailable",  # 503
     "gateway_timeout",  # 504
-    "overloaded",  # 529
+    "overloaded",  # 529 (Gemini and Ollama: their 503 "overloaded" / "server busy")
     "invalid_request",  # 400
     "context_length",  # 400, prompt too long
     "unauthorized",  # 401
@@ -178,6 +178,16 @@ DEFAULT_PROFILES: tuple[ProviderProfile, ...] = (
                     context_window=200_000, seed=2),
     ProviderProfile("sim-local", api="openai", model="llama-3.1-8b", latency_s=0.3, jitter_s=0.1, ttft_s=0.2,
                     tokens_per_s=200.0, context_window=8_192, seed=3),
+    # One of each native format (DESIGN 12), priced as their vendors price these models.
+    ProviderProfile("sim-gemini", api="gemini", model="gemini-2.5-flash", latency_s=0.06, jitter_s=0.02,
+                    ttft_s=0.04, tokens_per_s=800.0, input_price=0.30, output_price=2.50,
+                    context_window=1_048_576, seed=4),
+    ProviderProfile("sim-azure", api="azure", model="gpt-4o-mini", latency_s=0.05, jitter_s=0.02, ttft_s=0.04,
+                    tokens_per_s=800.0, input_price=0.15, output_price=0.60, seed=5),
+    ProviderProfile("sim-ollama", api="ollama", model="gemma3:4b", latency_s=0.15, jitter_s=0.05, ttft_s=0.1,
+                    tokens_per_s=300.0, context_window=32_768, seed=6),
+    ProviderProfile("sim-responses", api="openai-responses", model="gpt-4o-mini", latency_s=0.04, jitter_s=0.02,
+                    ttft_s=0.03, tokens_per_s=1000.0, input_price=0.15, output_price=0.60, seed=7),
 )
 
 
