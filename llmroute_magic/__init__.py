@@ -8,8 +8,14 @@ private. Heavy dependencies (httpx, pandas, matplotlib, IPython, ipywidgets) loa
 import typing as _typing
 
 from ._config import ProviderRoutingConfig
-from ._errors import (AllProvidersFailed, ConfigError, LedgerPersistenceWarning, LLMRouteError, ProviderError,
-                      UnknownPriceWarning)
+from ._errors import (
+    AllProvidersFailed,
+    ConfigError,
+    LedgerPersistenceWarning,
+    LLMRouteError,
+    ProviderError,
+    UnknownPriceWarning,
+)
 from ._types import Completion, ProviderSpec, RoutingStrategy
 
 if _typing.TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily (see __getattr__)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from ._errors import LLMRouteError
 from ._types import ProviderSpec
@@ -26,10 +27,10 @@ class ClientsPerLoop:
         self._specs = tuple(specs)
         self._timeout = timeout
         self._lock = threading.Lock()
-        self._entries: dict[asyncio.AbstractEventLoop, tuple["ClientSet", dict[str, "ProviderAdapter"], Any]] = {}
+        self._entries: dict[asyncio.AbstractEventLoop, tuple[ClientSet, dict[str, ProviderAdapter], Any]] = {}
         self.closed = False
 
-    def adapters(self) -> dict[str, "ProviderAdapter"]:
+    def adapters(self) -> dict[str, ProviderAdapter]:
         """The running loop's adapters, made on first use."""
         loop = asyncio.get_running_loop()
         entry = self._entries.get(loop)
@@ -37,7 +38,7 @@ class ClientsPerLoop:
             entry = self._open(loop)
         return entry[1]
 
-    def _open(self, loop: asyncio.AbstractEventLoop) -> tuple["ClientSet", dict[str, "ProviderAdapter"], Any]:
+    def _open(self, loop: asyncio.AbstractEventLoop) -> tuple[ClientSet, dict[str, ProviderAdapter], Any]:
         if self.closed:
             raise LLMRouteError("this router is closed; create a new ModelClientRouter")
         from ._http import make_clients
@@ -59,7 +60,7 @@ class ClientsPerLoop:
             return None
         return entry[0][name if name is not None else self._specs[0].name]
 
-    def clients_of(self, loop: asyncio.AbstractEventLoop) -> "ClientSet | None":
+    def clients_of(self, loop: asyncio.AbstractEventLoop) -> ClientSet | None:
         entry = self._entries.get(loop)
         return None if entry is None else entry[0]
 
@@ -78,7 +79,7 @@ class ClientsPerLoop:
             _close_clients_on(loop, client)
 
 
-def _closed_with_loop(clients: "ClientSet") -> Any:
+def _closed_with_loop(clients: ClientSet) -> Any:
     """Tie ``clients`` to the running loop's end: loops close their async generators before they
     close (asyncio.run, pytest-asyncio, the router's own), so a parked generator whose finally
     awaits ``client.aclose()`` closes the client while its loop can still run it. Without this a
@@ -99,7 +100,7 @@ def _closed_with_loop(clients: "ClientSet") -> Any:
     return gen  # the caller keeps it: the loop only holds it weakly
 
 
-def _close_clients_on(loop: asyncio.AbstractEventLoop, clients: "ClientSet") -> None:
+def _close_clients_on(loop: asyncio.AbstractEventLoop, clients: ClientSet) -> None:
     """Close clients that belong to another loop: on it if it still runs, else without it."""
     try:
         running_here = asyncio.get_running_loop() is loop

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from ._errors import ConfigError
 from ._types import ProviderSpec, RoutingStrategy
@@ -73,34 +74,34 @@ class ProviderRoutingConfig:
 
     # -- builders (the seed's API) --------------------------------------------------------------
     @classmethod
-    def new(cls, primary: ProviderSpec, fallbacks: Iterable[ProviderSpec] = ()) -> "ProviderRoutingConfig":
+    def new(cls, primary: ProviderSpec, fallbacks: Iterable[ProviderSpec] = ()) -> ProviderRoutingConfig:
         return cls([primary, *fallbacks])
 
-    def _replace(self, **changes: Any) -> "ProviderRoutingConfig":
+    def _replace(self, **changes: Any) -> ProviderRoutingConfig:
         values = {k: getattr(self, k) for k in _CONFIG_KEYS}
         values.update(changes)
         providers = values.pop("providers")
         return ProviderRoutingConfig(providers, **values)
 
-    def with_strategy(self, strategy: RoutingStrategy | str) -> "ProviderRoutingConfig":
+    def with_strategy(self, strategy: RoutingStrategy | str) -> ProviderRoutingConfig:
         return self._replace(strategy=strategy)
 
-    def with_fallback(self, enabled: bool = True) -> "ProviderRoutingConfig":
+    def with_fallback(self, enabled: bool = True) -> ProviderRoutingConfig:
         return self._replace(fallback_enabled=enabled)
 
-    def with_max_retries(self, max_retries: int) -> "ProviderRoutingConfig":
+    def with_max_retries(self, max_retries: int) -> ProviderRoutingConfig:
         return self._replace(max_retries=max_retries)
 
-    def with_timeout(self, timeout: float) -> "ProviderRoutingConfig":
+    def with_timeout(self, timeout: float) -> ProviderRoutingConfig:
         return self._replace(timeout=timeout)
 
-    def with_cooldown(self, cooldown_s: float) -> "ProviderRoutingConfig":
+    def with_cooldown(self, cooldown_s: float) -> ProviderRoutingConfig:
         return self._replace(cooldown_s=cooldown_s)
 
-    def with_ledger(self, path: str | os.PathLike | None) -> "ProviderRoutingConfig":
+    def with_ledger(self, path: str | os.PathLike | None) -> ProviderRoutingConfig:
         return self._replace(ledger_path=path)
 
-    def with_providers(self, providers: Iterable[ProviderSpec]) -> "ProviderRoutingConfig":
+    def with_providers(self, providers: Iterable[ProviderSpec]) -> ProviderRoutingConfig:
         return self._replace(providers=tuple(providers))
 
     def provider(self, name: str) -> ProviderSpec:
@@ -116,7 +117,7 @@ class ProviderRoutingConfig:
 
     # -- loading --------------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ProviderRoutingConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> ProviderRoutingConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"config: expected a table of settings, got {type(data).__name__}", field="config")
         unknown = sorted(set(data) - set(_CONFIG_KEYS), key=str)  # keys may be of mixed types
@@ -135,7 +136,7 @@ class ProviderRoutingConfig:
         return cls(specs, **kwargs)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike) -> "ProviderRoutingConfig":
+    def from_file(cls, path: str | os.PathLike) -> ProviderRoutingConfig:
         import tomllib
 
         p = Path(path)

@@ -15,8 +15,9 @@ import random
 import threading
 import time
 import weakref
+from collections.abc import Awaitable, Callable, Iterable
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._attempt import AttemptLayer
 from ._clients import ClientsPerLoop
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 
 
 class Layer(Protocol):
-    async def handle(self, request: Request) -> "Reply": ...
+    async def handle(self, request: Request) -> Reply: ...
 
 
 class RouterCore:
@@ -135,7 +136,7 @@ class RouterCore:
     def cooling_down(self) -> list[str]:
         return self._pool.cooling_down()
 
-    def health(self, name: str) -> "ProviderHealth":
+    def health(self, name: str) -> ProviderHealth:
         return self._pool.get(name)
 
     def subscribe(self, callback: Callable[[AttemptRecord], None]) -> Callable[[], None]:
@@ -143,32 +144,32 @@ class RouterCore:
         return self.events.subscribe(AttemptEnded, lambda event: callback(event.record))
 
     # -- requests ---------------------------------------------------------------------------------
-    def complete(self, prompt: Prompt, **options: "Unpack[RequestOptions]") -> Completion:
+    def complete(self, prompt: Prompt, **options: Unpack[RequestOptions]) -> Completion:
         """The whole answer. ``prompt`` is a string or a list of ``{"role", "content"}`` messages."""
         request = self._request(prompt, options, streamed=False)
         return self._loop().run(self._complete(request))
 
-    async def acomplete(self, prompt: Prompt, **options: "Unpack[RequestOptions]") -> Completion:
+    async def acomplete(self, prompt: Prompt, **options: Unpack[RequestOptions]) -> Completion:
         """``complete`` for any running event loop."""
         return await self._complete(self._request(prompt, options, streamed=False))
 
-    def stream(self, prompt: Prompt, **options: "Unpack[RequestOptions]") -> SyncStream:
+    def stream(self, prompt: Prompt, **options: Unpack[RequestOptions]) -> SyncStream:
         """Text chunks as they arrive; ``.completion`` once exhausted; ``close()`` cancels."""
         request = self._request(prompt, options, streamed=True)
         return SyncStream(self._loop(), AsyncStream(lambda: self._serve(request)))
 
-    def astream(self, prompt: Prompt, **options: "Unpack[RequestOptions]") -> AsyncStream:
+    def astream(self, prompt: Prompt, **options: Unpack[RequestOptions]) -> AsyncStream:
         """``stream`` for any running event loop: ``async for chunk in router.astream(...)``."""
         request = self._request(prompt, options, streamed=True)
         return AsyncStream(lambda: self._serve(request))
 
     def map(self, prompts: Iterable[Prompt], concurrency: int = 8, progress: bool = True,
-            **options: "Unpack[RequestOptions]") -> list[Completion | LLMRouteError]:
+            **options: Unpack[RequestOptions]) -> list[Completion | LLMRouteError]:
         """Every prompt, ``concurrency`` at a time, load balanced by the strategy; errors in place."""
         return self._loop().run(self.amap(prompts, concurrency, progress, **options))
 
     async def amap(self, prompts: Iterable[Prompt], concurrency: int = 8, progress: bool = True,
-                   **options: "Unpack[RequestOptions]") -> list[Completion | LLMRouteError]:
+                   **options: Unpack[RequestOptions]) -> list[Completion | LLMRouteError]:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigError(f"concurrency: expected a whole number >= 1, got {concurrency!r}",
                               field="concurrency")
@@ -199,7 +200,7 @@ class RouterCore:
         return build_request(prompt, options, config=self._config, request_id=self._ids.next(), streamed=streamed,
                              settings=self._settings)
 
-    async def _serve(self, request: Request) -> "Reply":
+    async def _serve(self, request: Request) -> Reply:
         """Run ``request`` down the layers; ``RequestEnded`` when its reply ends (or it fails)."""
         self._clients.adapters()  # a loop's first request builds its client: not the request's time
         request.started = perf_counter()  # a stream's clock starts when the caller starts reading it
@@ -219,7 +220,7 @@ class RouterCore:
         return reply.finished() or await reply.result()
 
     # -- lifecycle --------------------------------------------------------------------------------
-    def _loop(self) -> "LoopThread":
+    def _loop(self) -> LoopThread:
         lt = self._loop_thread
         if lt is None:
             with self._lock:
@@ -249,13 +250,13 @@ class RouterCore:
             lt.stop()
         self._clients.close_all()
 
-    def __enter__(self) -> "RouterCore":
+    def __enter__(self) -> RouterCore:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    async def __aenter__(self) -> "RouterCore":
+    async def __aenter__(self) -> RouterCore:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -274,10 +275,10 @@ def _settings_of(config: ProviderRoutingConfig) -> RoutingSettings:
 
 # Routers not closed yet. At interpreter exit they are closed, so a script that never calls close()
 # still writes its last ledger rows and closes its connections (no "Unclosed client session").
-_open_routers: "weakref.WeakSet[RouterCore]" = weakref.WeakSet()
+_open_routers: weakref.WeakSet[RouterCore] = weakref.WeakSet()
 
 
-async def _wind_down(clients: "ClientSet | None") -> None:
+async def _wind_down(clients: ClientSet | None) -> None:
     """On the router's own loop, in this order: cancel requests still in flight (each records its
     'cancelled' row), end streams left half read (likewise), then close the pooled clients."""
     me = asyncio.current_task()

@@ -14,8 +14,8 @@ to do next from that type alone, so adapters only have to classify, never to dec
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import Enum
-from typing import Sequence
 
 
 class Policy(Enum):
@@ -169,7 +169,8 @@ def advice_for(attempts: Sequence[ProviderError]) -> str:
         tips.append("shorten the prompt or add a provider with a larger context_window")
     if kinds & {"rate_limit", "overloaded", "server_error", "timeout", "connect_error",
                 "connection_reset", "malformed_response", "stream_error"}:
-        tips.append("the providers were failing or busy: raise max_retries, add a fallback provider, or try again later")
+        tips.append("the providers were failing or busy: raise max_retries, add a fallback provider, "
+                    "or try again later")
     if not tips:
         return "What to do: check the errors above."
     return "What to do: " + "; ".join(tips) + "."

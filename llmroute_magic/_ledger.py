@@ -29,8 +29,8 @@ row table when it is opened; its batches are read as they are, the missing colum
 from __future__ import annotations
 
 import dataclasses
-import logging
 import itertools
+import logging
 import math
 import operator
 import os
@@ -41,8 +41,9 @@ import threading
 import time
 import warnings
 from array import array
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 from ._errors import LedgerPersistenceWarning
 from ._types import LEDGER_COLUMNS, AttemptRecord
@@ -382,7 +383,7 @@ def _epoch(since: Any) -> float | None:
         since = since.to_pydatetime(warn=False)
     if isinstance(since, datetime):
         if since.tzinfo is None:
-            since = since.replace(tzinfo=timezone.utc)
+            since = since.replace(tzinfo=UTC)
         return since.timestamp()
     raise TypeError(f"since: expected a datetime, an ISO date string or epoch seconds, got {since!r}")
 

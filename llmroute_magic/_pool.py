@@ -4,15 +4,15 @@
 order over the providers that may serve now. The failover layer ``claim``s the one it picks in
 the same locked step (so a burst routed in the same instant, from any thread, sees it in
 flight) and the attempt releases the claim when it ends. Latency, failures and cooldown are
-learnt from ``AttemptEnded`` events only: the attempt layer never touches health. One lock guards it all: requests arrive from many threads and
-event loops.
+learnt from ``AttemptEnded`` events only: the attempt layer never touches health. One lock guards
+it all: requests arrive from many threads and event loops.
 """
 
 from __future__ import annotations
 
 import random
 import threading
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from ._capabilities import describe_need
 from ._errors import ConfigError, Policy
@@ -102,7 +102,7 @@ class ProviderPool:
             s = self._strategies[kind] = make_strategy(kind, prices=self._prices, clock=self._clock, rng=self._rng)
         return s
 
-    def claim(self, h: ProviderHealth) -> "InFlight":
+    def claim(self, h: ProviderHealth) -> InFlight:
         """Count a request in flight at ``h`` from the moment it is chosen (call under ``lock``, in the
         same hold as ``candidates``): a burst routed meanwhile, from any thread, sees it at once."""
         h.in_flight += 1

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from ._core import RouterCore
 from ._errors import ConfigError, LLMRouteError
@@ -67,7 +68,7 @@ class ModelClientRouter(RouterCore):
 
     # -- A/B -------------------------------------------------------------------------------------
     def compare(self, prompt: Prompt, providers: Iterable[str] | str | None = None, n: int = 1,
-                **options: "Unpack[RequestOptions]") -> "pd.DataFrame":
+                **options: Unpack[RequestOptions]) -> pd.DataFrame:
         """The same prompt to every (or the named) provider concurrently: one row per answer.
 
         An entry of ``providers`` may be ``"name:model"``: that provider with that model instead of
@@ -76,7 +77,7 @@ class ModelClientRouter(RouterCore):
         return self._loop().run(self.acompare(prompt, providers, n, **options))
 
     async def acompare(self, prompt: Prompt, providers: Iterable[str] | str | None = None, n: int = 1,
-                       **options: "Unpack[RequestOptions]") -> "pd.DataFrame":
+                       **options: Unpack[RequestOptions]) -> pd.DataFrame:
         import pandas as pd
 
         if isinstance(providers, str):
@@ -118,7 +119,7 @@ class ModelClientRouter(RouterCore):
     def ledger(self) -> Ledger:
         return self._ledger
 
-    def usage_df(self, *, all: bool = False, since: Any = None) -> "pd.DataFrame":  # noqa: A002 - DESIGN's name
+    def usage_df(self, *, all: bool = False, since: Any = None) -> pd.DataFrame:  # noqa: A002 - DESIGN's name
         """One row per attempt, failed and cancelled ones too, from the last ``reset_usage()`` on.
 
         ``all=True``: every row (of a persistent ledger: every session's and kernel's, earlier
@@ -126,7 +127,7 @@ class ModelClientRouter(RouterCore):
         pandas Timestamp, an ISO string or epoch seconds; naive means UTC)."""
         return self._ledger.to_frame(all=all, since=since)
 
-    def get_usage_stats(self) -> "UsageStats":
+    def get_usage_stats(self) -> UsageStats:
         """Totals per provider over the current view (see ``usage_df``)."""
         from ._stats import UsageStats
 

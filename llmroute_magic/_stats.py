@@ -18,7 +18,8 @@ import math
 import re
 import threading
 from array import array
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ._format import cost_total, plural
 
@@ -130,7 +131,7 @@ class UsageSummary:
             self._tc.append(cost if priced else math.nan)
             self.version += 1
 
-    def add_frame(self, df: "pd.DataFrame") -> None:
+    def add_frame(self, df: pd.DataFrame) -> None:
         """Every row of a ledger DataFrame, vectorised (a million rows take about a second)."""
         if df is None or len(df) == 0 or "provider" not in df:
             return
@@ -183,7 +184,7 @@ class UsageSummary:
             self.version += 1
 
     @classmethod
-    def from_frame(cls, df: "pd.DataFrame") -> "UsageSummary":
+    def from_frame(cls, df: pd.DataFrame) -> UsageSummary:
         summary = cls()
         summary.add_frame(df)
         return summary
@@ -210,7 +211,8 @@ class UsageSummary:
                     "cost": math.fsum(s.cost for s in slots), "unpriced": sum(s.unpriced for s in slots)}
 
     def provider(self, name: str) -> dict[str, Any]:
-        """One provider's figures: requests, errors, statuses, tokens, cost (NaN if any unpriced), unpriced, p50, p95."""
+        """One provider's figures: requests, errors, statuses, tokens, cost (NaN if any unpriced), unpriced,
+        p50, p95."""
         import numpy as np
 
         with self._lock:
@@ -223,14 +225,14 @@ class UsageSummary:
         row["latency_p50_s"], row["latency_p95_s"] = latency_percentiles(latencies)
         return row
 
-    def latencies(self, name: str) -> "np.ndarray":
+    def latencies(self, name: str) -> np.ndarray:
         import numpy as np
 
         with self._lock:
             s = self._slots.get(name)
             return np.frombuffer(s.latencies, dtype="float64").copy() if s else np.empty(0)
 
-    def timeline(self) -> tuple["np.ndarray", "np.ndarray", "np.ndarray"]:
+    def timeline(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(start time in epoch seconds, provider index, cost or NaN) per attempt, in arrival order."""
         import numpy as np
 
@@ -238,7 +240,7 @@ class UsageSummary:
             return (np.frombuffer(self._ts, dtype="float64").copy(), np.frombuffer(self._tp, dtype="int32").copy(),
                     np.frombuffer(self._tc, dtype="float64").copy())
 
-    def stats(self, providers: Sequence[str] = ()) -> "UsageStats":
+    def stats(self, providers: Sequence[str] = ()) -> UsageStats:
         """``UsageStats`` of these totals: ``providers`` first (config order), then any other seen."""
         import pandas as pd
 
@@ -282,7 +284,7 @@ class UsageStats:
         self.unknown_usage_by_provider = zeros if unknown_usage is None else unknown_usage
 
     @classmethod
-    def from_frame(cls, df, providers: Sequence[str] = ()) -> "UsageStats":
+    def from_frame(cls, df, providers: Sequence[str] = ()) -> UsageStats:
         return UsageSummary.from_frame(df).stats(providers)
 
     # -- totals -------------------------------------------------------------------------------

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import math
 import random as _random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
-from ._types import ProviderSpec, RoutingStrategy
 from ._health import Clock, ProviderHealth
+from ._types import ProviderSpec, RoutingStrategy
 
 # (input, output) USD per 1M tokens, or None when the price is unknown.
 PriceLookup = Callable[[ProviderSpec], "tuple[float, float] | None"]

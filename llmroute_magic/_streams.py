@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING
 
 from ._errors import LLMRouteError
 from ._types import Completion
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 class AsyncStream:
     """``async for chunk in router.astream(...)``; ``.completion`` once exhausted."""
 
-    def __init__(self, serve: Callable[[], Awaitable["Reply"]]) -> None:
+    def __init__(self, serve: Callable[[], Awaitable[Reply]]) -> None:
         self._serve = serve
         self._reply: Reply | None = None
         self._parts: list[str] = []
@@ -38,7 +39,7 @@ class AsyncStream:
         """The text received so far."""
         return "".join(self._parts)
 
-    def __aiter__(self) -> "AsyncStream":
+    def __aiter__(self) -> AsyncStream:
         return self
 
     async def __anext__(self) -> str:
@@ -59,7 +60,7 @@ class AsyncStream:
         if self._reply is not None:
             await self._reply.aclose()
 
-    async def __aenter__(self) -> "AsyncStream":
+    async def __aenter__(self) -> AsyncStream:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -95,7 +96,7 @@ class _Handoff:
 class SyncStream:
     """``for chunk in router.stream(...)``: read on the router's loop, handed over in batches."""
 
-    def __init__(self, loop_thread: "LoopThread", inner: AsyncStream) -> None:
+    def __init__(self, loop_thread: LoopThread, inner: AsyncStream) -> None:
         self._lt = loop_thread
         self._inner = inner
         self._handoff = _Handoff()
@@ -147,7 +148,7 @@ class SyncStream:
         if self._task is not None:
             self._task.cancel_and_wait()
 
-    def __enter__(self) -> "SyncStream":
+    def __enter__(self) -> SyncStream:
         return self
 
     def __exit__(self, *exc: object) -> None:

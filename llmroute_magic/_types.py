@@ -11,8 +11,9 @@ import ipaddress
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 from ._capabilities import check_capabilities, default_capabilities
@@ -28,7 +29,7 @@ class RoutingStrategy(str, enum.Enum):
     LEAST_BUSY = "least_busy"
 
     @classmethod
-    def parse(cls, value: "RoutingStrategy | str") -> "RoutingStrategy":
+    def parse(cls, value: RoutingStrategy | str) -> RoutingStrategy:
         """Accept the member, its value (``"least_latency"``) or the seed's spelling (``"LeastLatency"``)."""
         if isinstance(value, cls):
             return value
@@ -141,7 +142,7 @@ def _check_proxy(name: str, proxy: Any) -> str:
     return proxy
 
 
-def _check_verify_and_proxy(name: str, verify: Any, proxy: Any) -> "bool | str | None":
+def _check_verify_and_proxy(name: str, verify: Any, proxy: Any) -> bool | str | None:
     """Validates both; returns ``verify`` as stored (a CA bundle path with ``~`` expanded)."""
     if proxy is not None:
         _check_proxy(name, proxy)
@@ -215,7 +216,7 @@ class ProviderSpec:
     model: str
     api: str | None = None
     base_url: str | None = None
-    api_key: "Secret | str | None" = field(default=None, repr=False)
+    api_key: Secret | str | None = field(default=None, repr=False)
     api_key_env: str | None = None
     priority: int | None = None
     weight: float = 1.0
@@ -291,37 +292,37 @@ class ProviderSpec:
         set_("verify", _check_verify_and_proxy(self.name, self.verify, self.proxy))
 
     # -- copies -------------------------------------------------------------------------------
-    def _copy(self, **changes: Any) -> "ProviderSpec":
+    def _copy(self, **changes: Any) -> ProviderSpec:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         values.update(changes)
         return ProviderSpec(**values)
 
-    def with_priority(self, priority: int) -> "ProviderSpec":
+    def with_priority(self, priority: int) -> ProviderSpec:
         return self._copy(priority=priority)
 
-    def with_weight(self, weight: float) -> "ProviderSpec":
+    def with_weight(self, weight: float) -> ProviderSpec:
         return self._copy(weight=weight)
 
-    def with_base_url(self, base_url: str) -> "ProviderSpec":
+    def with_base_url(self, base_url: str) -> ProviderSpec:
         return self._copy(base_url=base_url)
 
-    def with_api_key(self, api_key: str) -> "ProviderSpec":
+    def with_api_key(self, api_key: str) -> ProviderSpec:
         return self._copy(api_key=api_key)
 
-    def with_prices(self, input: float | None = None, output: float | None = None) -> "ProviderSpec":  # noqa: A002
+    def with_prices(self, input: float | None = None, output: float | None = None) -> ProviderSpec:  # noqa: A002
         """USD per 1M tokens, both or neither (``with_prices()`` returns to genai-prices' catalogue)."""
         return self._copy(input_price=input, output_price=output)
 
-    def with_timeout(self, timeout: float) -> "ProviderSpec":
+    def with_timeout(self, timeout: float) -> ProviderSpec:
         return self._copy(timeout=timeout)
 
-    def with_context_window(self, context_window: int) -> "ProviderSpec":
+    def with_context_window(self, context_window: int) -> ProviderSpec:
         return self._copy(context_window=context_window)
 
-    def with_max_concurrency(self, max_concurrency: int) -> "ProviderSpec":
+    def with_max_concurrency(self, max_concurrency: int) -> ProviderSpec:
         return self._copy(max_concurrency=max_concurrency)
 
-    def with_capabilities(self, *capabilities: str) -> "ProviderSpec":
+    def with_capabilities(self, *capabilities: str) -> ProviderSpec:
         return self._copy(capabilities=frozenset(capabilities))
 
     @property

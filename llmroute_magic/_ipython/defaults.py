@@ -9,13 +9,15 @@ the router (stopped when it is released or the process exits).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .._errors import ConfigError
 from ..sim._bound import release, simulated_router, simulator_for
 
-__all__ = ["config_source", "default_router", "describe_config", "missing_keys", "release", "router_sim_url", "simulated_router", "simulator_for"]
+__all__ = ["config_source", "default_router", "describe_config", "missing_keys", "release", "router_sim_url",
+           "simulated_router", "simulator_for"]
 
 CONFIG_ENV = "LLMROUTE_CONFIG"
 SIMULATE_ENV = "LLMROUTE_SIMULATE"

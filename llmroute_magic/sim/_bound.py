@@ -8,17 +8,18 @@ simulator behind such a router, e.g. to inject a fault into it from a notebook.
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .._router import ModelClientRouter
     from ._server import Simulator
 
 # Simulators started for routers, stopped with them: id(router) -> (finalizer, simulator).
-_bound: dict[int, tuple[Callable[[], Any], "Simulator"]] = {}
+_bound: dict[int, tuple[Callable[[], Any], Simulator]] = {}
 
 
-def simulated_router(**config: Any) -> "ModelClientRouter":
+def simulated_router(**config: Any) -> ModelClientRouter:
     """A router over a new simulator's default providers; the simulator lives as long as the router.
 
         router = simulated_router(strategy="round_robin")
@@ -42,7 +43,7 @@ def simulated_router(**config: Any) -> "ModelClientRouter":
     return router
 
 
-def simulator_for(router: Any) -> "Simulator | None":
+def simulator_for(router: Any) -> Simulator | None:
     """The simulator started for ``router`` by ``simulated_router`` (or ``%load_ext``), else None."""
     entry = _bound.get(id(router))
     return entry[1] if entry else None
@@ -58,7 +59,7 @@ def release(router: Any) -> None:
             entry[0]()
 
 
-def _stop(sim: "Simulator", key: int) -> None:
+def _stop(sim: Simulator, key: int) -> None:
     _bound.pop(key, None)
     try:
         sim.stop()

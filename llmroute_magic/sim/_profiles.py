@@ -10,9 +10,10 @@ import dataclasses
 import math
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .._errors import ConfigError
 from ._wire import FORMATS  # the wire formats a profile may speak: those registered in sim/_wire
@@ -151,7 +152,7 @@ class ProviderProfile:
             raise ConfigError(f"{_where(name, 'require_api_key')}: expected a non-empty string or nothing",
                               field=_where(name, "require_api_key"))
 
-    def replace(self, **changes: Any) -> "ProviderProfile":
+    def replace(self, **changes: Any) -> ProviderProfile:
         """A validated copy with some fields changed; unknown field names are an error."""
         unknown = sorted(set(changes) - set(PROFILE_FIELDS))
         if unknown:

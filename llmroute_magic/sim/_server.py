@@ -7,7 +7,8 @@ import importlib.util
 import socket
 import threading
 import time
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from .._errors import ConfigError
 from ._profiles import DEFAULT_PROFILES, ProviderProfile
@@ -60,7 +61,7 @@ class Simulator:
         self._lock = threading.Lock()
 
     # -- lifecycle ----------------------------------------------------------------------------
-    def start(self) -> "Simulator":
+    def start(self) -> Simulator:
         with self._lock:
             if self._thread is not None:
                 return self
@@ -126,7 +127,7 @@ class Simulator:
                 thread.join(_STOP_TIMEOUT_S)
             self._server = self._thread = self._loop = None
 
-    def __enter__(self) -> "Simulator":
+    def __enter__(self) -> Simulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -11,8 +11,8 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from .._errors import ConfigError
 from ._profiles import INJECTABLE, ProviderProfile
