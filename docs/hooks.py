@@ -68,7 +68,28 @@ def magic_tables() -> dict[str, str]:
     }
 
 
+_POLICY_TEXT = {
+    "RETRY": "retried: the next candidate at once, or the same provider after backoff",
+    "DROP_PROVIDER": "this provider leaves the request and cools down; the others go on",
+    "LARGER_CONTEXT": "falls back only to a provider with a larger context window",
+    "FAIL_FAST": "raised at once as a ProviderError: retrying cannot help",
+    "SURFACE": "not retried: the user already saw part of the answer",
+}
+
+
+def error_policy_markdown() -> str:
+    """``error_type`` values by what the router does with them, from ``_errors.ERROR_POLICY``."""
+    from llmroute_magic._errors import ERROR_POLICY
+
+    rows = ["| what the router does | error types |", "|---|---|"]
+    for policy in dict.fromkeys(ERROR_POLICY.values()):
+        types = ", ".join(f"`{t}`" for t, p in ERROR_POLICY.items() if p is policy)
+        rows.append(f"| {_POLICY_TEXT.get(policy.name, policy.value)} | {types} |")
+    return "\n".join(rows)
+
+
 def fill_markers(markdown: str) -> str:
+    markdown = markdown.replace("<!-- llmroute:error-policy -->", error_policy_markdown())
     for marker, table in magic_tables().items():
         markdown = markdown.replace(marker, table)
     return markdown
