@@ -31,11 +31,13 @@ REFERENCE_PAGES = ("reference/llmroute_magic.md", "reference/sim.md")
 
 _IDENTIFIER = re.compile(r"^:::\s+([\w.]+)\s*$", re.MULTILINE)
 _REMOTE_ASSET = re.compile(
-    r"<(?:script|link|img|iframe|source|video|audio)\b[^>]*\b(?:src|href)\s*=\s*[\"']?(?:https?:)?//", re.IGNORECASE)
+    r"<(?:script|link|img|iframe|source|video|audio)\b[^>]*\b(?:src|href)\s*=\s*[\"']?(?:https?:)?//", re.IGNORECASE
+)
 _REMOTE_CSS = re.compile(r"(?:@import\s+|url\()\s*[\"']?(?:https?:)?//", re.IGNORECASE)
 
 
 # -- the API reference lists every public name ---------------------------------------------------------
+
 
 def documented_names(docs_dir: Path) -> set[str]:
     """Every ``::: dotted.name`` identifier in the reference pages."""
@@ -55,6 +57,7 @@ def missing_from_reference(docs_dir: Path) -> list[str]:
 
 
 # -- the magics' tables ----------------------------------------------------------------------------------
+
 
 def magic_tables() -> dict[str, str]:
     """Marker -> Markdown table, from the same table that builds the parser and the ``%llm?`` help."""
@@ -97,6 +100,7 @@ def fill_markers(markdown: str) -> str:
 
 # -- notebooks ----------------------------------------------------------------------------------------------
 
+
 def _execute() -> bool:
     return os.environ.get("LLMROUTE_DOCS_EXECUTE", "1").strip().lower() not in ("0", "false", "no")
 
@@ -118,27 +122,36 @@ def render_notebook(name: str, *, execute: bool) -> tuple[str, dict[str, bytes]]
     # Live widgets need a kernel and JavaScript; the static snapshot each widget carries shows instead.
     nb.metadata.pop("widgets", None)
     body, resources = MarkdownExporter().from_notebook_node(
-        nb, resources={"output_files_dir": f"{name}_files", "unique_key": name})
+        nb, resources={"output_files_dir": f"{name}_files", "unique_key": name}
+    )
     if execute:
-        note = ("!!! note \"Executed when this site was built\"\n"
-                f"    This page is `notebooks/{name}.ipynb` run top to bottom on the built-in simulator: "
-                "no keys, no network, simulated answers and prices. Run it yourself with "
-                "`jupyter lab notebooks/` (or `llmroute demo` for the quickstart).\n\n")
+        note = (
+            '!!! note "Executed when this site was built"\n'
+            f"    This page is `notebooks/{name}.ipynb` run top to bottom on the built-in simulator: "
+            "no keys, no network, simulated answers and prices. Run it yourself with "
+            "`jupyter lab notebooks/` (or `llmroute demo` for the quickstart).\n\n"
+        )
     else:
-        note = ("!!! warning \"Not executed\"\n"
-                "    This build skipped running the notebooks (`LLMROUTE_DOCS_EXECUTE=0`): the outputs are "
-                "missing.\n\n")
+        note = (
+            '!!! warning "Not executed"\n'
+            "    This build skipped running the notebooks (`LLMROUTE_DOCS_EXECUTE=0`): the outputs are "
+            "missing.\n\n"
+        )
     return note + body, dict(resources.get("outputs", {}))
 
 
 # -- MkDocs events ------------------------------------------------------------------------------------------
 
+
 def on_files(files: Files, config: Any) -> Files:
     docs_dir = Path(config["docs_dir"])
     missing = missing_from_reference(docs_dir)
     if missing:
-        raise PluginError("the API reference has no '::: NAME' block for: " + ", ".join(missing)
-                          + f" (add them to {' or '.join(REFERENCE_PAGES)})")
+        raise PluginError(
+            "the API reference has no '::: NAME' block for: "
+            + ", ".join(missing)
+            + f" (add them to {' or '.join(REFERENCE_PAGES)})"
+        )
     execute = _execute()
     for name in NOTEBOOKS:
         markdown, outputs = render_notebook(name, execute=execute)
@@ -169,5 +182,7 @@ def on_post_build(config: Any) -> None:
             if _REMOTE_CSS.search(path.read_text(encoding="utf-8", errors="replace")):
                 found.append(str(path.relative_to(site)))
     if found:
-        raise PluginError("these built files load assets from another host (the site must work offline): "
-                          + ", ".join(sorted(found)[:10]))
+        raise PluginError(
+            "these built files load assets from another host (the site must work offline): "
+            + ", ".join(sorted(found)[:10])
+        )

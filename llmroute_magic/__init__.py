@@ -23,6 +23,7 @@ if _typing.TYPE_CHECKING:  # for type checkers and IDEs; at run time these load 
     from ._stats import UsageStats
 
 __version__ = "0.1.0"
+"""The package's version: its one source (pyproject.toml reads it from here when building)."""
 
 # The router pulls in asyncio, sqlite3 and the ledger (about two thirds of the import time):
 # loaded on first use of the name, so ``import llmroute_magic`` (and ``%load_ext`` before its
@@ -54,13 +55,30 @@ __all__ = [
 
 
 def load_ipython_extension(ipython) -> None:
-    """``%load_ext llmroute_magic``: register the magics and bind the router ``llm``."""
+    """``%load_ext llmroute_magic``: register ``%llm`` / ``%%llm`` and bind the router ``llm``.
+
+    The router comes from ``$LLMROUTE_CONFIG`` or ``./llmroute.toml``, else from API keys in the
+    environment, else from the built-in simulator (with a one-line notice).
+
+    Examples:
+        In a notebook cell:
+
+            %load_ext llmroute_magic
+    """
     from ._ipython import load_ipython_extension as load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython) -> None:
+    """``%unload_ext llmroute_magic``: remove the magics and release the routers (and simulators)
+    the extension started.
+
+    Examples:
+        In a notebook cell:
+
+            %unload_ext llmroute_magic
+    """
     from ._ipython import unload_ipython_extension as unload
 
     unload(ipython)

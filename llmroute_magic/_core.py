@@ -86,23 +86,55 @@ class RouterCore:
     # -- configuration ----------------------------------------------------------------------------
     @property
     def config(self) -> ProviderRoutingConfig:
+        """The current config (strategy, fallback and retries follow the live changes).
+
+        Examples:
+            >>> router.config.names
+            ['sim-openai', 'sim-anthropic', 'sim-local']
+        """
         return self._config
 
     @property
     def providers(self) -> list[ProviderSpec]:
+        """The provider specs, in config order.
+
+        Examples:
+            >>> [p.name for p in router.providers]
+            ['sim-openai', 'sim-anthropic', 'sim-local']
+        """
         return list(self._config.providers)
 
     @property
     def strategy(self) -> RoutingStrategy:
+        """The routing strategy in force; ``set_strategy`` changes it.
+
+        Examples:
+            >>> router.strategy
+            <RoutingStrategy.PRIORITY: 'priority'>
+        """
         return self._config.strategy
 
     def set_strategy(self, strategy: RoutingStrategy | str) -> None:
+        """Route the next requests with this strategy (a member, its value or the seed's spelling).
+
+        Examples:
+            >>> router.set_strategy("round_robin")
+            >>> router.strategy.value
+            'round_robin'
+            >>> router.set_strategy(RoutingStrategy.PRIORITY)
+        """
         kind = RoutingStrategy.parse(strategy)
         with self._lock:
             self._set_config(self._config.with_strategy(kind))
 
     @property
     def fallback_enabled(self) -> bool:
+        """Whether a failed attempt moves to the next candidate (settable).
+
+        Examples:
+            >>> router.fallback_enabled
+            True
+        """
         return self._config.fallback_enabled
 
     @fallback_enabled.setter
@@ -112,6 +144,12 @@ class RouterCore:
 
     @property
     def max_retries(self) -> int:
+        """Retries after the first attempt, at most (settable).
+
+        Examples:
+            >>> router.max_retries
+            2
+        """
         return self._config.max_retries
 
     @max_retries.setter
@@ -125,51 +163,143 @@ class RouterCore:
 
     @property
     def enabled(self) -> list[str]:
+        """The names of the enabled providers, in config order.
+
+        Examples:
+            >>> router.enabled
+            ['sim-openai', 'sim-anthropic', 'sim-local']
+        """
         return self._pool.enabled
 
     def enable(self, name: str) -> None:
+        """Put a provider back into rotation.
+
+        Examples:
+            >>> router.disable("sim-local"); router.enable("sim-local")
+            >>> "sim-local" in router.enabled
+            True
+        """
         self._pool.set_enabled(name, True)
 
     def disable(self, name: str) -> None:
+        """Take a provider out of rotation (a pinned request to it still goes).
+
+        Examples:
+            >>> router.disable("sim-local")
+            >>> router.enabled
+            ['sim-openai', 'sim-anthropic']
+            >>> router.enable("sim-local")
+        """
         self._pool.set_enabled(name, False)
 
     def cooling_down(self) -> list[str]:
+        """The names of the providers cooling down after failures in a row.
+
+        Examples:
+            >>> router.cooling_down()
+            []
+        """
         return self._pool.cooling_down()
 
     def health(self, name: str) -> ProviderHealth:
+        """What the router knows of one provider: latency estimate, requests in flight, failures, cooldown.
+
+        Examples:
+            >>> router.health("sim-openai").name
+            'sim-openai'
+        """
         return self._pool.get(name)
 
     def subscribe(self, callback: Callable[[AttemptRecord], None]) -> Callable[[], None]:
-        """Call ``callback(record)`` after every attempt (on the thread that ran it); returns unsubscribe."""
+        """Call ``callback(record)`` after every attempt (on the thread that ran it); returns unsubscribe.
+
+        Examples:
+            >>> seen = []
+            >>> unsubscribe = router.subscribe(lambda record: seen.append(record.status))
+            >>> _ = router.complete("hello")
+            >>> seen
+            ['ok']
+            >>> unsubscribe()
+        """
         return self.events.subscribe(AttemptEnded, lambda event: callback(event.record))
 
     # -- requests ---------------------------------------------------------------------------------
     def complete(self, prompt: Prompt, **options: Unpack[RequestOptions]) -> Completion:
-        """The whole answer. ``prompt`` is a string or a list of ``{"role", "content"}`` messages."""
+        """The whole answer. ``prompt`` is a string or a list of ``{"role", "content"}`` messages.
+
+        Options: ``system``, ``provider`` (pin one: no routing, still retried), ``strategy`` (this
+        request only), ``max_tokens``, ``temperature``, ``model`` (instead of the provider's, priced as
+        such), ``tools``, ``tool_choice``, ``response_format``, ``conversation`` (a ledger label); any
+        other keyword goes into the provider's request body as given. Raises ``AllProvidersFailed``
+        when every attempt failed, ``ProviderError`` when one failed fast.
+
+        Examples:
+            >>> c = router.complete("Explain CAP in one line", max_tokens=32)
+            >>> c.provider
+            'sim-openai'
+            >>> router.complete([{"role": "user", "content": "hi"}], provider="sim-anthropic").provider
+            'sim-anthropic'
+        """
         request = self._request(prompt, options, streamed=False)
         return self._loop().run(self._complete(request))
 
     async def acomplete(self, prompt: Prompt, **options: Unpack[RequestOptions]) -> Completion:
-        """``complete`` for any running event loop."""
+        """``complete`` for any running event loop (a notebook's, ``asyncio.run``'s).
+
+        Examples:
+            >>> import asyncio
+            >>> asyncio.run(router.acomplete("hello")).provider
+            'sim-openai'
+        """
         return await self._complete(self._request(prompt, options, streamed=False))
 
     def stream(self, prompt: Prompt, **options: Unpack[RequestOptions]) -> SyncStream:
-        """Text chunks as they arrive; ``.completion`` once exhausted; ``close()`` cancels."""
+        """Text chunks as they arrive; ``.completion`` once exhausted; ``close()`` cancels.
+
+        Examples:
+            >>> s = router.stream("Tell me a story", max_tokens=20)
+            >>> text = "".join(s)
+            >>> s.completion.text == text
+            True
+        """
         request = self._request(prompt, options, streamed=True)
         return SyncStream(self._loop(), AsyncStream(lambda: self._serve(request)))
 
     def astream(self, prompt: Prompt, **options: Unpack[RequestOptions]) -> AsyncStream:
-        """``stream`` for any running event loop: ``async for chunk in router.astream(...)``."""
+        """``stream`` for any running event loop: ``async for chunk in router.astream(...)``.
+
+        Examples:
+            >>> import asyncio
+            >>> async def story():
+            ...     s = router.astream("Tell me a story", max_tokens=20)
+            ...     return "".join([chunk async for chunk in s]), s.completion
+            >>> text, completion = asyncio.run(story())
+            >>> completion.text == text
+            True
+        """
         request = self._request(prompt, options, streamed=True)
         return AsyncStream(lambda: self._serve(request))
 
     def map(self, prompts: Iterable[Prompt], concurrency: int = 8, progress: bool = True,
             **options: Unpack[RequestOptions]) -> list[Completion | LLMRouteError]:
-        """Every prompt, ``concurrency`` at a time, load balanced by the strategy; errors in place."""
+        """Every prompt, ``concurrency`` at a time, load balanced by the strategy; errors in place.
+
+        Examples:
+            >>> results = router.map(["What is a mutex?", "What is a semaphore?"], concurrency=2, progress=False)
+            >>> [type(r).__name__ for r in results]
+            ['Completion', 'Completion']
+        """
         return self._loop().run(self.amap(prompts, concurrency, progress, **options))
 
     async def amap(self, prompts: Iterable[Prompt], concurrency: int = 8, progress: bool = True,
                    **options: Unpack[RequestOptions]) -> list[Completion | LLMRouteError]:
+        """``map`` for any running event loop.
+
+        Examples:
+            >>> import asyncio
+            >>> len(asyncio.run(router.amap(["one", "two", "three"], progress=False)))
+            3
+        """
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigError(f"concurrency: expected a whole number >= 1, got {concurrency!r}",
                               field="concurrency")
@@ -234,7 +364,16 @@ class RouterCore:
         return lt
 
     def close(self) -> None:
-        """Cancel requests still in flight (each is recorded), close connections, stop the loop thread."""
+        """Cancel requests still in flight (each is recorded), close connections, stop the loop thread.
+
+        Examples:
+            >>> with simulated_router() as r:   # closed on leaving the block
+            ...     _ = r.complete("hello")
+            >>> r.complete("again")
+            Traceback (most recent call last):
+            ...
+            llmroute_magic._errors.LLMRouteError: this router is closed; create a new ModelClientRouter
+        """
         with self._lock:
             if self._closed:
                 return

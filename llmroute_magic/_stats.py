@@ -272,7 +272,16 @@ class UsageStats:
 
     ``total_cost`` is NaN when any row's cost is unknown (``unpriced_rows`` of them);
     ``total_tokens`` is NaN when any row's usage is unknown (``unknown_usage_rows``).
-    For displays: ``cost_text()``, ``tokens_text()`` (optionally for one provider)."""
+    For displays: ``cost_text()``, ``tokens_text()`` (optionally for one provider).
+
+    Examples:
+        >>> _ = router.complete("hello")
+        >>> stats = router.get_usage_stats()
+        >>> list(stats.by_provider.columns)
+        ['requests', 'errors', 'input_tokens', 'output_tokens', 'tokens', 'cost', 'latency_p50_s', 'latency_p95_s']
+        >>> stats.sim_openai_tokens > 0, stats.total_cost > 0
+        (True, True)
+    """
 
     def __init__(self, by_provider, providers: Sequence[str] = (), *, unpriced=None, unknown_usage=None) -> None:
         import pandas as pd
@@ -285,52 +294,103 @@ class UsageStats:
 
     @classmethod
     def from_frame(cls, df, providers: Sequence[str] = ()) -> UsageStats:
+        """The statistics of a ledger DataFrame (``usage_df()``'s shape), e.g. one read back from CSV.
+
+        Examples:
+            >>> UsageStats.from_frame(router.usage_df(all=True)).total_requests == len(router.usage_df(all=True))
+            True
+        """
         return UsageSummary.from_frame(df).stats(providers)
 
     # -- totals -------------------------------------------------------------------------------
     @property
     def unpriced_rows(self) -> int:
-        """Rows whose cost is unknown (no price, or no usage reported)."""
+        """Rows whose cost is unknown (no price, or no usage reported).
+
+        Examples:
+            >>> router.get_usage_stats().unpriced_rows   # the simulator's prices are known
+            0
+        """
         return int(self.unpriced_by_provider.sum())
 
     @property
     def unknown_usage_rows(self) -> int:
-        """Rows whose provider reported no token usage."""
+        """Rows whose provider reported no token usage.
+
+        Examples:
+            >>> router.get_usage_stats().unknown_usage_rows
+            0
+        """
         return int(self.unknown_usage_by_provider.sum())
 
     @property
     def total_cost(self) -> float:
-        """USD over every row; NaN when any row's cost is unknown (never a silent partial sum)."""
+        """USD over every row; NaN when any row's cost is unknown (never a silent partial sum).
+
+        Examples:
+            >>> stats = router.get_usage_stats()
+            >>> stats.total_cost == stats.known_cost   # no unpriced rows
+            True
+        """
         if self.unpriced_rows:
             return math.nan
         return float(self.by_provider["cost"].sum()) if len(self.by_provider) else 0.0
 
     @property
     def known_cost(self) -> float:
-        """USD over the rows whose cost is known (a lower bound when ``unpriced_rows``)."""
+        """USD over the rows whose cost is known (a lower bound when ``unpriced_rows``).
+
+        Examples:
+            >>> router.get_usage_stats().known_cost >= 0
+            True
+        """
         return float(self.by_provider["cost"].fillna(0).sum()) if len(self.by_provider) else 0.0
 
     @property
     def total_tokens(self) -> float | int:
-        """Tokens over every row; NaN when any row's usage is unknown."""
+        """Tokens over every row; NaN when any row's usage is unknown.
+
+        Examples:
+            >>> stats = router.get_usage_stats()
+            >>> stats.total_tokens == int(stats.by_provider["tokens"].sum())
+            True
+        """
         if self.unknown_usage_rows:
             return math.nan
         return int(self.by_provider["tokens"].sum()) if len(self.by_provider) else 0
 
     @property
     def total_requests(self) -> int:
+        """Attempts over every row (a request that failed over twice counts three).
+
+        Examples:
+            >>> stats = router.get_usage_stats()
+            >>> stats.total_requests == len(router.usage_df())
+            True
+        """
         return int(self.by_provider["requests"].sum()) if len(self.by_provider) else 0
 
     def cost_text(self, provider: str | None = None) -> str:
         """"$0.001234", or "unknown (3 unpriced rows)": what `%llm stats`, the panel and the cost
-        plot's title print, for the total or for one provider."""
+        plot's title print, for the total or for one provider.
+
+        Examples:
+            >>> router.get_usage_stats().cost_text()
+            '$...'
+        """
         if provider is None:
             return cost_text(self.total_cost, self.unpriced_rows)
         self._check(provider)
         return cost_text(float(self.by_provider.at[provider, "cost"]), int(self.unpriced_by_provider[provider]))
 
     def tokens_text(self, provider: str | None = None) -> str:
-        """"12,345", or "unknown (2 rows without usage)"."""
+        """"12,345", or "unknown (2 rows without usage)".
+
+        Examples:
+            >>> _ = router.complete("hello")
+            >>> router.get_usage_stats().tokens_text("sim-openai")
+            '...'
+        """
         if provider is None:
             total, unknown = self.total_tokens, self.unknown_usage_rows
         else:
@@ -345,6 +405,13 @@ class UsageStats:
             raise KeyError(f"no provider {name!r}; known: {', '.join(map(str, self.by_provider.index))}")
 
     def provider(self, name: str) -> dict[str, Any]:
+        """One provider's row of ``by_provider`` as a dict; ``KeyError`` naming the known ones.
+
+        Examples:
+            >>> _ = router.complete("hello")
+            >>> router.get_usage_stats().provider("sim-openai")["requests"] >= 1
+            True
+        """
         self._check(name)
         return self.by_provider.loc[name].to_dict()
 

@@ -25,7 +25,20 @@ if TYPE_CHECKING:
 
 
 class AsyncStream:
-    """``async for chunk in router.astream(...)``; ``.completion`` once exhausted."""
+    """``async for chunk in router.astream(...)``; ``.completion`` once exhausted.
+
+    Closing it early (``aclose()``, or leaving the loop and dropping it) cancels the request,
+    which the ledger records as ``cancelled``.
+
+    Examples:
+        >>> import asyncio
+        >>> async def first_chunk():
+        ...     s = router.astream("Tell me a story")
+        ...     async for chunk in s:
+        ...         return chunk
+        >>> isinstance(asyncio.run(first_chunk()), str)
+        True
+    """
 
     def __init__(self, serve: Callable[[], Awaitable[Reply]]) -> None:
         self._serve = serve
@@ -94,7 +107,17 @@ class _Handoff:
 
 
 class SyncStream:
-    """``for chunk in router.stream(...)``: read on the router's loop, handed over in batches."""
+    """``for chunk in router.stream(...)``: read on the router's loop, handed over in batches.
+
+    ``completion`` holds the finished ``Completion`` once it is exhausted; ``close()`` (or
+    leaving a ``with`` block) cancels a request still running, recorded as ``cancelled``.
+
+    Examples:
+        >>> with router.stream("Tell me a story", max_tokens=20) as s:
+        ...     text = "".join(s)
+        >>> s.completion.output_tokens <= 20
+        True
+    """
 
     def __init__(self, loop_thread: LoopThread, inner: AsyncStream) -> None:
         self._lt = loop_thread

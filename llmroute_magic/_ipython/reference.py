@@ -68,16 +68,28 @@ class Subcommand:
 CELL_OPTIONS: tuple[Option, ...] = (
     Option(("-p", "--provider"), "send to this provider only (this cell)", "PROVIDER"),
     Option(("-s", "--strategy"), f"routing strategy for this cell: {STRATEGIES}", "STRATEGY"),
-    Option(("--compare",), "ask several providers side by side: comma-separated names or NAME:MODEL pairs "
-                           "(two models of one provider), or all (default)", "NAMES",
-           {"nargs": "?", "const": "all", "default": None}),
-    Option(("-c", "--chat"), f"continue conversation NAME (default: {DEFAULT_CHAT!r}): its earlier turns are sent "
-                             "with this cell; re-running the cell replaces its own turn", "NAME",
-           {"nargs": "?", "const": DEFAULT_CHAT, "default": None}),
+    Option(
+        ("--compare",),
+        "ask several providers side by side: comma-separated names or NAME:MODEL pairs "
+        "(two models of one provider), or all (default)",
+        "NAMES",
+        {"nargs": "?", "const": "all", "default": None},
+    ),
+    Option(
+        ("-c", "--chat"),
+        f"continue conversation NAME (default: {DEFAULT_CHAT!r}): its earlier turns are sent "
+        "with this cell; re-running the cell replaces its own turn",
+        "NAME",
+        {"nargs": "?", "const": DEFAULT_CHAT, "default": None},
+    ),
     Option(("-m", "--model"), "this model instead of the provider's configured one (priced as that model)", "MODEL"),
-    Option(("-f", "--format"), f"output format: {', '.join(FORMATS)}; json, code, markdown and html also ask the "
-                               "model for it (an instruction in the system prompt); code goes into a new cell below "
-                               "in Jupyter", "FORMAT"),
+    Option(
+        ("-f", "--format"),
+        f"output format: {', '.join(FORMATS)}; json, code, markdown and html also ask the "
+        "model for it (an instruction in the system prompt); code goes into a new cell below "
+        "in Jupyter",
+        "FORMAT",
+    ),
     Option(("--raw",), "send no format instruction (-f only formats)", parse={"action": "store_true"}),
     Option(("-o", "--output"), "store the Completion (with --compare, the DataFrame) in VAR", "VAR"),
     Option(("--system",), "system prompt (with --chat: kept by the conversation)", "TEXT"),
@@ -97,12 +109,15 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("status", "strategy, providers (enabled / cooling down) and total cost; also what %llm alone shows"),
     Subcommand("use VAR", "switch the magics to the router stored in variable VAR"),
     Subcommand("strategy [NAME]", f"show or set the routing strategy ({STRATEGIES})"),
-    Subcommand("providers", "per provider: api, model, host, key set or missing (never the key), prices and their "
-                            "source, state"),
+    Subcommand(
+        "providers",
+        "per provider: api, model, host, key set or missing (never the key), prices and their source, state",
+    ),
     Subcommand("enable NAME", "put a provider back into rotation"),
     Subcommand("disable NAME", "take a provider out of rotation"),
-    Subcommand("usage [--all]", "the usage ledger as a DataFrame, one row per attempt (--all: every row of the "
-                                "ledger file)"),
+    Subcommand(
+        "usage [--all]", "the usage ledger as a DataFrame, one row per attempt (--all: every row of the ledger file)"
+    ),
     Subcommand("stats", "usage statistics per provider (DataFrame) and totals"),
     Subcommand("plot KIND [PATH]", f"plot usage: {', '.join(PLOT_KINDS)} (PATH saves a PNG)"),
     Subcommand("panel", "the interactive control panel (strategy, providers, fallback, retries, live stats)"),
@@ -111,10 +126,14 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("save PATH", "write the usage ledger to PATH (.csv or .parquet)"),
     Subcommand("chat", "the conversations of %%llm --chat cells: turns, tokens, cost, provider"),
     Subcommand("chat show [NAME]", f"a conversation's turns (NAME: {DEFAULT_CHAT})"),
-    Subcommand("chat reset [NAME|--all]", f"forget a conversation (NAME: {DEFAULT_CHAT}) or every one; the next "
-                                          "--chat cell starts afresh"),
-    Subcommand("explain [-p PROVIDER] [-m MODEL] [--no-stream]",
-               "explain the notebook's last error: its traceback (no variables' values) to the routed provider"),
+    Subcommand(
+        "chat reset [NAME|--all]",
+        f"forget a conversation (NAME: {DEFAULT_CHAT}) or every one; the next --chat cell starts afresh",
+    ),
+    Subcommand(
+        "explain [-p PROVIDER] [-m MODEL] [--no-stream]",
+        "explain the notebook's last error: its traceback (no variables' values) to the routed provider",
+    ),
     Subcommand("help", "this list"),
 )
 
@@ -178,6 +197,7 @@ def magic_help(settings: Iterable[tuple[str, str, str]] = ()) -> str:
 
 
 # -- Markdown for the documentation -------------------------------------------------------------------
+
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")

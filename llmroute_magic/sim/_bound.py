@@ -22,10 +22,14 @@ _bound: dict[int, tuple[Callable[[], Any], Simulator]] = {}
 def simulated_router(**config: Any) -> ModelClientRouter:
     """A router over a new simulator's default providers; the simulator lives as long as the router.
 
-        router = simulated_router(strategy="round_robin")
-        router.complete("hello").provider   # 'sim-openai'
-
     ``config`` takes the keyword settings of ``ProviderRoutingConfig`` (strategy, max_retries, ...).
+    This is what ``%load_ext`` uses when nothing is configured.
+
+    Examples:
+        >>> r = simulated_router(strategy="round_robin")
+        >>> [r.complete("hello").provider for _ in range(3)]
+        ['sim-openai', 'sim-anthropic', 'sim-local']
+        >>> r.close()
     """
     from .. import ModelClientRouter, ProviderRoutingConfig
     from ._server import Simulator
@@ -44,7 +48,17 @@ def simulated_router(**config: Any) -> ModelClientRouter:
 
 
 def simulator_for(router: Any) -> Simulator | None:
-    """The simulator started for ``router`` by ``simulated_router`` (or ``%load_ext``), else None."""
+    """The simulator started for ``router`` by ``simulated_router`` (or ``%load_ext``), else None.
+
+    Examples:
+        >>> r = simulated_router()
+        >>> simulator_for(r).inject("sim-openai", ["server_error"])
+        >>> r.complete("hello").provider      # the 500 made it fall back
+        'sim-anthropic'
+        >>> simulator_for(ModelClientRouter(config)) is None
+        True
+        >>> r.close()
+    """
     entry = _bound.get(id(router))
     return entry[1] if entry else None
 

@@ -38,6 +38,13 @@ FAULT_KINDS: tuple[str, ...] = (
     "truncated_stream",  # stream stops before usage / [DONE] / message_stop; plain: half a body
     "stream_error",  # stream: text then an error event; plain: 500
 )
+"""The faults a simulated provider can answer with: drawn at random (a profile's ``faults``) or
+queued with ``Simulator.inject``. Each is one error shape of the wire format, as the real API sends it.
+
+Examples:
+    >>> "rate_limit" in FAULT_KINDS and "reset" in FAULT_KINDS
+    True
+"""
 
 # Faults inside a complete, billed 200 answer that depend on what the request asked for. They are
 # injected and drawn like FAULT_KINDS, and counted in ``statuses`` under their own name when they
@@ -45,6 +52,12 @@ FAULT_KINDS: tuple[str, ...] = (
 ANSWER_FAULTS: tuple[str, ...] = (
     "ignore_schema",  # a request that demands structure (a response schema, JSON mode or a forced tool) gets prose
 )
+"""Faults inside a complete, billed 200 answer, injected and drawn like ``FAULT_KINDS``.
+
+Examples:
+    >>> ANSWER_FAULTS
+    ('ignore_schema',)
+"""
 
 INJECTABLE: tuple[str, ...] = FAULT_KINDS + ANSWER_FAULTS
 
@@ -98,7 +111,17 @@ def _faults(name: str, value: Any) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class ProviderProfile:
-    """One simulated provider. Prices are USD per 1M tokens; ``faults`` maps a FAULT_KINDS entry to its probability."""
+    """One simulated provider: its wire format, speed, prices, limits and how it fails.
+
+    Prices are USD per 1M tokens; ``faults`` maps a fault kind (``FAULT_KINDS``, ``ANSWER_FAULTS``)
+    to its probability. Immutable and validated: a wrong field raises ``ConfigError`` naming it.
+
+    Examples:
+        >>> fast = ProviderProfile("fast", api="openai", model="gpt-4o-mini", latency_s=0.05,
+        ...                        input_price=0.15, output_price=0.60, faults={"rate_limit": 0.05}, seed=7)
+        >>> fast.replace(latency_s=0.5).latency_s
+        0.5
+    """
 
     name: str
     api: str = "openai"
@@ -153,7 +176,12 @@ class ProviderProfile:
                               field=_where(name, "require_api_key"))
 
     def replace(self, **changes: Any) -> ProviderProfile:
-        """A validated copy with some fields changed; unknown field names are an error."""
+        """A validated copy with some fields changed; unknown field names are an error.
+
+        Examples:
+            >>> ProviderProfile("p").replace(context_window=8192).context_window
+            8192
+        """
         unknown = sorted(set(changes) - set(PROFILE_FIELDS))
         if unknown:
             where = _where(self.name, unknown[0])
@@ -162,7 +190,12 @@ class ProviderProfile:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings as JSON-friendly values; the expected API key is never included."""
+        """The settings as JSON-friendly values; the expected API key is never included.
+
+        Examples:
+            >>> ProviderProfile("p", require_api_key="secret").to_dict()["requires_api_key"]
+            True
+        """
         out = {f: getattr(self, f) for f in PROFILE_FIELDS if f != "require_api_key"}
         out["faults"] = dict(self.faults)
         out["requires_api_key"] = self.require_api_key is not None
@@ -180,10 +213,26 @@ DEFAULT_PROFILES: tuple[ProviderProfile, ...] = (
     ProviderProfile("sim-local", api="openai", model="llama-3.1-8b", latency_s=0.3, jitter_s=0.1, ttft_s=0.2,
                     tokens_per_s=200.0, context_window=8_192, seed=3),
 )
+"""The providers a ``Simulator()`` serves when given no profiles (and ``llmroute sim`` without
+``--profiles``): sim-openai (fast, cheap), sim-anthropic (slower, dearer, 200k context) and
+sim-local (slow, free, 8k context).
+
+Examples:
+    >>> [(p.name, p.api) for p in DEFAULT_PROFILES]
+    [('sim-openai', 'openai'), ('sim-anthropic', 'anthropic'), ('sim-local', 'openai')]
+"""
 
 
 def load_profiles(path: str | Path) -> list[ProviderProfile]:
-    """Read ``[[providers]]`` tables from a TOML file; any mistake raises ConfigError naming the field."""
+    r"""Read ``[[providers]]`` tables from a TOML file; any mistake raises ConfigError naming the field.
+
+    Examples:
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "profiles.toml"
+        >>> _ = path.write_text('[[providers]]\nname = "fast"\nlatency_s = 0.05\n')
+        >>> [p.name for p in load_profiles(path)]
+        ['fast']
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
