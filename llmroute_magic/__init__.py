@@ -31,7 +31,7 @@ __version__ = "0.1.0"
 _LAZY = {"ModelClientRouter": "._router", "UsageStats": "._stats"}
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> _typing.Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 
-def load_ipython_extension(ipython) -> None:
+def load_ipython_extension(ipython: _typing.Any) -> None:
     """``%load_ext llmroute_magic``: register ``%llm`` / ``%%llm`` and bind the router ``llm``.
 
     The router comes from ``$LLMROUTE_CONFIG`` or ``./llmroute.toml``, else from API keys in the
@@ -70,7 +70,7 @@ def load_ipython_extension(ipython) -> None:
     load(ipython)
 
 
-def unload_ipython_extension(ipython) -> None:
+def unload_ipython_extension(ipython: _typing.Any) -> None:
     """``%unload_ext llmroute_magic``: remove the magics and release the routers (and simulators)
     the extension started.
 

@@ -45,7 +45,7 @@ class ClientsPerLoop:
         from ._providers import adapter_for
 
         clients = make_clients(self._specs, timeout=self._timeout)
-        adapters = {p.name: adapter_for(p.api)(p, clients[p.name]) for p in self._specs}
+        adapters = {p.name: adapter_for(p.api or "openai")(p, clients[p.name]) for p in self._specs}
         entry = (clients, adapters, _closed_with_loop(clients))
         with self._lock:
             for old in [lp for lp in self._entries if lp.is_closed()]:

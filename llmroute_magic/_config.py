@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,8 +44,8 @@ class ProviderRoutingConfig:
 
     def __init__(self, providers: Iterable[ProviderSpec], *, strategy: RoutingStrategy | str = RoutingStrategy.PRIORITY,
                  fallback_enabled: bool = True, max_retries: int = 2, timeout: float = 60.0,
-                 ledger_path: str | os.PathLike | None = None, cooldown_s: float = 30.0) -> None:
-        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen
+                 ledger_path: str | os.PathLike[str] | None = None, cooldown_s: float = 30.0) -> None:
+        set_: Callable[[str, Any], None] = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen
         if isinstance(providers, ProviderSpec):
             providers = [providers]
         try:
@@ -150,7 +150,7 @@ class ProviderRoutingConfig:
         """
         return self._replace(cooldown_s=cooldown_s)
 
-    def with_ledger(self, path: str | os.PathLike | None) -> ProviderRoutingConfig:
+    def with_ledger(self, path: str | os.PathLike[str] | None) -> ProviderRoutingConfig:
         """A copy persisting the usage ledger to this SQLite file (None: in memory only).
 
         Examples:
@@ -219,7 +219,7 @@ class ProviderRoutingConfig:
         return cls(specs, **kwargs)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike) -> ProviderRoutingConfig:
+    def from_file(cls, path: str | os.PathLike[str]) -> ProviderRoutingConfig:
         """A config from a TOML file (``from_dict``'s keys; ``[[providers]]`` tables). A relative
         ``ledger_path`` is taken relative to the file.
 

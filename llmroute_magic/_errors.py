@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import Enum
+from typing import Any
 
 
 class Policy(Enum):
@@ -144,11 +145,11 @@ class ProviderError(LLMRouteError):
             f"status_code={self.status_code!r}, retry_after={self.retry_after!r})"
         )
 
-    def __reduce__(self):  # keep keyword-only state through pickling (multiprocessing, nbclient)
+    def __reduce__(self) -> tuple[Any, ...]:  # keep keyword-only state through pickling (multiprocessing, nbclient)
         return (_rebuild_provider_error, (self.message, self.__dict__.copy()))
 
 
-def _rebuild_provider_error(message: str, state: dict) -> ProviderError:
+def _rebuild_provider_error(message: str, state: dict[str, Any]) -> ProviderError:
     err = ProviderError.__new__(ProviderError)
     LLMRouteError.__init__(err, message)
     err.__dict__.update(state)
@@ -171,7 +172,7 @@ class AllProvidersFailed(LLMRouteError):
 
     def __init__(self, attempts: Sequence[ProviderError], *, hint: str | None = None) -> None:
         self.attempts = list(attempts)
-        self.hint = hint or advice_for(self.attempts)
+        self.hint: str | None = hint or advice_for(self.attempts)
         super().__init__(self._render())
 
     @property
@@ -195,11 +196,11 @@ class AllProvidersFailed(LLMRouteError):
             lines.append(self.hint)
         return "\n".join(lines)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (AllProvidersFailed, (self.attempts,), {"hint": self.hint})
 
-    def __setstate__(self, state):
-        self.hint = state.get("hint")
+    def __setstate__(self, state: dict[str, Any] | None) -> None:
+        self.hint = state.get("hint") if state else None
 
 
 def advice_for(attempts: Sequence[ProviderError]) -> str:

@@ -79,7 +79,7 @@ def _empty_figure(title: str) -> Figure:
     return fig
 
 
-def _colours(providers: list[str]) -> dict[str, str]:
+def _colours(providers: list[str]) -> dict[str, tuple[float, float, float, float]]:
     from matplotlib import colormaps
 
     cmap = colormaps["tab10"]

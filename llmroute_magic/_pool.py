@@ -68,7 +68,8 @@ class ProviderPool:
         """The strategy's order over usable providers; all cooling down -> the least recently failed."""
         with self.lock:
             now = self._clock()
-            usable, resting = [], []
+            usable: list[ProviderHealth] = []
+            resting: list[ProviderHealth] = []
             for h in self._by_priority:
                 if not h.enabled or h.name in excluded or (needs and not needs <= h.spec.effective_capabilities):
                     continue
@@ -118,7 +119,7 @@ class ProviderPool:
         with self.lock:
             if record.status == "ok":
                 out = record.output_tokens
-                h.record_success(record.latency_s, h.expected_output_tokens() if out is None else out)
+                h.record_success(record.latency_s, h.expected_output_tokens() if out is None else out)  # type: ignore[arg-type]
             elif event.error is not None and not event.after_text:
                 policy = event.error.policy
                 if policy is Policy.DROP_PROVIDER:

@@ -260,7 +260,7 @@ def _find(model: str, lookup: dict[str, str]) -> _ModelPricer | None:
         return None
     for kwargs in ((lookup, {}) if lookup else ({},)):
         try:
-            found = calc_price(Usage(input_tokens=1), model, **kwargs)
+            found = calc_price(Usage(input_tokens=1), model, **kwargs)  # type: ignore[call-overload]
         except _LOOKUP_ERRORS:
             continue
         return _ModelPricer(found.model, found.provider)

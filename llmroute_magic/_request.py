@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, NamedTuple, TypedDict
+from typing import Any, NamedTuple, TypedDict, cast
 
 from ._config import ProviderRoutingConfig
 from ._content import (
@@ -141,7 +141,7 @@ def estimate_tokens(chat: ChatRequest) -> int:
 def estimate_prompt_tokens(prompt: Prompt, system: str | None = None) -> int:
     """``estimate_tokens`` of a prompt (a string or messages) and a system prompt, before a request is built."""
     messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-    return estimate_tokens(ChatRequest(messages, system))
+    return estimate_tokens(ChatRequest(cast("list[dict[str, Any]]", messages), system))
 
 
 _NO_NEEDS: frozenset[str] = frozenset()

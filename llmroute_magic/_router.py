@@ -116,14 +116,15 @@ class ModelClientRouter(RouterCore):
             raise ConfigError("providers: no provider to compare; enable one or name them", field="providers")
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"n: expected a whole number >= 1, got {n!r}", field="n")
-        options.pop("provider", None)  # type: ignore[misc]
-        default_model = options.pop("model", None)  # type: ignore[misc]
+        rest: dict[str, Any] = dict(options)
+        rest.pop("provider", None)
+        default_model = rest.pop("model", None)
         jobs = [(name, model or default_model, i) for name, model in targets for i in range(n)]
         t0 = time.perf_counter()
 
         async def one(name: str, model: str | None) -> Completion | LLMRouteError:
             try:
-                return await self.acomplete(prompt, provider=name, model=model, **options)
+                return await self.acomplete(prompt, provider=name, model=model, **rest)
             except LLMRouteError as e:
                 return e
 

@@ -283,7 +283,8 @@ class UsageStats:
         (True, True)
     """
 
-    def __init__(self, by_provider, providers: Sequence[str] = (), *, unpriced=None, unknown_usage=None) -> None:
+    def __init__(self, by_provider: pd.DataFrame, providers: Sequence[str] = (), *,
+                 unpriced: pd.Series | None = None, unknown_usage: pd.Series | None = None) -> None:
         import pandas as pd
 
         self.by_provider = by_provider
@@ -293,7 +294,7 @@ class UsageStats:
         self.unknown_usage_by_provider = zeros if unknown_usage is None else unknown_usage
 
     @classmethod
-    def from_frame(cls, df, providers: Sequence[str] = ()) -> UsageStats:
+    def from_frame(cls, df: pd.DataFrame, providers: Sequence[str] = ()) -> UsageStats:
         """The statistics of a ledger DataFrame (``usage_df()``'s shape), e.g. one read back from CSV.
 
         Examples:
@@ -413,7 +414,7 @@ class UsageStats:
             True
         """
         self._check(name)
-        return self.by_provider.loc[name].to_dict()
+        return dict(self.by_provider.loc[name].to_dict())
 
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("_") or attr in ("by_provider", "unpriced_by_provider", "unknown_usage_by_provider"):
@@ -432,7 +433,7 @@ class UsageStats:
                              f"{', '.join(attr_name(str(n)) for n in self.by_provider.index)} "
                              "(use <name>_tokens, <name>_cost, <name>_requests, <name>_errors)")
 
-    def __dir__(self):
+    def __dir__(self) -> list[str]:
         extra = [f"{attr_name(str(n))}_{s}" for n in self.by_provider.index for s in ("tokens", "cost")]
         return [*super().__dir__(), *extra]
 
@@ -445,10 +446,10 @@ class UsageStats:
 
         head = (f"<p><b>Total</b>: {html.escape(self.cost_text())} · tokens: {html.escape(self.tokens_text())} · "
                 f"{self.total_requests} attempts</p>")
-        return head + self.by_provider.to_html(float_format=lambda v: f"{v:.6g}")
+        return head + str(self.by_provider.to_html(float_format=lambda v: f"{v:.6g}"))
 
 
-def _na():
+def _na() -> Any:
     import pandas as pd
 
     return pd.NA

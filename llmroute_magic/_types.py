@@ -11,7 +11,7 @@ import ipaddress
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
@@ -193,6 +193,7 @@ class Secret:
     own adapter calls it, where the request headers are built."""
 
     __slots__ = ("_value",)
+    _value: str
 
     def __init__(self, value: str) -> None:
         object.__setattr__(self, "_value", value)
@@ -218,7 +219,7 @@ class Secret:
     def __hash__(self) -> int:
         return hash((Secret, self._value))
 
-    def __reduce__(self):  # pickling (a config shipped to a worker) keeps the key, still wrapped
+    def __reduce__(self) -> tuple[type[Secret], tuple[str]]:  # pickling keeps the key, still wrapped
         return (Secret, (self._value,))
 
 
@@ -261,7 +262,7 @@ class ProviderSpec:
     proxy: str | None = field(default=None, repr=False)  # may hold credentials: never shown
 
     def __post_init__(self) -> None:
-        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
+        set_: Callable[[str, Any], None] = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
         if not isinstance(self.name, str) or not self.name.strip():
             raise ConfigError(f"providers.name: a non-empty string is required, got {self.name!r}", field="name")
         if not isinstance(self.model, str) or not self.model.strip():

@@ -113,6 +113,8 @@ def _key_state(spec: Any) -> str:
 class LLMRouteMagics(Magics, Configurable):
     """The ``%llm`` / ``%%llm`` magics. One instance per shell, created by ``%load_ext``."""
 
+    shell: Any  # the InteractiveShell (IPython types it as optional; the magics always have one)
+
     router_var = Unicode("llm", config=True, help="Name of the user-namespace variable holding the router.")
     default_format = Enum(list(FORMATS), "markdown", config=True,
                           help="How answers are shown when -f is not given.")
@@ -779,7 +781,7 @@ LLMRouteMagics.llm.__doc__ = magic_help(settings())
 class _LineParser(argparse.ArgumentParser):
     """argparse for a line subcommand: a mistake is a UsageError (one line), never an exit."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         raise UsageError(f"{self.prog}: {message}")
 
 

@@ -10,7 +10,7 @@ import dataclasses
 import math
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,7 +142,7 @@ class ProviderProfile:
     vision: bool = True  # False: a request with an image gets a 400 "this model does not accept images"
 
     def __post_init__(self) -> None:
-        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
+        set_: Callable[[str, Any], None] = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
         name = self.name
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise ConfigError(

@@ -8,12 +8,15 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
 from ._profiles import DEFAULT_PROFILES, ProviderProfile
 from ._state import SimState
 from ._wire import FORMATS
+
+if TYPE_CHECKING:
+    from .._types import ProviderSpec
 
 _READY_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 5.0
@@ -206,7 +209,7 @@ class Simulator:
         profile = self._profile(name)
         return FORMATS[profile.api].base_url(self.url, name)
 
-    def provider_specs(self, names: Iterable[str] | None = None) -> list:
+    def provider_specs(self, names: Iterable[str] | None = None) -> list[ProviderSpec]:
         """ProviderSpecs pointing at this server, with the profiles' api, model, prices and context window.
 
         They come in the order asked for (profile order by default), which is the order the
@@ -281,7 +284,7 @@ class Simulator:
         self._state.inject(name, faults)
 
     # -- counters -------------------------------------------------------------------------------
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         """What was served, per provider: requests, statuses (by code or fault name), input and output
         tokens, billed cost, the most requests in flight at once.
 
