@@ -137,7 +137,12 @@ def render_notebook(name: str, *, execute: bool) -> tuple[str, dict[str, bytes]]
             "    This build skipped running the notebooks (`LLMROUTE_DOCS_EXECUTE=0`): the outputs are "
             "missing.\n\n"
         )
-    return note + body, dict(resources.get("outputs", {}))
+    # The note goes under the notebook's title (its first heading), which is the page's title.
+    outputs = dict(resources.get("outputs", {}))
+    if body.lstrip().startswith("# "):
+        title, _, rest = body.lstrip().partition("\n")
+        return f"{title}\n\n{note}{rest}", outputs
+    return note + body, outputs
 
 
 # -- MkDocs events ------------------------------------------------------------------------------------------

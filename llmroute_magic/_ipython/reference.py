@@ -209,7 +209,7 @@ def _code(text: str) -> str:
 
 def options_markdown(options: Iterable[Option] = CELL_OPTIONS) -> str:
     rows = ["| option | what it does |", "|---|---|"]
-    rows += [f"| {', '.join(_code(u) for u in o.usage().split(', '))} | {_cell(o.help)} |" for o in options]
+    rows += [f"| {'<br>'.join(_code(u) for u in o.usage().split(', '))} | {_cell(o.help)} |" for o in options]
     return "\n".join(rows)
 
 
