@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._errors import LLMRouteError
@@ -85,7 +85,7 @@ def _closed_with_loop(clients: ClientSet) -> Any:
     awaits ``client.aclose()`` closes the client while its loop can still run it. Without this a
     client made for ``asyncio.run(router.acomplete(...))`` outlived its loop with sockets open."""
 
-    async def keeper():
+    async def keeper() -> AsyncIterator[None]:
         try:
             yield
         finally:
@@ -94,7 +94,7 @@ def _closed_with_loop(clients: ClientSet) -> Any:
     gen = keeper()
     step = gen.__anext__()  # registers the generator with the running loop (firstiter hook)
     try:
-        step.send(None)  # run to the first yield: no awaits before it
+        step.send(None)  # type: ignore[attr-defined]  # run to the first yield: no awaits before it
     except StopIteration:
         pass
     return gen  # the caller keeps it: the loop only holds it weakly

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from ._request import Request
 
 # (excluded names, smallest context window that is too small) -> the strategy's order over the rest
-CandidateSource = Callable[[set, "int | None"], "list[ProviderHealth]"]
+CandidateSource = Callable[[set[str], "int | None"], "list[ProviderHealth]"]
 
 NO_PROVIDER_HINT = ("What to do: no provider is available — every one is disabled. Enable one with "
                     "router.enable(name) (or %llm enable NAME).")

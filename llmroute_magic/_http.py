@@ -57,7 +57,7 @@ def make_client(*, timeout: float = 60.0, max_connections: int = 100, verify: bo
     import httpx
 
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    return _client_class()(
+    client: httpx.AsyncClient = _client_class()(
         verify=tls_context(verify),
         proxy=proxy,
         trust_env=True,
@@ -67,13 +67,14 @@ def make_client(*, timeout: float = 60.0, max_connections: int = 100, verify: bo
         follow_redirects=False,
         tls_label=_tls_label(verify),
     )
+    return client
 
 
 def make_clients(specs: Iterable[ProviderSpec], *, timeout: float = 60.0,
                  max_connections: int = 100) -> ClientSet:
     """The clients for ``specs``: one per distinct ``(spec.verify, spec.proxy)``, shared by the
     providers that agree on both. ``max_connections`` bounds each client's pool."""
-    by_key: dict[tuple, Any] = {}
+    by_key: dict[tuple[Any, ...], Any] = {}
     by_name: dict[str, Any] = {}
     for spec in specs:
         key = (spec.verify, spec.proxy)
@@ -205,7 +206,7 @@ def _tls_label(verify: bool | str | None) -> str:
 
 
 @functools.cache
-def _client_class() -> type:
+def _client_class() -> type[Any]:  # an httpx.AsyncClient subclass taking tls_label=
     from httpx_aiohttp import HttpxAiohttpClient
 
     class PooledClient(HttpxAiohttpClient):

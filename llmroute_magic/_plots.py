@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigError
 from ._format import cost_total, count, millis, money
@@ -86,7 +86,7 @@ def _colours(providers: list[str]) -> dict[str, tuple[float, float, float, float
     return {p: cmap(i % 10) for i, p in enumerate(providers)}
 
 
-def _tidy(ax) -> None:
+def _tidy(ax: Any) -> None:
     ax.spines[["top", "right"]].set_visible(False)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from ._capabilities import describe_need
 from ._errors import ConfigError, Policy
@@ -46,7 +46,7 @@ class ProviderPool:
             raise ConfigError(f"provider: unknown provider {name!r}; configured: {', '.join(self._health)}",
                               field="provider") from None
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[ProviderHealth]:
         return iter(self._health.values())
 
     @property

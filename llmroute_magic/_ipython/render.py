@@ -61,7 +61,7 @@ def completion_metadata(c: Any) -> dict[str, Any]:
 
 
 def footer_text(c: Any) -> str:
-    return c.footer()
+    return str(c.footer())
 
 
 def _strip_fence(text: str) -> tuple[str, str]:
