@@ -180,7 +180,7 @@ class LoopbackServer:
         self.proc: subprocess.Popen | None = None
         self.port = 0
 
-    def __enter__(self) -> "LoopbackServer":
+    def __enter__(self) -> LoopbackServer:
         self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks._server"], stdout=subprocess.PIPE,
                                      text=True)
         line = self.proc.stdout.readline()  # type: ignore[union-attr]
@@ -220,7 +220,7 @@ class SimulatorProcess:
         self.url = ""
         self._tmp: str | None = None
 
-    def __enter__(self) -> "SimulatorProcess":
+    def __enter__(self) -> SimulatorProcess:
         import os
         import tempfile
 
@@ -259,7 +259,7 @@ class SimulatorProcess:
             os.unlink(self._tmp)
 
 
-def _stop(proc: "subprocess.Popen | None") -> None:
+def _stop(proc: subprocess.Popen | None) -> None:
     """Terminate a server process, killing it if it does not stop within 5 s."""
     if proc is None:
         return

@@ -105,7 +105,8 @@ def run(quick: bool = False) -> Section:
     s.notes.append("%load_ext loads: " + (", ".join(ext_heavy) if ext_heavy
                                            else f"none of {', '.join(NOTEBOOK_HEAVY)}"))
     s.data = {"bare_s": bare, "import_s": full, "bare_median_s": bare_med, "import_median_s": full_med,
-              "import_added_s": added, "import_added_cpu_s": added_cpu, "import_heavy_loaded": heavy_loaded, "load_ext_s": ext["elapsed_s"],
+              "import_added_s": added, "import_added_cpu_s": added_cpu, "import_heavy_loaded": heavy_loaded,
+              "load_ext_s": ext["elapsed_s"],
               "load_ext_heavy_loaded": ext_heavy, "load_ext_new_modules": ext["new"]}
     s.target("import llmroute_magic (minus bare start)", added, "<=", 0.30, " s")
     s.target("heavy modules loaded by import", len(heavy_loaded), "<=", 0,

@@ -79,8 +79,9 @@ def _wall_record_and_frame(n: int, t: float) -> dict:
 def _child_memory(n: int) -> dict:
     import resource
 
-    from llmroute_magic._ledger import Ledger
     import pandas  # noqa: F401  (its import is not the ledger's cost)
+
+    from llmroute_magic._ledger import Ledger
 
     t = time.time()
     wall = min((_wall_record_and_frame(n, t) for _ in range(2)), key=lambda w: w["total_wall_s"])
@@ -201,7 +202,8 @@ def _child_sqlite(n: int) -> dict:
         ledger.close()
         del records
         conn = sqlite3.connect(path)
-        stored, batches = conn.execute("SELECT (SELECT count(*) FROM attempts), count(*) FROM attempt_batches").fetchone()
+        stored, batches = conn.execute(
+            "SELECT (SELECT count(*) FROM attempts), count(*) FROM attempt_batches").fetchone()
         conn.close()
         file_mb = os.path.getsize(path) / 2**20
 

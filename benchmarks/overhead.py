@@ -28,7 +28,8 @@ import importlib.util
 import json
 import statistics
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ._server import LoopbackServer
 from ._table import Section
@@ -186,15 +187,15 @@ class _Timing:
     def cpu_median(self) -> float:
         return statistics.median(self.cpu)
 
-    def ratio_to(self, base: "_Timing") -> float:
+    def ratio_to(self, base: _Timing) -> float:
         """Median over rounds of this round's median / the baseline's median in the same round: the
         machine's load changes between rounds, but little within one, so pairs cancel it out."""
         return statistics.median(a / b for a, b in zip(self.round_medians, base.round_medians))
 
-    def cpu_ratio_to(self, base: "_Timing") -> float:
+    def cpu_ratio_to(self, base: _Timing) -> float:
         return statistics.median(a / b for a, b in zip(self.cpu, base.cpu))
 
-    def minus(self, base: "_Timing") -> float:
+    def minus(self, base: _Timing) -> float:
         """Median over rounds of (this round's median - the baseline's median in the same round)."""
         return statistics.median(a - b for a, b in zip(self.round_medians, base.round_medians))
 
@@ -289,7 +290,8 @@ def _fallback(server: LoopbackServer, run: Callable, floor: Any, kind: str, n: i
         times: dict[str, list[float]] = {"backup only": [], "contacted": [], "cooled down": [], "failed trip": []}
         served_by_backup = 0
         for i in range(n):
-            order = [("backup only", backup_only), ("contacted", contacted), ("cooled down", cooled), ("failed trip", None)]
+            order = [("backup only", backup_only), ("contacted", contacted), ("cooled down", cooled),
+                     ("failed trip", None)]
             k = i % len(order)
             for name, router in order[k:] + order[:k]:
                 t0 = time.perf_counter()
@@ -490,5 +492,6 @@ def _section(quick, rounds, per_round, stream_n, total, seq, rates, ttft, whole,
         s.target(f"fallback {code}, primary contacted on every request", f["primary_contacted_per_request"], ">=",
                  1.0, "", "server-side count")
         s.target(f"fallback {code}, served by the backup", f["success_rate"], ">=", 1.0)
-        s.target(f"fallback {code}, cooled down: added", f["cooled_added_s"] * 1e3, "<=", 0.1, " ms", "nothing, within noise")
+        s.target(f"fallback {code}, cooled down: added", f["cooled_added_s"] * 1e3, "<=", 0.1, " ms",
+                 "nothing, within noise")
     return s

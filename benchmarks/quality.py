@@ -67,9 +67,11 @@ PROFILES = [
     {"name": "equal-2", "latency_s": 0.050, "jitter_s": 0.003, "input_price": 0.5, "output_price": 1.5, "seed": _SEED},
     {"name": "equal-3", "latency_s": 0.050, "jitter_s": 0.003, "input_price": 0.5, "output_price": 1.5, "seed": _SEED},
     # cold burst: never measured before the burst; one is much slower than the others
-    {"name": "cold-slow", "latency_s": 0.300, "jitter_s": 0.003, "input_price": 0.5, "output_price": 1.5, "seed": _SEED},
+    {"name": "cold-slow", "latency_s": 0.300, "jitter_s": 0.003, "input_price": 0.5, "output_price": 1.5,
+     "seed": _SEED},
     {"name": "cold-mid", "latency_s": 0.060, "jitter_s": 0.003, "input_price": 0.5, "output_price": 1.5, "seed": _SEED},
-    {"name": "cold-fast", "latency_s": 0.020, "jitter_s": 0.003, "input_price": 0.5, "output_price": 1.5, "seed": _SEED},
+    {"name": "cold-fast", "latency_s": 0.020, "jitter_s": 0.003, "input_price": 0.5, "output_price": 1.5,
+     "seed": _SEED},
     # six providers: the name says the latency in ms
     *({"name": f"six-{ms}", "latency_s": ms / 1000, "jitter_s": 0.003, "input_price": 0.5, "output_price": 1.5,
        "seed": _SEED} for ms in (20, 30, 45, 60, 80, 100)),
@@ -388,14 +390,17 @@ def run(quick: bool = False) -> Section:
     s.notes.append(f"drift: drift-a 30 ms -> 90 ms and drift-c 90 ms -> 30 ms halfway (drift-b 60 ms); least_latency "
                    f"served {dict(ll.providers)} sequentially and {dict(dconc['least_latency'].providers)} at "
                    f"concurrency {DRIFT_CONCURRENCY}; sequential runs in batches (least_latency first, the other "
-                   "strategies after, each batch with its own oracle)" + (", quick mode: first batch only" if quick else ""))
+                   "strategies after, each batch with its own oracle)"
+                   + (", quick mode: first batch only" if quick else ""))
     s.notes.append(f"cold burst: a fresh router (no provider measured) sends {n_cold} prompts through amap() at "
                    f"concurrency {COLD_CONCURRENCY} to cold-slow 300 ms, cold-mid 60 ms, cold-fast 20 ms (config "
                    "order); 'sent ... before its first answer' counts, from usage_df(), the attempts to cold-slow that "
-                   f"started before its first attempt ended; least_latency served {dict(cold['least_latency'].providers)}")
+                   "started before its first attempt ended; least_latency served "
+                   f"{dict(cold['least_latency'].providers)}")
     s.notes.append(f"6 providers ({', '.join(SIX)}: the name is the latency in ms; least_latency uses power of two "
                    f"choices above 4): sequential from a fresh router, all strategies at once; at concurrency "
-                   f"{SIX_CONCURRENCY} through amap(), fresh router beside its oracle, one pair at a time; least_latency "
+                   f"{SIX_CONCURRENCY} through amap(), fresh router beside its oracle, one pair at a time; "
+                   "least_latency "
                    f"served {dict(six_seq['least_latency'].providers)} sequentially, "
                    f"{dict(six_conc['least_latency'].providers)} at concurrency {SIX_CONCURRENCY}")
     s.notes.append("the simulator serves any concurrency at the same latency: at concurrency > 1 the oracle herds onto "

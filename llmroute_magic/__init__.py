@@ -8,8 +8,14 @@ private. Heavy dependencies (httpx, pandas, matplotlib, IPython, ipywidgets) loa
 import typing as _typing
 
 from ._config import ProviderRoutingConfig
-from ._errors import (AllProvidersFailed, ConfigError, LedgerPersistenceWarning, LLMRouteError, ProviderError,
-                      UnknownPriceWarning)
+from ._errors import (
+    AllProvidersFailed,
+    ConfigError,
+    LedgerPersistenceWarning,
+    LLMRouteError,
+    ProviderError,
+    UnknownPriceWarning,
+)
 from ._types import Completion, ProviderSpec, RoutingStrategy
 
 if _typing.TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily (see __getattr__)
@@ -17,6 +23,7 @@ if _typing.TYPE_CHECKING:  # for type checkers and IDEs; at run time these load 
     from ._stats import UsageStats
 
 __version__ = "0.1.0"
+"""The package's version: its one source (pyproject.toml reads it from here when building)."""
 
 # The router pulls in asyncio, sqlite3 and the ledger (about two thirds of the import time):
 # loaded on first use of the name, so ``import llmroute_magic`` (and ``%load_ext`` before its
@@ -24,7 +31,7 @@ __version__ = "0.1.0"
 _LAZY = {"ModelClientRouter": "._router", "UsageStats": "._stats"}
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> _typing.Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -47,14 +54,31 @@ __all__ = [
 ]
 
 
-def load_ipython_extension(ipython) -> None:
-    """``%load_ext llmroute_magic``: register the magics and bind the router ``llm``."""
+def load_ipython_extension(ipython: _typing.Any) -> None:
+    """``%load_ext llmroute_magic``: register ``%llm`` / ``%%llm`` and bind the router ``llm``.
+
+    The router comes from ``$LLMROUTE_CONFIG`` or ``./llmroute.toml``, else from API keys in the
+    environment, else from the built-in simulator (with a one-line notice).
+
+    Examples:
+        In a notebook cell:
+
+            %load_ext llmroute_magic
+    """
     from ._ipython import load_ipython_extension as load
 
     load(ipython)
 
 
-def unload_ipython_extension(ipython) -> None:
+def unload_ipython_extension(ipython: _typing.Any) -> None:
+    """``%unload_ext llmroute_magic``: remove the magics and release the routers (and simulators)
+    the extension started.
+
+    Examples:
+        In a notebook cell:
+
+            %unload_ext llmroute_magic
+    """
     from ._ipython import unload_ipython_extension as unload
 
     unload(ipython)

@@ -19,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator, Callable
 from time import perf_counter
-from typing import TYPE_CHECKING, AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 from ._errors import ProviderError
 from ._events import AttemptEnded, AttemptStarted, EventBus
@@ -43,7 +44,7 @@ _CANCELLED = (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt)
 
 
 class AttemptLayer:
-    def __init__(self, adapters: Callable[[], "dict[str, ProviderAdapter]"], prices: "PriceBook",
+    def __init__(self, adapters: Callable[[], dict[str, ProviderAdapter]], prices: PriceBook,
                  events: EventBus, slots: ProviderSlots, *, wall_clock: Callable[[], float] = time.time) -> None:
         self._adapters = adapters  # the running event loop's adapters (aiohttp sessions belong to one loop)
         self._prices = prices
@@ -51,8 +52,8 @@ class AttemptLayer:
         self._slots = slots
         self._wall_clock = wall_clock
 
-    async def handle(self, request: "Request", spec: ProviderSpec, number: int,
-                     claim: "InFlight | None" = None) -> Reply:
+    async def handle(self, request: Request, spec: ProviderSpec, number: int,
+                     claim: InFlight | None = None) -> Reply:
         """Attempt ``number`` (1-based) of ``request`` at ``spec``; raises ProviderError before the commit point.
 
         ``claim`` (the request counted in flight at that provider) is released when the attempt ends."""
@@ -69,8 +70,8 @@ class AttemptLayer:
 class _Attempt:
     """The life of one attempt, from AttemptStarted to its one AttemptEnded."""
 
-    def __init__(self, layer: AttemptLayer, request: "Request", spec: ProviderSpec, number: int,
-                 slots: SharedSlots | None, claim: "InFlight | None") -> None:
+    def __init__(self, layer: AttemptLayer, request: Request, spec: ProviderSpec, number: int,
+                 slots: SharedSlots | None, claim: InFlight | None) -> None:
         self.layer = layer
         self.request = request
         self.spec = spec
@@ -90,7 +91,7 @@ class _Attempt:
             layer._events.emit(AttemptStarted(request.request_id, number, spec.name, self.model, request.streamed))
 
     # -- plain ------------------------------------------------------------------------------------
-    async def complete(self, adapter: "ProviderAdapter") -> Reply:
+    async def complete(self, adapter: ProviderAdapter) -> Reply:
         try:
             result = await adapter.complete(self.request.chat, self.ctx)
         except ProviderError as e:
@@ -116,7 +117,7 @@ class _Attempt:
         finally:
             self.provider_s += perf_counter() - t
 
-    async def open_stream(self, adapter: "ProviderAdapter") -> Reply:
+    async def open_stream(self, adapter: ProviderAdapter) -> Reply:
         """Read ahead to the first text: until then a failure may still move to another provider.
         An answer that must meet a schema is read whole first: only then can it be checked, and
         prose instead of JSON must move on to the next provider, not surface half shown."""

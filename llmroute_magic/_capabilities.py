@@ -26,7 +26,7 @@ that lack it.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 CAPABILITIES = ("tools", "vision", "json_schema", "streaming")
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any
 
 from ._errors import LLMRouteError
 from ._types import ProviderSpec
@@ -26,10 +27,10 @@ class ClientsPerLoop:
         self._specs = tuple(specs)
         self._timeout = timeout
         self._lock = threading.Lock()
-        self._entries: dict[asyncio.AbstractEventLoop, tuple["ClientSet", dict[str, "ProviderAdapter"], Any]] = {}
+        self._entries: dict[asyncio.AbstractEventLoop, tuple[ClientSet, dict[str, ProviderAdapter], Any]] = {}
         self.closed = False
 
-    def adapters(self) -> dict[str, "ProviderAdapter"]:
+    def adapters(self) -> dict[str, ProviderAdapter]:
         """The running loop's adapters, made on first use."""
         loop = asyncio.get_running_loop()
         entry = self._entries.get(loop)
@@ -37,14 +38,14 @@ class ClientsPerLoop:
             entry = self._open(loop)
         return entry[1]
 
-    def _open(self, loop: asyncio.AbstractEventLoop) -> tuple["ClientSet", dict[str, "ProviderAdapter"], Any]:
+    def _open(self, loop: asyncio.AbstractEventLoop) -> tuple[ClientSet, dict[str, ProviderAdapter], Any]:
         if self.closed:
             raise LLMRouteError("this router is closed; create a new ModelClientRouter")
         from ._http import make_clients
         from ._providers import adapter_for
 
         clients = make_clients(self._specs, timeout=self._timeout)
-        adapters = {p.name: adapter_for(p.api)(p, clients[p.name]) for p in self._specs}
+        adapters = {p.name: adapter_for(p.api or "openai")(p, clients[p.name]) for p in self._specs}
         entry = (clients, adapters, _closed_with_loop(clients))
         with self._lock:
             for old in [lp for lp in self._entries if lp.is_closed()]:
@@ -59,7 +60,7 @@ class ClientsPerLoop:
             return None
         return entry[0][name if name is not None else self._specs[0].name]
 
-    def clients_of(self, loop: asyncio.AbstractEventLoop) -> "ClientSet | None":
+    def clients_of(self, loop: asyncio.AbstractEventLoop) -> ClientSet | None:
         entry = self._entries.get(loop)
         return None if entry is None else entry[0]
 
@@ -78,13 +79,13 @@ class ClientsPerLoop:
             _close_clients_on(loop, client)
 
 
-def _closed_with_loop(clients: "ClientSet") -> Any:
+def _closed_with_loop(clients: ClientSet) -> Any:
     """Tie ``clients`` to the running loop's end: loops close their async generators before they
     close (asyncio.run, pytest-asyncio, the router's own), so a parked generator whose finally
     awaits ``client.aclose()`` closes the client while its loop can still run it. Without this a
     client made for ``asyncio.run(router.acomplete(...))`` outlived its loop with sockets open."""
 
-    async def keeper():
+    async def keeper() -> AsyncIterator[None]:
         try:
             yield
         finally:
@@ -93,13 +94,13 @@ def _closed_with_loop(clients: "ClientSet") -> Any:
     gen = keeper()
     step = gen.__anext__()  # registers the generator with the running loop (firstiter hook)
     try:
-        step.send(None)  # run to the first yield: no awaits before it
+        step.send(None)  # type: ignore[attr-defined]  # run to the first yield: no awaits before it
     except StopIteration:
         pass
     return gen  # the caller keeps it: the loop only holds it weakly
 
 
-def _close_clients_on(loop: asyncio.AbstractEventLoop, clients: "ClientSet") -> None:
+def _close_clients_on(loop: asyncio.AbstractEventLoop, clients: ClientSet) -> None:
     """Close clients that belong to another loop: on it if it still runs, else without it."""
     try:
         running_here = asyncio.get_running_loop() is loop

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from ._errors import ConfigError
 from ._types import ProviderSpec, RoutingStrategy
@@ -18,6 +19,21 @@ _CONFIG_KEYS = ("providers", "strategy", "fallback_enabled", "max_retries", "tim
 
 @dataclass(frozen=True, slots=True)
 class ProviderRoutingConfig:
+    """The providers and how to route across them: strategy, fallback, retries, timeout, the
+    ledger file and the cooldown.
+
+    Immutable: the ``with_*`` methods return changed copies. ``from_dict`` and ``from_file`` take
+    the same keys (TOML: one ``[[providers]]`` table per provider, with ``ProviderSpec``'s keys).
+    Invalid input (an unknown strategy, duplicate names, no providers, negative retries, an unknown
+    ``api``) raises ``ConfigError`` naming the field and the allowed values.
+
+    Examples:
+        >>> openai = ProviderSpec("openai", "gpt-4o-mini")
+        >>> anthropic = ProviderSpec("anthropic", "claude-3-5-haiku-latest")
+        >>> config = ProviderRoutingConfig([openai, anthropic], strategy="round_robin", max_retries=3)
+        >>> config.names, config.strategy.value, config.cooldown_s
+        (['openai', 'anthropic'], 'round_robin', 30.0)
+    """
     providers: tuple[ProviderSpec, ...]
     strategy: RoutingStrategy = RoutingStrategy.PRIORITY
     fallback_enabled: bool = True
@@ -28,8 +44,8 @@ class ProviderRoutingConfig:
 
     def __init__(self, providers: Iterable[ProviderSpec], *, strategy: RoutingStrategy | str = RoutingStrategy.PRIORITY,
                  fallback_enabled: bool = True, max_retries: int = 2, timeout: float = 60.0,
-                 ledger_path: str | os.PathLike | None = None, cooldown_s: float = 30.0) -> None:
-        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen
+                 ledger_path: str | os.PathLike[str] | None = None, cooldown_s: float = 30.0) -> None:
+        set_: Callable[[str, Any], None] = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen
         if isinstance(providers, ProviderSpec):
             providers = [providers]
         try:
@@ -73,37 +89,92 @@ class ProviderRoutingConfig:
 
     # -- builders (the seed's API) --------------------------------------------------------------
     @classmethod
-    def new(cls, primary: ProviderSpec, fallbacks: Iterable[ProviderSpec] = ()) -> "ProviderRoutingConfig":
+    def new(cls, primary: ProviderSpec, fallbacks: Iterable[ProviderSpec] = ()) -> ProviderRoutingConfig:
+        """The seed's constructor: ``primary`` first, then the fallbacks in list order.
+
+        Examples:
+            >>> primary, backup = ProviderSpec("openai", "gpt-4o"), ProviderSpec("anthropic", "claude-3-5-haiku-latest")
+            >>> ProviderRoutingConfig.new(primary, [backup]).names
+            ['openai', 'anthropic']
+        """
         return cls([primary, *fallbacks])
 
-    def _replace(self, **changes: Any) -> "ProviderRoutingConfig":
+    def _replace(self, **changes: Any) -> ProviderRoutingConfig:
         values = {k: getattr(self, k) for k in _CONFIG_KEYS}
         values.update(changes)
         providers = values.pop("providers")
         return ProviderRoutingConfig(providers, **values)
 
-    def with_strategy(self, strategy: RoutingStrategy | str) -> "ProviderRoutingConfig":
+    def with_strategy(self, strategy: RoutingStrategy | str) -> ProviderRoutingConfig:
+        """A copy routing with this strategy (a member, its value or the seed's spelling).
+
+        Examples:
+            >>> config.with_strategy("LeastLatency").strategy
+            <RoutingStrategy.LEAST_LATENCY: 'least_latency'>
+        """
         return self._replace(strategy=strategy)
 
-    def with_fallback(self, enabled: bool = True) -> "ProviderRoutingConfig":
+    def with_fallback(self, enabled: bool = True) -> ProviderRoutingConfig:
+        """A copy with fallback on or off (off: retries stay with the same provider, after backoff).
+
+        Examples:
+            >>> config.with_fallback(False).fallback_enabled
+            False
+        """
         return self._replace(fallback_enabled=enabled)
 
-    def with_max_retries(self, max_retries: int) -> "ProviderRoutingConfig":
+    def with_max_retries(self, max_retries: int) -> ProviderRoutingConfig:
+        """A copy making at most ``1 + max_retries`` attempts per request.
+
+        Examples:
+            >>> config.with_max_retries(0).max_retries
+            0
+        """
         return self._replace(max_retries=max_retries)
 
-    def with_timeout(self, timeout: float) -> "ProviderRoutingConfig":
+    def with_timeout(self, timeout: float) -> ProviderRoutingConfig:
+        """A copy with this request timeout in seconds (a spec's own ``timeout`` wins).
+
+        Examples:
+            >>> config.with_timeout(30).timeout
+            30.0
+        """
         return self._replace(timeout=timeout)
 
-    def with_cooldown(self, cooldown_s: float) -> "ProviderRoutingConfig":
+    def with_cooldown(self, cooldown_s: float) -> ProviderRoutingConfig:
+        """A copy cooling a provider down this long after 3 failures in a row (0: never).
+
+        Examples:
+            >>> config.with_cooldown(0).cooldown_s
+            0.0
+        """
         return self._replace(cooldown_s=cooldown_s)
 
-    def with_ledger(self, path: str | os.PathLike | None) -> "ProviderRoutingConfig":
+    def with_ledger(self, path: str | os.PathLike[str] | None) -> ProviderRoutingConfig:
+        """A copy persisting the usage ledger to this SQLite file (None: in memory only).
+
+        Examples:
+            >>> config.with_ledger("usage.sqlite").ledger_path
+            'usage.sqlite'
+        """
         return self._replace(ledger_path=path)
 
-    def with_providers(self, providers: Iterable[ProviderSpec]) -> "ProviderRoutingConfig":
+    def with_providers(self, providers: Iterable[ProviderSpec]) -> ProviderRoutingConfig:
+        """A copy with these providers instead (the other settings kept).
+
+        Examples:
+            >>> config.with_providers([ProviderSpec("groq", "llama-3.1-8b-instant")]).names
+            ['groq']
+        """
         return self._replace(providers=tuple(providers))
 
     def provider(self, name: str) -> ProviderSpec:
+        """The spec named ``name``; ``ConfigError`` listing the configured names if there is none.
+
+        Examples:
+            >>> config.provider("openai").model
+            'gpt-4o-mini'
+        """
         for p in self.providers:
             if p.name == name:
                 return p
@@ -112,11 +183,24 @@ class ProviderRoutingConfig:
 
     @property
     def names(self) -> list[str]:
+        """The providers' names, in config order.
+
+        Examples:
+            >>> config.names
+            ['openai', 'anthropic']
+        """
         return [p.name for p in self.providers]
 
     # -- loading --------------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ProviderRoutingConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> ProviderRoutingConfig:
+        """A config from a mapping with the constructor's keys and a list of provider tables.
+
+        Examples:
+            >>> ProviderRoutingConfig.from_dict({"strategy": "lowest_cost",
+            ...                                  "providers": [{"name": "openai", "model": "gpt-4o-mini"}]}).strategy
+            <RoutingStrategy.LOWEST_COST: 'lowest_cost'>
+        """
         if not isinstance(data, Mapping):
             raise ConfigError(f"config: expected a table of settings, got {type(data).__name__}", field="config")
         unknown = sorted(set(data) - set(_CONFIG_KEYS), key=str)  # keys may be of mixed types
@@ -135,7 +219,13 @@ class ProviderRoutingConfig:
         return cls(specs, **kwargs)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike) -> "ProviderRoutingConfig":
+    def from_file(cls, path: str | os.PathLike[str]) -> ProviderRoutingConfig:
+        """A config from a TOML file (``from_dict``'s keys; ``[[providers]]`` tables). A relative
+        ``ledger_path`` is taken relative to the file.
+
+        Examples:
+            >>> config = ProviderRoutingConfig.from_file("llmroute.toml")  # doctest: +SKIP
+        """
         import tomllib
 
         p = Path(path)
@@ -155,6 +245,12 @@ class ProviderRoutingConfig:
         return cls.from_dict(data)
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as ``from_dict`` takes them (keys never included).
+
+        Examples:
+            >>> config.to_dict()["providers"][0]["name"]
+            'openai'
+        """
         out: dict[str, Any] = {"providers": [p.to_dict() for p in self.providers]}
         for k in _CONFIG_KEYS[1:]:
             v = getattr(self, k)

@@ -19,8 +19,9 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ._errors import ConfigError
 

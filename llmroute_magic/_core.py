@@ -15,8 +15,9 @@ import random
 import threading
 import time
 import weakref
+from collections.abc import Awaitable, Callable, Iterable
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._attempt import AttemptLayer
 from ._clients import ClientsPerLoop
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 
 
 class Layer(Protocol):
-    async def handle(self, request: Request) -> "Reply": ...
+    async def handle(self, request: Request) -> Reply: ...
 
 
 class RouterCore:
@@ -86,23 +87,55 @@ class RouterCore:
     # -- configuration ----------------------------------------------------------------------------
     @property
     def config(self) -> ProviderRoutingConfig:
+        """The current config (strategy, fallback and retries follow the live changes).
+
+        Examples:
+            >>> router.config.names
+            ['sim-openai', 'sim-anthropic', 'sim-local']
+        """
         return self._config
 
     @property
     def providers(self) -> list[ProviderSpec]:
+        """The provider specs, in config order.
+
+        Examples:
+            >>> [p.name for p in router.providers]
+            ['sim-openai', 'sim-anthropic', 'sim-local']
+        """
         return list(self._config.providers)
 
     @property
     def strategy(self) -> RoutingStrategy:
+        """The routing strategy in force; ``set_strategy`` changes it.
+
+        Examples:
+            >>> router.strategy
+            <RoutingStrategy.PRIORITY: 'priority'>
+        """
         return self._config.strategy
 
     def set_strategy(self, strategy: RoutingStrategy | str) -> None:
+        """Route the next requests with this strategy (a member, its value or the seed's spelling).
+
+        Examples:
+            >>> router.set_strategy("round_robin")
+            >>> router.strategy.value
+            'round_robin'
+            >>> router.set_strategy(RoutingStrategy.PRIORITY)
+        """
         kind = RoutingStrategy.parse(strategy)
         with self._lock:
             self._set_config(self._config.with_strategy(kind))
 
     @property
     def fallback_enabled(self) -> bool:
+        """Whether a failed attempt moves to the next candidate (settable).
+
+        Examples:
+            >>> router.fallback_enabled
+            True
+        """
         return self._config.fallback_enabled
 
     @fallback_enabled.setter
@@ -112,6 +145,12 @@ class RouterCore:
 
     @property
     def max_retries(self) -> int:
+        """Retries after the first attempt, at most (settable).
+
+        Examples:
+            >>> router.max_retries
+            2
+        """
         return self._config.max_retries
 
     @max_retries.setter
@@ -125,51 +164,143 @@ class RouterCore:
 
     @property
     def enabled(self) -> list[str]:
+        """The names of the enabled providers, in config order.
+
+        Examples:
+            >>> router.enabled
+            ['sim-openai', 'sim-anthropic', 'sim-local']
+        """
         return self._pool.enabled
 
     def enable(self, name: str) -> None:
+        """Put a provider back into rotation.
+
+        Examples:
+            >>> router.disable("sim-local"); router.enable("sim-local")
+            >>> "sim-local" in router.enabled
+            True
+        """
         self._pool.set_enabled(name, True)
 
     def disable(self, name: str) -> None:
+        """Take a provider out of rotation (a pinned request to it still goes).
+
+        Examples:
+            >>> router.disable("sim-local")
+            >>> router.enabled
+            ['sim-openai', 'sim-anthropic']
+            >>> router.enable("sim-local")
+        """
         self._pool.set_enabled(name, False)
 
     def cooling_down(self) -> list[str]:
+        """The names of the providers cooling down after failures in a row.
+
+        Examples:
+            >>> router.cooling_down()
+            []
+        """
         return self._pool.cooling_down()
 
-    def health(self, name: str) -> "ProviderHealth":
+    def health(self, name: str) -> ProviderHealth:
+        """What the router knows of one provider: latency estimate, requests in flight, failures, cooldown.
+
+        Examples:
+            >>> router.health("sim-openai").name
+            'sim-openai'
+        """
         return self._pool.get(name)
 
     def subscribe(self, callback: Callable[[AttemptRecord], None]) -> Callable[[], None]:
-        """Call ``callback(record)`` after every attempt (on the thread that ran it); returns unsubscribe."""
+        """Call ``callback(record)`` after every attempt (on the thread that ran it); returns unsubscribe.
+
+        Examples:
+            >>> seen = []
+            >>> unsubscribe = router.subscribe(lambda record: seen.append(record.status))
+            >>> _ = router.complete("hello")
+            >>> seen
+            ['ok']
+            >>> unsubscribe()
+        """
         return self.events.subscribe(AttemptEnded, lambda event: callback(event.record))
 
     # -- requests ---------------------------------------------------------------------------------
-    def complete(self, prompt: Prompt, **options: "Unpack[RequestOptions]") -> Completion:
-        """The whole answer. ``prompt`` is a string or a list of ``{"role", "content"}`` messages."""
+    def complete(self, prompt: Prompt, **options: Unpack[RequestOptions]) -> Completion:
+        """The whole answer. ``prompt`` is a string or a list of ``{"role", "content"}`` messages.
+
+        Options: ``system``, ``provider`` (pin one: no routing, still retried), ``strategy`` (this
+        request only), ``max_tokens``, ``temperature``, ``model`` (instead of the provider's, priced as
+        such), ``tools``, ``tool_choice``, ``response_format``, ``conversation`` (a ledger label); any
+        other keyword goes into the provider's request body as given. Raises ``AllProvidersFailed``
+        when every attempt failed, ``ProviderError`` when one failed fast.
+
+        Examples:
+            >>> c = router.complete("Explain CAP in one line", max_tokens=32)
+            >>> c.provider
+            'sim-openai'
+            >>> router.complete([{"role": "user", "content": "hi"}], provider="sim-anthropic").provider
+            'sim-anthropic'
+        """
         request = self._request(prompt, options, streamed=False)
         return self._loop().run(self._complete(request))
 
-    async def acomplete(self, prompt: Prompt, **options: "Unpack[RequestOptions]") -> Completion:
-        """``complete`` for any running event loop."""
+    async def acomplete(self, prompt: Prompt, **options: Unpack[RequestOptions]) -> Completion:
+        """``complete`` for any running event loop (a notebook's, ``asyncio.run``'s).
+
+        Examples:
+            >>> import asyncio
+            >>> asyncio.run(router.acomplete("hello")).provider
+            'sim-openai'
+        """
         return await self._complete(self._request(prompt, options, streamed=False))
 
-    def stream(self, prompt: Prompt, **options: "Unpack[RequestOptions]") -> SyncStream:
-        """Text chunks as they arrive; ``.completion`` once exhausted; ``close()`` cancels."""
+    def stream(self, prompt: Prompt, **options: Unpack[RequestOptions]) -> SyncStream:
+        """Text chunks as they arrive; ``.completion`` once exhausted; ``close()`` cancels.
+
+        Examples:
+            >>> s = router.stream("Tell me a story", max_tokens=20)
+            >>> text = "".join(s)
+            >>> s.completion.text == text
+            True
+        """
         request = self._request(prompt, options, streamed=True)
         return SyncStream(self._loop(), AsyncStream(lambda: self._serve(request)))
 
-    def astream(self, prompt: Prompt, **options: "Unpack[RequestOptions]") -> AsyncStream:
-        """``stream`` for any running event loop: ``async for chunk in router.astream(...)``."""
+    def astream(self, prompt: Prompt, **options: Unpack[RequestOptions]) -> AsyncStream:
+        """``stream`` for any running event loop: ``async for chunk in router.astream(...)``.
+
+        Examples:
+            >>> import asyncio
+            >>> async def story():
+            ...     s = router.astream("Tell me a story", max_tokens=20)
+            ...     return "".join([chunk async for chunk in s]), s.completion
+            >>> text, completion = asyncio.run(story())
+            >>> completion.text == text
+            True
+        """
         request = self._request(prompt, options, streamed=True)
         return AsyncStream(lambda: self._serve(request))
 
     def map(self, prompts: Iterable[Prompt], concurrency: int = 8, progress: bool = True,
-            **options: "Unpack[RequestOptions]") -> list[Completion | LLMRouteError]:
-        """Every prompt, ``concurrency`` at a time, load balanced by the strategy; errors in place."""
+            **options: Unpack[RequestOptions]) -> list[Completion | LLMRouteError]:
+        """Every prompt, ``concurrency`` at a time, load balanced by the strategy; errors in place.
+
+        Examples:
+            >>> results = router.map(["What is a mutex?", "What is a semaphore?"], concurrency=2, progress=False)
+            >>> [type(r).__name__ for r in results]
+            ['Completion', 'Completion']
+        """
         return self._loop().run(self.amap(prompts, concurrency, progress, **options))
 
     async def amap(self, prompts: Iterable[Prompt], concurrency: int = 8, progress: bool = True,
-                   **options: "Unpack[RequestOptions]") -> list[Completion | LLMRouteError]:
+                   **options: Unpack[RequestOptions]) -> list[Completion | LLMRouteError]:
+        """``map`` for any running event loop.
+
+        Examples:
+            >>> import asyncio
+            >>> len(asyncio.run(router.amap(["one", "two", "three"], progress=False)))
+            3
+        """
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigError(f"concurrency: expected a whole number >= 1, got {concurrency!r}",
                               field="concurrency")
@@ -200,7 +331,7 @@ class RouterCore:
         return build_request(prompt, options, config=self._config, request_id=self._ids.next(), streamed=streamed,
                              settings=self._settings)
 
-    async def _serve(self, request: Request) -> "Reply":
+    async def _serve(self, request: Request) -> Reply:
         """Run ``request`` down the layers; ``RequestEnded`` when its reply ends (or it fails)."""
         self._clients.adapters()  # a loop's first request builds its client: not the request's time
         request.started = perf_counter()  # a stream's clock starts when the caller starts reading it
@@ -220,7 +351,7 @@ class RouterCore:
         return reply.finished() or await reply.result()
 
     # -- lifecycle --------------------------------------------------------------------------------
-    def _loop(self) -> "LoopThread":
+    def _loop(self) -> LoopThread:
         lt = self._loop_thread
         if lt is None:
             with self._lock:
@@ -234,7 +365,16 @@ class RouterCore:
         return lt
 
     def close(self) -> None:
-        """Cancel requests still in flight (each is recorded), close connections, stop the loop thread."""
+        """Cancel requests still in flight (each is recorded), close connections, stop the loop thread.
+
+        Examples:
+            >>> with simulated_router() as r:   # closed on leaving the block
+            ...     _ = r.complete("hello")
+            >>> r.complete("again")
+            Traceback (most recent call last):
+            ...
+            llmroute_magic._errors.LLMRouteError: this router is closed; create a new ModelClientRouter
+        """
         with self._lock:
             if self._closed:
                 return
@@ -255,13 +395,13 @@ class RouterCore:
             except Exception:  # noqa: BLE001 - one failing clean-up must not stop the others
                 pass
 
-    def __enter__(self) -> "RouterCore":
+    def __enter__(self) -> RouterCore:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    async def __aenter__(self) -> "RouterCore":
+    async def __aenter__(self) -> RouterCore:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -280,10 +420,10 @@ def _settings_of(config: ProviderRoutingConfig) -> RoutingSettings:
 
 # Routers not closed yet. At interpreter exit they are closed, so a script that never calls close()
 # still writes its last ledger rows and closes its connections (no "Unclosed client session").
-_open_routers: "weakref.WeakSet[RouterCore]" = weakref.WeakSet()
+_open_routers: weakref.WeakSet[RouterCore] = weakref.WeakSet()
 
 
-async def _wind_down(clients: "ClientSet | None") -> None:
+async def _wind_down(clients: ClientSet | None) -> None:
     """On the router's own loop, in this order: cancel requests still in flight (each records its
     'cancelled' row), end streams left half read (likewise), then close the pooled clients."""
     me = asyncio.current_task()

@@ -14,8 +14,9 @@ to do next from that type alone, so adapters only have to classify, never to dec
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import Enum
-from typing import Sequence
+from typing import Any
 
 
 class Policy(Enum):
@@ -53,11 +54,28 @@ def policy_for(error_type: str) -> Policy:
 
 
 class LLMRouteError(Exception):
-    """Base of every error llmroute_magic raises on purpose."""
+    """Base of every error llmroute_magic raises on purpose: catch it to catch them all.
+
+    Examples:
+        >>> try:
+        ...     ProviderSpec("nowhere", "some-model")      # unknown name, no base_url
+        ... except LLMRouteError as e:
+        ...     type(e).__name__
+        'ConfigError'
+    """
 
 
 class ConfigError(LLMRouteError, ValueError):
-    """A setting is invalid. The message names the field and the allowed values."""
+    """A setting is invalid. The message names the field and the allowed values; ``field`` holds
+    the field's name. Also a ``ValueError``.
+
+    Examples:
+        >>> try:
+        ...     ProviderSpec("openai", "gpt-4o", input_price=2.5)    # prices come in pairs
+        ... except ConfigError as e:
+        ...     e.field
+        'output_price'
+    """
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -67,8 +85,19 @@ class ConfigError(LLMRouteError, ValueError):
 class ProviderError(LLMRouteError):
     """One failed attempt at one provider.
 
-    ``input_tokens``/``output_tokens`` are what the provider reported before failing (usually 0),
-    ``partial_text`` what it streamed before failing.
+    ``error_type`` says what failed (``rate_limit``, ``authentication``, ``context_length``...: the
+    error policy decides from it alone), ``status_code`` the HTTP status if there was one,
+    ``retry_after`` the seconds the provider asked to wait. ``input_tokens``/``output_tokens`` are
+    what the provider reported before failing (usually 0), ``partial_text`` what it streamed before
+    failing. Raised as is when a request fails fast (an invalid request); else collected in
+    ``AllProvidersFailed.attempts``.
+
+    Examples:
+        >>> e = ProviderError("slow down", provider="openai", error_type="rate_limit", status_code=429, retry_after=2.0)
+        >>> str(e)
+        'openai: rate_limit 429: slow down'
+        >>> e.policy.value
+        'retry'
     """
 
     def __init__(
@@ -97,6 +126,13 @@ class ProviderError(LLMRouteError):
 
     @property
     def policy(self) -> Policy:
+        """What the router does after this failure: retry, drop the provider, fall back to a larger
+        context window, fail fast, or surface a partial answer.
+
+        Examples:
+            >>> ProviderError("bad key", provider="openai", error_type="authentication", status_code=401).policy.value
+            'drop_provider'
+        """
         return policy_for(self.error_type)
 
     def __str__(self) -> str:
@@ -109,11 +145,11 @@ class ProviderError(LLMRouteError):
             f"status_code={self.status_code!r}, retry_after={self.retry_after!r})"
         )
 
-    def __reduce__(self):  # keep keyword-only state through pickling (multiprocessing, nbclient)
+    def __reduce__(self) -> tuple[Any, ...]:  # keep keyword-only state through pickling (multiprocessing, nbclient)
         return (_rebuild_provider_error, (self.message, self.__dict__.copy()))
 
 
-def _rebuild_provider_error(message: str, state: dict) -> ProviderError:
+def _rebuild_provider_error(message: str, state: dict[str, Any]) -> ProviderError:
     err = ProviderError.__new__(ProviderError)
     LLMRouteError.__init__(err, message)
     err.__dict__.update(state)
@@ -121,15 +157,33 @@ def _rebuild_provider_error(message: str, state: dict) -> ProviderError:
 
 
 class AllProvidersFailed(LLMRouteError):
-    """Every attempt of one request failed. ``attempts`` lists them in order."""
+    """Every attempt of one request failed. ``attempts`` lists them in order; the message lists
+    each (provider, error type, status, the provider's message) and ends with what to do.
+
+    Examples:
+        >>> e = AllProvidersFailed([ProviderError("no key", provider="openai", error_type="missing_api_key")])
+        >>> [a.error_type for a in e.attempts]
+        ['missing_api_key']
+        >>> print(e)
+        all providers failed after 1 attempt:
+          1. openai: missing_api_key: no key
+        What to do: set the API key named above (or pass api_key= / api_key_env= on the ProviderSpec).
+    """
 
     def __init__(self, attempts: Sequence[ProviderError], *, hint: str | None = None) -> None:
         self.attempts = list(attempts)
-        self.hint = hint or advice_for(self.attempts)
+        self.hint: str | None = hint or advice_for(self.attempts)
         super().__init__(self._render())
 
     @property
     def partial_text(self) -> str:
+        """What the last attempt streamed before it failed ('' when nothing was shown).
+
+        Examples:
+            >>> cut = ProviderError("cut", provider="p", error_type="stream_error", partial_text="Hel")
+            >>> AllProvidersFailed([cut]).partial_text
+            'Hel'
+        """
         return self.attempts[-1].partial_text if self.attempts else ""
 
     def _render(self) -> str:
@@ -142,11 +196,11 @@ class AllProvidersFailed(LLMRouteError):
             lines.append(self.hint)
         return "\n".join(lines)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (AllProvidersFailed, (self.attempts,), {"hint": self.hint})
 
-    def __setstate__(self, state):
-        self.hint = state.get("hint")
+    def __setstate__(self, state: dict[str, Any] | None) -> None:
+        self.hint = state.get("hint") if state else None
 
 
 def advice_for(attempts: Sequence[ProviderError]) -> str:
@@ -169,15 +223,29 @@ def advice_for(attempts: Sequence[ProviderError]) -> str:
         tips.append("shorten the prompt or add a provider with a larger context_window")
     if kinds & {"rate_limit", "overloaded", "server_error", "timeout", "connect_error",
                 "connection_reset", "malformed_response", "stream_error"}:
-        tips.append("the providers were failing or busy: raise max_retries, add a fallback provider, or try again later")
+        tips.append("the providers were failing or busy: raise max_retries, add a fallback provider, "
+                    "or try again later")
     if not tips:
         return "What to do: check the errors above."
     return "What to do: " + "; ".join(tips) + "."
 
 
 class UnknownPriceWarning(UserWarning):
-    """A provider's price is unknown: its cost shows as NaN (never 0) until one is given."""
+    """A provider's price is unknown: its cost shows as NaN (never 0) until one is given. Warned
+    once per provider, before its first attempt.
+
+    Examples:
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("error", UnknownPriceWarning)   # make an unknown price an error
+        ...     pass
+    """
 
 
 class LedgerPersistenceWarning(UserWarning):
-    """The ledger file cannot be used; usage is kept in memory for this session."""
+    """The ledger file cannot be used; usage is kept in memory for this session.
+
+    Examples:
+        >>> import warnings
+        >>> warnings.simplefilter("ignore", LedgerPersistenceWarning)   # doctest: +SKIP
+    """

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Union
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._types import AttemptRecord, Completion
 
@@ -40,21 +41,21 @@ class AttemptEnded(NamedTuple):
     caller had already been given text when it failed (then the request cannot move on)."""
 
     record: AttemptRecord
-    error: "ProviderError | None" = None
+    error: ProviderError | None = None
     after_text: bool = False
 
 
 class RequestEnded(NamedTuple):
     request_id: str
     completion: Completion | None
-    error: "LLMRouteError | BaseException | None"
+    error: LLMRouteError | BaseException | None
 
 
 class UsageReset(NamedTuple):
     """``reset_usage()`` started a new view of the ledger: displays built on it start again."""
 
 
-Event = Union[AttemptStarted, AttemptEnded, RequestEnded, UsageReset]
+Event = AttemptStarted | AttemptEnded | RequestEnded | UsageReset
 Listener = Callable[[Any], None]
 
 

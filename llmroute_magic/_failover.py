@@ -23,8 +23,9 @@ first text never reach this layer: the attempt layer's reply surfaces them to th
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._errors import AllProvidersFailed, LLMRouteError, Policy, ProviderError
 from ._health import ProviderHealth
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from ._request import Request
 
 # (excluded names, smallest context window that is too small) -> the strategy's order over the rest
-CandidateSource = Callable[[set, "int | None"], "list[ProviderHealth]"]
+CandidateSource = Callable[[set[str], "int | None"], "list[ProviderHealth]"]
 
 NO_PROVIDER_HINT = ("What to do: no provider is available — every one is disabled. Enable one with "
                     "router.enable(name) (or %llm enable NAME).")
@@ -146,14 +147,14 @@ class FailoverPolicy:
 class FailoverLayer:
     """Drives ``FailoverPolicy`` over the attempt layer; returns the first attempt's reply that commits."""
 
-    def __init__(self, attempts: "AttemptLayer", pool: "ProviderPool", policy: FailoverPolicy,
+    def __init__(self, attempts: AttemptLayer, pool: ProviderPool, policy: FailoverPolicy,
                  sleep: Callable[[float], Awaitable[Any]]) -> None:
         self._attempts = attempts
         self._pool = pool
         self._policy = policy
         self._sleep = sleep
 
-    def start(self, request: "Request") -> FailoverState:
+    def start(self, request: Request) -> FailoverState:
         settings = request.settings
         pinned = self._pool.get(request.provider) if request.provider is not None else None
         self._pool.require(request.needs, request.provider)
@@ -164,7 +165,7 @@ class FailoverLayer:
         return FailoverState(candidates, 1 + settings.max_retries, settings.fallback_enabled,
                              pinned=pinned, named=pinned is not None)
 
-    async def handle(self, request: "Request") -> "Reply":
+    async def handle(self, request: Request) -> Reply:
         state = self.start(request)
         while True:
             with self._pool.lock:  # choose and count it in flight in one step

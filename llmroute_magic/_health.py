@@ -7,8 +7,8 @@ One ``ProviderHealth`` per provider, owned by the router and mutated only under 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ._types import ProviderSpec
 

@@ -33,7 +33,8 @@ import asyncio
 import functools
 import os
 import threading
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import ssl
@@ -45,8 +46,8 @@ if TYPE_CHECKING:
 USER_AGENT = "llmroute_magic/0.1"
 
 
-def make_client(*, timeout: float = 60.0, max_connections: int = 100, verify: "bool | str | None" = None,
-                proxy: str | None = None) -> "httpx.AsyncClient":
+def make_client(*, timeout: float = 60.0, max_connections: int = 100, verify: bool | str | None = None,
+                proxy: str | None = None) -> httpx.AsyncClient:
     """One pooled client (an ``httpx.AsyncClient``) over aiohttp transports.
 
     ``verify`` and ``proxy`` mean what they mean on ``ProviderSpec``; with ``proxy=None`` the
@@ -56,7 +57,7 @@ def make_client(*, timeout: float = 60.0, max_connections: int = 100, verify: "b
     import httpx
 
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    return _client_class()(
+    client: httpx.AsyncClient = _client_class()(
         verify=tls_context(verify),
         proxy=proxy,
         trust_env=True,
@@ -66,13 +67,14 @@ def make_client(*, timeout: float = 60.0, max_connections: int = 100, verify: "b
         follow_redirects=False,
         tls_label=_tls_label(verify),
     )
+    return client
 
 
-def make_clients(specs: Iterable["ProviderSpec"], *, timeout: float = 60.0,
-                 max_connections: int = 100) -> "ClientSet":
+def make_clients(specs: Iterable[ProviderSpec], *, timeout: float = 60.0,
+                 max_connections: int = 100) -> ClientSet:
     """The clients for ``specs``: one per distinct ``(spec.verify, spec.proxy)``, shared by the
     providers that agree on both. ``max_connections`` bounds each client's pool."""
-    by_key: dict[tuple, Any] = {}
+    by_key: dict[tuple[Any, ...], Any] = {}
     by_name: dict[str, Any] = {}
     for spec in specs:
         key = (spec.verify, spec.proxy)
@@ -119,7 +121,7 @@ class ClientSet(Mapping[str, Any]):
         return f"ClientSet({len(self._by_name)} providers, {len(self.clients)} clients)"
 
 
-def close_client_without_loop(client: "httpx.AsyncClient") -> None:
+def close_client_without_loop(client: httpx.AsyncClient) -> None:
     """Close ``client`` when the event loop it served is closed or will never run again.
 
     Runs ``await client.aclose()`` on a private, short-lived event loop (in a helper thread if this
@@ -149,7 +151,7 @@ def close_client_without_loop(client: "httpx.AsyncClient") -> None:
     worker.join(5)
 
 
-def tls_context(verify: "bool | str | None" = None) -> "ssl.SSLContext":
+def tls_context(verify: bool | str | None = None) -> ssl.SSLContext:
     """The TLS context for a ``ProviderSpec.verify`` value, as httpx would build it.
 
     ``None``/``True``: default verification with certifi's bundle, or ``SSL_CERT_FILE`` /
@@ -177,7 +179,7 @@ def _stamp(path: str | None) -> int | None:
 
 
 @functools.lru_cache(maxsize=32)
-def _cached_context(kind: str, where: Any, _stamp: Any) -> "ssl.SSLContext":
+def _cached_context(kind: str, where: Any, _stamp: Any) -> ssl.SSLContext:
     import ssl
 
     import httpx
@@ -197,21 +199,21 @@ def _cached_context(kind: str, where: Any, _stamp: Any) -> "ssl.SSLContext":
         raise ConfigError(f"providers.verify: cannot load the CA bundle {where!r}: {exc}", field="verify") from None
 
 
-def _tls_label(verify: "bool | str | None") -> str:
+def _tls_label(verify: bool | str | None) -> str:
     if verify is None or verify is True:
         return "default"
     return "off" if verify is False else f"CA bundle {verify}"
 
 
 @functools.cache
-def _client_class() -> type:
+def _client_class() -> type[Any]:  # an httpx.AsyncClient subclass taking tls_label=
     from httpx_aiohttp import HttpxAiohttpClient
 
     class PooledClient(HttpxAiohttpClient):
         """An ``HttpxAiohttpClient`` that says how it was configured (for reprs, tests and errors):
         ``ssl_context`` (what verifies servers) and ``proxy_label`` (its proxy, credentials hidden)."""
 
-        def __init__(self, *, verify: "ssl.SSLContext", proxy: str | None, tls_label: str, **kwargs: Any) -> None:
+        def __init__(self, *, verify: ssl.SSLContext, proxy: str | None, tls_label: str, **kwargs: Any) -> None:
             from ._types import redact_url
 
             super().__init__(verify=verify, proxy=proxy, **kwargs)

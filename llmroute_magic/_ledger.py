@@ -29,8 +29,8 @@ row table when it is opened; its batches are read as they are, the missing colum
 from __future__ import annotations
 
 import dataclasses
-import logging
 import itertools
+import logging
 import math
 import operator
 import os
@@ -41,8 +41,9 @@ import threading
 import time
 import warnings
 from array import array
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 from ._errors import LedgerPersistenceWarning
 from ._types import LEDGER_COLUMNS, AttemptRecord
@@ -98,7 +99,7 @@ def _coded(values: tuple, code: Callable[[Any], int], name: str) -> array:
             raise TypeError(f"{name}: expected a string, got {type(v).__name__}")
         distinct[v] = code(v)
     if len(distinct) == 1:
-        return array("i", distinct.values()) * len(values)
+        return array("i", distinct.values()) * len(values)  # type: ignore[type-var]  # the codes are ints
     return array("i", operator.itemgetter(*values)(distinct))
 
 
@@ -322,13 +323,13 @@ class Ledger:
         if store is not None:
             try:
                 fresh = cursor is None or cursor.source != store.path or cursor.view != view
-                after = view_seq if fresh else max(cursor.position, view_seq)
+                after = view_seq if fresh else max(cursor.position, view_seq)  # type: ignore[union-attr]
                 cols, last = store.read(after, None)
                 return frame_from_columns(cols), LedgerCursor(store.path, view, max(last, after), fresh)
             except (sqlite3.Error, OSError) as e:
                 self._persistence_failed(e)
         fresh = cursor is None or cursor.source != "memory" or cursor.view != view
-        start = view_start if fresh else max(cursor.position, view_start)
+        start = view_start if fresh else max(cursor.position, view_start)  # type: ignore[union-attr]
         cols = self.columns(start)
         return frame_from_columns(cols), LedgerCursor("memory", view, start + len(cols["attempt"]), fresh)
 
@@ -382,7 +383,7 @@ def _epoch(since: Any) -> float | None:
         since = since.to_pydatetime(warn=False)
     if isinstance(since, datetime):
         if since.tzinfo is None:
-            since = since.replace(tzinfo=timezone.utc)
+            since = since.replace(tzinfo=UTC)
         return since.timestamp()
     raise TypeError(f"since: expected a datetime, an ISO date string or epoch seconds, got {since!r}")
 
@@ -509,7 +510,7 @@ def _sql_row(rowid: int, r: AttemptRecord) -> tuple:
     """A record as the row table's values: NaN cost as NULL, streamed as 0/1."""
     values = list(r)
     cost = values[_COST]
-    if cost is None or math.isnan(cost):
+    if cost is None or math.isnan(cost):  # type: ignore[arg-type]  # the cost field
         values[_COST] = None
     values[_STREAMED] = int(bool(values[_STREAMED]))
     return (rowid, *values)
@@ -596,8 +597,9 @@ def _segments(blob: bytes) -> tuple[int, dict[str, tuple[str, memoryview]], memo
     if magic not in (_MAGIC, _MAGIC_V1):
         raise sqlite3.DatabaseError("usage ledger: a batch in an unknown format (written by a newer version?)")
     (n,) = struct.unpack_from("<I", blob, 4)
+    columns: list[tuple[str, str]]
     if magic == _MAGIC_V1:
-        columns, off = _BATCH_COLUMNS_V1, 8
+        columns, off = list(_BATCH_COLUMNS_V1), 8
     else:
         (k,) = struct.unpack_from("<H", blob, 8)
         columns, off = [], 10
@@ -632,8 +634,8 @@ def _merge(blobs: list[bytes]) -> bytes:
     for name, code in columns:
         for m, cols, _ in split:
             seg = cols.get(name)
-            parts.append(seg[1] if seg is not None else _filler(name, code, m))
-    parts.extend(s[2] for s in split)
+            parts.append(seg[1] if seg is not None else _filler(name, code, m))  # type: ignore[arg-type]
+    parts.extend(s[2] for s in split)  # type: ignore[misc]
     return b"".join(parts)
 
 
@@ -823,7 +825,8 @@ class _SQLiteStore:
             # fewer than 64 batches under 64 rows, and fewer than 64 more under 4096, ever trail
             tail = conn.execute("SELECT first_seq, last_seq, n FROM attempt_batches ORDER BY first_seq DESC "
                                 "LIMIT 256").fetchall()
-            run, total = [], 0
+            run: list[Any] = []
+            total = 0
             for first, last, n in tail:
                 if n >= level or (run and last != run[-1][0] - 1):
                     break
@@ -966,13 +969,13 @@ def _columns_from_file(batches: list[tuple], legacy: list[tuple], names: list[tu
         lengths = cols.pop("request_id_len")
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        cols["request_id"] = (offsets, id_bytes)
+        cols["request_id"] = (offsets, id_bytes)  # type: ignore[assignment]  # (offsets, bytes)
         for name in _TEXT_CODED:
             cols[name] = lookup[cols[name] + 1]
         skip = max(0, after + 1 - first)
         if skip:
             cols = {k: (v if k == "request_id" else v[skip:]) for k, v in cols.items()}
-            cols["request_id"] = (offsets[skip:], id_bytes)
+            cols["request_id"] = (offsets[skip:], id_bytes)  # type: ignore[assignment]
         parts.append((first + skip, cols))
     if legacy:
         parts.append((legacy[0][0], _legacy_columns(legacy, values, index)))

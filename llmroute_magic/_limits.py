@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from typing import Iterable
+from collections.abc import Iterable
 
 from ._types import ProviderSpec
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from typing import Any, Coroutine, Generic, TypeVar
+from collections.abc import Coroutine
+from typing import Any, Generic, TypeVar
 
 from ._errors import LLMRouteError
 
@@ -41,12 +42,12 @@ class LoopThread:
     def in_loop_thread(self) -> bool:
         return threading.current_thread() is self._thread
 
-    def submit(self, coro: Coroutine[Any, Any, T]) -> "concurrent.futures.Future[T]":
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
-    def start(self, coro: Coroutine[Any, Any, T]) -> "TaskHandle[T]":
+    def start(self, coro: Coroutine[Any, Any, T]) -> TaskHandle[T]:
         """Run ``coro`` on the loop in the background; the handle cancels it or waits for it."""
-        task_box: list[asyncio.Task] = []
+        task_box: list[asyncio.Task[Any]] = []
         return TaskHandle(self.loop, self.submit(_remember_task(coro, task_box)), task_box, coro)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -94,8 +95,8 @@ class LoopThread:
 class TaskHandle(Generic[T]):
     """A coroutine running on a ``LoopThread``, seen from another thread."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, fut: "concurrent.futures.Future[T]", task_box: list,
-                 coro: Coroutine[Any, Any, T]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, fut: concurrent.futures.Future[T],
+                 task_box: list[asyncio.Task[Any]], coro: Coroutine[Any, Any, T]) -> None:
         self._loop = loop
         self._fut = fut
         self._task_box = task_box
@@ -141,6 +142,6 @@ class TaskHandle(Generic[T]):
             pass
 
 
-async def _remember_task(coro: Coroutine[Any, Any, T], task_box: list) -> T:
-    task_box.append(asyncio.current_task())
+async def _remember_task(coro: Coroutine[Any, Any, T], task_box: list[asyncio.Task[Any]]) -> T:
+    task_box.append(asyncio.current_task())  # type: ignore[arg-type]  # always run inside a task
     return await coro

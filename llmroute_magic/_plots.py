@@ -13,7 +13,8 @@ re-reads the ledger. Figures, titles and labels are written with ``_format``, li
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigError
 from ._format import cost_total, count, millis, money
@@ -38,13 +39,13 @@ _MAX_SCATTER = 400  # latency dots per provider; the box still summarises every 
 _MAX_STEPS = 4000  # points per timeline line; a million-row ledger draws as fast as a small one
 
 
-def plot_usage(df: "pd.DataFrame", kind: str = "cost") -> "Figure":
+def plot_usage(df: pd.DataFrame, kind: str = "cost") -> Figure:
     """Draw ``kind`` (cost, latency, tokens, requests, timeline) from a usage ledger DataFrame."""
     key = _kind(kind)
     return plot_summary(UsageSummary.from_frame(df), key)
 
 
-def plot_summary(summary: UsageSummary, kind: str = "cost") -> "Figure":
+def plot_summary(summary: UsageSummary, kind: str = "cost") -> Figure:
     """Draw ``kind`` from running totals (what the panel keeps), without touching the ledger."""
     key = _kind(kind)
     if len(summary) == 0:
@@ -62,13 +63,13 @@ def _kind(kind: str) -> str:
 
 # -- helpers ---------------------------------------------------------------------------------
 
-def _new_figure() -> "Figure":
+def _new_figure() -> Figure:
     from matplotlib.figure import Figure
 
     return Figure(figsize=_FIGSIZE, dpi=100, layout="constrained")
 
 
-def _empty_figure(title: str) -> "Figure":
+def _empty_figure(title: str) -> Figure:
     fig = _new_figure()
     ax = fig.add_subplot()
     ax.set_title(title.capitalize())
@@ -78,26 +79,26 @@ def _empty_figure(title: str) -> "Figure":
     return fig
 
 
-def _colours(providers: list[str]) -> dict[str, str]:
+def _colours(providers: list[str]) -> dict[str, tuple[float, float, float, float]]:
     from matplotlib import colormaps
 
     cmap = colormaps["tab10"]
     return {p: cmap(i % 10) for i, p in enumerate(providers)}
 
 
-def _tidy(ax) -> None:
+def _tidy(ax: Any) -> None:
     ax.spines[["top", "right"]].set_visible(False)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
 
 
-def _footnote(fig: "Figure", text: str) -> None:
+def _footnote(fig: Figure, text: str) -> None:
     fig.text(0.99, 0.005, text, ha="right", va="bottom", fontsize=8, color="#666666")
 
 
 # -- the plots -------------------------------------------------------------------------------
 
-def _plot_cost(summary: UsageSummary) -> "Figure":
+def _plot_cost(summary: UsageSummary) -> Figure:
     providers = summary.providers
     colours = _colours(providers)
     rows = [summary.provider(p) for p in providers]
@@ -119,7 +120,7 @@ def _plot_cost(summary: UsageSummary) -> "Figure":
     return fig
 
 
-def _plot_latency(summary: UsageSummary) -> "Figure":
+def _plot_latency(summary: UsageSummary) -> Figure:
     import numpy as np
 
     colours = _colours(summary.providers)
@@ -157,7 +158,7 @@ def _plot_latency(summary: UsageSummary) -> "Figure":
     return fig
 
 
-def _plot_tokens(summary: UsageSummary) -> "Figure":
+def _plot_tokens(summary: UsageSummary) -> Figure:
     import numpy as np
 
     providers = summary.providers
@@ -182,7 +183,7 @@ def _plot_tokens(summary: UsageSummary) -> "Figure":
     return fig
 
 
-def _plot_requests(summary: UsageSummary) -> "Figure":
+def _plot_requests(summary: UsageSummary) -> Figure:
     from matplotlib.ticker import MaxNLocator
 
     providers = summary.providers
@@ -213,7 +214,7 @@ def _plot_requests(summary: UsageSummary) -> "Figure":
     return fig
 
 
-def _thin(xs: "np.ndarray", ys: "np.ndarray") -> tuple["np.ndarray", "np.ndarray"]:
+def _thin(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """At most _MAX_STEPS points of a running total, the last one always kept."""
     import numpy as np
 
@@ -223,7 +224,7 @@ def _thin(xs: "np.ndarray", ys: "np.ndarray") -> tuple["np.ndarray", "np.ndarray
     return xs[keep], ys[keep]
 
 
-def _plot_timeline(summary: UsageSummary) -> "Figure":
+def _plot_timeline(summary: UsageSummary) -> Figure:
     import datetime as dt
 
     import numpy as np
@@ -254,7 +255,7 @@ def _plot_timeline(summary: UsageSummary) -> "Figure":
     xs, total = _thin(x, np.cumsum(cost))
     ax.step([0.0, *xs.tolist()], [0.0, *total.tolist()], where="post", color="black", linestyle="--",
             linewidth=1.6, label="total")
-    started = dt.datetime.fromtimestamp(start, tz=dt.timezone.utc)
+    started = dt.datetime.fromtimestamp(start, tz=dt.UTC)
     ax.set_xlabel(f"time since first request ({unit}), started {started:%Y-%m-%d %H:%M:%S} UTC")
     ax.set_ylabel("cumulative cost (USD)")
     priced = float(total[-1])
@@ -269,7 +270,7 @@ def _plot_timeline(summary: UsageSummary) -> "Figure":
     return fig
 
 
-_PLOTTERS: dict[str, Callable[[UsageSummary], "Figure"]] = {
+_PLOTTERS: dict[str, Callable[[UsageSummary], Figure]] = {
     "cost": _plot_cost,
     "latency": _plot_latency,
     "tokens": _plot_tokens,
@@ -278,7 +279,7 @@ _PLOTTERS: dict[str, Callable[[UsageSummary], "Figure"]] = {
 }
 
 
-def figure_to_png(fig: "Figure", dpi: int = 100) -> bytes:
+def figure_to_png(fig: Figure, dpi: int = 100) -> bytes:
     """PNG bytes of a figure, drawn with the Agg canvas (no GUI backend involved)."""
     import io
 

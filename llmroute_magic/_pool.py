@@ -4,15 +4,15 @@
 order over the providers that may serve now. The failover layer ``claim``s the one it picks in
 the same locked step (so a burst routed in the same instant, from any thread, sees it in
 flight) and the attempt releases the claim when it ends. Latency, failures and cooldown are
-learnt from ``AttemptEnded`` events only: the attempt layer never touches health. One lock guards it all: requests arrive from many threads and
-event loops.
+learnt from ``AttemptEnded`` events only: the attempt layer never touches health. One lock guards
+it all: requests arrive from many threads and event loops.
 """
 
 from __future__ import annotations
 
 import random
 import threading
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from ._capabilities import describe_need
 from ._errors import ConfigError, Policy
@@ -46,7 +46,7 @@ class ProviderPool:
             raise ConfigError(f"provider: unknown provider {name!r}; configured: {', '.join(self._health)}",
                               field="provider") from None
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[ProviderHealth]:
         return iter(self._health.values())
 
     @property
@@ -68,7 +68,8 @@ class ProviderPool:
         """The strategy's order over usable providers; all cooling down -> the least recently failed."""
         with self.lock:
             now = self._clock()
-            usable, resting = [], []
+            usable: list[ProviderHealth] = []
+            resting: list[ProviderHealth] = []
             for h in self._by_priority:
                 if not h.enabled or h.name in excluded or (needs and not needs <= h.spec.effective_capabilities):
                     continue
@@ -102,7 +103,7 @@ class ProviderPool:
             s = self._strategies[kind] = make_strategy(kind, prices=self._prices, clock=self._clock, rng=self._rng)
         return s
 
-    def claim(self, h: ProviderHealth) -> "InFlight":
+    def claim(self, h: ProviderHealth) -> InFlight:
         """Count a request in flight at ``h`` from the moment it is chosen (call under ``lock``, in the
         same hold as ``candidates``): a burst routed meanwhile, from any thread, sees it at once."""
         h.in_flight += 1
@@ -118,7 +119,7 @@ class ProviderPool:
         with self.lock:
             if record.status == "ok":
                 out = record.output_tokens
-                h.record_success(record.latency_s, h.expected_output_tokens() if out is None else out)
+                h.record_success(record.latency_s, h.expected_output_tokens() if out is None else out)  # type: ignore[arg-type]
             elif event.error is not None and not event.after_text:
                 policy = event.error.policy
                 if policy is Policy.DROP_PROVIDER:

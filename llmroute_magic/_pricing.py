@@ -31,8 +31,9 @@ import logging
 import math
 import threading
 import warnings
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from ._errors import UnknownPriceWarning
 from ._types import KNOWN_BASE_URLS, LOCAL_SERVERS, ProviderSpec
@@ -41,7 +42,7 @@ log = logging.getLogger("llmroute_magic")
 
 MTOK = 1_000_000
 _NAN = math.nan
-_UTC = timezone.utc
+_UTC = UTC
 _MAX_MODELS_PER_SPEC = 64  # answers naming many models (a gateway) must not grow the cache forever
 _LOOKUP_ERRORS = (LookupError, ValueError, TypeError, ArithmeticError)
 
@@ -192,8 +193,8 @@ def _make_form(period: Any, calc) -> _Form | None:
     bounds = [0, *starts]
     zero = calc()  # a per-request fee, if the model has one
     coef = []
-    for i, lo in enumerate(bounds):
-        t = lo + 1  # a prompt size inside tier i: tier i applies above its start
+    for lo in bounds:
+        t = lo + 1  # a prompt size inside this tier: tier i applies above its start
         p_in = calc(input_tokens=t)
         a = (p_in - zero) / t
         b = (calc(input_tokens=t, cache_read_tokens=t) - zero) / t
@@ -259,7 +260,7 @@ def _find(model: str, lookup: dict[str, str]) -> _ModelPricer | None:
         return None
     for kwargs in ((lookup, {}) if lookup else ({},)):
         try:
-            found = calc_price(Usage(input_tokens=1), model, **kwargs)
+            found = calc_price(Usage(input_tokens=1), model, **kwargs)  # type: ignore[call-overload]
         except _LOOKUP_ERRORS:
             continue
         return _ModelPricer(found.model, found.provider)

@@ -13,7 +13,7 @@ so an error surfaces with the partial text instead of moving on.
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 from ._types import Completion
 
@@ -39,7 +39,7 @@ class Reply:
     def _chunks(self) -> AsyncIterator[str]:
         raise NotImplementedError
 
-    def __aiter__(self) -> "Reply":
+    def __aiter__(self) -> Reply:
         return self
 
     async def __anext__(self) -> str:

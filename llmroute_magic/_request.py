@@ -10,19 +10,26 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, Mapping, NamedTuple, Sequence, TypedDict, Union
+from typing import Any, NamedTuple, TypedDict, cast
 
 from ._config import ProviderRoutingConfig
-from ._content import (has_image, normalise_content, normalise_response_format, normalise_tool_choice,
-                       normalise_tools, text_of)
+from ._content import (
+    has_image,
+    normalise_content,
+    normalise_response_format,
+    normalise_tool_choice,
+    normalise_tools,
+    text_of,
+)
 from ._errors import ConfigError
 from ._providers._base import ChatRequest
 from ._strategies import RequestInfo
 from ._types import RoutingStrategy
 
-Prompt = Union[str, Sequence[Mapping[str, Any]]]
+Prompt = str | Sequence[Mapping[str, Any]]
 
 _ROLES = ("system", "user", "assistant", "tool", "developer")
 
@@ -134,7 +141,7 @@ def estimate_tokens(chat: ChatRequest) -> int:
 def estimate_prompt_tokens(prompt: Prompt, system: str | None = None) -> int:
     """``estimate_tokens`` of a prompt (a string or messages) and a system prompt, before a request is built."""
     messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-    return estimate_tokens(ChatRequest(messages, system))
+    return estimate_tokens(ChatRequest(cast("list[dict[str, Any]]", messages), system))
 
 
 _NO_NEEDS: frozenset[str] = frozenset()

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from ._core import RouterCore
 from ._errors import ConfigError, LLMRouteError
@@ -50,11 +51,22 @@ def compare_target(entry: str, configured: list[str]) -> tuple[str, str | None]:
 class ModelClientRouter(RouterCore):
     """Routes prompts across the providers of a ``ProviderRoutingConfig`` and records every attempt.
 
-        with ModelClientRouter(config) as router:
-            c = router.complete("Explain CAP in one line", max_tokens=64)
-            router.usage_df()          # one row per attempt, failed ones too
+    Thread-safe; the sync methods work in scripts and inside a running Jupyter kernel alike (they
+    run on the router's own event loop thread), the async ones (``acomplete``, ``astream``,
+    ``acompare``, ``amap``) may be awaited from any event loop. Ctrl-C cancels a request cleanly and
+    the ledger records it as ``cancelled``. Use it as a context manager, or ``close()`` it.
 
-    Thread-safe; the sync methods work in scripts and inside a running Jupyter kernel alike.
+    Examples:
+        >>> from llmroute_magic.sim import Simulator
+        >>> with Simulator() as sim:
+        ...     config = ProviderRoutingConfig(sim.provider_specs(), strategy="round_robin")
+        ...     with ModelClientRouter(config) as r:
+        ...         answers = [r.complete(f"question {i}", max_tokens=8) for i in range(3)]
+        ...         usage = r.usage_df()
+        >>> sorted(c.provider for c in answers)
+        ['sim-anthropic', 'sim-local', 'sim-openai']
+        >>> len(usage)
+        3
     """
 
     def __init__(self, config: Any, **injected: Any) -> None:
@@ -67,16 +79,32 @@ class ModelClientRouter(RouterCore):
 
     # -- A/B -------------------------------------------------------------------------------------
     def compare(self, prompt: Prompt, providers: Iterable[str] | str | None = None, n: int = 1,
-                **options: "Unpack[RequestOptions]") -> "pd.DataFrame":
+                **options: Unpack[RequestOptions]) -> pd.DataFrame:
         """The same prompt to every (or the named) provider concurrently: one row per answer.
 
         An entry of ``providers`` may be ``"name:model"``: that provider with that model instead of
         its configured one (``["openai:gpt-4o", "openai:gpt-4o-mini"]`` compares two models of one
-        provider). A configured name that itself contains ``:`` is taken as the name."""
+        provider). A configured name that itself contains ``:`` is taken as the name.
+
+        Examples:
+            >>> df = router.compare("Summarise CAP in one sentence", max_tokens=16)
+            >>> list(df["provider"])
+            ['sim-openai', 'sim-anthropic', 'sim-local']
+            >>> list(df.columns[:4])
+            ['provider', 'model', 'text', 'latency_s']
+        """
         return self._loop().run(self.acompare(prompt, providers, n, **options))
 
     async def acompare(self, prompt: Prompt, providers: Iterable[str] | str | None = None, n: int = 1,
-                       **options: "Unpack[RequestOptions]") -> "pd.DataFrame":
+                       **options: Unpack[RequestOptions]) -> pd.DataFrame:
+        """``compare`` for any running event loop.
+
+        Examples:
+            >>> import asyncio
+            >>> df = asyncio.run(router.acompare("hello", providers=["sim-openai", "sim-openai:gpt-4o"]))
+            >>> list(df["model"])
+            ['gpt-4o-mini', 'gpt-4o']
+        """
         import pandas as pd
 
         if isinstance(providers, str):
@@ -88,14 +116,15 @@ class ModelClientRouter(RouterCore):
             raise ConfigError("providers: no provider to compare; enable one or name them", field="providers")
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"n: expected a whole number >= 1, got {n!r}", field="n")
-        options.pop("provider", None)  # type: ignore[misc]
-        default_model = options.pop("model", None)  # type: ignore[misc]
+        rest: dict[str, Any] = dict(options)
+        rest.pop("provider", None)
+        default_model = rest.pop("model", None)
         jobs = [(name, model or default_model, i) for name, model in targets for i in range(n)]
         t0 = time.perf_counter()
 
         async def one(name: str, model: str | None) -> Completion | LLMRouteError:
             try:
-                return await self.acomplete(prompt, provider=name, model=model, **options)
+                return await self.acomplete(prompt, provider=name, model=model, **rest)
             except LLMRouteError as e:
                 return e
 
@@ -116,41 +145,90 @@ class ModelClientRouter(RouterCore):
     # -- usage -----------------------------------------------------------------------------------
     @property
     def ledger(self) -> Ledger:
+        """The usage ledger behind ``usage_df`` (the DataFrame methods are the stable way to read it).
+
+        Examples:
+            >>> len(router.ledger.to_frame(all=True)) == len(router.usage_df(all=True))
+            True
+        """
         return self._ledger
 
-    def usage_df(self, *, all: bool = False, since: Any = None) -> "pd.DataFrame":  # noqa: A002 - DESIGN's name
+    def usage_df(self, *, all: bool = False, since: Any = None) -> pd.DataFrame:  # noqa: A002 - DESIGN's name
         """One row per attempt, failed and cancelled ones too, from the last ``reset_usage()`` on.
 
         ``all=True``: every row (of a persistent ledger: every session's and kernel's, earlier
         resets included). ``since``: rows whose attempt started at or after it (a datetime, a
-        pandas Timestamp, an ISO string or epoch seconds; naive means UTC)."""
+        pandas Timestamp, an ISO string or epoch seconds; naive means UTC).
+
+        Examples:
+            >>> _ = router.complete("hello")
+            >>> df = router.usage_df()
+            >>> list(df.columns[:8])
+            ['request_id', 'attempt', 'timestamp', 'provider', 'model', 'strategy', 'status', 'error_type']
+            >>> df["status"].iloc[-1]
+            'ok'
+        """
         return self._ledger.to_frame(all=all, since=since)
 
-    def get_usage_stats(self) -> "UsageStats":
-        """Totals per provider over the current view (see ``usage_df``)."""
+    def get_usage_stats(self) -> UsageStats:
+        """Totals per provider over the current view (see ``usage_df``).
+
+        Examples:
+            >>> _ = router.complete("hello", provider="sim-anthropic")
+            >>> stats = router.get_usage_stats()
+            >>> int(stats.by_provider.loc["sim-anthropic", "requests"]) >= 1
+            True
+            >>> stats.sim_anthropic_cost > 0
+            True
+        """
         from ._stats import UsageStats
 
         return UsageStats.from_frame(self.usage_df(), [p.name for p in self._config.providers])
 
     def reset_usage(self) -> None:
         """Start a new view: ``usage_df()``, stats, plots and panels show rows from now on. Nothing is
-        deleted: ``usage_df(all=True)`` still has every row (and a ledger file keeps them all)."""
+        deleted: ``usage_df(all=True)`` still has every row (and a ledger file keeps them all).
+
+        Examples:
+            >>> _ = router.complete("hello")
+            >>> router.reset_usage()
+            >>> len(router.usage_df()), len(router.usage_df(all=True)) > 0
+            (0, True)
+        """
         self._ledger.reset_view()
         self.events.emit(UsageReset())
 
     def plot(self, kind: str = "cost") -> Any:
-        """A matplotlib Figure of the usage: cost, latency, tokens, requests or timeline."""
+        """A matplotlib Figure of the usage: cost, latency, tokens, requests or timeline.
+
+        Examples:
+            >>> fig = router.plot("latency")
+            >>> type(fig).__name__
+            'Figure'
+        """
         from ._plots import plot_usage
 
         return plot_usage(self.usage_df(), kind)
 
     def panel(self) -> Any:
-        """The ipywidgets control panel: strategy, providers, fallback, retries, live stats."""
+        """The ipywidgets control panel: strategy, providers, fallback, retries, live stats.
+
+        Examples:
+            In a notebook cell (or ``%llm panel``):
+
+                llm.panel()
+        """
         from ._ipython.widgets import RouterPanel
 
         return RouterPanel(self)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
+        """Cancel requests still in flight (each is recorded), close connections and the ledger file.
+
+        Examples:
+            >>> r = ModelClientRouter(config)   # building a router sends nothing
+            >>> r.close()
+        """
         super().close()
         self._ledger.close()  # after the core: requests cancelled while closing still get their rows

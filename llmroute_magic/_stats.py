@@ -18,7 +18,8 @@ import math
 import re
 import threading
 from array import array
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ._format import cost_total, plural
 
@@ -130,7 +131,7 @@ class UsageSummary:
             self._tc.append(cost if priced else math.nan)
             self.version += 1
 
-    def add_frame(self, df: "pd.DataFrame") -> None:
+    def add_frame(self, df: pd.DataFrame) -> None:
         """Every row of a ledger DataFrame, vectorised (a million rows take about a second)."""
         if df is None or len(df) == 0 or "provider" not in df:
             return
@@ -183,7 +184,7 @@ class UsageSummary:
             self.version += 1
 
     @classmethod
-    def from_frame(cls, df: "pd.DataFrame") -> "UsageSummary":
+    def from_frame(cls, df: pd.DataFrame) -> UsageSummary:
         summary = cls()
         summary.add_frame(df)
         return summary
@@ -210,7 +211,8 @@ class UsageSummary:
                     "cost": math.fsum(s.cost for s in slots), "unpriced": sum(s.unpriced for s in slots)}
 
     def provider(self, name: str) -> dict[str, Any]:
-        """One provider's figures: requests, errors, statuses, tokens, cost (NaN if any unpriced), unpriced, p50, p95."""
+        """One provider's figures: requests, errors, statuses, tokens, cost (NaN if any unpriced), unpriced,
+        p50, p95."""
         import numpy as np
 
         with self._lock:
@@ -223,14 +225,14 @@ class UsageSummary:
         row["latency_p50_s"], row["latency_p95_s"] = latency_percentiles(latencies)
         return row
 
-    def latencies(self, name: str) -> "np.ndarray":
+    def latencies(self, name: str) -> np.ndarray:
         import numpy as np
 
         with self._lock:
             s = self._slots.get(name)
             return np.frombuffer(s.latencies, dtype="float64").copy() if s else np.empty(0)
 
-    def timeline(self) -> tuple["np.ndarray", "np.ndarray", "np.ndarray"]:
+    def timeline(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(start time in epoch seconds, provider index, cost or NaN) per attempt, in arrival order."""
         import numpy as np
 
@@ -238,7 +240,7 @@ class UsageSummary:
             return (np.frombuffer(self._ts, dtype="float64").copy(), np.frombuffer(self._tp, dtype="int32").copy(),
                     np.frombuffer(self._tc, dtype="float64").copy())
 
-    def stats(self, providers: Sequence[str] = ()) -> "UsageStats":
+    def stats(self, providers: Sequence[str] = ()) -> UsageStats:
         """``UsageStats`` of these totals: ``providers`` first (config order), then any other seen."""
         import pandas as pd
 
@@ -270,9 +272,19 @@ class UsageStats:
 
     ``total_cost`` is NaN when any row's cost is unknown (``unpriced_rows`` of them);
     ``total_tokens`` is NaN when any row's usage is unknown (``unknown_usage_rows``).
-    For displays: ``cost_text()``, ``tokens_text()`` (optionally for one provider)."""
+    For displays: ``cost_text()``, ``tokens_text()`` (optionally for one provider).
 
-    def __init__(self, by_provider, providers: Sequence[str] = (), *, unpriced=None, unknown_usage=None) -> None:
+    Examples:
+        >>> _ = router.complete("hello")
+        >>> stats = router.get_usage_stats()
+        >>> list(stats.by_provider.columns)
+        ['requests', 'errors', 'input_tokens', 'output_tokens', 'tokens', 'cost', 'latency_p50_s', 'latency_p95_s']
+        >>> stats.sim_openai_tokens > 0, stats.total_cost > 0
+        (True, True)
+    """
+
+    def __init__(self, by_provider: pd.DataFrame, providers: Sequence[str] = (), *,
+                 unpriced: pd.Series | None = None, unknown_usage: pd.Series | None = None) -> None:
         import pandas as pd
 
         self.by_provider = by_provider
@@ -282,53 +294,104 @@ class UsageStats:
         self.unknown_usage_by_provider = zeros if unknown_usage is None else unknown_usage
 
     @classmethod
-    def from_frame(cls, df, providers: Sequence[str] = ()) -> "UsageStats":
+    def from_frame(cls, df: pd.DataFrame, providers: Sequence[str] = ()) -> UsageStats:
+        """The statistics of a ledger DataFrame (``usage_df()``'s shape), e.g. one read back from CSV.
+
+        Examples:
+            >>> UsageStats.from_frame(router.usage_df(all=True)).total_requests == len(router.usage_df(all=True))
+            True
+        """
         return UsageSummary.from_frame(df).stats(providers)
 
     # -- totals -------------------------------------------------------------------------------
     @property
     def unpriced_rows(self) -> int:
-        """Rows whose cost is unknown (no price, or no usage reported)."""
+        """Rows whose cost is unknown (no price, or no usage reported).
+
+        Examples:
+            >>> router.get_usage_stats().unpriced_rows   # the simulator's prices are known
+            0
+        """
         return int(self.unpriced_by_provider.sum())
 
     @property
     def unknown_usage_rows(self) -> int:
-        """Rows whose provider reported no token usage."""
+        """Rows whose provider reported no token usage.
+
+        Examples:
+            >>> router.get_usage_stats().unknown_usage_rows
+            0
+        """
         return int(self.unknown_usage_by_provider.sum())
 
     @property
     def total_cost(self) -> float:
-        """USD over every row; NaN when any row's cost is unknown (never a silent partial sum)."""
+        """USD over every row; NaN when any row's cost is unknown (never a silent partial sum).
+
+        Examples:
+            >>> stats = router.get_usage_stats()
+            >>> stats.total_cost == stats.known_cost   # no unpriced rows
+            True
+        """
         if self.unpriced_rows:
             return math.nan
         return float(self.by_provider["cost"].sum()) if len(self.by_provider) else 0.0
 
     @property
     def known_cost(self) -> float:
-        """USD over the rows whose cost is known (a lower bound when ``unpriced_rows``)."""
+        """USD over the rows whose cost is known (a lower bound when ``unpriced_rows``).
+
+        Examples:
+            >>> router.get_usage_stats().known_cost >= 0
+            True
+        """
         return float(self.by_provider["cost"].fillna(0).sum()) if len(self.by_provider) else 0.0
 
     @property
     def total_tokens(self) -> float | int:
-        """Tokens over every row; NaN when any row's usage is unknown."""
+        """Tokens over every row; NaN when any row's usage is unknown.
+
+        Examples:
+            >>> stats = router.get_usage_stats()
+            >>> stats.total_tokens == int(stats.by_provider["tokens"].sum())
+            True
+        """
         if self.unknown_usage_rows:
             return math.nan
         return int(self.by_provider["tokens"].sum()) if len(self.by_provider) else 0
 
     @property
     def total_requests(self) -> int:
+        """Attempts over every row (a request that failed over twice counts three).
+
+        Examples:
+            >>> stats = router.get_usage_stats()
+            >>> stats.total_requests == len(router.usage_df())
+            True
+        """
         return int(self.by_provider["requests"].sum()) if len(self.by_provider) else 0
 
     def cost_text(self, provider: str | None = None) -> str:
         """"$0.001234", or "unknown (3 unpriced rows)": what `%llm stats`, the panel and the cost
-        plot's title print, for the total or for one provider."""
+        plot's title print, for the total or for one provider.
+
+        Examples:
+            >>> router.get_usage_stats().cost_text()
+            '$...'
+        """
         if provider is None:
             return cost_text(self.total_cost, self.unpriced_rows)
         self._check(provider)
         return cost_text(float(self.by_provider.at[provider, "cost"]), int(self.unpriced_by_provider[provider]))
 
     def tokens_text(self, provider: str | None = None) -> str:
-        """"12,345", or "unknown (2 rows without usage)"."""
+        """"12,345", or "unknown (2 rows without usage)".
+
+        Examples:
+            >>> _ = router.complete("hello")
+            >>> router.get_usage_stats().tokens_text("sim-openai")
+            '...'
+        """
         if provider is None:
             total, unknown = self.total_tokens, self.unknown_usage_rows
         else:
@@ -343,8 +406,15 @@ class UsageStats:
             raise KeyError(f"no provider {name!r}; known: {', '.join(map(str, self.by_provider.index))}")
 
     def provider(self, name: str) -> dict[str, Any]:
+        """One provider's row of ``by_provider`` as a dict; ``KeyError`` naming the known ones.
+
+        Examples:
+            >>> _ = router.complete("hello")
+            >>> router.get_usage_stats().provider("sim-openai")["requests"] >= 1
+            True
+        """
         self._check(name)
-        return self.by_provider.loc[name].to_dict()
+        return dict(self.by_provider.loc[name].to_dict())
 
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("_") or attr in ("by_provider", "unpriced_by_provider", "unknown_usage_by_provider"):
@@ -363,7 +433,7 @@ class UsageStats:
                              f"{', '.join(attr_name(str(n)) for n in self.by_provider.index)} "
                              "(use <name>_tokens, <name>_cost, <name>_requests, <name>_errors)")
 
-    def __dir__(self):
+    def __dir__(self) -> list[str]:
         extra = [f"{attr_name(str(n))}_{s}" for n in self.by_provider.index for s in ("tokens", "cost")]
         return [*super().__dir__(), *extra]
 
@@ -376,10 +446,10 @@ class UsageStats:
 
         head = (f"<p><b>Total</b>: {html.escape(self.cost_text())} · tokens: {html.escape(self.tokens_text())} · "
                 f"{self.total_requests} attempts</p>")
-        return head + self.by_provider.to_html(float_format=lambda v: f"{v:.6g}")
+        return head + str(self.by_provider.to_html(float_format=lambda v: f"{v:.6g}"))
 
 
-def _na():
+def _na() -> Any:
     import pandas as pd
 
     return pd.NA

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import math
 import random as _random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
-from ._types import ProviderSpec, RoutingStrategy
 from ._health import Clock, ProviderHealth
+from ._types import ProviderSpec, RoutingStrategy
 
 # (input, output) USD per 1M tokens, or None when the price is unknown.
 PriceLookup = Callable[[ProviderSpec], "tuple[float, float] | None"]
@@ -47,7 +47,7 @@ class PriorityStrategy(Strategy):
 
     kind = RoutingStrategy.PRIORITY
 
-    def order(self, candidates, request):
+    def order(self, candidates: Sequence[ProviderHealth], request: RequestInfo) -> list[ProviderHealth]:
         return list(candidates)
 
 
@@ -59,7 +59,7 @@ class RoundRobinStrategy(Strategy):
     def __init__(self) -> None:
         self._current: dict[str, float] = {}
 
-    def order(self, candidates, request):
+    def order(self, candidates: Sequence[ProviderHealth], request: RequestInfo) -> list[ProviderHealth]:
         if len(candidates) <= 1:
             return list(candidates)
         cur = self._current
@@ -82,7 +82,7 @@ class RandomStrategy(Strategy):
     def __init__(self, rng: _random.Random | None = None) -> None:
         self.rng = rng or _random.Random()
 
-    def order(self, candidates, request):
+    def order(self, candidates: Sequence[ProviderHealth], request: RequestInfo) -> list[ProviderHealth]:
         rand = self.rng.random
         return sorted(candidates, key=lambda h: -(rand() ** (1.0 / h.spec.weight)))
 
@@ -92,7 +92,7 @@ class LeastBusyStrategy(Strategy):
 
     kind = RoutingStrategy.LEAST_BUSY
 
-    def order(self, candidates, request):
+    def order(self, candidates: Sequence[ProviderHealth], request: RequestInfo) -> list[ProviderHealth]:
         return sorted(candidates, key=lambda h: h.in_flight / h.spec.weight)
 
 
@@ -115,7 +115,7 @@ class LowestCostStrategy(Strategy):
         out = request.max_tokens if request.max_tokens is not None else h.expected_output_tokens()
         return (request.prompt_tokens * price[0] + out * price[1]) / 1e6
 
-    def order(self, candidates, request):
+    def order(self, candidates: Sequence[ProviderHealth], request: RequestInfo) -> list[ProviderHealth]:
         return sorted(candidates, key=lambda h: self.expected_cost(h, request))
 
 
@@ -188,7 +188,7 @@ class LeastLatencyStrategy(Strategy):
         est = h.latency.value
         return (h.in_flight + 1) * (est if est is not None else 0.0)
 
-    def order(self, candidates, request):
+    def order(self, candidates: Sequence[ProviderHealth], request: RequestInfo) -> list[ProviderHealth]:
         if len(candidates) <= 1:
             return list(candidates)
         self._routed += 1

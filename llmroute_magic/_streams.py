@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING
 
 from ._errors import LLMRouteError
 from ._types import Completion
@@ -24,9 +25,22 @@ if TYPE_CHECKING:
 
 
 class AsyncStream:
-    """``async for chunk in router.astream(...)``; ``.completion`` once exhausted."""
+    """``async for chunk in router.astream(...)``; ``.completion`` once exhausted.
 
-    def __init__(self, serve: Callable[[], Awaitable["Reply"]]) -> None:
+    Closing it early (``aclose()``, or leaving the loop and dropping it) cancels the request,
+    which the ledger records as ``cancelled``.
+
+    Examples:
+        >>> import asyncio
+        >>> async def first_chunk():
+        ...     s = router.astream("Tell me a story")
+        ...     async for chunk in s:
+        ...         return chunk
+        >>> isinstance(asyncio.run(first_chunk()), str)
+        True
+    """
+
+    def __init__(self, serve: Callable[[], Awaitable[Reply]]) -> None:
         self._serve = serve
         self._reply: Reply | None = None
         self._parts: list[str] = []
@@ -38,7 +52,7 @@ class AsyncStream:
         """The text received so far."""
         return "".join(self._parts)
 
-    def __aiter__(self) -> "AsyncStream":
+    def __aiter__(self) -> AsyncStream:
         return self
 
     async def __anext__(self) -> str:
@@ -59,7 +73,7 @@ class AsyncStream:
         if self._reply is not None:
             await self._reply.aclose()
 
-    async def __aenter__(self) -> "AsyncStream":
+    async def __aenter__(self) -> AsyncStream:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -93,9 +107,19 @@ class _Handoff:
 
 
 class SyncStream:
-    """``for chunk in router.stream(...)``: read on the router's loop, handed over in batches."""
+    """``for chunk in router.stream(...)``: read on the router's loop, handed over in batches.
 
-    def __init__(self, loop_thread: "LoopThread", inner: AsyncStream) -> None:
+    ``completion`` holds the finished ``Completion`` once it is exhausted; ``close()`` (or
+    leaving a ``with`` block) cancels a request still running, recorded as ``cancelled``.
+
+    Examples:
+        >>> with router.stream("Tell me a story", max_tokens=20) as s:
+        ...     text = "".join(s)
+        >>> s.completion.output_tokens <= 20
+        True
+    """
+
+    def __init__(self, loop_thread: LoopThread, inner: AsyncStream) -> None:
         self._lt = loop_thread
         self._inner = inner
         self._handoff = _Handoff()
@@ -147,7 +171,7 @@ class SyncStream:
         if self._task is not None:
             self._task.cancel_and_wait()
 
-    def __enter__(self) -> "SyncStream":
+    def __enter__(self) -> SyncStream:
         return self
 
     def __exit__(self, *exc: object) -> None:

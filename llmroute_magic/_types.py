@@ -11,8 +11,9 @@ import ipaddress
 import math
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 from ._capabilities import check_capabilities, default_capabilities
@@ -20,6 +21,15 @@ from ._errors import ConfigError
 
 
 class RoutingStrategy(str, enum.Enum):
+    """How a router orders its candidate providers for each request; the head serves, the rest
+    is the fallback order (see the strategies guide).
+
+    Examples:
+        >>> RoutingStrategy.parse("LeastLatency")
+        <RoutingStrategy.LEAST_LATENCY: 'least_latency'>
+        >>> RoutingStrategy.ROUND_ROBIN.value
+        'round_robin'
+    """
     ROUND_ROBIN = "round_robin"
     LEAST_LATENCY = "least_latency"
     LOWEST_COST = "lowest_cost"
@@ -28,8 +38,13 @@ class RoutingStrategy(str, enum.Enum):
     LEAST_BUSY = "least_busy"
 
     @classmethod
-    def parse(cls, value: "RoutingStrategy | str") -> "RoutingStrategy":
-        """Accept the member, its value (``"least_latency"``) or the seed's spelling (``"LeastLatency"``)."""
+    def parse(cls, value: RoutingStrategy | str) -> RoutingStrategy:
+        """Accept the member, its value (``"least_latency"``) or the seed's spelling (``"LeastLatency"``).
+
+        Examples:
+            >>> RoutingStrategy.parse("lowest_cost") is RoutingStrategy.LOWEST_COST
+            True
+        """
         if isinstance(value, cls):
             return value
         if isinstance(value, str):
@@ -145,7 +160,7 @@ def _check_proxy(name: str, proxy: Any) -> str:
     return proxy
 
 
-def _check_verify_and_proxy(name: str, verify: Any, proxy: Any) -> "bool | str | None":
+def _check_verify_and_proxy(name: str, verify: Any, proxy: Any) -> bool | str | None:
     """Validates both; returns ``verify`` as stored (a CA bundle path with ``~`` expanded)."""
     if proxy is not None:
         _check_proxy(name, proxy)
@@ -182,6 +197,7 @@ class Secret:
     own adapter calls it, where the request headers are built."""
 
     __slots__ = ("_value",)
+    _value: str
 
     def __init__(self, value: str) -> None:
         object.__setattr__(self, "_value", value)
@@ -207,19 +223,35 @@ class Secret:
     def __hash__(self) -> int:
         return hash((Secret, self._value))
 
-    def __reduce__(self):  # pickling (a config shipped to a worker) keeps the key, still wrapped
+    def __reduce__(self) -> tuple[type[Secret], tuple[str]]:  # pickling keeps the key, still wrapped
         return (Secret, (self._value,))
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class ProviderSpec:
-    """One provider: where to send requests, with which model, and how to price and weigh it."""
+    """One provider: where to send requests, with which model, and how to price and weigh it.
+
+    Immutable; the ``with_*`` methods return changed copies. ``api`` defaults from the name
+    (``anthropic``/``claude`` -> anthropic, ``gemini``/``google`` -> gemini, ``azure`` -> azure,
+    ``ollama`` -> ollama, else openai); a known name gets its public base URL, any other needs
+    ``base_url``. The key comes from ``api_key``, else the variable ``api_key_env``, else
+    ``<NAME>_API_KEY``; it appears in no repr, error or output. Prices are USD per 1M tokens, both
+    or neither (``None``: genai-prices' catalogue). Invalid values raise ``ConfigError``.
+
+    Examples:
+        >>> spec = ProviderSpec("groq", "llama-3.1-8b-instant").with_priority(1)
+        >>> spec.api, spec.base_url, spec.key_env_var
+        ('openai', 'https://api.groq.com/openai/v1', 'GROQ_API_KEY')
+        >>> local = ProviderSpec("vllm", "llama-3.1-8b").with_prices(input=0, output=0)
+        >>> local.is_local, local.input_price
+        (True, 0.0)
+    """
 
     name: str
     model: str
     api: str | None = None
     base_url: str | None = None
-    api_key: "Secret | str | None" = field(default=None, repr=False)
+    api_key: Secret | str | None = field(default=None, repr=False)
     api_key_env: str | None = None
     priority: int | None = None
     weight: float = 1.0
@@ -234,7 +266,7 @@ class ProviderSpec:
     proxy: str | None = field(default=None, repr=False)  # may hold credentials: never shown
 
     def __post_init__(self) -> None:
-        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
+        set_: Callable[[str, Any], None] = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
         if not isinstance(self.name, str) or not self.name.strip():
             raise ConfigError(f"providers.name: a non-empty string is required, got {self.name!r}", field="name")
         if not isinstance(self.model, str) or not self.model.strip():
@@ -308,42 +340,101 @@ class ProviderSpec:
                           field="base_url")
 
     # -- copies -------------------------------------------------------------------------------
-    def _copy(self, **changes: Any) -> "ProviderSpec":
+    def _copy(self, **changes: Any) -> ProviderSpec:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         values.update(changes)
         return ProviderSpec(**values)
 
-    def with_priority(self, priority: int) -> "ProviderSpec":
+    def with_priority(self, priority: int) -> ProviderSpec:
+        """A copy with this priority: a lower number is tried earlier; no priority comes after every one
+        that has one.
+
+        Examples:
+            >>> ProviderSpec("openai", "gpt-4o").with_priority(1).priority
+            1
+        """
         return self._copy(priority=priority)
 
-    def with_weight(self, weight: float) -> "ProviderSpec":
+    def with_weight(self, weight: float) -> ProviderSpec:
+        """A copy with this weight (> 0), used by round_robin, random and least_busy.
+
+        Examples:
+            >>> ProviderSpec("openai", "gpt-4o").with_weight(2).weight
+            2.0
+        """
         return self._copy(weight=weight)
 
-    def with_base_url(self, base_url: str) -> "ProviderSpec":
+    def with_base_url(self, base_url: str) -> ProviderSpec:
+        """A copy sending to this base URL (a trailing ``/`` is dropped).
+
+        Examples:
+            >>> ProviderSpec("openai", "gpt-4o").with_base_url("http://127.0.0.1:8000/v1/").base_url
+            'http://127.0.0.1:8000/v1'
+        """
         return self._copy(base_url=base_url)
 
-    def with_api_key(self, api_key: str) -> "ProviderSpec":
+    def with_api_key(self, api_key: str) -> ProviderSpec:
+        """A copy carrying this key (kept as a secret: never shown).
+
+        Examples:
+            >>> ProviderSpec("openai", "gpt-4o").with_api_key("sk-test").api_key
+            Secret('***')
+        """
         return self._copy(api_key=api_key)
 
-    def with_prices(self, input: float | None = None, output: float | None = None) -> "ProviderSpec":  # noqa: A002
-        """USD per 1M tokens, both or neither (``with_prices()`` returns to genai-prices' catalogue)."""
+    def with_prices(self, input: float | None = None, output: float | None = None) -> ProviderSpec:  # noqa: A002
+        """USD per 1M tokens, both or neither (``with_prices()`` returns to genai-prices' catalogue).
+
+        Examples:
+            >>> ProviderSpec("vllm", "llama-3.1-8b").with_prices(input=0, output=0).output_price
+            0.0
+        """
         return self._copy(input_price=input, output_price=output)
 
-    def with_timeout(self, timeout: float) -> "ProviderSpec":
+    def with_timeout(self, timeout: float) -> ProviderSpec:
+        """A copy whose requests time out after this many seconds (instead of the config's).
+
+        Examples:
+            >>> ProviderSpec("openai", "gpt-4o").with_timeout(10.0).timeout
+            10.0
+        """
         return self._copy(timeout=timeout)
 
-    def with_context_window(self, context_window: int) -> "ProviderSpec":
+    def with_context_window(self, context_window: int) -> ProviderSpec:
+        """A copy with this context window in tokens (context-length fallbacks and ``--chat`` limits use it).
+
+        Examples:
+            >>> ProviderSpec("openai", "gpt-4o").with_context_window(128_000).context_window
+            128000
+        """
         return self._copy(context_window=context_window)
 
-    def with_max_concurrency(self, max_concurrency: int) -> "ProviderSpec":
+    def with_max_concurrency(self, max_concurrency: int) -> ProviderSpec:
+        """A copy allowing at most this many requests in flight to the provider, across the whole router.
+
+        Examples:
+            >>> ProviderSpec("openai", "gpt-4o").with_max_concurrency(4).max_concurrency
+            4
+        """
         return self._copy(max_concurrency=max_concurrency)
 
-    def with_capabilities(self, *capabilities: str) -> "ProviderSpec":
+    def with_capabilities(self, *capabilities: str) -> ProviderSpec:
+        """A copy with exactly these capabilities (from tools, vision, json_schema, streaming).
+
+        Examples:
+            >>> sorted(ProviderSpec("vllm", "llava").with_capabilities("vision", "streaming").capabilities)
+            ['streaming', 'vision']
+        """
         return self._copy(capabilities=frozenset(capabilities))
 
     @property
     def effective_capabilities(self) -> frozenset[str]:
-        """``capabilities`` as given, else the default for this api and model."""
+        """``capabilities`` as given, else the default for this api and model.
+
+        Examples:
+            >>> sorted(ProviderSpec("openai", "gpt-3.5-turbo").effective_capabilities)
+            ['json_schema', 'streaming', 'tools']
+        """
         if self.capabilities is not None:
             return self.capabilities
         return default_capabilities(self.api or "openai", self.model)
@@ -351,14 +442,33 @@ class ProviderSpec:
     # -- keys ---------------------------------------------------------------------------------
     @property
     def key_env_var(self) -> str:
+        """The environment variable the key is read from: ``api_key_env``, else ``<NAME>_API_KEY``.
+
+        Examples:
+            >>> ProviderSpec("my-groq", "m", base_url="https://api.groq.com/openai/v1").key_env_var
+            'MY_GROQ_API_KEY'
+        """
         return self.api_key_env or env_var_for(self.name)
 
     @property
     def is_local(self) -> bool:
+        """Whether the base URL is on this machine (loopback): such a provider needs no key.
+
+        Examples:
+            >>> ProviderSpec("vllm", "llama-3.1-8b").is_local
+            True
+        """
         return is_loopback_url(self.base_url or "")
 
     def resolve_api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
-        """The key to send, or None. Never logged; only the provider's own adapter calls this."""
+        """The key to send, or None. Never logged; only the provider's own adapter calls this.
+
+        Examples:
+            >>> ProviderSpec("openai", "gpt-4o", api_key="sk-test").resolve_api_key()
+            'sk-test'
+            >>> ProviderSpec("openai", "gpt-4o").resolve_api_key(environ={}) is None
+            True
+        """
         if self.api_key is not None:
             return self.api_key.reveal() if isinstance(self.api_key, Secret) else self.api_key
         env = os.environ if environ is None else environ
@@ -373,7 +483,13 @@ class ProviderSpec:
         return hash((self.name, self.model, self.base_url))
 
     def to_dict(self, *, include_key: bool = False) -> dict[str, Any]:
-        """Plain dict of the settings (no key unless asked), the shape ``from_dict`` takes."""
+        """Plain dict of the settings (no key unless asked), the shape ``from_dict`` takes.
+
+        Examples:
+            >>> ProviderSpec("openai", "gpt-4o", api_key="sk-test").to_dict()
+            {'name': 'openai', 'model': 'gpt-4o', 'api': 'openai',
+             'base_url': 'https://api.openai.com/v1', 'weight': 1.0}
+        """
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         if include_key and isinstance(self.api_key, Secret):
             out["api_key"] = self.api_key.reveal()
@@ -387,7 +503,16 @@ class ProviderSpec:
 
 
 class ToolCall(NamedTuple):
-    """A function call the model asked for: ``arguments`` parsed from its JSON."""
+    """A function call the model asked for: ``arguments`` parsed from its JSON.
+
+    Examples:
+        >>> c = router.complete("What is the weather in Paris?", tool_choice="get_weather", tools=[
+        ...     {"name": "get_weather", "description": "Weather for a city",
+        ...      "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}])
+        >>> call = c.tool_calls[0]
+        >>> call.name, sorted(call.arguments)
+        ('get_weather', ['city'])
+    """
 
     id: str
     name: str
@@ -396,7 +521,19 @@ class ToolCall(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """One finished answer and what it cost."""
+    """One finished answer and what it cost; renders as Markdown (text and footer) in a notebook.
+
+    ``input_tokens`` / ``output_tokens`` are None when the provider reported no usage, and ``cost``
+    is NaN when the price or the usage is unknown (never 0). ``tool_calls`` holds the calls the
+    model asked for (``tools=``), ``parsed`` the answer as an object (``response_format=``).
+
+    Examples:
+        >>> c = router.complete("Explain CAP in one line", max_tokens=16)
+        >>> c.provider, c.model, c.attempts
+        ('sim-openai', 'gpt-4o-mini', 1)
+        >>> c.output_tokens <= 16 and c.cost > 0
+        True
+    """
 
     text: str
     provider: str
@@ -417,13 +554,24 @@ class Completion:
 
     @property
     def tokens(self) -> int | None:
-        """Input plus output tokens; None when the provider reported no usage."""
+        """Input plus output tokens; None when the provider reported no usage.
+
+        Examples:
+            >>> c = router.complete("hello")
+            >>> c.tokens == c.input_tokens + c.output_tokens
+            True
+        """
         if self.input_tokens is None or self.output_tokens is None:
             return None
         return self.input_tokens + self.output_tokens
 
     def footer(self) -> str:
-        """``provider · model · latency[, ttft] · in+out tokens · cost[, N attempts]``, as every footer reads."""
+        """``provider · model · latency[, ttft] · in+out tokens · cost[, N attempts]``, as every footer reads.
+
+        Examples:
+            >>> router.complete("hello").footer()
+            'sim-openai · gpt-4o-mini · ... tokens · $...'
+        """
         from ._format import millis, money, tokens
 
         ttft = f", ttft {millis(self.ttft_s)}" if self.ttft_s is not None else ""
@@ -435,6 +583,12 @@ class Completion:
         return f"{self.text}\n\n---\n*{self.footer()}*"
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain dict (for a DataFrame row or JSON).
+
+        Examples:
+            >>> router.complete("hello").to_dict()["provider"]
+            'sim-openai'
+        """
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 

@@ -9,7 +9,8 @@ import math
 import socket
 import time
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 

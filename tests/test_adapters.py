@@ -14,21 +14,19 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+import helpers
 import pytest
 
-import helpers
-
+from llmroute_magic._config import ProviderRoutingConfig
 from llmroute_magic._errors import ProviderError
 from llmroute_magic._http import make_client
-from llmroute_magic._types import ProviderSpec
 from llmroute_magic._providers import ChatRequest, ProviderResult, adapter_for
 from llmroute_magic._providers._failures import AttemptContext
-from llmroute_magic._providers._sse import SSEDecoder, ServerSentEvent
-from llmroute_magic._config import ProviderRoutingConfig
+from llmroute_magic._providers._sse import ServerSentEvent, SSEDecoder
 from llmroute_magic._providers.anthropic import SCHEMA_TOOL, AnthropicAdapter
 from llmroute_magic._providers.openai import OpenAIAdapter
 from llmroute_magic._request import build_request
-from llmroute_magic._types import ToolCall
+from llmroute_magic._types import ProviderSpec, ToolCall
 
 CANARY = "sk-canary-XYZ"
 
@@ -198,7 +196,7 @@ def openai_chunks(words: list[str], usage: bool = True, done: bool = True) -> li
               for w in words]
     events.append('data: {"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}')
     if usage:
-        events.append('data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":%d}}' % len(words))
+        events.append('data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":%d}}' % len(words))  # noqa: UP031
     if done:
         events.append("data: [DONE]")
     return events
@@ -941,7 +939,8 @@ def test_anthropic_body_carries_images_tools_tool_results_schema_and_model():
 OPENAI_TOOL_ANSWER = {
     "model": "gpt-test", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
         "role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]}}],
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]}}],
     "usage": {"prompt_tokens": 20, "completion_tokens": 7}}
 
 
@@ -1010,8 +1009,10 @@ async def test_anthropic_schema_answer_is_the_schema_tools_input_as_text(server,
         ev("message_start", {"message": {"model": "claude-test", "usage": {"input_tokens": 30, "output_tokens": 1}}}),
         ev("content_block_start", {"index": 0, "content_block": {"type": "tool_use", "id": "t",
                                                                  "name": SCHEMA_TOOL, "input": {}}}),
-        ev("content_block_delta", {"index": 0, "delta": {"type": "input_json_delta", "partial_json": '{"name": "Oslo", '}}),
-        ev("content_block_delta", {"index": 0, "delta": {"type": "input_json_delta", "partial_json": '"population": 7}'}}),
+        ev("content_block_delta", {"index": 0,
+                                   "delta": {"type": "input_json_delta", "partial_json": '{"name": "Oslo", '}}),
+        ev("content_block_delta", {"index": 0,
+                                   "delta": {"type": "input_json_delta", "partial_json": '"population": 7}'}}),
         ev("content_block_stop", {"index": 0}),
         ev("message_delta", {"delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 15}}),
         ev("message_stop", {})]))

@@ -14,8 +14,15 @@ import pytest
 from ipython_fixtures import bind, magics, ok, router, run, shell, sim, usage_error  # noqa: F401
 
 from llmroute_magic import ModelClientRouter, ProviderRoutingConfig
-from llmroute_magic._ipython.chat import (ANSWER_ROOM_TOKENS, Conversation, Conversations, Turn, check_name,
-                                          default_estimate, token_budget)
+from llmroute_magic._ipython.chat import (
+    ANSWER_ROOM_TOKENS,
+    Conversation,
+    Conversations,
+    Turn,
+    check_name,
+    default_estimate,
+    token_budget,
+)
 from llmroute_magic._request import estimate_prompt_tokens
 from llmroute_magic.sim._neutral import count_input_tokens
 

@@ -185,8 +185,7 @@ def test_a_batch_with_a_column_this_version_does_not_know_keeps_it_through_a_mer
     import struct
     from array import array
 
-    from llmroute_magic._ledger import (_BATCH_COLUMNS, _MAGIC, _columns_from_file, _header, _merge, _pack,
-                                        _segments)
+    from llmroute_magic._ledger import _BATCH_COLUMNS, _MAGIC, _columns_from_file, _header, _merge, _pack, _segments
 
     names: dict[str, int] = {}
     name_id = lambda v: -1 if v is None else names.setdefault(v, len(names))  # noqa: E731

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from datetime import datetime, timedelta, timezone
 
 import aiohttp
 import httpx
@@ -109,7 +108,7 @@ def test_retry_after_headers(headers, expected):
 
 
 def test_retry_after_http_date():
-    now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
     later = format_datetime(now + timedelta(seconds=30), usegmt=True)
     earlier = format_datetime(now - timedelta(seconds=30), usegmt=True)
     assert parse_retry_after({"retry-after": later}, now=now.timestamp()) == pytest.approx(30.0)
@@ -150,7 +149,7 @@ def _mapped(cause: BaseException, wrapper: type[Exception] = httpx.ConnectTimeou
         (httpx.ReadError("reset"), "connection_reset"),
         (ConnectionResetError(), "connection_reset"),
         (ConnectionRefusedError(), "connect_error"),
-        (asyncio.TimeoutError(), "timeout"),
+        (TimeoutError(), "timeout"),
     ],
 )
 def test_transport_exceptions(exc, expected):

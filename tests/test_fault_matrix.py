@@ -18,11 +18,9 @@ server too slow to answer (read timeout), and a stream that stalls after its fir
 from __future__ import annotations
 
 import pytest
+from helpers import FAULT_OUTCOMES, NETWORK_FAULTS, Sleeps, assert_ledger_matches_sim, closed_port, expected_fault, rows
 
-from helpers import (FAULT_OUTCOMES, NETWORK_FAULTS, Sleeps, assert_ledger_matches_sim, closed_port,
-                     expected_fault, rows)
-from llmroute_magic import (AllProvidersFailed, Completion, ModelClientRouter, ProviderError,
-                            ProviderRoutingConfig)
+from llmroute_magic import AllProvidersFailed, Completion, ModelClientRouter, ProviderError, ProviderRoutingConfig
 from llmroute_magic._errors import ERROR_POLICY, Policy
 from llmroute_magic.sim import FAULT_KINDS, ProviderProfile, Simulator
 

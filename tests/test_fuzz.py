@@ -11,8 +11,14 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from llmroute_magic import (Completion, ConfigError, LLMRouteError, ModelClientRouter, ProviderError,
-                            ProviderRoutingConfig)
+from llmroute_magic import (
+    Completion,
+    ConfigError,
+    LLMRouteError,
+    ModelClientRouter,
+    ProviderError,
+    ProviderRoutingConfig,
+)
 from llmroute_magic._types import APIS
 from llmroute_magic.sim import ProviderProfile, Simulator
 

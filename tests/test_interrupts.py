@@ -19,9 +19,8 @@ import threading
 import time
 
 import pytest
+from helpers import Sleeps, assert_ledger_matches_sim, cancel_after_first_item, make_router, rows, sim_quiet, wait_until
 
-from helpers import (Sleeps, assert_ledger_matches_sim, cancel_after_first_item, make_router, rows, sim_quiet,
-                     wait_until)
 from llmroute_magic import Completion, LLMRouteError
 from llmroute_magic.sim import ProviderProfile, Simulator
 

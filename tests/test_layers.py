@@ -12,7 +12,8 @@ import asyncio
 import math
 import random
 import threading
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
 from helpers import make_router
+
 from llmroute_magic.sim import ProviderProfile, Simulator
 
 PROFILES = [

@@ -7,7 +7,7 @@ import math
 import sqlite3
 import threading
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
@@ -22,7 +22,8 @@ def rec(i: int, *, provider: str = "p1", tokens: bool = True, t: float = T0) -> 
     failed = i % 7 == 3
     return AttemptRecord(
         f"req-{i}", 1 + i % 2, t + i * 0.001, provider, f"model-{i % 3}", "round_robin",
-        "error" if failed else "ok", "rate_limit" if failed else None, None if i % 11 == 5 else (429 if failed else 200),
+        "error" if failed else "ok", "rate_limit" if failed else None,
+        None if i % 11 == 5 else (429 if failed else 200),
         (100 + i) if tokens else None, (20 + i % 9) if tokens else None,
         math.nan if (i % 13 == 4 or not tokens) else 1e-6 * (i + 1) / 3, 0.01 + (i % 17) / 1000,
         None if i % 2 else 0.004, bool(i % 2), i % 5, i % 3 * 7)
@@ -87,8 +88,8 @@ def test_since_bounds_the_timestamp(ledger):
         ledger.append(rec(i))
     edge = T0 + 6 * 0.001
     want = [f"req-{i}" for i in range(6, 10)]
-    for since in (edge, datetime.fromtimestamp(edge, timezone.utc), pd.Timestamp(edge, unit="s", tz="UTC"),
-                  datetime.fromtimestamp(edge, timezone.utc).replace(tzinfo=None).isoformat()):
+    for since in (edge, datetime.fromtimestamp(edge, UTC), pd.Timestamp(edge, unit="s", tz="UTC"),
+                  datetime.fromtimestamp(edge, UTC).replace(tzinfo=None).isoformat()):
         assert ledger.to_frame(since=since)["request_id"].tolist() == want, since
     ledger.reset_view()
     assert len(ledger.to_frame(since=edge)) == 0 and len(ledger.to_frame(all=True, since=edge)) == 4

@@ -13,8 +13,8 @@ import time
 from collections import Counter
 
 import pytest
-
 from helpers import Sleeps, assert_ledger_matches_sim, make_router
+
 from llmroute_magic import Completion, LLMRouteError, RoutingStrategy
 from llmroute_magic.sim import ProviderProfile, Simulator
 

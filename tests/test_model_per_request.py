@@ -9,6 +9,7 @@ from llmroute_magic import ConfigError, ModelClientRouter, ProviderRoutingConfig
 from llmroute_magic._events import AttemptStarted
 from llmroute_magic._router import compare_target
 
+
 @pytest.fixture
 def router(fresh_sim):
     r = ModelClientRouter(ProviderRoutingConfig(fresh_sim.provider_specs()))

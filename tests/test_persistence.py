@@ -14,8 +14,7 @@ import warnings
 
 import pytest
 
-from llmroute_magic import ModelClientRouter, ProviderRoutingConfig
-from llmroute_magic import LedgerPersistenceWarning
+from llmroute_magic import LedgerPersistenceWarning, ModelClientRouter, ProviderRoutingConfig
 from llmroute_magic.sim import ProviderProfile, Simulator
 
 PROFILES = [ProviderProfile("p1", input_price=1.0, output_price=2.0),

@@ -15,10 +15,9 @@ import time
 import traceback
 
 import pytest
-
 from helpers import Sleeps, assert_ledger_matches_sim, make_router, rows
-from llmroute_magic import (AllProvidersFailed, ConfigError, ModelClientRouter, ProviderRoutingConfig,
-                            ProviderSpec)
+
+from llmroute_magic import AllProvidersFailed, ConfigError, ModelClientRouter, ProviderRoutingConfig, ProviderSpec
 from llmroute_magic.sim import ProviderProfile, Simulator
 
 PROFILES = [

@@ -7,12 +7,20 @@ import math
 import threading
 from collections import Counter
 
-import pytest
-
 import helpers
+import pytest
 from helpers import Sleeps, assert_ledger_matches_sim, rows
-from llmroute_magic import (AllProvidersFailed, Completion, ConfigError, ModelClientRouter, ProviderError,
-                            ProviderRoutingConfig, ProviderSpec, RoutingStrategy)
+
+from llmroute_magic import (
+    AllProvidersFailed,
+    Completion,
+    ConfigError,
+    ModelClientRouter,
+    ProviderError,
+    ProviderRoutingConfig,
+    ProviderSpec,
+    RoutingStrategy,
+)
 from llmroute_magic.sim import ProviderProfile, Simulator
 
 FAST = dict(latency_s=0.0)

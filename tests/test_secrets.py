@@ -16,8 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from llmroute_magic import (AllProvidersFailed, LLMRouteError, ModelClientRouter, ProviderRoutingConfig,
-                            ProviderSpec)
+from llmroute_magic import AllProvidersFailed, LLMRouteError, ModelClientRouter, ProviderRoutingConfig, ProviderSpec
 from llmroute_magic.sim import ProviderProfile, Simulator
 
 CANARY = "sk-canary-" + os.urandom(12).hex()
@@ -107,8 +106,10 @@ def key_headers(headers: dict[str, str]) -> str:
 def test_each_key_goes_only_to_its_own_provider(servers, monkeypatch):
     a, b = servers
     monkeypatch.setenv("ENVPROV_API_KEY", CANARY_ENV)
-    specs = [ProviderSpec("prov-a", "m", api="openai", base_url=a.url + "/v1", api_key=CANARY, input_price=0, output_price=0),
-             ProviderSpec("prov-b", "m", api="anthropic", base_url=b.url, api_key=CANARY_B, input_price=0, output_price=0),
+    specs = [ProviderSpec("prov-a", "m", api="openai", base_url=a.url + "/v1", api_key=CANARY, input_price=0,
+                          output_price=0),
+             ProviderSpec("prov-b", "m", api="anthropic", base_url=b.url, api_key=CANARY_B, input_price=0,
+                          output_price=0),
              ProviderSpec("envprov", "m", api="openai", base_url=b.url + "/env/v1", input_price=0, output_price=0)]
     with ModelClientRouter(ProviderRoutingConfig(specs, strategy="round_robin")) as r:
         for _ in range(2):
@@ -187,8 +188,8 @@ def test_the_key_is_in_no_repr_error_warning_log_frame_export_or_plot(sim, tmp_p
             c = r.complete("hi")  # keyed (401) -> keyed-a (401) -> open
             seen += [repr(c), str(c), c.footer(), c._repr_markdown_(), str(c.to_dict())]
             for name in ("keyed", "keyed-a"):
-                for call in (lambda: r.complete("hi", provider=name),
-                             lambda: "".join(r.stream("hi", provider=name))):
+                for call in (lambda name=name: r.complete("hi", provider=name),
+                             lambda name=name: "".join(r.stream("hi", provider=name))):
                     with pytest.raises(AllProvidersFailed) as info:
                         call()
                     e = info.value

@@ -258,7 +258,8 @@ def test_max_tokens_bounds_the_answer(sv, http):
     full = chat(sv, http).json()["choices"][0]["message"]["content"]
     cut = chat(sv, http, max_tokens=3).json()
     assert cut["usage"]["completion_tokens"] == 3 and cut["choices"][0]["finish_reason"] == "length"
-    assert full.startswith(cut["choices"][0]["message"]["content"]) and len(cut["choices"][0]["message"]["content"].split()) == 3
+    cut_text = cut["choices"][0]["message"]["content"]
+    assert full.startswith(cut_text) and len(cut_text.split()) == 3
     a = msgs(sv, http, max_tokens=4).json()
     assert a["usage"]["output_tokens"] == 4 and a["stop_reason"] == "max_tokens"
 
@@ -292,7 +293,8 @@ def test_anthropic_stream_event_order_and_usage(sv, http):
     data = sse_data(r.text)
     assert data[0]["message"]["usage"] == {"input_tokens": plain["usage"]["input_tokens"], "output_tokens": 0}
     assert data[-2]["usage"] == {"output_tokens": n}
-    assert "".join(d["delta"]["text"] for d in data if d["type"] == "content_block_delta") == plain["content"][0]["text"]
+    streamed = "".join(d["delta"]["text"] for d in data if d["type"] == "content_block_delta")
+    assert streamed == plain["content"][0]["text"]
     s = counters(sv, "a")
     assert (s["input_tokens"], s["output_tokens"]) == (2 * plain["usage"]["input_tokens"], 2 * n)
 
@@ -643,7 +645,8 @@ def test_cli_bad_profile_file_exits_2_with_the_message(tmp_path):
 def test_cli_loads_a_profile_file(tmp_path):
     path = tmp_path / "p.toml"
     path.write_text(GOOD_TOML)
-    proc = subprocess.Popen([sys.executable, "-m", "llmroute_magic._cli", "sim", "--port", "0", "--profiles", str(path)],
+    proc = subprocess.Popen([sys.executable, "-m", "llmroute_magic._cli", "sim", "--port", "0",
+                             "--profiles", str(path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = proc.stdout.readline().split(" on ")[1].split()[0]
@@ -657,7 +660,7 @@ def test_profiles_may_be_given_as_a_dict_keyed_by_name():
     s = Simulator({"x": ProviderProfile("ignored", api="anthropic"), "y": ProviderProfile("y")})
     assert list(s.profiles) == ["x", "y"] and s.profiles["x"].api == "anthropic"
     with pytest.raises(RuntimeError, match="not been started"):
-        s.url
+        _ = s.url
     with pytest.raises(ConfigError, match="port"):
         Simulator(port=70000)
     with pytest.raises(ConfigError, match="at least one"):

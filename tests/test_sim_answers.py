@@ -6,7 +6,7 @@ import datetime
 import enum
 import json
 import random
-from typing import Literal, Optional
+from typing import Literal
 
 import jsonschema
 import pydantic
@@ -32,7 +32,7 @@ class Person(pydantic.BaseModel):
     height_m: float = pydantic.Field(gt=0.5, lt=2.5)
     colour: Colour
     kind: Literal["a", "b"]
-    nickname: Optional[str] = None
+    nickname: str | None = None
     born: datetime.date
     seen: datetime.datetime
     addresses: list[Address] = pydantic.Field(min_length=1, max_length=3)
@@ -42,7 +42,7 @@ class Person(pydantic.BaseModel):
 
 class Node(pydantic.BaseModel):  # recursive: generation must stop
     label: str
-    children: list["Node"] = []
+    children: list[Node] = []
 
 
 SCHEMAS = {

@@ -6,6 +6,8 @@ import random
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llmroute_magic import ConfigError, ProviderSpec, RoutingStrategy
 from llmroute_magic._health import ProviderHealth
@@ -477,8 +479,6 @@ def test_power_of_two_choices_samples_only_measured_providers():
 
 
 # -- property: every strategy returns a permutation of its candidates, whatever the state ---------------
-
-from hypothesis import given, settings, strategies as st  # noqa: E402
 
 _op = st.one_of(
     st.tuples(st.just("order"), st.integers(0, 127), st.integers(0, 5000), st.none() | st.integers(1, 4096)),

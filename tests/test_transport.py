@@ -26,8 +26,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from llmroute_magic import (AllProvidersFailed, ConfigError, ModelClientRouter, ProviderError,
-                            ProviderRoutingConfig, ProviderSpec)
+from llmroute_magic import (
+    AllProvidersFailed,
+    ConfigError,
+    ModelClientRouter,
+    ProviderError,
+    ProviderRoutingConfig,
+    ProviderSpec,
+)
 from llmroute_magic._http import ClientSet, close_client_without_loop, make_client, make_clients
 from llmroute_magic._providers import ChatRequest, adapter_for
 
@@ -46,7 +52,7 @@ class _ThreadServer:
 
     ssl_context: ssl.SSLContext | None = None
 
-    def start(self) -> "_ThreadServer":
+    def start(self) -> _ThreadServer:
         ready = threading.Event()
         self.loop = asyncio.new_event_loop()
         self.loop.set_exception_handler(_quiet_about_cancelled)

@@ -113,7 +113,7 @@ def record(request_id, provider="sim-openai", *, status="ok", cost=0.001, latenc
 class ManualTimer:
     """A timer the test fires by hand: makes throttling deterministic."""
 
-    created: list["ManualTimer"] = []
+    created: list[ManualTimer] = []
 
     def __init__(self, delay, fn):
         self.delay, self.fn, self.cancelled = delay, fn, False

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from .._format import cost_total, count, plural
 
@@ -80,7 +81,7 @@ class Turn:
     request_id: str = ""
 
     @classmethod
-    def of(cls, key: str, prompt: str, completion: Any) -> "Turn":
+    def of(cls, key: str, prompt: str, completion: Any) -> Turn:
         c = completion
         return cls(key, prompt, c.text, c.provider, c.model, c.input_tokens, c.output_tokens, c.cost, c.request_id)
 

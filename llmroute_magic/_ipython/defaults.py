@@ -9,13 +9,15 @@ the router (stopped when it is released or the process exits).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .._errors import ConfigError
 from ..sim._bound import release, simulated_router, simulator_for
 
-__all__ = ["config_source", "default_router", "describe_config", "missing_keys", "release", "router_sim_url", "simulated_router", "simulator_for"]
+__all__ = ["config_source", "default_router", "describe_config", "missing_keys", "release", "router_sim_url",
+           "simulated_router", "simulator_for"]
 
 CONFIG_ENV = "LLMROUTE_CONFIG"
 SIMULATE_ENV = "LLMROUTE_SIMULATE"
@@ -39,7 +41,8 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def config_source(environ: Mapping[str, str] | None = None, cwd: str | os.PathLike | None = None) -> tuple[str, Any]:
+def config_source(environ: Mapping[str, str] | None = None,
+                  cwd: str | os.PathLike[str] | None = None) -> tuple[str, Any]:
     """Where the default router comes from: ("simulate", None) | ("file", path) | ("keys", names) | ("sim", None)."""
     env = os.environ if environ is None else environ
     if _truthy(env.get(SIMULATE_ENV)):
@@ -60,8 +63,8 @@ def config_source(environ: Mapping[str, str] | None = None, cwd: str | os.PathLi
     return "sim", None
 
 
-def default_router(*, environ: Mapping[str, str] | None = None, cwd: str | os.PathLike | None = None,
-                   announce: Callable[[str], None] | None = print):
+def default_router(*, environ: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
+                   announce: Callable[[str], None] | None = print) -> Any:
     """Build the router the magics start with; ``announce`` gets a one-line notice when it matters."""
     from .. import ModelClientRouter, ProviderRoutingConfig, ProviderSpec
 

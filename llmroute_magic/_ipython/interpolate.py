@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import ast
 import re
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 _TOKEN = re.compile(r"\{\{|\}\}|\{([^{}\n]*)\}")
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"

@@ -14,8 +14,9 @@ import keyword
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from IPython.core import magic_arguments
@@ -30,38 +31,22 @@ from .._types import RoutingStrategy
 from . import defaults, explain
 from .chat import DEFAULT_NAME, Conversation, Conversations, Plan, Turn, check_name, token_budget
 from .interpolate import IMAGE_MARK, interpolate
+from .reference import CELL_OPTIONS, EXPLAIN_OPTIONS, STRATEGIES, Option, magic_help, subcommand_help
+from .render import FORMAT_INSTRUCTIONS, FORMATS, RichRenderer, TextRenderer, code_of, compare_bundle, with_instruction
 from .structured import image_content, image_part, schema_option, tool_calls_markdown, tools_option
-from .render import (FORMAT_INSTRUCTIONS, FORMATS, RichRenderer, TextRenderer, code_of, compare_bundle,
-                     with_instruction)
 
-STRATEGIES = ", ".join(s.value for s in RoutingStrategy)
 SAVE_FORMATS = (".csv", ".parquet")
 
-SUBCOMMANDS: dict[str, str] = {
-    "status": "strategy, providers (enabled / cooling down) and total cost",
-    "use VAR": "switch the magics to the router stored in variable VAR",
-    "strategy [NAME]": f"show or set the routing strategy ({STRATEGIES})",
-    "providers": "per provider: api, model, host, key set or missing (never the key), prices and their source, state",
-    "enable NAME": "put a provider back into rotation",
-    "disable NAME": "take a provider out of rotation",
-    "usage [--all]": "the usage ledger as a DataFrame, one row per attempt (--all: every row of the ledger file)",
-    "stats": "usage statistics per provider (DataFrame) and totals",
-    "plot KIND [PATH]": "plot usage: cost, latency, tokens, requests or timeline (PATH saves a PNG)",
-    "panel": "the interactive control panel (strategy, providers, fallback, retries, live stats)",
-    "config PATH": "load a TOML config and rebuild the router",
-    "reset": "start the usage view afresh (a ledger file keeps every row: %llm usage --all)",
-    "save PATH": "write the usage ledger to PATH (.csv or .parquet)",
-    "chat": "the conversations of %%llm --chat cells: turns, tokens, cost, provider",
-    "chat show [NAME]": "a conversation's turns (NAME: default)",
-    "chat reset [NAME|--all]": "forget a conversation (NAME: default) or every one; the next --chat cell starts afresh",
-    "explain [-p P] [-m M]": "explain the notebook's last error: its traceback (no variables' values) to the routed provider",
-    "help": "this list",
-}
 
+def _with_arguments(options: tuple[Option, ...], name: str) -> Callable[[Any], Any]:
+    """``magic_arguments`` for ``options`` (from the one table in ``reference``), in table order."""
 
-def _subcommand_help() -> str:
-    width = max(map(len, SUBCOMMANDS))
-    return "\n".join(f"  %llm {k.ljust(width)}  {v}" for k, v in SUBCOMMANDS.items())
+    def decorate(func: Any) -> Any:
+        for option in reversed(options):  # decorators apply bottom-up: the last is added first
+            func = magic_arguments.argument(*option.flags, **option.argparse_kwargs())(func)
+        return magic_arguments.magic_arguments(name=name)(func)
+
+    return decorate
 
 
 def _is_router(obj: Any) -> bool:
@@ -128,6 +113,8 @@ def _key_state(spec: Any) -> str:
 @magics_class
 class LLMRouteMagics(Magics, Configurable):
     """The ``%llm`` / ``%%llm`` magics. One instance per shell, created by ``%load_ext``."""
+
+    shell: Any  # the InteractiveShell (IPython types it as optional; the magics always have one)
 
     router_var = Unicode("llm", config=True, help="Name of the user-namespace variable holding the router.")
     default_format = Enum(list(FORMATS), "markdown", config=True,
@@ -228,50 +215,16 @@ class LLMRouteMagics(Magics, Configurable):
                 f"in place of ...):\n{lines}\nthen run the cell again (%llm providers shows which keys are set)")
 
     # -- %%llm and %llm ---------------------------------------------------------------------------
-    @magic_arguments.magic_arguments(name="%llm")  # shown as %%llm: IPython adds a "%"
-    @magic_arguments.argument("-p", "--provider", help="send to this provider only (this cell)")
-    @magic_arguments.argument("-s", "--strategy", help=f"routing strategy for this cell: {STRATEGIES}")
-    @magic_arguments.argument("--compare", nargs="?", const="all", default=None, metavar="NAMES",
-                              help="ask several providers side by side: comma-separated names or NAME:MODEL "
-                                   "pairs (two models of one provider), or all (default)")
-    @magic_arguments.argument("-c", "--chat", nargs="?", const=DEFAULT_NAME, default=None, metavar="NAME",
-                              help="continue conversation NAME (default: 'default'): its earlier turns are sent "
-                                   "with this cell; re-running the cell replaces its own turn")
-    @magic_arguments.argument("-m", "--model", metavar="MODEL",
-                              help="this model instead of the provider's configured one (priced as that model)")
-    @magic_arguments.argument("-f", "--format",
-                              help=f"output format: {', '.join(FORMATS)}; json, code, markdown and html also ask "
-                                   "the model for it (an instruction in the system prompt); code goes into a new "
-                                   "cell below in Jupyter")
-    @magic_arguments.argument("--raw", action="store_true", help="send no format instruction (-f only formats)")
-    @magic_arguments.argument("--schema", metavar="VAR",
-                              help="answer as this pydantic model or JSON schema (a variable); -o then keeps the object")
-    @magic_arguments.argument("--tools", metavar="NAMES",
-                              help="offer these tools: functions or tool dicts (variables, comma-separated); "
-                                   "the calls the model asks for are shown, never run")
-    @magic_arguments.argument("-o", "--output", metavar="VAR",
-                              help="store the Completion (with --compare, the DataFrame) in VAR")
-    @magic_arguments.argument("--system", metavar="TEXT", help="system prompt (with --chat: kept by the conversation)")
-    @magic_arguments.argument("-t", "--temperature", type=float, help="sampling temperature (>= 0)")
-    @magic_arguments.argument("--max-tokens", type=int, metavar="N", help="most tokens to generate (> 0)")
-    @magic_arguments.argument("--no-stream", action="store_true", help="wait for the whole answer")
-    @magic_arguments.argument("--no-interpolate", action="store_true", help="send {name} literally")
+    @_with_arguments(CELL_OPTIONS, name="%llm")  # shown as %%llm: IPython adds a "%"
     def _cell_args(self, line: str, cell: str) -> None:
         """Send the cell as a prompt through the router; see %llm help for the line form."""
 
     @line_cell_magic
     def llm(self, line: str = "", cell: str | None = None) -> Any:
-        """Route prompts across LLM providers.
-
-        %%llm [options]   the cell is the prompt (see the options below)
-        %llm SUBCOMMAND   manage the router: status, use, strategy, providers, enable, disable,
-                          usage, stats, plot, panel, config, reset, save, chat, explain, help
-        """
+        # The docstring (what %llm? and %%llm? show) is set below the class from reference.magic_help().
         if cell is None:
             return self._line(line)
         return self._cell(line, cell)
-
-    llm.__doc__ = (llm.__doc__ or "") + "\nSubcommands:\n" + _subcommand_help() + "\n\n" + (_cell_args.__doc__ or "")
 
     # -- cell -----------------------------------------------------------------------------------
     def _cell(self, line: str, cell: str) -> None:
@@ -552,7 +505,7 @@ class LLMRouteMagics(Magics, Configurable):
         name, rest = words[0].lower(), words[1:]
         handler = getattr(self, f"_cmd_{name}", None)
         if handler is None:
-            raise UsageError(f"%llm: unknown subcommand {words[0]!r}; use one of:\n{_subcommand_help()}")
+            raise UsageError(f"%llm: unknown subcommand {words[0]!r}; use one of:\n{subcommand_help()}")
         return handler(rest)
 
     def _expect(self, rest: list[str], count: int, usage: str) -> list[str]:
@@ -561,7 +514,7 @@ class LLMRouteMagics(Magics, Configurable):
         return rest
 
     def _cmd_help(self, rest: list[str]) -> None:
-        print("%llm subcommands:\n" + _subcommand_help() + "\n\n%%llm options: see %%llm? ")
+        print("%llm subcommands:\n" + subcommand_help() + "\n\n%%llm options: see %%llm? ")
 
     def _cmd_status(self, rest: list[str]) -> None:
         self._expect(rest, 0, "status")
@@ -805,9 +758,8 @@ class LLMRouteMagics(Magics, Configurable):
     # -- setup help ---------------------------------------------------------------------------
     def _cmd_explain(self, rest: list[str]) -> None:
         parser = _LineParser(prog="%llm explain", add_help=False)
-        parser.add_argument("-p", "--provider")
-        parser.add_argument("-m", "--model")
-        parser.add_argument("--no-stream", action="store_true")
+        for option in EXPLAIN_OPTIONS:
+            parser.add_argument(*option.flags, **option.argparse_kwargs())
         args = parser.parse_args(rest)
         router = self.router
         error = explain.last_error()
@@ -838,10 +790,21 @@ class LLMRouteMagics(Magics, Configurable):
         return None
 
 
+def settings(cls: type[Configurable] | None = None) -> list[tuple[str, str, str]]:
+    """(name, default, help) of every ``%config LLMRouteMagics`` setting, in definition order."""
+    cls = LLMRouteMagics if cls is None else cls
+    traits = cls.class_traits(config=True)
+    order = [name for name in vars(cls) if name in traits]
+    return [(name, repr(traits[name].default_value), traits[name].help) for name in order]
+
+
+LLMRouteMagics.llm.__doc__ = magic_help(settings())
+
+
 class _LineParser(argparse.ArgumentParser):
     """argparse for a line subcommand: a mistake is a UsageError (one line), never an exit."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         raise UsageError(f"{self.prog}: {message}")
 
 

@@ -16,7 +16,8 @@ import math
 import re
 import sys
 import time
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from .._format import is_unknown, millis, money, tokens
 
@@ -60,7 +61,7 @@ def completion_metadata(c: Any) -> dict[str, Any]:
 
 
 def footer_text(c: Any) -> str:
-    return c.footer()
+    return str(c.footer())
 
 
 def _strip_fence(text: str) -> tuple[str, str]:
@@ -240,7 +241,8 @@ class RichRenderer:
     def abort(self, message: str) -> None:
         """Keep what was shown, marked as stopped (interrupt or failure mid-stream)."""
         text = self._text or ""
-        md = f"{text}\n\n---\n<small>{html.escape(message)}</small>" if text else f"<small>{html.escape(message)}</small>"
+        note = f"<small>{html.escape(message)}</small>"
+        md = f"{text}\n\n---\n{note}" if text else note
         self._show({"text/markdown": md, "text/plain": f"{text}\n\n— {message}".lstrip()})
 
 

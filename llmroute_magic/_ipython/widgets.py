@@ -18,7 +18,8 @@ from __future__ import annotations
 import html
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import ipywidgets as w
 
@@ -49,7 +50,7 @@ def stats_rows(router: Any, summary: UsageSummary) -> tuple[list[tuple[str, ...]
     """The table's provider rows (config order, then any other provider seen) and its total row, as text."""
     enabled, cooling = set(router.enabled), set(router.cooling_down())
     names = list(dict.fromkeys([*(p.name for p in router.providers), *summary.providers]))
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for name in names:
         r = summary.provider(name)
         rows.append((name, _state(name, enabled, cooling), count(r["requests"]), count(r["errors"]),

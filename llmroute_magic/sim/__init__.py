@@ -14,9 +14,9 @@ render), ``_app`` (everything generic: admission, faults, latency, billing, stat
 Importing this package is cheap: starlette and uvicorn load when a Simulator is built or started.
 """
 
-from ._profiles import ANSWER_FAULTS, DEFAULT_PROFILES, FAULT_KINDS, ProviderProfile, load_profiles
 from ._bound import simulated_router, simulator_for
+from ._profiles import ANSWER_FAULTS, DEFAULT_PROFILES, FAULT_KINDS, ProviderProfile, load_profiles
 from ._server import Simulator
 
-__all__ = ["ANSWER_FAULTS", "DEFAULT_PROFILES", "FAULT_KINDS", "ProviderProfile", "Simulator", "load_profiles", "simulated_router",
-           "simulator_for"]
+__all__ = ["ANSWER_FAULTS", "DEFAULT_PROFILES", "FAULT_KINDS", "ProviderProfile", "Simulator", "load_profiles",
+           "simulated_router", "simulator_for"]

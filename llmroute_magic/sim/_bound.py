@@ -8,23 +8,28 @@ simulator behind such a router, e.g. to inject a fault into it from a notebook.
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .._router import ModelClientRouter
     from ._server import Simulator
 
 # Simulators started for routers, stopped with them: id(router) -> (finalizer, simulator).
-_bound: dict[int, tuple[Callable[[], Any], "Simulator"]] = {}
+_bound: dict[int, tuple[Callable[[], Any], Simulator]] = {}
 
 
-def simulated_router(**config: Any) -> "ModelClientRouter":
+def simulated_router(**config: Any) -> ModelClientRouter:
     """A router over a new simulator's default providers; the simulator lives as long as the router.
 
-        router = simulated_router(strategy="round_robin")
-        router.complete("hello").provider   # 'sim-openai'
-
     ``config`` takes the keyword settings of ``ProviderRoutingConfig`` (strategy, max_retries, ...).
+    This is what ``%load_ext`` uses when nothing is configured.
+
+    Examples:
+        >>> r = simulated_router(strategy="round_robin")
+        >>> [r.complete("hello").provider for _ in range(3)]
+        ['sim-openai', 'sim-anthropic', 'sim-local']
+        >>> r.close()
     """
     from .. import ModelClientRouter, ProviderRoutingConfig
     from ._server import Simulator
@@ -43,8 +48,18 @@ def simulated_router(**config: Any) -> "ModelClientRouter":
     return router
 
 
-def simulator_for(router: Any) -> "Simulator | None":
-    """The simulator started for ``router`` by ``simulated_router`` (or ``%load_ext``), else None."""
+def simulator_for(router: Any) -> Simulator | None:
+    """The simulator started for ``router`` by ``simulated_router`` (or ``%load_ext``), else None.
+
+    Examples:
+        >>> r = simulated_router()
+        >>> simulator_for(r).inject("sim-openai", ["server_error"])
+        >>> r.complete("hello").provider      # the 500 made it fall back
+        'sim-anthropic'
+        >>> simulator_for(ModelClientRouter(config)) is None
+        True
+        >>> r.close()
+    """
     entry = _bound.get(id(router))
     return entry[1] if entry else None
 
@@ -59,7 +74,7 @@ def release(router: Any) -> None:
             entry[0]()
 
 
-def _stop(sim: "Simulator", key: int) -> None:
+def _stop(sim: Simulator, key: int) -> None:
     _bound.pop(key, None)
     try:
         sim.stop()

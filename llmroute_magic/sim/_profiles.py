@@ -10,9 +10,10 @@ import dataclasses
 import math
 import re
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .._errors import ConfigError
 from ._wire import FORMATS  # the wire formats a profile may speak: those registered in sim/_wire
@@ -37,6 +38,13 @@ FAULT_KINDS: tuple[str, ...] = (
     "truncated_stream",  # stream stops before usage / [DONE] / message_stop; plain: half a body
     "stream_error",  # stream: text then an error event; plain: 500
 )
+"""The faults a simulated provider can answer with: drawn at random (a profile's ``faults``) or
+queued with ``Simulator.inject``. Each is one error shape of the wire format, as the real API sends it.
+
+Examples:
+    >>> "rate_limit" in FAULT_KINDS and "reset" in FAULT_KINDS
+    True
+"""
 
 # Faults inside a complete, billed 200 answer that depend on what the request asked for. They are
 # injected and drawn like FAULT_KINDS, and counted in ``statuses`` under their own name when they
@@ -44,6 +52,12 @@ FAULT_KINDS: tuple[str, ...] = (
 ANSWER_FAULTS: tuple[str, ...] = (
     "ignore_schema",  # a request that demands structure (a response schema, JSON mode or a forced tool) gets prose
 )
+"""Faults inside a complete, billed 200 answer, injected and drawn like ``FAULT_KINDS``.
+
+Examples:
+    >>> ANSWER_FAULTS
+    ('ignore_schema',)
+"""
 
 INJECTABLE: tuple[str, ...] = FAULT_KINDS + ANSWER_FAULTS
 
@@ -97,7 +111,17 @@ def _faults(name: str, value: Any) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class ProviderProfile:
-    """One simulated provider. Prices are USD per 1M tokens; ``faults`` maps a FAULT_KINDS entry to its probability."""
+    """One simulated provider: its wire format, speed, prices, limits and how it fails.
+
+    Prices are USD per 1M tokens; ``faults`` maps a fault kind (``FAULT_KINDS``, ``ANSWER_FAULTS``)
+    to its probability. Immutable and validated: a wrong field raises ``ConfigError`` naming it.
+
+    Examples:
+        >>> fast = ProviderProfile("fast", api="openai", model="gpt-4o-mini", latency_s=0.05,
+        ...                        input_price=0.15, output_price=0.60, faults={"rate_limit": 0.05}, seed=7)
+        >>> fast.replace(latency_s=0.5).latency_s
+        0.5
+    """
 
     name: str
     api: str = "openai"
@@ -118,7 +142,7 @@ class ProviderProfile:
     vision: bool = True  # False: a request with an image gets a 400 "this model does not accept images"
 
     def __post_init__(self) -> None:
-        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
+        set_: Callable[[str, Any], None] = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
         name = self.name
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise ConfigError(
@@ -151,8 +175,13 @@ class ProviderProfile:
             raise ConfigError(f"{_where(name, 'require_api_key')}: expected a non-empty string or nothing",
                               field=_where(name, "require_api_key"))
 
-    def replace(self, **changes: Any) -> "ProviderProfile":
-        """A validated copy with some fields changed; unknown field names are an error."""
+    def replace(self, **changes: Any) -> ProviderProfile:
+        """A validated copy with some fields changed; unknown field names are an error.
+
+        Examples:
+            >>> ProviderProfile("p").replace(context_window=8192).context_window
+            8192
+        """
         unknown = sorted(set(changes) - set(PROFILE_FIELDS))
         if unknown:
             where = _where(self.name, unknown[0])
@@ -161,7 +190,12 @@ class ProviderProfile:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings as JSON-friendly values; the expected API key is never included."""
+        """The settings as JSON-friendly values; the expected API key is never included.
+
+        Examples:
+            >>> ProviderProfile("p", require_api_key="secret").to_dict()["requires_api_key"]
+            True
+        """
         out = {f: getattr(self, f) for f in PROFILE_FIELDS if f != "require_api_key"}
         out["faults"] = dict(self.faults)
         out["requires_api_key"] = self.require_api_key is not None
@@ -189,10 +223,26 @@ DEFAULT_PROFILES: tuple[ProviderProfile, ...] = (
     ProviderProfile("sim-responses", api="openai-responses", model="gpt-4o-mini", latency_s=0.04, jitter_s=0.02,
                     ttft_s=0.03, tokens_per_s=1000.0, input_price=0.15, output_price=0.60, seed=7),
 )
+"""The providers a ``Simulator()`` serves when given no profiles (and ``llmroute sim`` without
+``--profiles``): sim-openai (fast, cheap), sim-anthropic (slower, dearer, 200k context) and
+sim-local (slow, free, 8k context).
+
+Examples:
+    >>> [(p.name, p.api) for p in DEFAULT_PROFILES]
+    [('sim-openai', 'openai'), ('sim-anthropic', 'anthropic'), ('sim-local', 'openai')]
+"""
 
 
 def load_profiles(path: str | Path) -> list[ProviderProfile]:
-    """Read ``[[providers]]`` tables from a TOML file; any mistake raises ConfigError naming the field."""
+    r"""Read ``[[providers]]`` tables from a TOML file; any mistake raises ConfigError naming the field.
+
+    Examples:
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "profiles.toml"
+        >>> _ = path.write_text('[[providers]]\nname = "fast"\nlatency_s = 0.05\n')
+        >>> [p.name for p in load_profiles(path)]
+        ['fast']
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")

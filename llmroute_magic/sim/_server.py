@@ -7,12 +7,16 @@ import importlib.util
 import socket
 import threading
 import time
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
 from ._profiles import DEFAULT_PROFILES, ProviderProfile
 from ._state import SimState
 from ._wire import FORMATS
+
+if TYPE_CHECKING:
+    from .._types import ProviderSpec
 
 _READY_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 5.0
@@ -39,8 +43,19 @@ def _as_profiles(profiles: Iterable[ProviderProfile] | Mapping[str, ProviderProf
 class Simulator:
     """Simulated LLM providers on one loopback port. Use as a context manager or with start()/stop().
 
-    ``profiles``: None for DEFAULT_PROFILES, or a list / dict of ProviderProfile.
-    ``port``: 0 picks a free ephemeral port. ``clock`` drives the rate-limit window (tests pass a fake one).
+    ``profiles``: None for ``DEFAULT_PROFILES`` (sim-openai, sim-anthropic, sim-local), or a list /
+    dict of ``ProviderProfile``. ``port``: 0 picks a free ephemeral port. ``clock`` drives the
+    rate-limit window (tests pass a fake one). What it served is in ``stats()`` (and
+    ``GET /_sim/stats``): the router's ledger must equal it.
+
+    Examples:
+        >>> with Simulator() as sim:
+        ...     config = ProviderRoutingConfig(sim.provider_specs())
+        ...     with ModelClientRouter(config) as r:
+        ...         c = r.complete("hello")
+        ...     served = sim.stats()["providers"]["sim-openai"]
+        >>> served["requests"], served["output_tokens"] == c.output_tokens
+        (1, True)
     """
 
     def __init__(self, profiles: Iterable[ProviderProfile] | Mapping[str, ProviderProfile] | None = None,
@@ -60,7 +75,15 @@ class Simulator:
         self._lock = threading.Lock()
 
     # -- lifecycle ----------------------------------------------------------------------------
-    def start(self) -> "Simulator":
+    def start(self) -> Simulator:
+        """Start serving (in a background thread); returns the simulator. Starting twice is harmless.
+
+        Examples:
+            >>> s = Simulator().start()
+            >>> s.running
+            True
+            >>> s.stop()
+        """
         with self._lock:
             if self._thread is not None:
                 return self
@@ -110,6 +133,14 @@ class Simulator:
             return self
 
     def stop(self) -> None:
+        """Stop serving; requests still waiting are answered or dropped. Stopping twice is harmless.
+
+        Examples:
+            >>> s = Simulator().start()
+            >>> s.stop()
+            >>> s.running
+            False
+        """
         with self._lock:
             server, thread, loop = self._server, self._thread, self._loop
             if thread is None:
@@ -126,7 +157,7 @@ class Simulator:
                 thread.join(_STOP_TIMEOUT_S)
             self._server = self._thread = self._loop = None
 
-    def __enter__(self) -> "Simulator":
+    def __enter__(self) -> Simulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -134,26 +165,51 @@ class Simulator:
 
     @property
     def running(self) -> bool:
+        """Whether the server is serving.
+
+        Examples:
+            >>> sim.running
+            True
+        """
         return self._thread is not None
 
     # -- addresses ------------------------------------------------------------------------------
     @property
     def port(self) -> int:
+        """The port it listens on (after start()).
+
+        Examples:
+            >>> 0 < sim.port < 65536
+            True
+        """
         if self._port is None:
             raise RuntimeError("the simulator has not been started; use `with Simulator() as sim:` or sim.start()")
         return self._port
 
     @property
     def url(self) -> str:
+        """``http://127.0.0.1:PORT``: the server's root (the ``/_sim`` routes live under it).
+
+        Examples:
+            >>> sim.url == f"http://127.0.0.1:{sim.port}"
+            True
+        """
         return f"http://{self._host}:{self.port}"
 
     def base_url(self, name: str) -> str:
         """The base URL the official SDK of the provider's format takes: ``.../<name>/v1`` for OpenAI chat
-        completions and Responses, ``.../<name>`` for Anthropic, Gemini, Azure and Ollama."""
+        completions and Responses, ``.../<name>`` for Anthropic, Gemini, Azure and Ollama.
+
+        Examples:
+            >>> sim.base_url("sim-openai") == sim.url + "/sim-openai/v1"
+            True
+            >>> sim.base_url("sim-anthropic") == sim.url + "/sim-anthropic"
+            True
+        """
         profile = self._profile(name)
         return FORMATS[profile.api].base_url(self.url, name)
 
-    def provider_specs(self, names: Iterable[str] | None = None) -> list:
+    def provider_specs(self, names: Iterable[str] | None = None) -> list[ProviderSpec]:
         """ProviderSpecs pointing at this server, with the profiles' api, model, prices and context window.
 
         They come in the order asked for (profile order by default), which is the order the
@@ -161,6 +217,10 @@ class Simulator:
         key when none is required, so clients that insist on a key work unchanged. Their
         capabilities are what the simulator does: everything, except "vision" for a profile with
         ``vision=False`` (so routers keep images away from it), whatever the model's name suggests.
+
+        Examples:
+            >>> [(s.name, s.api, s.model) for s in sim.provider_specs(["sim-openai", "sim-anthropic"])]
+            [('sim-openai', 'openai', 'gpt-4o-mini'), ('sim-anthropic', 'anthropic', 'claude-3-5-haiku-latest')]
         """
         from .._capabilities import CAPABILITIES
         from .._types import ProviderSpec
@@ -184,28 +244,71 @@ class Simulator:
 
     @property
     def profiles(self) -> dict[str, ProviderProfile]:
+        """The current profile of each simulated provider, by name.
+
+        Examples:
+            >>> list(sim.profiles)
+            ['sim-openai', 'sim-anthropic', 'sim-local']
+        """
         return self._state.profiles()
 
     def add_profile(self, profile: ProviderProfile) -> None:
+        """Serve one more simulated provider (a ``ProviderProfile``) from now on.
+
+        Examples:
+            >>> s = Simulator().start()
+            >>> s.add_profile(ProviderProfile("extra", api="anthropic", model="claude-3-5-haiku-latest"))
+            >>> "extra" in s.profiles
+            True
+            >>> s.stop()
+        """
         self._state.add(profile)
 
     def update(self, name: str, **changes: Any) -> ProviderProfile:
-        """Change a profile live (validated); requests already in flight keep the old one."""
+        """Change a profile live (validated); requests already in flight keep the old one.
+
+        Examples:
+            >>> sim.update("sim-local", latency_s=0.0).latency_s
+            0.0
+        """
         return self._state.update(name, **changes)
 
     def inject(self, name: str, faults: Iterable[str | None]) -> None:
-        """The next requests to ``name`` get these faults in order (None = a normal answer), before random ones."""
+        """The next requests to ``name`` get these faults in order (None = a normal answer), before random ones.
+
+        Examples:
+            >>> sim.inject("sim-openai", ["server_error", None])   # a 500, then a normal answer
+            >>> sim.reset()
+        """
         self._state.inject(name, faults)
 
     # -- counters -------------------------------------------------------------------------------
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
+        """What was served, per provider: requests, statuses (by code or fault name), input and output
+        tokens, billed cost, the most requests in flight at once.
+
+        Examples:
+            >>> sorted(sim.stats()["providers"]["sim-openai"])
+            ['cost', 'input_tokens', 'max_in_flight', 'output_tokens', 'requests', 'statuses']
+        """
         return self._state.stats()
 
     def reset_stats(self) -> None:
+        """Zero the counters (profiles, queues and RNGs stay).
+
+        Examples:
+            >>> sim.reset_stats()
+            >>> sim.stats()["providers"]["sim-openai"]["requests"]
+            0
+        """
         self._state.reset_stats()
 
     def reset(self) -> None:
-        """Everything back to the start: profiles, RNGs, injected faults, rate windows and counters."""
+        """Everything back to the start: profiles, RNGs, injected faults, rate windows and counters.
+
+        Examples:
+            >>> sim.reset()
+        """
         self._state.reset_all()
 
     def __repr__(self) -> str:

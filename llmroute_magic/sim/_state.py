@@ -11,8 +11,9 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Any
 
 from .._errors import ConfigError
 from ._profiles import INJECTABLE, ProviderProfile
@@ -30,7 +31,7 @@ class Plan:
     retry_after_s: float | None = None  # for 429s
 
 
-def _empty_counters() -> dict:
+def _empty_counters() -> dict[str, Any]:
     # max_in_flight: the most requests this provider was serving at once (admitted, not yet ended)
     return {"requests": 0, "statuses": {}, "input_tokens": 0, "output_tokens": 0, "cost": 0.0, "max_in_flight": 0}
 
@@ -43,9 +44,9 @@ class SimState:
         self._profiles: dict[str, ProviderProfile] = {}
         self._fault_rng: dict[str, random.Random] = {}
         self._jitter_rng: dict[str, random.Random] = {}
-        self._queued: dict[str, deque] = {}
-        self._window: dict[str, deque] = {}
-        self._stats: dict[str, dict] = {}
+        self._queued: dict[str, deque[Any]] = {}
+        self._window: dict[str, deque[Any]] = {}
+        self._stats: dict[str, dict[str, Any]] = {}
         for p in profiles:
             self.add(p)
         if not self._profiles:
@@ -87,7 +88,7 @@ class SimState:
                               field="provider")
         return profile
 
-    def update(self, name: str, **changes) -> ProviderProfile:
+    def update(self, name: str, **changes: Any) -> ProviderProfile:
         with self._lock:
             new = self.known(name).replace(**changes)
             if new.name != name:
@@ -162,7 +163,7 @@ class SimState:
             s["cost"] += cost
 
     # -- reporting ----------------------------------------------------------------------------
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         with self._lock:
             return {"providers": copy.deepcopy(self._stats)}
 
