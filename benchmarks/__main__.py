@@ -40,12 +40,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
 
     started = time.perf_counter()
-    print(f"llmroute_magic benchmarks ({'quick' if args.quick else 'full'}) - python {platform.python_version()}, "
-          f"{os.cpu_count()} cores, load average {_load()}", flush=True)
+    print(
+        f"llmroute_magic benchmarks ({'quick' if args.quick else 'full'}) - python {platform.python_version()}, "
+        f"{os.cpu_count()} cores, load average {_load()}",
+        flush=True,
+    )
     if args.quick:
-        print("quick mode: a smoke run with a tenth of the sizes and short scenarios; its verdicts are "
-              "indicative only (short drift phases and scaled-up ledger times read worse). "
-              "The targets are judged by the full run: python -m benchmarks", flush=True)
+        print(
+            "quick mode: a smoke run with a tenth of the sizes and short scenarios; its verdicts are "
+            "indicative only (short drift phases and scaled-up ledger times read worse). "
+            "The targets are judged by the full run: python -m benchmarks",
+            flush=True,
+        )
     sections: list[Section] = []
     errors: dict[str, str] = {}
     durations: dict[str, float] = {}

@@ -23,60 +23,113 @@ import json
 import subprocess
 import sys
 
-_COMPLETION = json.dumps({
-    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1700000000, "model": "bench-model",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Consistency, availability, "
-                                                                          "partition tolerance: pick two."},
-                 "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21},
-}, separators=(",", ":")).encode()
+_COMPLETION = json.dumps(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "bench-model",
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": "Consistency, availability, partition tolerance: pick two.",
+                },
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21},
+    },
+    separators=(",", ":"),
+).encode()
 
 
 def _chunk(delta: dict, finish: str | None = None, usage: dict | None = None) -> bytes:
-    body = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000,
-            "model": "bench-model", "choices": [] if usage else [{"index": 0, "delta": delta,
-                                                                  "finish_reason": finish}]}
+    body = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "bench-model",
+        "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
     if usage:
         body["usage"] = usage
     return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
 
 
-_STREAM = b"".join([
-    _chunk({"role": "assistant", "content": "Consistency, "}),
-    _chunk({"content": "availability, "}),
-    _chunk({"content": "partition tolerance."}, finish="stop"),
-    _chunk({}, usage={"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18}),
-    b"data: [DONE]\n\n",
-])
+_STREAM = b"".join(
+    [
+        _chunk({"role": "assistant", "content": "Consistency, "}),
+        _chunk({"content": "availability, "}),
+        _chunk({"content": "partition tolerance."}, finish="stop"),
+        _chunk({}, usage={"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18}),
+        b"data: [DONE]\n\n",
+    ]
+)
+
 
 def _stream_body(n: int) -> bytes:
-    return b"".join([_chunk({"role": "assistant", "content": ""})]
-                    + [_chunk({"content": "word "}) for _ in range(n)]
-                    + [_chunk({}, finish="stop"),
-                       _chunk({}, usage={"prompt_tokens": 12, "completion_tokens": n, "total_tokens": 12 + n}),
-                       b"data: [DONE]\n\n"])
+    return b"".join(
+        [_chunk({"role": "assistant", "content": ""})]
+        + [_chunk({"content": "word "}) for _ in range(n)]
+        + [
+            _chunk({}, finish="stop"),
+            _chunk({}, usage={"prompt_tokens": 12, "completion_tokens": n, "total_tokens": 12 + n}),
+            b"data: [DONE]\n\n",
+        ]
+    )
 
 
 _STREAM_EVENTS = [
     _chunk({"role": "assistant", "content": "Consistency, "}),
     _chunk({"content": "availability, "}),
     _chunk({"content": "partition tolerance."}, finish="stop")
-    + _chunk({}, usage={"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18}) + b"data: [DONE]\n\n",
+    + _chunk({}, usage={"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18})
+    + b"data: [DONE]\n\n",
 ]
 
 _ERRORS = {
-    b"/fail429/": (b"429 Too Many Requests", json.dumps({"error": {
-        "message": "Rate limit reached (benchmark)", "type": "rate_limit_error", "param": None,
-        "code": "rate_limit_exceeded"}}).encode()),
-    b"/fail500/": (b"500 Internal Server Error", json.dumps({"error": {
-        "message": "The server had an error (benchmark)", "type": "server_error", "param": None,
-        "code": None}}).encode()),
+    b"/fail429/": (
+        b"429 Too Many Requests",
+        json.dumps(
+            {
+                "error": {
+                    "message": "Rate limit reached (benchmark)",
+                    "type": "rate_limit_error",
+                    "param": None,
+                    "code": "rate_limit_exceeded",
+                }
+            }
+        ).encode(),
+    ),
+    b"/fail500/": (
+        b"500 Internal Server Error",
+        json.dumps(
+            {
+                "error": {
+                    "message": "The server had an error (benchmark)",
+                    "type": "server_error",
+                    "param": None,
+                    "code": None,
+                }
+            }
+        ).encode(),
+    ),
 }
 
 
 def _response(status: bytes, content_type: bytes, body: bytes) -> bytes:
-    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: " + content_type + b"\r\ncontent-length: "
-            + str(len(body)).encode() + b"\r\nconnection: keep-alive\r\n\r\n" + body)
+    return (
+        b"HTTP/1.1 "
+        + status
+        + b"\r\ncontent-type: "
+        + content_type
+        + b"\r\ncontent-length: "
+        + str(len(body)).encode()
+        + b"\r\nconnection: keep-alive\r\n\r\n"
+        + body
+    )
 
 
 _PLAIN = _response(b"200 OK", b"application/json", _COMPLETION)
@@ -84,8 +137,10 @@ _SSE = _response(b"200 OK", b"text/event-stream", _STREAM)
 _FAILS = {prefix: _response(status, b"application/json", body) for prefix, (status, body) in _ERRORS.items()}
 
 
-_SSE_CHUNKED_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
-                     b"connection: keep-alive\r\n\r\n")
+_SSE_CHUNKED_HEAD = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
+    b"connection: keep-alive\r\n\r\n"
+)
 _COUNTS: dict[str, int] = {}
 _CHUNKS_CACHE: dict[int, bytes] = {}
 
@@ -120,13 +175,18 @@ class _Protocol(asyncio.Protocol):
             total = end + 4 + length
             if len(buf) < total:
                 return
-            body = bytes(buf[end + 4:total])
+            body = bytes(buf[end + 4 : total])
             del buf[:total]
             method, path = head.split(b" ", 2)[:2]
             segment = path.split(b"/", 2)[1].decode()
             if method == b"GET" and segment == "_stats":
-                self.transport.write(_response(b"200 OK", b"application/json",  # type: ignore[union-attr]
-                                               json.dumps(_COUNTS).encode()))
+                self.transport.write(
+                    _response(
+                        b"200 OK",
+                        b"application/json",  # type: ignore[union-attr]
+                        json.dumps(_COUNTS).encode(),
+                    )
+                )
                 continue
             _COUNTS[segment] = _COUNTS.get(segment, 0) + 1
             out = None
@@ -181,8 +241,7 @@ class LoopbackServer:
         self.port = 0
 
     def __enter__(self) -> LoopbackServer:
-        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks._server"], stdout=subprocess.PIPE,
-                                     text=True)
+        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks._server"], stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()  # type: ignore[union-attr]
         if not line.startswith("PORT "):
             self.proc.kill()
@@ -227,8 +286,11 @@ class SimulatorProcess:
         fd, self._tmp = tempfile.mkstemp(suffix=".toml", prefix="llmroute-bench-")
         with os.fdopen(fd, "w") as f:
             f.write(_toml(self.profiles))
-        self.proc = subprocess.Popen([sys.executable, "-m", "llmroute_magic._cli", "sim", "--port", "0",
-                                      "--profiles", self._tmp], stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "llmroute_magic._cli", "sim", "--port", "0", "--profiles", self._tmp],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for line in self.proc.stdout:  # type: ignore[union-attr]
             if "http://127.0.0.1:" in line:
                 self.url = "http://127.0.0.1:" + line.split("http://127.0.0.1:")[1].split()[0].rstrip("/")

@@ -50,8 +50,14 @@ class Section:
         return t
 
     def as_dict(self) -> dict[str, Any]:
-        return {"title": self.title, "columns": self.columns, "rows": self.rows, "data": self.data,
-                "notes": self.notes, "targets": [t.as_dict() for t in self.targets]}
+        return {
+            "title": self.title,
+            "columns": self.columns,
+            "rows": self.rows,
+            "data": self.data,
+            "notes": self.notes,
+            "targets": [t.as_dict() for t in self.targets],
+        }
 
 
 def fmt(value: Any) -> str:
@@ -97,6 +103,8 @@ def render_section(s: Section) -> str:
 
 
 def render_targets(targets: list[Target]) -> str:
-    rows = [["PASS" if t.passed else "MISS", t.name, f"{fmt(t.value)}{t.unit}", f"{t.op} {fmt(t.limit)}{t.unit}",
-             t.note] for t in targets]
+    rows = [
+        ["PASS" if t.passed else "MISS", t.name, f"{fmt(t.value)}{t.unit}", f"{t.op} {fmt(t.limit)}{t.unit}", t.note]
+        for t in targets
+    ]
     return render_rows(["verdict", "target", "measured", "limit", "note"], rows)

@@ -53,8 +53,7 @@ async def _layers(url: str, requests: int, concurrency: int = 1) -> list[tuple[s
 
     floor = httpx.AsyncClient(transport=AiohttpTransport(limits=httpx.Limits(max_connections=100)))
     ours = make_client(timeout=60.0)
-    spec = ProviderSpec("bench", "bench-model", api="openai", base_url=url + "/v1").with_prices(input=0.15,
-                                                                                                output=0.6)
+    spec = ProviderSpec("bench", "bench-model", api="openai", base_url=url + "/v1").with_prices(input=0.15, output=0.6)
     adapter = adapter_for("openai")(spec, ours)
     request = ChatRequest(messages=[{"role": "user", "content": PROMPT}])
     router = _router(url)
@@ -72,8 +71,12 @@ async def _layers(url: str, requests: int, concurrency: int = 1) -> list[tuple[s
     async def router_acomplete() -> None:
         await router.acomplete(PROMPT)
 
-    fns = {"floor: httpx + httpx-aiohttp post": floor_post, "router's client (_http.make_client) post": our_client_post,
-           "adapter.complete": adapter_complete, "router.acomplete": router_acomplete}
+    fns = {
+        "floor: httpx + httpx-aiohttp post": floor_post,
+        "router's client (_http.make_client) post": our_client_post,
+        "adapter.complete": adapter_complete,
+        "router.acomplete": router_acomplete,
+    }
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in fns}
 
     async def many(fn, n: int) -> None:
@@ -91,7 +94,7 @@ async def _layers(url: str, requests: int, concurrency: int = 1) -> list[tuple[s
         rounds, per_round = 8, max(10, requests // 8)
         names = list(fns)
         for r in range(rounds):
-            for name in names[r % len(names):] + names[:r % len(names)]:
+            for name in names[r % len(names) :] + names[: r % len(names)]:
                 cpu0, t0 = time.process_time(), time.perf_counter()
                 await many(fns[name], per_round)
                 samples[name].append(((time.perf_counter() - t0) / per_round, (time.process_time() - cpu0) / per_round))
@@ -99,14 +102,16 @@ async def _layers(url: str, requests: int, concurrency: int = 1) -> list[tuple[s
         await floor.aclose()
         await ours.aclose()
         await asyncio.get_running_loop().run_in_executor(None, router.close)
-    return [(name, statistics.median(s[0] for s in v), statistics.median(s[1] for s in v))
-            for name, v in samples.items()]
+    return [
+        (name, statistics.median(s[0] for s in v), statistics.median(s[1] for s in v)) for name, v in samples.items()
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.hotpath", description=__doc__.splitlines()[0])
-    parser.add_argument("kind", nargs="?", default="layers",
-                        choices=["layers", "acomplete", "complete", "astream", "stream"])
+    parser.add_argument(
+        "kind", nargs="?", default="layers", choices=["layers", "acomplete", "complete", "astream", "stream"]
+    )
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--requests", type=int, default=3000)
     args = parser.parse_args(argv)
@@ -118,8 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'layer':45s} {'wall us':>9s} {'CPU us':>9s} {'+CPU us vs floor':>17s}")
         for name, wall, cpu in rows:
             print(f"{name:45s} {wall * 1e6:9.1f} {cpu * 1e6:9.1f} {(cpu - base_cpu) * 1e6:17.1f}")
-        print(f"(wall is loaded-machine sensitive; CPU is this process's, the router's loop thread included; "
-              f"floor wall {base_wall * 1e6:.0f} us)")
+        print(
+            f"(wall is loaded-machine sensitive; CPU is this process's, the router's loop thread included; "
+            f"floor wall {base_wall * 1e6:.0f} us)"
+        )
         return 0
 
     try:
@@ -132,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         router = _router(server.url)
         try:
             if args.kind in ("complete", "stream"):
+
                 def one() -> None:
                     if args.kind == "stream":
                         for _ in router.stream(PROMPT):

@@ -67,8 +67,7 @@ def _probe(code: str) -> object:
 
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(llmroute_magic.__file__)))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-        out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env,
-                             cwd=tmp)
+        out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env, cwd=tmp)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -91,25 +90,35 @@ def run(quick: bool = False) -> Section:
     assert isinstance(ext, dict)
     ext_heavy = [m for m in NOTEBOOK_HEAVY if m in ext["modules"]]
 
-    s = Section("import", "Import (fresh interpreter per run, medians)",
-                ["measure", "seconds", "note"])
+    s = Section("import", "Import (fresh interpreter per run, medians)", ["measure", "seconds", "note"])
     s.rows = [
         ["python -c pass (bare interpreter)", bare_med, f"median of {runs}"],
         ["python -c 'import llmroute_magic'", full_med, f"median of {runs}"],
         ["import llmroute_magic, minus bare start", added, "wall clock"],
         ["  same, child CPU time", added_cpu, "steady on a busy machine"],
-        ["%load_ext llmroute_magic (in shell)", ext["elapsed_s"],
-         "router bound as llm" if ext["router_bound"] else "NO router bound"],
+        [
+            "%load_ext llmroute_magic (in shell)",
+            ext["elapsed_s"],
+            "router bound as llm" if ext["router_bound"] else "NO router bound",
+        ],
     ]
     s.notes.append("import loads: " + (", ".join(heavy_loaded) if heavy_loaded else f"none of {', '.join(HEAVY)}"))
-    s.notes.append("%load_ext loads: " + (", ".join(ext_heavy) if ext_heavy
-                                           else f"none of {', '.join(NOTEBOOK_HEAVY)}"))
-    s.data = {"bare_s": bare, "import_s": full, "bare_median_s": bare_med, "import_median_s": full_med,
-              "import_added_s": added, "import_added_cpu_s": added_cpu, "import_heavy_loaded": heavy_loaded,
-              "load_ext_s": ext["elapsed_s"],
-              "load_ext_heavy_loaded": ext_heavy, "load_ext_new_modules": ext["new"]}
+    s.notes.append(
+        "%load_ext loads: " + (", ".join(ext_heavy) if ext_heavy else f"none of {', '.join(NOTEBOOK_HEAVY)}")
+    )
+    s.data = {
+        "bare_s": bare,
+        "import_s": full,
+        "bare_median_s": bare_med,
+        "import_median_s": full_med,
+        "import_added_s": added,
+        "import_added_cpu_s": added_cpu,
+        "import_heavy_loaded": heavy_loaded,
+        "load_ext_s": ext["elapsed_s"],
+        "load_ext_heavy_loaded": ext_heavy,
+        "load_ext_new_modules": ext["new"],
+    }
     s.target("import llmroute_magic (minus bare start)", added, "<=", 0.30, " s")
-    s.target("heavy modules loaded by import", len(heavy_loaded), "<=", 0,
-             note=", ".join(heavy_loaded) or "none")
+    s.target("heavy modules loaded by import", len(heavy_loaded), "<=", 0, note=", ".join(heavy_loaded) or "none")
     s.target("heavy modules loaded by %load_ext", len(ext_heavy), "<=", 0, note=", ".join(ext_heavy) or "none")
     return s

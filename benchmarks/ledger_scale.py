@@ -34,15 +34,48 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _record(i: int, t: float, _ok=tuple((PROVIDERS[k], MODELS[k], 12 + k, 40 + k, 1.2e-5 * (k + 1), 0.05 + k * 0.01)
-                                          for k in range(3))):
+def _record(
+    i: int,
+    t: float,
+    _ok=tuple((PROVIDERS[k], MODELS[k], 12 + k, 40 + k, 1.2e-5 * (k + 1), 0.05 + k * 0.01) for k in range(3)),
+):
     """One attempt as the router records it: the values it has at hand, one constructor call."""
     provider, model, inp, out, cost, latency = _ok[i % 3]
     if i % 17:
-        return AttemptRecord(f"a1b2c3-{i}", 1 + (i & 1), t + i * 1e-3, provider, model, "round_robin", "ok", None,
-                             200, inp, out, cost, latency, None, False)
-    return AttemptRecord(f"a1b2c3-{i}", 1 + (i & 1), t + i * 1e-3, provider, model, "round_robin", "error",
-                         "rate_limit", 429, inp, 0, 0.0, latency, None, False)
+        return AttemptRecord(
+            f"a1b2c3-{i}",
+            1 + (i & 1),
+            t + i * 1e-3,
+            provider,
+            model,
+            "round_robin",
+            "ok",
+            None,
+            200,
+            inp,
+            out,
+            cost,
+            latency,
+            None,
+            False,
+        )
+    return AttemptRecord(
+        f"a1b2c3-{i}",
+        1 + (i & 1),
+        t + i * 1e-3,
+        provider,
+        model,
+        "round_robin",
+        "error",
+        "rate_limit",
+        429,
+        inp,
+        0,
+        0.0,
+        latency,
+        None,
+        False,
+    )
 
 
 # CPU seconds of this process: the ledger is single-threaded Python, so on a machine busy with
@@ -128,13 +161,22 @@ def _child_memory(n: int) -> dict:
     rss1 = _rss_bytes()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     assert len(df) == n, (len(df), n)
-    return {**wall, "n": n, "append_s": append_s, "frame_s": frame_s, "frame_wall_s": frame_wall_s,
-            "total_s": append_s + frame_s, "build_records_s": build_s * n / max(n - 2 * edge, 1),
-            "rss_ledger_mb": (rss_ledger - rss0) / 2**20, "rss_added_mb": (rss1 - rss0) / 2**20,
-            "rss_peak_added_mb": (peak - rss0) / 2**20,
-            "first_append_us": first_cost * 1e6, "last_append_us": last_cost * 1e6,
-            "frame_memory_mb": float(df.memory_usage(deep=False).sum()) / 2**20,
-            "calibration_loop_s": _calibrate()}
+    return {
+        **wall,
+        "n": n,
+        "append_s": append_s,
+        "frame_s": frame_s,
+        "frame_wall_s": frame_wall_s,
+        "total_s": append_s + frame_s,
+        "build_records_s": build_s * n / max(n - 2 * edge, 1),
+        "rss_ledger_mb": (rss_ledger - rss0) / 2**20,
+        "rss_added_mb": (rss1 - rss0) / 2**20,
+        "rss_peak_added_mb": (peak - rss0) / 2**20,
+        "first_append_us": first_cost * 1e6,
+        "last_append_us": last_cost * 1e6,
+        "frame_memory_mb": float(df.memory_usage(deep=False).sum()) / 2**20,
+        "calibration_loop_s": _calibrate(),
+    }
 
 
 def _probe_tail(ledger, records) -> float:
@@ -143,8 +185,8 @@ def _probe_tail(ledger, records) -> float:
     cost = _chunk_cost(ledger, records)
     with ledger._lock:
         ledger._fold()
-        del ledger._rid_data[ledger._rid_off[before]:]
-        del ledger._rid_off[before + 1:]
+        del ledger._rid_data[ledger._rid_off[before] :]
+        del ledger._rid_off[before + 1 :]
         for column in (*ledger._num.values(), *ledger._coded.values()):
             del column[before:]
     return cost
@@ -177,10 +219,12 @@ def _child_sqlite(n: int) -> dict:
         conn = sqlite3.connect(raw_path, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("CREATE TABLE attempts (request_id TEXT, attempt INTEGER, timestamp REAL, provider TEXT, "
-                     "model TEXT, strategy TEXT, status TEXT, error_type TEXT, http_status INTEGER, "
-                     "input_tokens INTEGER, output_tokens INTEGER, cost REAL, latency_s REAL, ttft_s REAL, "
-                     "streamed INTEGER, cache_read_tokens INTEGER, cache_write_tokens INTEGER, conversation TEXT)")
+        conn.execute(
+            "CREATE TABLE attempts (request_id TEXT, attempt INTEGER, timestamp REAL, provider TEXT, "
+            "model TEXT, strategy TEXT, status TEXT, error_type TEXT, http_status INTEGER, "
+            "input_tokens INTEGER, output_tokens INTEGER, cost REAL, latency_s REAL, ttft_s REAL, "
+            "streamed INTEGER, cache_read_tokens INTEGER, cache_write_tokens INTEGER, conversation TEXT)"
+        )
         rows = [tuple(r) for r in records]
         t0 = time.perf_counter()
         conn.execute("BEGIN")
@@ -203,7 +247,8 @@ def _child_sqlite(n: int) -> dict:
         del records
         conn = sqlite3.connect(path)
         stored, batches = conn.execute(
-            "SELECT (SELECT count(*) FROM attempts), count(*) FROM attempt_batches").fetchone()
+            "SELECT (SELECT count(*) FROM attempts), count(*) FROM attempt_batches"
+        ).fetchone()
         conn.close()
         file_mb = os.path.getsize(path) / 2**20
 
@@ -255,16 +300,29 @@ def _child_sqlite(n: int) -> dict:
         drain_s = time.perf_counter() - load_end
         ledger.close()
         paced_rate = paced_n / (load_end - t0)
-    return {"n": n, "raw_executemany_s": raw_s, "appended_s": appended_s, "durable_s": durable_s,
-            "stored": stored, "batches": batches, "file_mb": file_mb, "rate_per_s": n / durable_s,
-            "raw_rate_per_s": n / raw_s, "read_frame_s": read_s, "first_look_s": first_look_s,
-            "refresh_s": statistics.median(refreshes), "paced_n": paced_n, "paced_rate_per_s": paced_rate,
-            "paced_drain_s": drain_s}
+    return {
+        "n": n,
+        "raw_executemany_s": raw_s,
+        "appended_s": appended_s,
+        "durable_s": durable_s,
+        "stored": stored,
+        "batches": batches,
+        "file_mb": file_mb,
+        "rate_per_s": n / durable_s,
+        "raw_rate_per_s": n / raw_s,
+        "read_frame_s": read_s,
+        "first_look_s": first_look_s,
+        "refresh_s": statistics.median(refreshes),
+        "paced_n": paced_n,
+        "paced_rate_per_s": paced_rate,
+        "paced_drain_s": drain_s,
+    }
 
 
 def _in_child(kind: str, n: int) -> dict:
-    out = subprocess.run([sys.executable, "-m", "benchmarks.ledger_scale", kind, str(n)], check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.ledger_scale", kind, str(n)], check=True, capture_output=True, text=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -274,32 +332,52 @@ def run(quick: bool = False) -> Section:
     sq = _in_child("sqlite", n)
     scale = 1_000_000 / n  # quick mode runs a tenth and scales, clearly labelled
 
-    s = Section("ledger", f"Ledger scale ({n:,} attempts{', scaled to 1M' if quick else ''})",
-                ["measure", "value", "unit", "baseline", "ratio"])
+    s = Section(
+        "ledger",
+        f"Ledger scale ({n:,} attempts{', scaled to 1M' if quick else ''})",
+        ["measure", "value", "unit", "baseline", "ratio"],
+    )
     s.rows = [
         ["build records + append (wall)", mem["record_wall_s"], "s", None, None],
         ["ledger -> DataFrame (wall)", mem["frame_wall_s"], "s", None, None],
-        ["append (CPU, records built untimed)", mem["append_s"], "s", mem["build_records_s"],
-         mem["append_s"] / mem["build_records_s"]],
+        [
+            "append (CPU, records built untimed)",
+            mem["append_s"],
+            "s",
+            mem["build_records_s"],
+            mem["append_s"] / mem["build_records_s"],
+        ],
         ["ledger -> DataFrame (CPU)", mem["frame_s"], "s", None, None],
         ["append cost, first 10k", mem["first_append_us"], "us/row", None, None],
-        ["append cost, last 10k", mem["last_append_us"], "us/row", mem["first_append_us"],
-         mem["last_append_us"] / mem["first_append_us"]],
+        [
+            "append cost, last 10k",
+            mem["last_append_us"],
+            "us/row",
+            mem["first_append_us"],
+            mem["last_append_us"] / mem["first_append_us"],
+        ],
         ["memory: ledger alone (RSS)", mem["rss_ledger_mb"], "MB", None, None],
         ["memory: ledger + DataFrame (RSS)", mem["rss_added_mb"], "MB", None, None],
         ["memory: peak while converting", mem["rss_peak_added_mb"], "MB", None, None],
         ["bare 1M-iteration loop (calibration)", mem["calibration_loop_s"], "s", None, None],
-        ["SQLite: attempts/s until durable", sq["rate_per_s"], "rows/s", sq["raw_rate_per_s"],
-         sq["rate_per_s"] / sq["raw_rate_per_s"]],
+        [
+            "SQLite: attempts/s until durable",
+            sq["rate_per_s"],
+            "rows/s",
+            sq["raw_rate_per_s"],
+            sq["rate_per_s"] / sq["raw_rate_per_s"],
+        ],
         ["SQLite: file size", sq["file_mb"], "MB", None, None],
         ["SQLite: usage_df() of the file, fresh ledger", sq["read_frame_s"], "s", None, None],
         ["SQLite: panel first look (rows_since + sums)", sq["first_look_s"], "s", None, None],
         ["SQLite: panel refresh, 20 new rows", sq["refresh_s"] * 1000, "ms", None, None],
         ["SQLite: paced 2,000/s, drain after load", sq["paced_drain_s"], "s", None, None],
     ]
-    s.notes.append("wall times are this machine's as it is (see the calibration loop); CPU times are the "
-                   "measuring process's; the baseline of 'append' is building the same AttemptRecords, of "
-                   "SQLite one executemany of the same rows in one transaction")
+    s.notes.append(
+        "wall times are this machine's as it is (see the calibration loop); CPU times are the "
+        "measuring process's; the baseline of 'append' is building the same AttemptRecords, of "
+        "SQLite one executemany of the same rows in one transaction"
+    )
     if quick:
         s.notes.append("quick mode: a tenth of the rows; time scaled linearly to 1M, memory not checked")
     s.data = {"memory": mem, "sqlite": sq, "scale_to_1m": scale}
@@ -310,8 +388,14 @@ def run(quick: bool = False) -> Section:
     s.target("SQLite persistence rate", sq["rate_per_s"], ">=", 2000, "/s")
     s.target("SQLite rows stored / appended", sq["stored"] / sq["n"], ">=", 1.0)
     s.target("SQLite usage_df() of 1M persisted rows", sq["read_frame_s"] * scale, "<=", 3.0, " s")
-    s.target("SQLite panel refresh at 1M rows (20 new)", sq["refresh_s"] * 1000, "<=", 50.0, " ms",
-             note="must not grow with the file")
+    s.target(
+        "SQLite panel refresh at 1M rows (20 new)",
+        sq["refresh_s"] * 1000,
+        "<=",
+        50.0,
+        " ms",
+        note="must not grow with the file",
+    )
     s.target("SQLite drain after 2,000/s load", sq["paced_drain_s"], "<=", 1.0, " s")
     return s
 

@@ -50,16 +50,34 @@ PROFILES = [
     {"name": "drift-b", "latency_s": 0.060, "jitter_s": 0.003, "input_price": 0.5, "output_price": 1.5, "seed": _SEED},
     {"name": "drift-c", "latency_s": 0.090, "jitter_s": 0.003, "input_price": 0.5, "output_price": 1.5, "seed": _SEED},
     # cost: the cheapest one is broken; cheapest healthy is cost-cheap
-    {"name": "cost-broken", "latency_s": 0.005, "input_price": 0.05, "output_price": 0.2, "seed": _SEED,
-     "faults": {"server_error": 1.0}},
+    {
+        "name": "cost-broken",
+        "latency_s": 0.005,
+        "input_price": 0.05,
+        "output_price": 0.2,
+        "seed": _SEED,
+        "faults": {"server_error": 1.0},
+    },
     {"name": "cost-cheap", "latency_s": 0.008, "input_price": 0.15, "output_price": 0.6, "seed": _SEED},
     {"name": "cost-mid", "latency_s": 0.005, "input_price": 0.8, "output_price": 4.0, "seed": _SEED},
     {"name": "cost-pricey", "latency_s": 0.004, "input_price": 3.0, "output_price": 15.0, "seed": _SEED},
     # failover: the primary fails every time / 30% of the time; two healthy backups
-    {"name": "down-100", "latency_s": 0.010, "input_price": 0.5, "output_price": 1.5, "seed": _SEED,
-     "faults": {"server_error": 1.0}},
-    {"name": "down-30", "latency_s": 0.010, "input_price": 0.5, "output_price": 1.5, "seed": _SEED,
-     "faults": {"server_error": 0.3}},
+    {
+        "name": "down-100",
+        "latency_s": 0.010,
+        "input_price": 0.5,
+        "output_price": 1.5,
+        "seed": _SEED,
+        "faults": {"server_error": 1.0},
+    },
+    {
+        "name": "down-30",
+        "latency_s": 0.010,
+        "input_price": 0.5,
+        "output_price": 1.5,
+        "seed": _SEED,
+        "faults": {"server_error": 0.3},
+    },
     {"name": "backup-1", "latency_s": 0.010, "input_price": 0.5, "output_price": 1.5, "seed": _SEED},
     {"name": "backup-2", "latency_s": 0.012, "input_price": 0.5, "output_price": 1.5, "seed": _SEED},
     # burst: three equal providers
@@ -67,14 +85,35 @@ PROFILES = [
     {"name": "equal-2", "latency_s": 0.050, "jitter_s": 0.003, "input_price": 0.5, "output_price": 1.5, "seed": _SEED},
     {"name": "equal-3", "latency_s": 0.050, "jitter_s": 0.003, "input_price": 0.5, "output_price": 1.5, "seed": _SEED},
     # cold burst: never measured before the burst; one is much slower than the others
-    {"name": "cold-slow", "latency_s": 0.300, "jitter_s": 0.003, "input_price": 0.5, "output_price": 1.5,
-     "seed": _SEED},
+    {
+        "name": "cold-slow",
+        "latency_s": 0.300,
+        "jitter_s": 0.003,
+        "input_price": 0.5,
+        "output_price": 1.5,
+        "seed": _SEED,
+    },
     {"name": "cold-mid", "latency_s": 0.060, "jitter_s": 0.003, "input_price": 0.5, "output_price": 1.5, "seed": _SEED},
-    {"name": "cold-fast", "latency_s": 0.020, "jitter_s": 0.003, "input_price": 0.5, "output_price": 1.5,
-     "seed": _SEED},
+    {
+        "name": "cold-fast",
+        "latency_s": 0.020,
+        "jitter_s": 0.003,
+        "input_price": 0.5,
+        "output_price": 1.5,
+        "seed": _SEED,
+    },
     # six providers: the name says the latency in ms
-    *({"name": f"six-{ms}", "latency_s": ms / 1000, "jitter_s": 0.003, "input_price": 0.5, "output_price": 1.5,
-       "seed": _SEED} for ms in (20, 30, 45, 60, 80, 100)),
+    *(
+        {
+            "name": f"six-{ms}",
+            "latency_s": ms / 1000,
+            "jitter_s": 0.003,
+            "input_price": 0.5,
+            "output_price": 1.5,
+            "seed": _SEED,
+        }
+        for ms in (20, 30, 45, 60, 80, 100)
+    ),
 ]
 _PRICES = {p["name"]: (p["input_price"], p["output_price"]) for p in PROFILES}
 
@@ -88,8 +127,12 @@ def _router(sim: SimulatorProcess, names: list[str], strategy: str, seed: int):
 
     from llmroute_magic import ModelClientRouter, ProviderRoutingConfig, ProviderSpec
 
-    specs = [ProviderSpec(n, "sim-model", api="openai", base_url=sim.base_url(n), priority=i).with_prices(
-        input=_PRICES[n][0], output=_PRICES[n][1]) for i, n in enumerate(names)]
+    specs = [
+        ProviderSpec(n, "sim-model", api="openai", base_url=sim.base_url(n), priority=i).with_prices(
+            input=_PRICES[n][0], output=_PRICES[n][1]
+        )
+        for i, n in enumerate(names)
+    ]
     config = ProviderRoutingConfig(specs, strategy=strategy)
     return ModelClientRouter(config, clock=_clock(), rng=random.Random(seed))
 
@@ -133,9 +176,17 @@ class _Run:
         return max(self.providers.values()) / total if total else float("nan")
 
     def summary(self) -> dict[str, Any]:
-        return {"mean_latency_s": self.mean_latency, "oracle_latency_s": self.oracle_latency, "cost": self.cost,
-                "ok": self.ok, "failed": self.failed, "success": self.success, "providers": dict(self.providers),
-                "max_attempts": max(self.attempts, default=0), "sent_before_first_answer": self.before_first}
+        return {
+            "mean_latency_s": self.mean_latency,
+            "oracle_latency_s": self.oracle_latency,
+            "cost": self.cost,
+            "ok": self.ok,
+            "failed": self.failed,
+            "success": self.success,
+            "providers": dict(self.providers),
+            "max_attempts": max(self.attempts, default=0),
+            "sent_before_first_answer": self.before_first,
+        }
 
 
 def _merged(runs: list[_Run]) -> _Run:
@@ -222,8 +273,9 @@ async def _drift(sim: SimulatorProcess, phase_s: float, quick: bool) -> dict[str
     return out
 
 
-async def _drift_batch(sim: SimulatorProcess, phase_s: float, strategies: list[str],
-                       concurrency: int = 1) -> dict[str, _Run]:
+async def _drift_batch(
+    sim: SimulatorProcess, phase_s: float, strategies: list[str], concurrency: int = 1
+) -> dict[str, _Run]:
     """Each router (and the oracle) keeps ``concurrency`` requests in flight for two phases; halfway the
     fastest provider becomes the slowest and the slowest the fastest."""
     names = ["drift-a", "drift-b", "drift-c"]
@@ -243,16 +295,18 @@ async def _drift_batch(sim: SimulatorProcess, phase_s: float, strategies: list[s
     async def switch() -> None:
         await asyncio.sleep(phase_s)
         # the fastest becomes the slowest, the slowest the fastest
-        await loop.run_in_executor(None, lambda: (sim.update("drift-a", latency_s=0.090),
-                                                  sim.update("drift-c", latency_s=0.030)))
+        await loop.run_in_executor(
+            None, lambda: (sim.update("drift-a", latency_s=0.090), sim.update("drift-c", latency_s=0.030))
+        )
         fastest[0] = "drift-c"
 
     try:
         await asyncio.gather(switch(), *(worker(n, w) for n in routers for w in range(concurrency)))
     finally:
         await _close_all(routers.values())
-        await loop.run_in_executor(None, lambda: (sim.update("drift-a", latency_s=0.030),
-                                                  sim.update("drift-c", latency_s=0.090)))
+        await loop.run_in_executor(
+            None, lambda: (sim.update("drift-a", latency_s=0.030), sim.update("drift-c", latency_s=0.090))
+        )
     return runs
 
 
@@ -269,8 +323,9 @@ async def _fixed(sim: SimulatorProcess, names: list[str], n: int, oracle: str) -
     routers["oracle"] = _router(sim, names, "priority", seed=99)
     runs = {s: _Run() for s in routers}
     try:
-        await asyncio.gather(*(_sequential(r, runs[s], n, oracle if s == "oracle" else None)
-                               for s, r in routers.items()))
+        await asyncio.gather(
+            *(_sequential(r, runs[s], n, oracle if s == "oracle" else None) for s, r in routers.items())
+        )
     finally:
         await _close_all(routers.values())
     for run in runs.values():
@@ -278,8 +333,15 @@ async def _fixed(sim: SimulatorProcess, names: list[str], n: int, oracle: str) -
     return runs
 
 
-async def _paired(sim: SimulatorProcess, names: list[str], n: int, concurrency: int, oracle: str,
-                  strategies: tuple[str, ...] = STRATEGIES, ledger: bool = False) -> dict[str, _Run]:
+async def _paired(
+    sim: SimulatorProcess,
+    names: list[str],
+    n: int,
+    concurrency: int,
+    oracle: str,
+    strategies: tuple[str, ...] = STRATEGIES,
+    ledger: bool = False,
+) -> dict[str, _Run]:
     """Each strategy from a fresh router (nothing measured yet), n prompts at ``concurrency``, beside an
     oracle router (also fresh) pinned to the fastest at the same concurrency; one pair at a time."""
     out: dict[str, _Run] = {}
@@ -351,12 +413,12 @@ def run(quick: bool = False) -> Section:
     six_seq, six_conc = res["six_sequential"], res["six_concurrent"]
     cost, d100, d30, burst = res["cost"], res["down100"], res["down30"], res["burst"]
     cols = [*STRATEGIES, "oracle"]
-    s = Section("quality", "Routing quality (simulator in its own process, real HTTP, fixed seeds)",
-                ["scenario: figure", *cols])
+    s = Section(
+        "quality", "Routing quality (simulator in its own process, real HTTP, fixed seeds)", ["scenario: figure", *cols]
+    )
 
     def row(label: str, fn, runs: dict[str, _Run], oracle: bool = True) -> None:
-        s.rows.append([label, *(fn(runs.get(c)) if (c != "oracle" or oracle) and runs.get(c) else None
-                                for c in cols)])
+        s.rows.append([label, *(fn(runs.get(c)) if (c != "oracle" or oracle) and runs.get(c) else None for c in cols)])
 
     sdrift = "sequential" + (" (quick: least_latency only)" if quick else "")
     row(f"drift, {sdrift}: mean ms", _ms, drift)
@@ -367,8 +429,12 @@ def run(quick: bool = False) -> Section:
     quick_note = " (quick: least_latency only)" if quick else ""
     row(f"cold burst, {n_cold} at concurrency {COLD_CONCURRENCY}{quick_note}: mean ms", _ms, cold)
     row("cold burst: x oracle", _x, cold)
-    row("cold burst: sent to cold-slow before its first answer",
-        lambda r: r.before_first.get("cold-slow", 0), cold, oracle=False)
+    row(
+        "cold burst: sent to cold-slow before its first answer",
+        lambda r: r.before_first.get("cold-slow", 0),
+        cold,
+        oracle=False,
+    )
     row("cold burst: share served by cold-slow", lambda r: r.providers["cold-slow"] / max(r.ok, 1), cold)
     row("6 providers, sequential: mean ms", _ms, six_seq)
     row("6 providers, sequential: x oracle", _x, six_seq)
@@ -384,31 +450,42 @@ def run(quick: bool = False) -> Section:
     row("burst of 100 (measured first): busiest share", lambda r: r.busiest_share, burst)
 
     ll = drift["least_latency"]
-    s.notes.append("each 'x oracle' is the strategy's mean request latency over that of the oracle that ran beside it "
-                   "(the same router code pinned to the fastest provider of the moment, same concurrency); the "
-                   "oracle column shows the oracle's own figure (for the paired scenarios, all its runs together)")
-    s.notes.append(f"drift: drift-a 30 ms -> 90 ms and drift-c 90 ms -> 30 ms halfway (drift-b 60 ms); least_latency "
-                   f"served {dict(ll.providers)} sequentially and {dict(dconc['least_latency'].providers)} at "
-                   f"concurrency {DRIFT_CONCURRENCY}; sequential runs in batches (least_latency first, the other "
-                   "strategies after, each batch with its own oracle)"
-                   + (", quick mode: first batch only" if quick else ""))
-    s.notes.append(f"cold burst: a fresh router (no provider measured) sends {n_cold} prompts through amap() at "
-                   f"concurrency {COLD_CONCURRENCY} to cold-slow 300 ms, cold-mid 60 ms, cold-fast 20 ms (config "
-                   "order); 'sent ... before its first answer' counts, from usage_df(), the attempts to cold-slow that "
-                   "started before its first attempt ended; least_latency served "
-                   f"{dict(cold['least_latency'].providers)}")
-    s.notes.append(f"6 providers ({', '.join(SIX)}: the name is the latency in ms; least_latency uses power of two "
-                   f"choices above 4): sequential from a fresh router, all strategies at once; at concurrency "
-                   f"{SIX_CONCURRENCY} through amap(), fresh router beside its oracle, one pair at a time; "
-                   "least_latency "
-                   f"served {dict(six_seq['least_latency'].providers)} sequentially, "
-                   f"{dict(six_conc['least_latency'].providers)} at concurrency {SIX_CONCURRENCY}")
-    s.notes.append("the simulator serves any concurrency at the same latency: at concurrency > 1 the oracle herds onto "
-                   "the fastest provider, which strategies that spread load (least_latency, least_busy, round_robin) "
-                   "do not do by design")
-    s.notes.append("cost: the cheapest provider answers 500 every time; 'x cheapest healthy' is against the oracle "
-                   "pinned to the cheapest healthy one; fail100/fail30: the priority-1 provider answers 500 on 100% / "
-                   "30% of requests, two healthy backups; 'ms' = mean request latency incl. failed attempts")
+    s.notes.append(
+        "each 'x oracle' is the strategy's mean request latency over that of the oracle that ran beside it "
+        "(the same router code pinned to the fastest provider of the moment, same concurrency); the "
+        "oracle column shows the oracle's own figure (for the paired scenarios, all its runs together)"
+    )
+    s.notes.append(
+        f"drift: drift-a 30 ms -> 90 ms and drift-c 90 ms -> 30 ms halfway (drift-b 60 ms); least_latency "
+        f"served {dict(ll.providers)} sequentially and {dict(dconc['least_latency'].providers)} at "
+        f"concurrency {DRIFT_CONCURRENCY}; sequential runs in batches (least_latency first, the other "
+        "strategies after, each batch with its own oracle)" + (", quick mode: first batch only" if quick else "")
+    )
+    s.notes.append(
+        f"cold burst: a fresh router (no provider measured) sends {n_cold} prompts through amap() at "
+        f"concurrency {COLD_CONCURRENCY} to cold-slow 300 ms, cold-mid 60 ms, cold-fast 20 ms (config "
+        "order); 'sent ... before its first answer' counts, from usage_df(), the attempts to cold-slow that "
+        "started before its first attempt ended; least_latency served "
+        f"{dict(cold['least_latency'].providers)}"
+    )
+    s.notes.append(
+        f"6 providers ({', '.join(SIX)}: the name is the latency in ms; least_latency uses power of two "
+        f"choices above 4): sequential from a fresh router, all strategies at once; at concurrency "
+        f"{SIX_CONCURRENCY} through amap(), fresh router beside its oracle, one pair at a time; "
+        "least_latency "
+        f"served {dict(six_seq['least_latency'].providers)} sequentially, "
+        f"{dict(six_conc['least_latency'].providers)} at concurrency {SIX_CONCURRENCY}"
+    )
+    s.notes.append(
+        "the simulator serves any concurrency at the same latency: at concurrency > 1 the oracle herds onto "
+        "the fastest provider, which strategies that spread load (least_latency, least_busy, round_robin) "
+        "do not do by design"
+    )
+    s.notes.append(
+        "cost: the cheapest provider answers 500 every time; 'x cheapest healthy' is against the oracle "
+        "pinned to the cheapest healthy one; fail100/fail30: the priority-1 provider answers 500 on 100% / "
+        "30% of requests, two healthy backups; 'ms' = mean request latency incl. failed attempts"
+    )
     s.notes.append(f"router clock x{CLOCK_SCALE:g} (see module docstring); {elapsed:.1f} s in all")
     s.data = {name: {k: v.summary() for k, v in runs.items()} for name, runs in res.items()}
     s.data["clock_scale"] = CLOCK_SCALE
@@ -417,15 +494,27 @@ def run(quick: bool = False) -> Section:
     # One request in flight to an unmeasured provider: only the first wave, sent before anything is known,
     # is spread over the providers (at most its share of the wave); nothing more until it answers.
     wave_share = -(-COLD_CONCURRENCY // len(COLD))
-    s.target("least_latency cold burst: sent to the slow one before it answered",
-             cold["least_latency"].before_first.get("cold-slow", 0), "<=", wave_share,
-             note=f"first wave of {COLD_CONCURRENCY} spread over {len(COLD)}")
+    s.target(
+        "least_latency cold burst: sent to the slow one before it answered",
+        cold["least_latency"].before_first.get("cold-slow", 0),
+        "<=",
+        wave_share,
+        note=f"first wave of {COLD_CONCURRENCY} spread over {len(COLD)}",
+    )
     s.target("lowest_cost spend / cheapest healthy", cost["lowest_cost"].cost / cost["oracle"].cost, "<=", 1.01, "x")
     s.target("least_latency burst: busiest provider share", burst["least_latency"].busiest_share, "<=", 0.45)
-    s.target("success with primary failing 100% (every strategy)",
-             min(r.success for k, r in d100.items() if k != "oracle"), ">=", 1.0)
-    s.target("success with primary failing 30% (every strategy)",
-             min(r.success for k, r in d30.items() if k != "oracle"), ">=", 1.0)
+    s.target(
+        "success with primary failing 100% (every strategy)",
+        min(r.success for k, r in d100.items() if k != "oracle"),
+        ">=",
+        1.0,
+    )
+    s.target(
+        "success with primary failing 30% (every strategy)",
+        min(r.success for k, r in d30.items() if k != "oracle"),
+        ">=",
+        1.0,
+    )
     prio = d100["priority"]
     # Bounded by the cooldown: the failing primary is tried 3 times, then once per cooldown it sits out.
     stats_failed = sum(a - 1 for a in prio.attempts)
@@ -434,7 +523,9 @@ def run(quick: bool = False) -> Section:
     s.target("fail100 priority: failed attempts (bound: 3 per cooldown)", stats_failed, "<=", bound)
     s.target("fail30: attempts per request, worst", max(max(r.attempts, default=0) for r in d30.values()), "<=", 2)
     added = prio.mean_latency - d100["oracle"].mean_latency
-    s.notes.append(f"fail100, priority: {stats_failed} failed attempts over {len(prio.attempts)} requests "
-                   f"({router_span:.0f} router seconds, cooldown 30 s); mean latency {added * 1e3:+.2f} ms against "
-                   "the oracle running at the same time (the overhead part measures this cost precisely)")
+    s.notes.append(
+        f"fail100, priority: {stats_failed} failed attempts over {len(prio.attempts)} requests "
+        f"({router_span:.0f} router seconds, cooldown 30 s); mean latency {added * 1e3:+.2f} ms against "
+        "the oracle running at the same time (the overhead part measures this cost precisely)"
+    )
     return s

@@ -47,10 +47,21 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "AllProvidersFailed", "Completion", "ConfigError", "LLMRouteError", "LedgerPersistenceWarning",
-    "ModelClientRouter", "ProviderError", "ProviderRoutingConfig", "ProviderSpec", "RoutingStrategy",
-    "UnknownPriceWarning", "UsageStats", "__version__",
-    "load_ipython_extension", "unload_ipython_extension",
+    "AllProvidersFailed",
+    "Completion",
+    "ConfigError",
+    "LLMRouteError",
+    "LedgerPersistenceWarning",
+    "ModelClientRouter",
+    "ProviderError",
+    "ProviderRoutingConfig",
+    "ProviderSpec",
+    "RoutingStrategy",
+    "UnknownPriceWarning",
+    "UsageStats",
+    "__version__",
+    "load_ipython_extension",
+    "unload_ipython_extension",
 ]
 
 

@@ -44,16 +44,22 @@ _CANCELLED = (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt)
 
 
 class AttemptLayer:
-    def __init__(self, adapters: Callable[[], dict[str, ProviderAdapter]], prices: PriceBook,
-                 events: EventBus, slots: ProviderSlots, *, wall_clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        adapters: Callable[[], dict[str, ProviderAdapter]],
+        prices: PriceBook,
+        events: EventBus,
+        slots: ProviderSlots,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self._adapters = adapters  # the running event loop's adapters (aiohttp sessions belong to one loop)
         self._prices = prices
         self._events = events
         self._slots = slots
         self._wall_clock = wall_clock
 
-    async def handle(self, request: Request, spec: ProviderSpec, number: int,
-                     claim: InFlight | None = None) -> Reply:
+    async def handle(self, request: Request, spec: ProviderSpec, number: int, claim: InFlight | None = None) -> Reply:
         """Attempt ``number`` (1-based) of ``request`` at ``spec``; raises ProviderError before the commit point.
 
         ``claim`` (the request counted in flight at that provider) is released when the attempt ends."""
@@ -70,8 +76,15 @@ class AttemptLayer:
 class _Attempt:
     """The life of one attempt, from AttemptStarted to its one AttemptEnded."""
 
-    def __init__(self, layer: AttemptLayer, request: Request, spec: ProviderSpec, number: int,
-                 slots: SharedSlots | None, claim: InFlight | None) -> None:
+    def __init__(
+        self,
+        layer: AttemptLayer,
+        request: Request,
+        spec: ProviderSpec,
+        number: int,
+        slots: SharedSlots | None,
+        claim: InFlight | None,
+    ) -> None:
         self.layer = layer
         self.request = request
         self.spec = spec
@@ -169,14 +182,37 @@ class _Attempt:
             latency, ttft = before + (self.provider_s - (self.ttft_s or 0.0)), before
         parsed = self.parse(result)
         model = result.model or self.model
-        cost = self.price(result.input_tokens, result.output_tokens, result.cache_read_tokens,
-                          result.cache_write_tokens, model)
-        self.end(self.record("ok", None, result.http_status, result.input_tokens, result.output_tokens, cost,
-                             model, result.cache_read_tokens, result.cache_write_tokens))
-        return Completion(text=result.text, provider=self.spec.name, model=model, input_tokens=result.input_tokens,
-                          output_tokens=result.output_tokens, cost=cost, latency_s=latency, ttft_s=ttft,
-                          request_id=self.request.request_id, finish_reason=result.finish_reason,
-                          attempts=self.number, tool_calls=tuple(result.tool_calls), parsed=parsed)
+        cost = self.price(
+            result.input_tokens, result.output_tokens, result.cache_read_tokens, result.cache_write_tokens, model
+        )
+        self.end(
+            self.record(
+                "ok",
+                None,
+                result.http_status,
+                result.input_tokens,
+                result.output_tokens,
+                cost,
+                model,
+                result.cache_read_tokens,
+                result.cache_write_tokens,
+            )
+        )
+        return Completion(
+            text=result.text,
+            provider=self.spec.name,
+            model=model,
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            cost=cost,
+            latency_s=latency,
+            ttft_s=ttft,
+            request_id=self.request.request_id,
+            finish_reason=result.finish_reason,
+            attempts=self.number,
+            tool_calls=tuple(result.tool_calls),
+            parsed=parsed,
+        )
 
     def parse(self, result: ProviderResult) -> object:
         """The answer as the schema's object; an answer that does not meet it is a retryable failure
@@ -207,19 +243,45 @@ class _Attempt:
         cost = self.price(*tokens, *cache, self.model)
         self.end(self.record("cancelled", "cancelled", None, *tokens, cost, self.model, *cache))
 
-    def price(self, input_tokens: int | None, output_tokens: int | None, cache_read: int, cache_write: int,
-              model: str | None) -> float:
+    def price(
+        self, input_tokens: int | None, output_tokens: int | None, cache_read: int, cache_write: int, model: str | None
+    ) -> float:
         """USD; NaN when the price or the usage (None tokens) is unknown."""
-        return self.layer._prices.cost(self.spec, input_tokens, output_tokens, cache_read, cache_write,
-                                       model=model)
+        return self.layer._prices.cost(self.spec, input_tokens, output_tokens, cache_read, cache_write, model=model)
 
-    def record(self, status: str, error_type: str | None, http_status: int | None, input_tokens: int | None,
-               output_tokens: int | None, cost: float, model: str, cache_read: int = 0,
-               cache_write: int = 0) -> AttemptRecord:
+    def record(
+        self,
+        status: str,
+        error_type: str | None,
+        http_status: int | None,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        cost: float,
+        model: str,
+        cache_read: int = 0,
+        cache_write: int = 0,
+    ) -> AttemptRecord:
         r = self.request
-        return AttemptRecord(r.request_id, self.number, self.started_wall, self.spec.name, model,
-                             r.settings.strategy.value, status, error_type, http_status, input_tokens, output_tokens,
-                             cost, self.provider_s, self.ttft_s, r.streamed, cache_read, cache_write, r.conversation)
+        return AttemptRecord(
+            r.request_id,
+            self.number,
+            self.started_wall,
+            self.spec.name,
+            model,
+            r.settings.strategy.value,
+            status,
+            error_type,
+            http_status,
+            input_tokens,
+            output_tokens,
+            cost,
+            self.provider_s,
+            self.ttft_s,
+            r.streamed,
+            cache_read,
+            cache_write,
+            r.conversation,
+        )
 
     def end(self, record: AttemptRecord, error: ProviderError | None = None, after_text: bool = False) -> None:
         if self.ended:

@@ -38,7 +38,9 @@ _ALWAYS_ALL = frozenset({"anthropic", "gemini"})
 _VISION_MODELS = re.compile(
     r"(^|[/:_-])(gpt-4o|gpt-4\.1|gpt-5|o1|o3|o4|chatgpt-4o|gpt-4-turbo|llava|bakllava|pixtral|gemma-?3|llama-?4"
     r"|llama-?3\.2-vision|qwen2(\.5)?-?vl|minicpm-v|moondream|mistral-small-?3|claude|gemini)"
-    r"|vision|-vl\b", re.IGNORECASE)
+    r"|vision|-vl\b",
+    re.IGNORECASE,
+)
 
 
 def default_capabilities(api: str, model: str) -> frozenset[str]:
@@ -55,16 +57,23 @@ def check_capabilities(name: str, values: Iterable[str]) -> frozenset[str]:
     try:
         chosen = frozenset(values)
     except TypeError:
-        raise ConfigError(f"providers.capabilities ({name}): expected a set of names from "
-                          f"{', '.join(CAPABILITIES)}, got {values!r}", field="capabilities") from None
+        raise ConfigError(
+            f"providers.capabilities ({name}): expected a set of names from {', '.join(CAPABILITIES)}, got {values!r}",
+            field="capabilities",
+        ) from None
     unknown = sorted(str(v) for v in chosen - _ALL)
     if unknown:
-        raise ConfigError(f"providers.capabilities ({name}): unknown capability {unknown[0]!r}; allowed: "
-                          f"{', '.join(CAPABILITIES)}", field="capabilities")
+        raise ConfigError(
+            f"providers.capabilities ({name}): unknown capability {unknown[0]!r}; allowed: {', '.join(CAPABILITIES)}",
+            field="capabilities",
+        )
     return chosen
 
 
 def describe_need(capability: str) -> str:
-    return {"tools": "tools (tools= was given)", "vision": "vision (the prompt has an image)",
-            "json_schema": "json_schema (response_format= was given)",
-            "streaming": "streaming (a streamed answer was asked for)"}[capability]
+    return {
+        "tools": "tools (tools= was given)",
+        "vision": "vision (the prompt has an image)",
+        "json_schema": "json_schema (response_format= was given)",
+        "streaming": "streaming (a streamed answer was asked for)",
+    }[capability]

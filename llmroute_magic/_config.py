@@ -34,6 +34,7 @@ class ProviderRoutingConfig:
         >>> config.names, config.strategy.value, config.cooldown_s
         (['openai', 'anthropic'], 'round_robin', 30.0)
     """
+
     providers: tuple[ProviderSpec, ...]
     strategy: RoutingStrategy = RoutingStrategy.PRIORITY
     fallback_enabled: bool = True
@@ -42,17 +43,26 @@ class ProviderRoutingConfig:
     ledger_path: str | None = None
     cooldown_s: float = 30.0
 
-    def __init__(self, providers: Iterable[ProviderSpec], *, strategy: RoutingStrategy | str = RoutingStrategy.PRIORITY,
-                 fallback_enabled: bool = True, max_retries: int = 2, timeout: float = 60.0,
-                 ledger_path: str | os.PathLike[str] | None = None, cooldown_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        providers: Iterable[ProviderSpec],
+        *,
+        strategy: RoutingStrategy | str = RoutingStrategy.PRIORITY,
+        fallback_enabled: bool = True,
+        max_retries: int = 2,
+        timeout: float = 60.0,
+        ledger_path: str | os.PathLike[str] | None = None,
+        cooldown_s: float = 30.0,
+    ) -> None:
         set_: Callable[[str, Any], None] = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen
         if isinstance(providers, ProviderSpec):
             providers = [providers]
         try:
             provs = tuple(providers)
         except TypeError:
-            raise ConfigError(f"providers: expected a list of ProviderSpec, got {type(providers).__name__}",
-                              field="providers") from None
+            raise ConfigError(
+                f"providers: expected a list of ProviderSpec, got {type(providers).__name__}", field="providers"
+            ) from None
         if not provs:
             raise ConfigError("providers: at least one provider is required", field="providers")
         seen: set[str] = set()
@@ -60,22 +70,31 @@ class ProviderRoutingConfig:
             if not isinstance(p, ProviderSpec):
                 raise ConfigError(f"providers: expected ProviderSpec items, got {type(p).__name__}", field="providers")
             if p.name in seen:
-                raise ConfigError(f"providers: duplicate provider name {p.name!r}; names must be unique "
-                                  "(give each a distinct name=)", field="providers")
+                raise ConfigError(
+                    f"providers: duplicate provider name {p.name!r}; names must be unique (give each a distinct name=)",
+                    field="providers",
+                )
             seen.add(p.name)
         set_("providers", provs)
         set_("strategy", RoutingStrategy.parse(strategy))
         if not isinstance(fallback_enabled, bool):
-            raise ConfigError(f"fallback_enabled: expected true or false, got {fallback_enabled!r}",
-                              field="fallback_enabled")
+            raise ConfigError(
+                f"fallback_enabled: expected true or false, got {fallback_enabled!r}", field="fallback_enabled"
+            )
         set_("fallback_enabled", fallback_enabled)
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or not 0 <= max_retries <= 100:
-            raise ConfigError(f"max_retries: expected a whole number from 0 to 100, got {max_retries!r}",
-                              field="max_retries")
+            raise ConfigError(
+                f"max_retries: expected a whole number from 0 to 100, got {max_retries!r}", field="max_retries"
+            )
         set_("max_retries", max_retries)
         for name, value in (("timeout", timeout), ("cooldown_s", cooldown_s)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value < 0 or (name == "timeout" and value == 0):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
+                or (name == "timeout" and value == 0)
+            ):
                 raise ConfigError(f"{name}: expected a positive number of seconds, got {value!r}", field=name)
             set_(name, float(value))
         if ledger_path is not None and not isinstance(ledger_path, (str, os.PathLike)):
@@ -83,8 +102,9 @@ class ProviderRoutingConfig:
         path = None if ledger_path is None else os.fspath(ledger_path)
         # sqlite3 raises a bare ValueError for a NUL, and silently keeps "" in a temporary file
         if path is not None and (not isinstance(path, str) or not path.strip() or "\x00" in path):
-            raise ConfigError(f"ledger_path: expected a file path (non-empty, no NUL character), got {path!r}",
-                              field="ledger_path")
+            raise ConfigError(
+                f"ledger_path: expected a file path (non-empty, no NUL character), got {path!r}", field="ledger_path"
+            )
         set_("ledger_path", path)
 
     # -- builders (the seed's API) --------------------------------------------------------------
@@ -178,8 +198,7 @@ class ProviderRoutingConfig:
         for p in self.providers:
             if p.name == name:
                 return p
-        raise ConfigError(f"provider: unknown provider {name!r}; configured: {', '.join(self.names)}",
-                          field="provider")
+        raise ConfigError(f"provider: unknown provider {name!r}; configured: {', '.join(self.names)}", field="provider")
 
     @property
     def names(self) -> list[str]:
@@ -205,15 +224,19 @@ class ProviderRoutingConfig:
             raise ConfigError(f"config: expected a table of settings, got {type(data).__name__}", field="config")
         unknown = sorted(set(data) - set(_CONFIG_KEYS), key=str)  # keys may be of mixed types
         if unknown:
-            raise ConfigError(f"config: unknown setting {unknown[0]!r}; allowed: {', '.join(_CONFIG_KEYS)}",
-                              field=str(unknown[0]) or "config")
+            raise ConfigError(
+                f"config: unknown setting {unknown[0]!r}; allowed: {', '.join(_CONFIG_KEYS)}",
+                field=str(unknown[0]) or "config",
+            )
         raw = data.get("providers")
         if raw is None:
-            raise ConfigError("providers: missing; add at least one [[providers]] table with name and model",
-                              field="providers")
+            raise ConfigError(
+                "providers: missing; add at least one [[providers]] table with name and model", field="providers"
+            )
         if isinstance(raw, Mapping) or isinstance(raw, (str, bytes)) or not isinstance(raw, Iterable):
-            raise ConfigError("providers: expected a list of provider tables ([[providers]] in TOML)",
-                              field="providers")
+            raise ConfigError(
+                "providers: expected a list of provider tables ([[providers]] in TOML)", field="providers"
+            )
         specs = [_spec_from_dict(i, item) for i, item in enumerate(raw)]
         kwargs = {k: data[k] for k in _CONFIG_KEYS if k != "providers" and k in data}
         return cls(specs, **kwargs)
@@ -269,8 +292,9 @@ def _spec_from_dict(index: int, item: Any) -> ProviderSpec:
     if unknown:
         bad = unknown[0]
         label = f"{where}.{bad}" if isinstance(bad, str) and bad.isidentifier() else f"{where}: {bad!r}"
-        raise ConfigError(f"{label}: unknown field; allowed: {', '.join(sorted(_SPEC_FIELDS))}",
-                          field=str(bad) or "providers")
+        raise ConfigError(
+            f"{label}: unknown field; allowed: {', '.join(sorted(_SPEC_FIELDS))}", field=str(bad) or "providers"
+        )
     for required in ("name", "model"):
         if required not in item:
             raise ConfigError(f"{where}.{required}: missing; every provider needs name and model", field=required)
@@ -279,5 +303,6 @@ def _spec_from_dict(index: int, item: Any) -> ProviderSpec:
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}", field=e.field) from None
     except ValueError as e:  # urllib's own parse error on a malformed base_url, e.g. "http://[::1"
-        raise ConfigError(f"{where}.base_url: not a usable http(s) URL ({e}): {item.get('base_url')!r}",
-                          field="base_url") from None
+        raise ConfigError(
+            f"{where}.base_url: not a usable http(s) URL ({e}): {item.get('base_url')!r}", field="base_url"
+        ) from None

@@ -27,8 +27,12 @@ from ._errors import ConfigError
 
 _DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)$", re.S)
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"),
-          (b"RIFF", "image/webp"))
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF8", "image/gif"),
+    (b"RIFF", "image/webp"),
+)
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 
 
@@ -92,8 +96,9 @@ def _part(part: Any, where: str) -> dict[str, Any]:
     if isinstance(part, str):
         return {"type": "text", "text": part}
     if not isinstance(part, Mapping):
-        raise ConfigError(f"{where}: expected a part like {{'type': 'text', 'text': ...}}, got {part!r:.60}",
-                          field="prompt")
+        raise ConfigError(
+            f"{where}: expected a part like {{'type': 'text', 'text': ...}}, got {part!r:.60}", field="prompt"
+        )
     kind = part.get("type")
     if kind == "text" and isinstance(part.get("text"), str):
         return {"type": "text", "text": part["text"]}
@@ -125,12 +130,16 @@ def _image(part: Mapping[str, Any], where: str) -> dict[str, Any]:
         except (binascii.Error, ValueError):
             raise ConfigError(f"{where}.data: not valid base64", field="prompt") from None
     else:
-        raise ConfigError(f"{where}: an image needs url= (http, https or data:) or data= (bytes or base64)",
-                          field="prompt")
+        raise ConfigError(
+            f"{where}: an image needs url= (http, https or data:) or data= (bytes or base64)", field="prompt"
+        )
     media_type = part.get("media_type") or sniff_media_type(raw)
     if media_type not in IMAGE_TYPES:
-        raise ConfigError(f"{where}.media_type: {media_type!r} is not an image type providers take; allowed: "
-                          f"{', '.join(IMAGE_TYPES)}", field="prompt")
+        raise ConfigError(
+            f"{where}.media_type: {media_type!r} is not an image type providers take; allowed: "
+            f"{', '.join(IMAGE_TYPES)}",
+            field="prompt",
+        )
     return {"type": "image", "data": encoded, "media_type": media_type}
 
 
@@ -142,8 +151,9 @@ def sniff_media_type(raw: bytes) -> str | None:
 
 
 def has_image(messages: Sequence[Mapping[str, Any]]) -> bool:
-    return any(isinstance(m.get("content"), list) and any(p.get("type") == "image" for p in m["content"])
-               for m in messages)
+    return any(
+        isinstance(m.get("content"), list) and any(p.get("type") == "image" for p in m["content"]) for m in messages
+    )
 
 
 def text_of(content: Any) -> str:
@@ -165,8 +175,11 @@ def normalise_tools(tools: Any) -> tuple[Tool, ...]:
         if isinstance(t, Mapping) and t.get("type") == "function" and isinstance(t.get("function"), Mapping):
             t = t["function"]  # OpenAI's spelling
         if not isinstance(t, Mapping) or not isinstance(t.get("name"), str) or not _TOOL_NAME.match(t["name"]):
-            raise ConfigError(f"tools[{i}]: expected a dict with a name of letters, digits, '_' or '-' "
-                              "(at most 64), a description and parameters (a JSON schema)", field="tools")
+            raise ConfigError(
+                f"tools[{i}]: expected a dict with a name of letters, digits, '_' or '-' "
+                "(at most 64), a description and parameters (a JSON schema)",
+                field="tools",
+            )
         params = t.get("parameters") or {"type": "object", "properties": {}}
         if not isinstance(params, Mapping):
             raise ConfigError(f"tools[{i}].parameters: expected a JSON schema (a dict)", field="tools")
@@ -186,8 +199,11 @@ def normalise_tool_choice(choice: Any, tools: tuple[Tool, ...]) -> ToolChoice | 
     names = [t.name for t in tools]
     if isinstance(choice, str) and choice in names:
         return ToolChoice("tool", choice)
-    raise ConfigError(f"tool_choice: expected auto, none, required or a tool's name ({', '.join(names) or 'no tools'}),"
-                      f" got {choice!r}", field="tool_choice")
+    raise ConfigError(
+        f"tool_choice: expected auto, none, required or a tool's name ({', '.join(names) or 'no tools'}),"
+        f" got {choice!r}",
+        field="tool_choice",
+    )
 
 
 def normalise_response_format(value: Any) -> ResponseFormat | None:
@@ -201,8 +217,10 @@ def normalise_response_format(value: Any) -> ResponseFormat | None:
             return ResponseFormat(str(inner.get("name") or "answer"), dict(inner.get("schema") or {}))
         _check_schema(value)
         return ResponseFormat(str(value.get("title") or "answer"), dict(value))
-    raise ConfigError("response_format: expected a JSON schema (a dict) or a pydantic model class, got "
-                      f"{type(value).__name__}", field="response_format")
+    raise ConfigError(
+        f"response_format: expected a JSON schema (a dict) or a pydantic model class, got {type(value).__name__}",
+        field="response_format",
+    )
 
 
 def _check_schema(schema: Mapping[str, Any]) -> None:

@@ -54,9 +54,15 @@ class RouterCore:
     sleep that only records, nothing in the routing logic waits on real time.
     """
 
-    def __init__(self, config: ProviderRoutingConfig, *, clock: Callable[[], float] = time.monotonic,
-                 rng: random.Random | None = None, backoff: Backoff | None = None,
-                 sleep: Callable[[float], Awaitable[Any]] | None = None) -> None:
+    def __init__(
+        self,
+        config: ProviderRoutingConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], Awaitable[Any]] | None = None,
+    ) -> None:
         if not isinstance(config, ProviderRoutingConfig):
             raise ConfigError(f"config: expected a ProviderRoutingConfig, got {type(config).__name__}", field="config")
         for spec in config.providers:
@@ -67,21 +73,28 @@ class RouterCore:
         rng = rng or random.Random()
         self.events = EventBus()
         self._prices = PriceBook()
-        self._pool = ProviderPool(config.providers, clock=clock, rng=rng, prices=self._prices.rates,
-                                  cooldown_s=lambda: self._config.cooldown_s)
+        self._pool = ProviderPool(
+            config.providers,
+            clock=clock,
+            rng=rng,
+            prices=self._prices.rates,
+            cooldown_s=lambda: self._config.cooldown_s,
+        )
         self._pool.listen(self.events)
         self._clients = ClientsPerLoop(config.providers, config.timeout)
         attempts = AttemptLayer(self._clients.adapters, self._prices, self.events, ProviderSlots(config.providers))
-        self._chain: Layer = FailoverLayer(attempts, self._pool, FailoverPolicy(backoff or Backoff(), rng),
-                                           sleep or asyncio.sleep)
+        self._chain: Layer = FailoverLayer(
+            attempts, self._pool, FailoverPolicy(backoff or Backoff(), rng), sleep or asyncio.sleep
+        )
         self._ids = RequestIds()
         self._loop_thread: LoopThread | None = None
         self._closed = False
         self._on_close: list[Callable[[], Any]] = []  # run last by close(), e.g. stopping a bound simulator
         if any(p.input_price is None for p in config.providers):
             # genai-prices takes ~0.4 s to import: do it now, off the request path
-            threading.Thread(target=self._prices.warm, args=(config.providers,), daemon=True,
-                             name="llmroute-prices").start()
+            threading.Thread(
+                target=self._prices.warm, args=(config.providers,), daemon=True, name="llmroute-prices"
+            ).start()
         _open_routers.add(self)
 
     # -- configuration ----------------------------------------------------------------------------
@@ -91,7 +104,7 @@ class RouterCore:
 
         Examples:
             >>> router.config.names
-            ['sim-openai', 'sim-anthropic', 'sim-local']
+            ['sim-openai', 'sim-anthropic', 'sim-local', 'sim-gemini', 'sim-azure', 'sim-ollama', 'sim-responses']
         """
         return self._config
 
@@ -101,7 +114,7 @@ class RouterCore:
 
         Examples:
             >>> [p.name for p in router.providers]
-            ['sim-openai', 'sim-anthropic', 'sim-local']
+            ['sim-openai', 'sim-anthropic', 'sim-local', 'sim-gemini', 'sim-azure', 'sim-ollama', 'sim-responses']
         """
         return list(self._config.providers)
 
@@ -168,7 +181,7 @@ class RouterCore:
 
         Examples:
             >>> router.enabled
-            ['sim-openai', 'sim-anthropic', 'sim-local']
+            ['sim-openai', 'sim-anthropic', 'sim-local', 'sim-gemini', 'sim-azure', 'sim-ollama', 'sim-responses']
         """
         return self._pool.enabled
 
@@ -188,7 +201,7 @@ class RouterCore:
         Examples:
             >>> router.disable("sim-local")
             >>> router.enabled
-            ['sim-openai', 'sim-anthropic']
+            ['sim-openai', 'sim-anthropic', 'sim-gemini', 'sim-azure', 'sim-ollama', 'sim-responses']
             >>> router.enable("sim-local")
         """
         self._pool.set_enabled(name, False)
@@ -281,8 +294,9 @@ class RouterCore:
         request = self._request(prompt, options, streamed=True)
         return AsyncStream(lambda: self._serve(request))
 
-    def map(self, prompts: Iterable[Prompt], concurrency: int = 8, progress: bool = True,
-            **options: Unpack[RequestOptions]) -> list[Completion | LLMRouteError]:
+    def map(
+        self, prompts: Iterable[Prompt], concurrency: int = 8, progress: bool = True, **options: Unpack[RequestOptions]
+    ) -> list[Completion | LLMRouteError]:
         """Every prompt, ``concurrency`` at a time, load balanced by the strategy; errors in place.
 
         Examples:
@@ -292,8 +306,9 @@ class RouterCore:
         """
         return self._loop().run(self.amap(prompts, concurrency, progress, **options))
 
-    async def amap(self, prompts: Iterable[Prompt], concurrency: int = 8, progress: bool = True,
-                   **options: Unpack[RequestOptions]) -> list[Completion | LLMRouteError]:
+    async def amap(
+        self, prompts: Iterable[Prompt], concurrency: int = 8, progress: bool = True, **options: Unpack[RequestOptions]
+    ) -> list[Completion | LLMRouteError]:
         """``map`` for any running event loop.
 
         Examples:
@@ -302,8 +317,7 @@ class RouterCore:
             3
         """
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ConfigError(f"concurrency: expected a whole number >= 1, got {concurrency!r}",
-                              field="concurrency")
+            raise ConfigError(f"concurrency: expected a whole number >= 1, got {concurrency!r}", field="concurrency")
         items = list(prompts)
         results: list[Completion | LLMRouteError | None] = [None] * len(items)
         bar = _progress_bar(len(items)) if progress else None
@@ -328,8 +342,14 @@ class RouterCore:
     def _request(self, prompt: Prompt, options: RequestOptions | dict[str, Any], *, streamed: bool) -> Request:
         if self._closed:
             raise LLMRouteError("this router is closed; create a new ModelClientRouter")
-        return build_request(prompt, options, config=self._config, request_id=self._ids.next(), streamed=streamed,
-                             settings=self._settings)
+        return build_request(
+            prompt,
+            options,
+            config=self._config,
+            request_id=self._ids.next(),
+            streamed=streamed,
+            settings=self._settings,
+        )
 
     async def _serve(self, request: Request) -> Reply:
         """Run ``request`` down the layers; ``RequestEnded`` when its reply ends (or it fails)."""
@@ -342,8 +362,9 @@ class RouterCore:
                 self.events.emit(RequestEnded(request.request_id, None, e))
             raise
         if self.events.wants(RequestEnded):
-            reply.add_done_callback(lambda completion, error: self.events.emit(
-                RequestEnded(request.request_id, completion, error)))
+            reply.add_done_callback(
+                lambda completion, error: self.events.emit(RequestEnded(request.request_id, completion, error))
+            )
         return reply
 
     async def _complete(self, request: Request) -> Completion:
@@ -410,8 +431,10 @@ class RouterCore:
 
     def __repr__(self) -> str:
         names = ", ".join(f"{h.name}{'' if h.enabled else ' (disabled)'}" for h in self._pool)
-        return (f"{type(self).__name__}(strategy={self.strategy.value}, providers=[{names}], "
-                f"fallback={self.fallback_enabled}, max_retries={self.max_retries})")
+        return (
+            f"{type(self).__name__}(strategy={self.strategy.value}, providers=[{names}], "
+            f"fallback={self.fallback_enabled}, max_retries={self.max_retries})"
+        )
 
 
 def _settings_of(config: ProviderRoutingConfig) -> RoutingSettings:

@@ -26,17 +26,18 @@ CELL_TIMEOUT_S = 120
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
-                        help=f"directory for the outputs (default: ./{DEFAULT_OUT}/)")
+    parser.add_argument(
+        "--out", default=DEFAULT_OUT, metavar="DIR", help=f"directory for the outputs (default: ./{DEFAULT_OUT}/)"
+    )
 
 
 # -- finding the notebooks ------------------------------------------------------------------------
 
+
 def notebook_dirs() -> list[Path]:
     """Where the shipped notebooks may be: inside the installed package, or in a source checkout."""
     here = Path(__file__).resolve().parent
-    return [here / "notebooks", here.parent / "notebooks",
-            Path(sys.prefix) / "share" / "llmroute_magic" / "notebooks"]
+    return [here / "notebooks", here.parent / "notebooks", Path(sys.prefix) / "share" / "llmroute_magic" / "notebooks"]
 
 
 def find_notebook(name: str) -> Path:
@@ -48,6 +49,7 @@ def find_notebook(name: str) -> Path:
 
 
 # -- running notebooks ------------------------------------------------------------------------------
+
 
 def simulated_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The kernel's environment: simulator forced, no config file, no API keys."""
@@ -69,25 +71,32 @@ def _kernel_manager(spec_dir: Path):
 
     kdir = spec_dir / "kernels" / "llmroute-python"
     kdir.mkdir(parents=True, exist_ok=True)
-    (kdir / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python (llmroute)", "language": "python"}))
+    (kdir / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Python (llmroute)",
+                "language": "python",
+            }
+        )
+    )
     ksm = KernelSpecManager(kernel_dirs=[str(spec_dir / "kernels")], ensure_native_kernel=False)
     return KernelManager(kernel_name="llmroute-python", kernel_spec_manager=ksm)
 
 
-def execute_notebook(nb: Any, *, cwd: str | os.PathLike, env: Mapping[str, str] | None = None,
-                     timeout: int = CELL_TIMEOUT_S) -> Any:
+def execute_notebook(
+    nb: Any, *, cwd: str | os.PathLike, env: Mapping[str, str] | None = None, timeout: int = CELL_TIMEOUT_S
+) -> Any:
     """Execute ``nb`` (a NotebookNode) in place in a fresh kernel; raises on a cell error."""
     from nbclient import NotebookClient
 
     with tempfile.TemporaryDirectory(prefix="llmroute-kernel-") as spec_dir:
         km = _kernel_manager(Path(spec_dir))
-        client = NotebookClient(nb, km=km, timeout=timeout, coalesce_streams=True,
-                                resources={"metadata": {"path": str(cwd)}})
+        client = NotebookClient(
+            nb, km=km, timeout=timeout, coalesce_streams=True, resources={"metadata": {"path": str(cwd)}}
+        )
         # The kernel's own stderr is start-up chatter; cell errors arrive as messages, not here.
-        client.execute(env=dict(simulated_env() if env is None else env), cwd=str(cwd),
-                       stderr=subprocess.DEVNULL)
+        client.execute(env=dict(simulated_env() if env is None else env), cwd=str(cwd), stderr=subprocess.DEVNULL)
     return nb
 
 
@@ -109,8 +118,10 @@ def export_html(nb: Any) -> str:
 
 
 def _save_cell(out: Path) -> str:
-    lines = ["# Added by `llmroute demo`: save the usage table and the plots next to this notebook.",
-             f"%llm save {_q(out / 'usage.csv')}"]
+    lines = [
+        "# Added by `llmroute demo`: save the usage table and the plots next to this notebook.",
+        f"%llm save {_q(out / 'usage.csv')}",
+    ]
     lines += [f"%llm plot {kind} {_q(out / f'{kind}.png')}" for kind in PLOTS]
     return "\n".join(lines)
 
@@ -138,17 +149,27 @@ def _print_stats(usage_csv: Path) -> None:
     unpriced = cost.isna().groupby(df["provider"].astype(str)).sum()
     head = ("provider", "attempts", "errors", "tokens in", "tokens out", "cost", "p50", "p95")
     rows = [head] + [
-        (str(name), count(r["requests"]), count(r["errors"]), count(r["input_tokens"]), count(r["output_tokens"]),
-         cost_total(priced.get(name, 0.0), int(unpriced.get(name, 0)), priced=priced.get(name, 0.0)),
-         millis(r["latency_p50_s"]), millis(r["latency_p95_s"]))
-        for name, r in by.iterrows()]
+        (
+            str(name),
+            count(r["requests"]),
+            count(r["errors"]),
+            count(r["input_tokens"]),
+            count(r["output_tokens"]),
+            cost_total(priced.get(name, 0.0), int(unpriced.get(name, 0)), priced=priced.get(name, 0.0)),
+            millis(r["latency_p50_s"]),
+            millis(r["latency_p95_s"]),
+        )
+        for name, r in by.iterrows()
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     for row in rows:
         print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
     tokens = int(by["input_tokens"].sum() + by["output_tokens"].sum())
     total = float(priced.sum())
-    print(f"total: {plural(len(df), 'attempt')}, {plural(df['request_id'].nunique(), 'request')}, "
-          f"{count(tokens)} tokens, {cost_total(total, int(cost.isna().sum()), priced=total)} (simulated prices)")
+    print(
+        f"total: {plural(len(df), 'attempt')}, {plural(df['request_id'].nunique(), 'request')}, "
+        f"{count(tokens)} tokens, {cost_total(total, int(cost.isna().sum()), priced=total)} (simulated prices)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -183,7 +204,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nfiles in {out}:")
     for p in [nb_path, html_path, usage_csv, *(out / f"{k}.png" for k in PLOTS)]:
         print(f"  {p.name:<18} {'missing!' if not p.exists() else f'{p.stat().st_size:,} bytes'}")
-    print("\nopen quickstart.html in a browser, or quickstart.ipynb in Jupyter; "
-          "set OPENAI_API_KEY / ANTHROPIC_API_KEY to run it for real")
+    print(
+        "\nopen quickstart.html in a browser, or quickstart.ipynb in Jupyter; "
+        "set OPENAI_API_KEY / ANTHROPIC_API_KEY to run it for real"
+    )
     missing = [p for p in [usage_csv, *(out / f"{k}.png" for k in PLOTS)] if not p.exists()]
     return 1 if missing else 0

@@ -210,21 +210,34 @@ def advice_for(attempts: Sequence[ProviderError]) -> str:
     if "missing_api_key" in kinds or "authentication" in kinds:
         tips.append("set the API key named above (or pass api_key= / api_key_env= on the ProviderSpec)")
     if "permission" in kinds:
-        tips.append("the key is valid but not allowed to use this model or endpoint: check the key's "
-                    "project, organisation or model access")
+        tips.append(
+            "the key is valid but not allowed to use this model or endpoint: check the key's "
+            "project, organisation or model access"
+        )
     if "insufficient_quota" in kinds:
         tips.append("check the provider's billing or quota")
     if "not_found" in kinds:
         tips.append("check the model name and base_url")
     if "tls_error" in kinds:
-        tips.append("the server's certificate is not trusted: give its CA bundle with ProviderSpec(verify='ca.pem') "
-                    "or SSL_CERT_FILE")
+        tips.append(
+            "the server's certificate is not trusted: give its CA bundle with ProviderSpec(verify='ca.pem') "
+            "or SSL_CERT_FILE"
+        )
     if "context_length" in kinds:
         tips.append("shorten the prompt or add a provider with a larger context_window")
-    if kinds & {"rate_limit", "overloaded", "server_error", "timeout", "connect_error",
-                "connection_reset", "malformed_response", "stream_error"}:
-        tips.append("the providers were failing or busy: raise max_retries, add a fallback provider, "
-                    "or try again later")
+    if kinds & {
+        "rate_limit",
+        "overloaded",
+        "server_error",
+        "timeout",
+        "connect_error",
+        "connection_reset",
+        "malformed_response",
+        "stream_error",
+    }:
+        tips.append(
+            "the providers were failing or busy: raise max_retries, add a fallback provider, or try again later"
+        )
     if not tips:
         return "What to do: check the errors above."
     return "What to do: " + "; ".join(tips) + "."

@@ -73,8 +73,7 @@ class EventBus:
 
         def unsubscribe() -> None:
             with self._lock:
-                self._listeners[event_type] = tuple(f for f in self._listeners.get(event_type, ())
-                                                    if f is not listener)
+                self._listeners[event_type] = tuple(f for f in self._listeners.get(event_type, ()) if f is not listener)
 
         return unsubscribe
 

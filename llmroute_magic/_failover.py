@@ -40,8 +40,10 @@ if TYPE_CHECKING:
 # (excluded names, smallest context window that is too small) -> the strategy's order over the rest
 CandidateSource = Callable[[set[str], "int | None"], "list[ProviderHealth]"]
 
-NO_PROVIDER_HINT = ("What to do: no provider is available — every one is disabled. Enable one with "
-                    "router.enable(name) (or %llm enable NAME).")
+NO_PROVIDER_HINT = (
+    "What to do: no provider is available — every one is disabled. Enable one with "
+    "router.enable(name) (or %llm enable NAME)."
+)
 
 
 class Try(NamedTuple):  # named tuples: a step is made on every request, and they cost a fifth of a dataclass
@@ -147,8 +149,13 @@ class FailoverPolicy:
 class FailoverLayer:
     """Drives ``FailoverPolicy`` over the attempt layer; returns the first attempt's reply that commits."""
 
-    def __init__(self, attempts: AttemptLayer, pool: ProviderPool, policy: FailoverPolicy,
-                 sleep: Callable[[float], Awaitable[Any]]) -> None:
+    def __init__(
+        self,
+        attempts: AttemptLayer,
+        pool: ProviderPool,
+        policy: FailoverPolicy,
+        sleep: Callable[[float], Awaitable[Any]],
+    ) -> None:
         self._attempts = attempts
         self._pool = pool
         self._policy = policy
@@ -162,8 +169,9 @@ class FailoverLayer:
         def candidates(excluded: set[str], min_context: int | None) -> list[ProviderHealth]:
             return self._pool.candidates(settings.strategy, request.info, excluded, min_context, request.needs)
 
-        return FailoverState(candidates, 1 + settings.max_retries, settings.fallback_enabled,
-                             pinned=pinned, named=pinned is not None)
+        return FailoverState(
+            candidates, 1 + settings.max_retries, settings.fallback_enabled, pinned=pinned, named=pinned is not None
+        )
 
     async def handle(self, request: Request) -> Reply:
         state = self.start(request)

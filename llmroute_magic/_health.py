@@ -81,8 +81,9 @@ class ProviderHealth:
         prev = self.output_tokens_mean
         self.output_tokens_mean = float(output_tokens) if prev is None else prev + (output_tokens - prev) / n
 
-    def record_failure(self, *, threshold: int, cooldown_s: float, immediate: bool = False,
-                       latency_s: float | None = None) -> bool:
+    def record_failure(
+        self, *, threshold: int, cooldown_s: float, immediate: bool = False, latency_s: float | None = None
+    ) -> bool:
         """Count a failure; returns True when this failure starts a cooldown."""
         now = self.clock()
         self.last_failure = now

@@ -46,8 +46,9 @@ if TYPE_CHECKING:
 USER_AGENT = "llmroute_magic/0.1"
 
 
-def make_client(*, timeout: float = 60.0, max_connections: int = 100, verify: bool | str | None = None,
-                proxy: str | None = None) -> httpx.AsyncClient:
+def make_client(
+    *, timeout: float = 60.0, max_connections: int = 100, verify: bool | str | None = None, proxy: str | None = None
+) -> httpx.AsyncClient:
     """One pooled client (an ``httpx.AsyncClient``) over aiohttp transports.
 
     ``verify`` and ``proxy`` mean what they mean on ``ProviderSpec``; with ``proxy=None`` the
@@ -70,8 +71,7 @@ def make_client(*, timeout: float = 60.0, max_connections: int = 100, verify: bo
     return client
 
 
-def make_clients(specs: Iterable[ProviderSpec], *, timeout: float = 60.0,
-                 max_connections: int = 100) -> ClientSet:
+def make_clients(specs: Iterable[ProviderSpec], *, timeout: float = 60.0, max_connections: int = 100) -> ClientSet:
     """The clients for ``specs``: one per distinct ``(spec.verify, spec.proxy)``, shared by the
     providers that agree on both. ``max_connections`` bounds each client's pool."""
     by_key: dict[tuple[Any, ...], Any] = {}
@@ -80,8 +80,9 @@ def make_clients(specs: Iterable[ProviderSpec], *, timeout: float = 60.0,
         key = (spec.verify, spec.proxy)
         client = by_key.get(key)
         if client is None:
-            client = by_key[key] = make_client(timeout=timeout, max_connections=max_connections,
-                                               verify=spec.verify, proxy=spec.proxy)
+            client = by_key[key] = make_client(
+                timeout=timeout, max_connections=max_connections, verify=spec.verify, proxy=spec.proxy
+            )
         by_name[spec.name] = client
     return ClientSet(by_name)
 

@@ -65,8 +65,16 @@ _NAN = (math.nan,)
 
 # Numeric columns: name, array typecode, and the value that stands for "unknown" (None).
 _NUMERIC = (
-    ("attempt", "i"), ("timestamp", "d"), ("http_status", "i"), ("input_tokens", "i"), ("output_tokens", "i"),
-    ("cost", "d"), ("latency_s", "d"), ("ttft_s", "d"), ("streamed", "b"), ("cache_read_tokens", "i"),
+    ("attempt", "i"),
+    ("timestamp", "d"),
+    ("http_status", "i"),
+    ("input_tokens", "i"),
+    ("output_tokens", "i"),
+    ("cost", "d"),
+    ("latency_s", "d"),
+    ("ttft_s", "d"),
+    ("streamed", "b"),
+    ("cache_read_tokens", "i"),
     ("cache_write_tokens", "i"),
 )  # tokens of one attempt fit in 32 bits (2 billion); the DataFrame widens them to int64
 _NULLABLE_INT = ("http_status", "input_tokens", "output_tokens")  # -1 stands for None
@@ -118,11 +126,17 @@ def _numeric(batch: list[AttemptRecord]) -> tuple[tuple, dict[str, array]]:
     else:
         ttft_column = _typed("d", ttft, math.nan)
     numeric = {
-        "attempt": array("i", attempt), "timestamp": array("d", timestamp),
-        "http_status": _typed("i", http_status, -1), "input_tokens": _typed("i", input_tokens, -1),
-        "output_tokens": _typed("i", output_tokens, -1), "cost": _typed("d", cost, math.nan),
-        "latency_s": array("d", latency), "ttft_s": ttft_column, "streamed": array("b", map(bool, streamed)),
-        "cache_read_tokens": array("i", cache_read), "cache_write_tokens": array("i", cache_write),
+        "attempt": array("i", attempt),
+        "timestamp": array("d", timestamp),
+        "http_status": _typed("i", http_status, -1),
+        "input_tokens": _typed("i", input_tokens, -1),
+        "output_tokens": _typed("i", output_tokens, -1),
+        "cost": _typed("d", cost, math.nan),
+        "latency_s": array("d", latency),
+        "ttft_s": ttft_column,
+        "streamed": array("b", map(bool, streamed)),
+        "cache_read_tokens": array("i", cache_read),
+        "cache_write_tokens": array("i", cache_write),
     }
     return cols, numeric
 
@@ -199,7 +213,7 @@ class Ledger:
         batch = pending[:]
         if not batch:
             return
-        del pending[:len(batch)]
+        del pending[: len(batch)]
         try:
             converted = [self._convert(batch)]
         except (TypeError, ValueError, OverflowError):
@@ -225,8 +239,9 @@ class Ledger:
         joined = "".join(request_ids)  # TypeError unless every id is a str
         data = joined.encode()
         # ASCII (ours always are): lengths in characters are lengths in bytes
-        lengths = array("q", map(len, request_ids) if len(data) == len(joined)
-                        else (len(r.encode()) for r in request_ids))
+        lengths = array(
+            "q", map(len, request_ids) if len(data) == len(joined) else (len(r.encode()) for r in request_ids)
+        )
         coded = {name: _coded(cols[_FIELD[name]], self._codes[name].code, name) for name in _TEXT_CODED}
         return (data, lengths), numeric, coded
 
@@ -277,7 +292,7 @@ class Ledger:
         cols = self.columns(start)
         offsets, data = cols["request_id"]
         for i in range(len(cols["attempt"])):
-            row: dict[str, Any] = {"request_id": data[offsets[i]:offsets[i + 1]].decode()}
+            row: dict[str, Any] = {"request_id": data[offsets[i] : offsets[i + 1]].decode()}
             for name in LEDGER_COLUMNS[1:]:
                 col = cols[name]
                 if name in _TEXT_CODED:
@@ -365,8 +380,10 @@ class Ledger:
             store.abandon()
         if told:
             return  # one warning per ledger
-        msg = (f"usage ledger file {self.path!r} cannot be used ({type(error).__name__}: {error}); "
-               "usage is kept in memory only for this session. Fix or move the file, or set another ledger_path.")
+        msg = (
+            f"usage ledger file {self.path!r} cannot be used ({type(error).__name__}: {error}); "
+            "usage is kept in memory only for this session. Fix or move the file, or set another ledger_path."
+        )
         # a warning only: a log record as well reached the console twice (logging's last resort)
         warnings.warn(msg, LedgerPersistenceWarning, stacklevel=3)
 
@@ -389,6 +406,7 @@ def _epoch(since: Any) -> float | None:
 
 
 # -- DataFrames --------------------------------------------------------------------------------
+
 
 def frame_from_columns(cols: dict[str, Any], *, since: float | None = None):
     """Columns (typed arrays or numpy arrays; text as (codes, values); request ids as a list or
@@ -484,11 +502,23 @@ def _string_array(values: Any):
 # the file. Text columns added after the first release are nullable TEXT, added to an older file
 # by ALTER TABLE when it is opened.
 _ROW_TYPES = {
-    "request_id": "TEXT NOT NULL", "attempt": "INTEGER NOT NULL", "timestamp": "REAL NOT NULL",
-    "provider": "TEXT NOT NULL", "model": "TEXT NOT NULL", "strategy": "TEXT NOT NULL", "status": "TEXT NOT NULL",
-    "error_type": "TEXT", "http_status": "INTEGER", "input_tokens": "INTEGER", "output_tokens": "INTEGER",
-    "cost": "REAL", "latency_s": "REAL NOT NULL", "ttft_s": "REAL", "streamed": "INTEGER NOT NULL",
-    "cache_read_tokens": "INTEGER NOT NULL DEFAULT 0", "cache_write_tokens": "INTEGER NOT NULL DEFAULT 0",
+    "request_id": "TEXT NOT NULL",
+    "attempt": "INTEGER NOT NULL",
+    "timestamp": "REAL NOT NULL",
+    "provider": "TEXT NOT NULL",
+    "model": "TEXT NOT NULL",
+    "strategy": "TEXT NOT NULL",
+    "status": "TEXT NOT NULL",
+    "error_type": "TEXT",
+    "http_status": "INTEGER",
+    "input_tokens": "INTEGER",
+    "output_tokens": "INTEGER",
+    "cost": "REAL",
+    "latency_s": "REAL NOT NULL",
+    "ttft_s": "REAL",
+    "streamed": "INTEGER NOT NULL",
+    "cache_read_tokens": "INTEGER NOT NULL DEFAULT 0",
+    "cache_write_tokens": "INTEGER NOT NULL DEFAULT 0",
     **{name: "TEXT" for name in _TEXT_CODED[5:]},
 }
 _ROW_COLUMNS = ", ".join(f"{name} {_ROW_TYPES[name]}" for name in LEDGER_COLUMNS)
@@ -500,8 +530,9 @@ _SCHEMA = (
     # The strings of the batches' coded columns (provider, model, ...): ids never change.
     "CREATE TABLE IF NOT EXISTS attempt_names (id INTEGER PRIMARY KEY, value TEXT NOT NULL UNIQUE)",
 )
-_INSERT = (f"INSERT INTO attempts (rowid, {', '.join(LEDGER_COLUMNS)}) "
-           f"VALUES ({', '.join('?' * (len(LEDGER_COLUMNS) + 1))})")
+_INSERT = (
+    f"INSERT INTO attempts (rowid, {', '.join(LEDGER_COLUMNS)}) VALUES ({', '.join('?' * (len(LEDGER_COLUMNS) + 1))})"
+)
 _SELECT_ROWS = f"SELECT rowid, {', '.join(LEDGER_COLUMNS)} FROM attempts WHERE rowid BETWEEN ? AND ? ORDER BY rowid"
 _COST, _STREAMED = _FIELD["cost"], _FIELD["streamed"]
 
@@ -524,10 +555,23 @@ def _sql_row(rowid: int, r: AttemptRecord) -> tuple:
 _MAGIC = b"LRB2"
 _MAGIC_V1 = b"LRB1"
 _BATCH_COLUMNS_V1 = (
-    ("attempt", "i"), ("timestamp", "d"), ("provider", "i"), ("model", "i"), ("strategy", "i"), ("status", "i"),
-    ("error_type", "i"), ("http_status", "i"), ("input_tokens", "i"), ("output_tokens", "i"), ("cost", "d"),
-    ("latency_s", "d"), ("ttft_s", "d"), ("streamed", "b"), ("cache_read_tokens", "i"),
-    ("cache_write_tokens", "i"), ("request_id_len", "i"),
+    ("attempt", "i"),
+    ("timestamp", "d"),
+    ("provider", "i"),
+    ("model", "i"),
+    ("strategy", "i"),
+    ("status", "i"),
+    ("error_type", "i"),
+    ("http_status", "i"),
+    ("input_tokens", "i"),
+    ("output_tokens", "i"),
+    ("cost", "d"),
+    ("latency_s", "d"),
+    ("ttft_s", "d"),
+    ("streamed", "b"),
+    ("cache_read_tokens", "i"),
+    ("cache_write_tokens", "i"),
+    ("request_id_len", "i"),
 )
 _BATCH_COLUMNS = (*_BATCH_COLUMNS_V1[:-1], *((name, "i") for name in _TEXT_CODED[5:]), ("request_id_len", "i"))
 _SIZES = {"i": 4, "d": 8, "q": 8, "b": 1}
@@ -605,7 +649,7 @@ def _segments(blob: bytes) -> tuple[int, dict[str, tuple[str, memoryview]], memo
         columns, off = [], 10
         for _ in range(k):
             code, length = chr(blob[off]), blob[off + 1]
-            columns.append((bytes(blob[off + 2:off + 2 + length]).decode(), code))
+            columns.append((bytes(blob[off + 2 : off + 2 + length]).decode(), code))
             off += 2 + length
     view = memoryview(blob)
     out = {}
@@ -613,7 +657,7 @@ def _segments(blob: bytes) -> tuple[int, dict[str, tuple[str, memoryview]], memo
         if code not in _SIZES:
             raise sqlite3.DatabaseError(f"usage ledger: batch column {name!r} has an unknown type {code!r}")
         size = _SIZES[code] * n
-        out[name] = (code, view[off:off + size])
+        out[name] = (code, view[off : off + size])
         off += size
     return n, out, view[off:]
 
@@ -697,6 +741,7 @@ class _SQLiteStore:
         "unknown"; no cache columns) is rebuilt; a later one only gains its missing text columns
         (``conversation``), NULL in the rows it already has. Its batches stay as they are: a
         column a batch lacks reads as unknown."""
+
         def current() -> dict[str, tuple]:
             return {row[1]: row for row in conn.execute("PRAGMA table_info(attempts)")}
 
@@ -788,7 +833,7 @@ class _SQLiteStore:
             seq = conn.execute("SELECT coalesce(max(rowid), 0) FROM attempts").fetchone()[0]
             name_id = lambda v: self._name_id(conn, v)  # noqa: E731
             for start in range(0, len(records), _MAX_BATCH):
-                chunk = records[start:start + _MAX_BATCH]
+                chunk = records[start : start + _MAX_BATCH]
                 try:
                     blob, lo_ts, hi_ts = _pack(chunk, name_id)
                 except _MALFORMED:
@@ -799,8 +844,9 @@ class _SQLiteStore:
                 first = seq + 1
                 conn.executemany(_INSERT, [_sql_row(first + i, r) for i, r in enumerate(chunk)])
                 seq += len(chunk)
-                conn.execute("INSERT INTO attempt_batches VALUES (?,?,?,?,?,?)",
-                             (first, seq, len(chunk), lo_ts, hi_ts, blob))
+                conn.execute(
+                    "INSERT INTO attempt_batches VALUES (?,?,?,?,?,?)", (first, seq, len(chunk), lo_ts, hi_ts, blob)
+                )
             self._merge_tail(conn)
             conn.execute("COMMIT")
         except BaseException:
@@ -823,8 +869,9 @@ class _SQLiteStore:
         """Merge the trailing run of small contiguous batches once it adds up to a level."""
         for level in _MERGE_LEVELS:
             # fewer than 64 batches under 64 rows, and fewer than 64 more under 4096, ever trail
-            tail = conn.execute("SELECT first_seq, last_seq, n FROM attempt_batches ORDER BY first_seq DESC "
-                                "LIMIT 256").fetchall()
+            tail = conn.execute(
+                "SELECT first_seq, last_seq, n FROM attempt_batches ORDER BY first_seq DESC LIMIT 256"
+            ).fetchall()
             run: list[Any] = []
             total = 0
             for first, last, n in tail:
@@ -836,12 +883,16 @@ class _SQLiteStore:
                 continue
             run.reverse()
             lo, hi = run[0][0], run[-1][1]
-            got = conn.execute("SELECT data, min_ts, max_ts FROM attempt_batches WHERE first_seq BETWEEN ? AND ? "
-                               "ORDER BY first_seq", (lo, run[-1][0])).fetchall()
+            got = conn.execute(
+                "SELECT data, min_ts, max_ts FROM attempt_batches WHERE first_seq BETWEEN ? AND ? ORDER BY first_seq",
+                (lo, run[-1][0]),
+            ).fetchall()
             blob = _merge([g[0] for g in got])
             conn.execute("DELETE FROM attempt_batches WHERE first_seq BETWEEN ? AND ?", (lo, run[-1][0]))
-            conn.execute("INSERT INTO attempt_batches VALUES (?,?,?,?,?,?)",
-                         (lo, hi, total, min(g[1] for g in got), max(g[2] for g in got), blob))
+            conn.execute(
+                "INSERT INTO attempt_batches VALUES (?,?,?,?,?,?)",
+                (lo, hi, total, min(g[1] for g in got), max(g[2] for g in got), blob),
+            )
 
     def _write_late(self, records: list[AttemptRecord]) -> None:
         try:
@@ -922,12 +973,19 @@ class _SQLiteStore:
                 last = conn.execute("SELECT coalesce(max(rowid), 0) FROM attempts").fetchone()[0]
                 batches = conn.execute(
                     "SELECT first_seq, last_seq, data FROM attempt_batches WHERE last_seq > ? AND first_seq <= ? "
-                    + ("AND max_ts >= ? " if since is not None else "") + "ORDER BY first_seq",
-                    (after, last, since) if since is not None else (after, last)).fetchall()
-                covered = conn.execute(
-                    "SELECT first_seq, last_seq FROM attempt_batches WHERE last_seq > ? AND first_seq <= ? "
-                    "ORDER BY first_seq", (after, last)).fetchall() if since is not None else \
-                    [(b[0], b[1]) for b in batches]
+                    + ("AND max_ts >= ? " if since is not None else "")
+                    + "ORDER BY first_seq",
+                    (after, last, since) if since is not None else (after, last),
+                ).fetchall()
+                covered = (
+                    conn.execute(
+                        "SELECT first_seq, last_seq FROM attempt_batches WHERE last_seq > ? AND first_seq <= ? "
+                        "ORDER BY first_seq",
+                        (after, last),
+                    ).fetchall()
+                    if since is not None
+                    else [(b[0], b[1]) for b in batches]
+                )
                 gaps, pos = [], after
                 for first, hi in covered:
                     if first > pos + 1:
@@ -942,8 +1000,9 @@ class _SQLiteStore:
         return _columns_from_file(batches, legacy, names, after, since), last
 
 
-def _columns_from_file(batches: list[tuple], legacy: list[tuple], names: list[tuple[int, str]],
-                       after: int, since: float | None) -> dict[str, Any]:
+def _columns_from_file(
+    batches: list[tuple], legacy: list[tuple], names: list[tuple[int, str]], after: int, since: float | None
+) -> dict[str, Any]:
     """Batches (and rows of the first release) as the columns ``frame_from_columns`` takes."""
     import numpy as np
 
@@ -1053,7 +1112,7 @@ def _ids(parts: list[Any]):
             else:
                 offsets, data = p
                 raw = bytes(data)
-                out.extend(raw[offsets[i]:offsets[i + 1]].decode() for i in range(len(offsets) - 1))
+                out.extend(raw[offsets[i] : offsets[i + 1]].decode() for i in range(len(offsets) - 1))
         return out
     chunks = []
     for p in parts:
@@ -1065,10 +1124,11 @@ def _ids(parts: list[Any]):
             if n == 0:
                 continue
             if offsets[0]:  # a batch read from its middle
-                data = data[int(offsets[0]):]
+                data = data[int(offsets[0]) :]
                 offsets = offsets - offsets[0]
-            chunks.append(pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets),
-                                                                         pa.py_buffer(data)]))
+            chunks.append(
+                pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+            )
     return pa.chunked_array(chunks, type=pa.large_string())
 
 
@@ -1078,4 +1138,3 @@ def _filter_ids(ids: Any, keep):
     import pyarrow as pa
 
     return ids.filter(pa.array(keep))
-

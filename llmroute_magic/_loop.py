@@ -70,7 +70,6 @@ class LoopThread:
             handle.cancel_and_wait()
             raise
 
-
     def stop(self, timeout: float = 5.0) -> None:
         if not self._thread.is_alive():
             return
@@ -95,8 +94,13 @@ class LoopThread:
 class TaskHandle(Generic[T]):
     """A coroutine running on a ``LoopThread``, seen from another thread."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, fut: concurrent.futures.Future[T],
-                 task_box: list[asyncio.Task[Any]], coro: Coroutine[Any, Any, T]) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        fut: concurrent.futures.Future[T],
+        task_box: list[asyncio.Task[Any]],
+        coro: Coroutine[Any, Any, T],
+    ) -> None:
         self._loop = loop
         self._fut = fut
         self._task_box = task_box

@@ -63,6 +63,7 @@ def _kind(kind: str) -> str:
 
 # -- helpers ---------------------------------------------------------------------------------
 
+
 def _new_figure() -> Figure:
     from matplotlib.figure import Figure
 
@@ -73,8 +74,16 @@ def _empty_figure(title: str) -> Figure:
     fig = _new_figure()
     ax = fig.add_subplot()
     ax.set_title(title.capitalize())
-    ax.text(0.5, 0.5, "no usage yet\nrun a prompt, then plot again", ha="center", va="center",
-            fontsize=13, color="#555555", transform=ax.transAxes)
+    ax.text(
+        0.5,
+        0.5,
+        "no usage yet\nrun a prompt, then plot again",
+        ha="center",
+        va="center",
+        fontsize=13,
+        color="#555555",
+        transform=ax.transAxes,
+    )
     ax.set_axis_off()
     return fig
 
@@ -97,6 +106,7 @@ def _footnote(fig: Figure, text: str) -> None:
 
 
 # -- the plots -------------------------------------------------------------------------------
+
 
 def _plot_cost(summary: UsageSummary) -> Figure:
     providers = summary.providers
@@ -134,8 +144,9 @@ def _plot_latency(summary: UsageSummary) -> Figure:
         return fig
     samples = [summary.latencies(p) * 1000 for p in providers]
     positions = list(range(1, len(providers) + 1))
-    box = ax.boxplot(samples, positions=positions, widths=0.5, showfliers=False, patch_artist=True,
-                     medianprops={"color": "black"})
+    box = ax.boxplot(
+        samples, positions=positions, widths=0.5, showfliers=False, patch_artist=True, medianprops={"color": "black"}
+    )
     for patch, p in zip(box["boxes"], providers):
         patch.set_facecolor(colours[p])
         patch.set_alpha(0.35)
@@ -147,8 +158,14 @@ def _plot_latency(summary: UsageSummary) -> Figure:
         if len(values):
             # The same p50/p95 as the stats table and %llm stats (one definition, in seconds).
             p50, p95 = latency_percentiles(values / 1000)
-            ax.annotate(f"p50 {millis(p50)}\np95 {millis(p95)}", (pos, float(values.max())),
-                        xytext=(0, 6), textcoords="offset points", ha="center", fontsize=8)
+            ax.annotate(
+                f"p50 {millis(p50)}\np95 {millis(p95)}",
+                (pos, float(values.max())),
+                xytext=(0, 6),
+                textcoords="offset points",
+                ha="center",
+                fontsize=8,
+            )
     ax.set_xticks(positions, [f"{p}\n(n={len(v):,})" for p, v in zip(providers, samples)])
     top = max((float(v.max()) for v in samples if len(v)), default=1.0)
     ax.set_ylim(0, top * 1.3 + 1)
@@ -196,8 +213,7 @@ def _plot_requests(summary: UsageSummary) -> Figure:
     statuses = [s for s in ("ok", "error", "cancelled") if s in seen] + sorted(seen - {"ok", "error", "cancelled"})
     for status in statuses:
         counts = [r["statuses"].get(status, 0) for r in rows]
-        ax.barh(providers, counts, left=left, label=status,
-                color=_STATUS_COLOURS.get(status, "#7f7f7f"), height=0.6)
+        ax.barh(providers, counts, left=left, label=status, color=_STATUS_COLOURS.get(status, "#7f7f7f"), height=0.6)
         left = [a + b for a, b in zip(left, counts)]
     attempts = totals["attempts"]
     for i, n in enumerate(left):
@@ -250,11 +266,17 @@ def _plot_timeline(summary: UsageSummary) -> Figure:
             continue
         # Start every line at zero and carry it to the end, so the lines read as running totals.
         xs, ys = _thin(x[mask], np.cumsum(cost[mask]))
-        ax.step([0.0, *xs.tolist(), end], [0.0, *ys.tolist(), float(ys[-1])], where="post", color=colours[p],
-                label=p)
+        ax.step([0.0, *xs.tolist(), end], [0.0, *ys.tolist(), float(ys[-1])], where="post", color=colours[p], label=p)
     xs, total = _thin(x, np.cumsum(cost))
-    ax.step([0.0, *xs.tolist()], [0.0, *total.tolist()], where="post", color="black", linestyle="--",
-            linewidth=1.6, label="total")
+    ax.step(
+        [0.0, *xs.tolist()],
+        [0.0, *total.tolist()],
+        where="post",
+        color="black",
+        linestyle="--",
+        linewidth=1.6,
+        label="total",
+    )
     started = dt.datetime.fromtimestamp(start, tz=dt.UTC)
     ax.set_xlabel(f"time since first request ({unit}), started {started:%Y-%m-%d %H:%M:%S} UTC")
     ax.set_ylabel("cumulative cost (USD)")

@@ -25,8 +25,15 @@ COOLDOWN_THRESHOLD = 3  # consecutive failures before a provider rests for coold
 
 
 class ProviderPool:
-    def __init__(self, specs: Iterable[ProviderSpec], *, clock: Clock, rng: random.Random, prices: PriceLookup,
-                 cooldown_s: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        specs: Iterable[ProviderSpec],
+        *,
+        clock: Clock,
+        rng: random.Random,
+        prices: PriceLookup,
+        cooldown_s: Callable[[], float],
+    ) -> None:
         self.lock = threading.RLock()
         self._clock = clock
         self._rng = rng
@@ -34,8 +41,7 @@ class ProviderPool:
         self._cooldown_s = cooldown_s
         self._health = {s.name: ProviderHealth(s, clock) for s in specs}
         # Explicit priorities first (lowest number first), then the rest; ties keep the config's order.
-        self._by_priority = sorted(self._health.values(),
-                                   key=lambda h: (h.spec.priority is None, h.spec.priority or 0))
+        self._by_priority = sorted(self._health.values(), key=lambda h: (h.spec.priority is None, h.spec.priority or 0))
         self._strategies: dict[RoutingStrategy, Strategy] = {}
 
     # -- what users see and switch ------------------------------------------------------------
@@ -43,8 +49,9 @@ class ProviderPool:
         try:
             return self._health[name]
         except KeyError:
-            raise ConfigError(f"provider: unknown provider {name!r}; configured: {', '.join(self._health)}",
-                              field="provider") from None
+            raise ConfigError(
+                f"provider: unknown provider {name!r}; configured: {', '.join(self._health)}", field="provider"
+            ) from None
 
     def __iter__(self) -> Iterator[ProviderHealth]:
         return iter(self._health.values())
@@ -63,8 +70,14 @@ class ProviderPool:
         return [name for name, h in self._health.items() if h.cooling_down(now)]
 
     # -- what the failover layer asks ----------------------------------------------------------
-    def candidates(self, strategy: RoutingStrategy, info: RequestInfo, excluded: set[str],
-                   min_context: int | None, needs: frozenset[str] = frozenset()) -> list[ProviderHealth]:
+    def candidates(
+        self,
+        strategy: RoutingStrategy,
+        info: RequestInfo,
+        excluded: set[str],
+        min_context: int | None,
+        needs: frozenset[str] = frozenset(),
+    ) -> list[ProviderHealth]:
         """The strategy's order over usable providers; all cooling down -> the least recently failed."""
         with self.lock:
             now = self._clock()
@@ -95,7 +108,9 @@ class ProviderPool:
         raise ConfigError(
             f"capabilities: this request needs {wanted}, and no {'such' if pinned is None else 'pinned'} provider "
             f"has it ({lacking or 'no provider is enabled'}). Enable a provider that has it, or declare it with "
-            "ProviderSpec(capabilities={...}) if the model does support it", field="capabilities")
+            "ProviderSpec(capabilities={...}) if the model does support it",
+            field="capabilities",
+        )
 
     def _strategy(self, kind: RoutingStrategy) -> Strategy:
         s = self._strategies.get(kind)
@@ -125,8 +140,11 @@ class ProviderPool:
                 if policy is Policy.DROP_PROVIDER:
                     h.record_failure(threshold=COOLDOWN_THRESHOLD, cooldown_s=self._cooldown_s(), immediate=True)
                 elif policy is Policy.RETRY:
-                    h.record_failure(threshold=COOLDOWN_THRESHOLD, cooldown_s=self._cooldown_s(),
-                                     latency_s=record.latency_s if record.error_type == "timeout" else None)
+                    h.record_failure(
+                        threshold=COOLDOWN_THRESHOLD,
+                        cooldown_s=self._cooldown_s(),
+                        latency_s=record.latency_s if record.error_type == "timeout" else None,
+                    )
 
 
 class InFlight:

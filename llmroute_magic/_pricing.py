@@ -88,8 +88,9 @@ class _Form:
 
     __slots__ = ("starts", "coef", "base_rates")
 
-    def __init__(self, starts: list[int], coef: list[tuple[float, float, float, float, float]],
-                 base_rates: tuple[float, float]) -> None:
+    def __init__(
+        self, starts: list[int], coef: list[tuple[float, float, float, float, float]], base_rates: tuple[float, float]
+    ) -> None:
         self.starts = starts
         self.coef = coef
         self.base_rates = base_rates
@@ -126,8 +127,9 @@ class _ModelPricer:
         form = entry[1]
         if form is not None:
             return form.cost(inp, out, cache_read, cache_write)
-        return self._calc(now, input_tokens=inp, output_tokens=out, cache_read_tokens=cache_read,
-                          cache_write_tokens=cache_write)
+        return self._calc(
+            now, input_tokens=inp, output_tokens=out, cache_read_tokens=cache_read, cache_write_tokens=cache_write
+        )
 
     def rates(self) -> tuple[float, float] | None:
         now = datetime.now(_UTC)
@@ -258,7 +260,7 @@ def _find(model: str, lookup: dict[str, str]) -> _ModelPricer | None:
         from genai_prices import Usage, calc_price
     except ImportError:  # pragma: no cover - a declared dependency
         return None
-    for kwargs in ((lookup, {}) if lookup else ({},)):
+    for kwargs in (lookup, {}) if lookup else ({},):
         try:
             found = calc_price(Usage(input_tokens=1), model, **kwargs)  # type: ignore[call-overload]
         except _LOOKUP_ERRORS:
@@ -268,8 +270,13 @@ def _find(model: str, lookup: dict[str, str]) -> _ModelPricer | None:
 
 
 # genai-prices' provider for a known name or a vendor's own wire format (names default to api).
-_PROVIDER_IDS = {"gemini": "google", "google": "google", "claude": "anthropic", "azure": "azure",
-                 "openai-responses": "openai"}
+_PROVIDER_IDS = {
+    "gemini": "google",
+    "google": "google",
+    "claude": "anthropic",
+    "azure": "azure",
+    "openai-responses": "openai",
+}
 
 
 def _resolve(spec: ProviderSpec):
@@ -328,8 +335,16 @@ class PriceBook:
             self._by_id[id(spec)] = (spec, entry)  # keeps the spec alive, so its id is not reused
             return entry
 
-    def cost(self, spec: ProviderSpec, input_tokens: int | None, output_tokens: int | None,
-             cache_read_tokens: int = 0, cache_write_tokens: int = 0, *, model: str | None = None) -> float:
+    def cost(
+        self,
+        spec: ProviderSpec,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        *,
+        model: str | None = None,
+    ) -> float:
         """USD for one attempt; NaN when its price or its usage is unknown; 0.0 when it used no tokens.
 
         ``input_tokens`` counts every prompt token, cache reads and writes included;
@@ -380,9 +395,11 @@ class PriceBook:
             self._warned.add(spec.name)
         # warnings only: a log record as well reached the console a second time through
         # logging's last-resort handler (two lines for one fact).
-        msg = (f"no price known for provider {spec.name!r} (model {spec.model!r}): its cost shows as NaN "
-               f"(unknown, not $0). Set one with ProviderSpec.with_prices(input=..., output=...) in USD per "
-               f"1M tokens (0, 0 for a free local model).")
+        msg = (
+            f"no price known for provider {spec.name!r} (model {spec.model!r}): its cost shows as NaN "
+            f"(unknown, not $0). Set one with ProviderSpec.with_prices(input=..., output=...) in USD per "
+            f"1M tokens (0, 0 for a free local model)."
+        )
         warnings.warn(msg, UnknownPriceWarning, stacklevel=3)
 
     def warm(self, specs: Iterable[ProviderSpec]) -> None:

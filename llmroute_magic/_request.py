@@ -85,20 +85,38 @@ class RequestIds:
         return f"{self._prefix}-{next(self._counter)}"
 
 
-def build_request(prompt: Prompt, options: Mapping[str, Any], *, config: ProviderRoutingConfig,
-                  request_id: str, streamed: bool, settings: RoutingSettings | None = None) -> Request:
+def build_request(
+    prompt: Prompt,
+    options: Mapping[str, Any],
+    *,
+    config: ProviderRoutingConfig,
+    request_id: str,
+    streamed: bool,
+    settings: RoutingSettings | None = None,
+) -> Request:
     """Validate ``prompt`` and ``options``; a mistake is a ConfigError naming the field.
     ``settings``: the config's routing settings, when the caller keeps them (saves building them)."""
     started = perf_counter()
     messages = normalise_messages(prompt)
     if settings is None or options.get("strategy") is not None:
         strategy = options.get("strategy")
-        settings = RoutingSettings(config.strategy if strategy is None else RoutingStrategy.parse(strategy),
-                                   config.fallback_enabled, config.max_retries)
+        settings = RoutingSettings(
+            config.strategy if strategy is None else RoutingStrategy.parse(strategy),
+            config.fallback_enabled,
+            config.max_retries,
+        )
     if not options:  # the common call: a prompt and nothing else
         chat = ChatRequest(messages)
-        return Request(request_id, chat, RequestInfo(max(1, chat.prompt_chars() // 4), None), None, settings,
-                       streamed, started, _needs(chat))  # the size: estimate_tokens(chat), inlined on the hot path
+        return Request(
+            request_id,
+            chat,
+            RequestInfo(max(1, chat.prompt_chars() // 4), None),
+            None,
+            settings,
+            streamed,
+            started,
+            _needs(chat),
+        )  # the size: estimate_tokens(chat), inlined on the hot path
     params = {k: v for k, v in options.items() if k not in _OPTION_NAMES}
     system = options.get("system")
     max_tokens = options.get("max_tokens")
@@ -108,11 +126,11 @@ def build_request(prompt: Prompt, options: Mapping[str, Any], *, config: Provide
         if not isinstance(system, str):
             raise ConfigError(f"system: expected a string, got {type(system).__name__}", field="system")
         check_sendable(system, "system")
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
-                                   or max_tokens < 1):
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
         raise ConfigError(f"max_tokens: expected a whole number >= 1, got {max_tokens!r}", field="max_tokens")
-    if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
-                                    or not 0 <= temperature <= 2):
+    if temperature is not None and (
+        isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2
+    ):
         raise ConfigError(f"temperature: expected a number from 0 to 2, got {temperature!r}", field="temperature")
     if provider is not None:
         config.provider(provider)  # raises ConfigError naming the configured providers
@@ -120,9 +138,17 @@ def build_request(prompt: Prompt, options: Mapping[str, Any], *, config: Provide
     if model is not None and (not isinstance(model, str) or not model.strip()):
         raise ConfigError(f"model: expected a model name, got {model!r}", field="model")
     tools = normalise_tools(options.get("tools"))
-    chat = ChatRequest(messages, system, max_tokens, temperature, params, model, tools,
-                       normalise_tool_choice(options.get("tool_choice"), tools),
-                       normalise_response_format(options.get("response_format")))
+    chat = ChatRequest(
+        messages,
+        system,
+        max_tokens,
+        temperature,
+        params,
+        model,
+        tools,
+        normalise_tool_choice(options.get("tool_choice"), tools),
+        normalise_response_format(options.get("response_format")),
+    )
     conversation = options.get("conversation")
     if conversation is not None:
         if not isinstance(conversation, str) or not conversation.strip():
@@ -148,8 +174,7 @@ _NO_NEEDS: frozenset[str] = frozenset()
 
 
 def _needs(chat: ChatRequest) -> frozenset[str]:
-    if not chat.tools and chat.response_format is None and all(isinstance(m["content"], str)
-                                                               for m in chat.messages):
+    if not chat.tools and chat.response_format is None and all(isinstance(m["content"], str) for m in chat.messages):
         return _NO_NEEDS
     needs = set()
     if chat.tools and (chat.tool_choice is None or chat.tool_choice.mode != "none"):
@@ -168,34 +193,41 @@ def check_sendable(text: str, field: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
-        raise ConfigError(f"{field}: not valid Unicode text: lone surrogate {text[e.start]!r} at position {e.start} "
-                          "(often a badly decoded file or a cut emoji); fix the text, e.g. "
-                          "text.encode('utf-8', 'replace').decode()", field=field.split("[")[0].split(".")[0]) from None
+        raise ConfigError(
+            f"{field}: not valid Unicode text: lone surrogate {text[e.start]!r} at position {e.start} "
+            "(often a badly decoded file or a cut emoji); fix the text, e.g. "
+            "text.encode('utf-8', 'replace').decode()",
+            field=field.split("[")[0].split(".")[0],
+        ) from None
 
 
 def normalise_messages(prompt: Any) -> list[dict[str, Any]]:
     if isinstance(prompt, str):
         if not prompt.strip():
-            raise ConfigError("prompt: empty; give the text to send (a string or a list of "
-                              "{'role', 'content'} messages)", field="prompt")
+            raise ConfigError(
+                "prompt: empty; give the text to send (a string or a list of {'role', 'content'} messages)",
+                field="prompt",
+            )
         check_sendable(prompt, "prompt")
         return [{"role": "user", "content": prompt}]
     if isinstance(prompt, (list, tuple)):
         if not prompt:
-            raise ConfigError("prompt: empty message list; give at least one {'role': 'user', 'content': ...}",
-                              field="prompt")
+            raise ConfigError(
+                "prompt: empty message list; give at least one {'role': 'user', 'content': ...}", field="prompt"
+            )
         out = []
         for i, m in enumerate(prompt):
             if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
-                raise ConfigError(f"prompt[{i}]: expected a dict with 'role' and 'content', got {m!r:.80}",
-                                  field="prompt")
+                raise ConfigError(
+                    f"prompt[{i}]: expected a dict with 'role' and 'content', got {m!r:.80}", field="prompt"
+                )
             if m["role"] not in _ROLES:
-                raise ConfigError(f"prompt[{i}].role: unknown role {m['role']!r}; allowed: {', '.join(_ROLES)}",
-                                  field="prompt")
+                raise ConfigError(
+                    f"prompt[{i}].role: unknown role {m['role']!r}; allowed: {', '.join(_ROLES)}", field="prompt"
+                )
             content = "" if m["content"] is None and m.get("tool_calls") else m["content"]
             content = normalise_content(content, f"prompt[{i}].content")
             check_sendable(text_of(content), f"prompt[{i}].content")
             out.append({**m, "content": content})
         return out
-    raise ConfigError(f"prompt: expected a string or a list of messages, got {type(prompt).__name__}",
-                      field="prompt")
+    raise ConfigError(f"prompt: expected a string or a list of messages, got {type(prompt).__name__}", field="prompt")

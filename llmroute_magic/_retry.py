@@ -29,6 +29,5 @@ class Backoff:
             if retry_after > self.retry_after_cap_s:
                 return None
             return max(retry_after, 0.0)
-        base = min(self.initial_s * self.multiplier ** retry_index, self.max_s)
+        base = min(self.initial_s * self.multiplier**retry_index, self.max_s)
         return base * (1.0 - self.jitter * rng.random())
-

@@ -26,8 +26,18 @@ if TYPE_CHECKING:
 
     from ._stats import UsageStats
 
-COMPARE_COLUMNS = ["provider", "model", "sample", "text", "latency_s", "ttft_s", "input_tokens", "output_tokens",
-                   "cost", "error"]
+COMPARE_COLUMNS = [
+    "provider",
+    "model",
+    "sample",
+    "text",
+    "latency_s",
+    "ttft_s",
+    "input_tokens",
+    "output_tokens",
+    "cost",
+    "error",
+]
 
 
 def compare_target(entry: str, configured: list[str]) -> tuple[str, str | None]:
@@ -38,14 +48,17 @@ def compare_target(entry: str, configured: list[str]) -> tuple[str, str | None]:
     if entry in configured:
         return entry, None
     for i in reversed([i for i, ch in enumerate(entry) if ch == ":"]):
-        name, model = entry[:i].strip(), entry[i + 1:].strip()
+        name, model = entry[:i].strip(), entry[i + 1 :].strip()
         if name in configured:
             if not model:
-                raise ConfigError(f"providers: {entry!r} names no model after ':'; write {name}:MODEL or {name}",
-                                  field="providers")
+                raise ConfigError(
+                    f"providers: {entry!r} names no model after ':'; write {name}:MODEL or {name}", field="providers"
+                )
             return name, model
-    raise ConfigError(f"providers: unknown provider {entry!r}; configured: {', '.join(configured)} "
-                      "(an entry may also be NAME:MODEL)", field="providers")
+    raise ConfigError(
+        f"providers: unknown provider {entry!r}; configured: {', '.join(configured)} (an entry may also be NAME:MODEL)",
+        field="providers",
+    )
 
 
 class ModelClientRouter(RouterCore):
@@ -78,8 +91,13 @@ class ModelClientRouter(RouterCore):
         self._ledger.append(event.record)
 
     # -- A/B -------------------------------------------------------------------------------------
-    def compare(self, prompt: Prompt, providers: Iterable[str] | str | None = None, n: int = 1,
-                **options: Unpack[RequestOptions]) -> pd.DataFrame:
+    def compare(
+        self,
+        prompt: Prompt,
+        providers: Iterable[str] | str | None = None,
+        n: int = 1,
+        **options: Unpack[RequestOptions],
+    ) -> pd.DataFrame:
         """The same prompt to every (or the named) provider concurrently: one row per answer.
 
         An entry of ``providers`` may be ``"name:model"``: that provider with that model instead of
@@ -89,14 +107,19 @@ class ModelClientRouter(RouterCore):
         Examples:
             >>> df = router.compare("Summarise CAP in one sentence", max_tokens=16)
             >>> list(df["provider"])
-            ['sim-openai', 'sim-anthropic', 'sim-local']
+            ['sim-openai', 'sim-anthropic', 'sim-local', 'sim-gemini', 'sim-azure', 'sim-ollama', 'sim-responses']
             >>> list(df.columns[:4])
             ['provider', 'model', 'text', 'latency_s']
         """
         return self._loop().run(self.acompare(prompt, providers, n, **options))
 
-    async def acompare(self, prompt: Prompt, providers: Iterable[str] | str | None = None, n: int = 1,
-                       **options: Unpack[RequestOptions]) -> pd.DataFrame:
+    async def acompare(
+        self,
+        prompt: Prompt,
+        providers: Iterable[str] | str | None = None,
+        n: int = 1,
+        **options: Unpack[RequestOptions],
+    ) -> pd.DataFrame:
         """``compare`` for any running event loop.
 
         Examples:
@@ -110,8 +133,11 @@ class ModelClientRouter(RouterCore):
         if isinstance(providers, str):
             providers = [p.strip() for p in providers.split(",") if p.strip()]
         configured = [p.name for p in self._config.providers]
-        targets = ([compare_target(str(p), configured) for p in providers] if providers is not None
-                   else [(name, None) for name in self.enabled])
+        targets = (
+            [compare_target(str(p), configured) for p in providers]
+            if providers is not None
+            else [(name, None) for name in self.enabled]
+        )
         if not targets:
             raise ConfigError("providers: no provider to compare; enable one or name them", field="providers")
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -132,13 +158,35 @@ class ModelClientRouter(RouterCore):
         rows = []
         for (name, model, i), r in zip(jobs, results):
             if isinstance(r, Completion):
-                rows.append({"provider": name, "model": r.model, "sample": i, "text": r.text,
-                             "latency_s": r.latency_s, "ttft_s": r.ttft_s, "input_tokens": r.input_tokens,
-                             "output_tokens": r.output_tokens, "cost": r.cost, "error": None})
+                rows.append(
+                    {
+                        "provider": name,
+                        "model": r.model,
+                        "sample": i,
+                        "text": r.text,
+                        "latency_s": r.latency_s,
+                        "ttft_s": r.ttft_s,
+                        "input_tokens": r.input_tokens,
+                        "output_tokens": r.output_tokens,
+                        "cost": r.cost,
+                        "error": None,
+                    }
+                )
             else:
-                rows.append({"provider": name, "model": model or self._config.provider(name).model, "sample": i,
-                             "text": None, "latency_s": time.perf_counter() - t0, "ttft_s": None,
-                             "input_tokens": 0, "output_tokens": 0, "cost": 0.0, "error": str(r)})
+                rows.append(
+                    {
+                        "provider": name,
+                        "model": model or self._config.provider(name).model,
+                        "sample": i,
+                        "text": None,
+                        "latency_s": time.perf_counter() - t0,
+                        "ttft_s": None,
+                        "input_tokens": 0,
+                        "output_tokens": 0,
+                        "cost": 0.0,
+                        "error": str(r),
+                    }
+                )
         df = pd.DataFrame(rows, columns=COMPARE_COLUMNS)
         return df.drop(columns="sample") if n == 1 else df
 

@@ -27,8 +27,16 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-BY_PROVIDER_COLUMNS = ("requests", "errors", "input_tokens", "output_tokens", "tokens", "cost",
-                       "latency_p50_s", "latency_p95_s")
+BY_PROVIDER_COLUMNS = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "tokens",
+    "cost",
+    "latency_p50_s",
+    "latency_p95_s",
+)
 
 
 def latency_percentiles(values: Iterable[float]) -> tuple[float, float]:
@@ -52,16 +60,24 @@ def attr_name(provider: str) -> str:
     return re.sub(r"\W", "_", provider)
 
 
-
-
 def cost_text(cost: float, unpriced_rows: int = 0) -> str:
     """A cost for people: "$0.00123", or "unknown (3 unpriced attempts)" — never "$0" for unknown."""
     return cost_total(cost, unpriced_rows)
 
 
 class _Slot:
-    __slots__ = ("index", "requests", "errors", "statuses", "input_tokens", "output_tokens", "cost", "unpriced",
-                 "unknown_usage", "latencies")
+    __slots__ = (
+        "index",
+        "requests",
+        "errors",
+        "statuses",
+        "input_tokens",
+        "output_tokens",
+        "cost",
+        "unpriced",
+        "unknown_usage",
+        "latencies",
+    )
 
     def __init__(self, index: int = -1) -> None:
         self.index = index  # position in first-appearance order; the timeline refers to it
@@ -141,9 +157,10 @@ class UsageSummary:
         n = len(df)
         provider = df["provider"].astype(str).to_numpy()
         status = df["status"].astype(str).to_numpy() if "status" in df else np.full(n, "ok", dtype=object)
-        numeric = {c: (pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float) if c in df
-                       else np.full(n, math.nan))
-                   for c in ("input_tokens", "output_tokens", "cost", "latency_s")}
+        numeric = {
+            c: (pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float) if c in df else np.full(n, math.nan))
+            for c in ("input_tokens", "output_tokens", "cost", "latency_s")
+        }
         if "timestamp" in df:
             ts = pd.to_datetime(df["timestamp"], utc=True)
             epoch = ((ts - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(dtype=float)
@@ -204,11 +221,15 @@ class UsageSummary:
         """attempts, requests, errors, input/output tokens, priced cost and unpriced attempts, over all providers."""
         with self._lock:
             slots = list(self._slots.values())
-            return {"attempts": len(self._ts), "requests": self._requests,
-                    "errors": sum(s.errors for s in slots),
-                    "input_tokens": sum(s.input_tokens for s in slots),
-                    "output_tokens": sum(s.output_tokens for s in slots),
-                    "cost": math.fsum(s.cost for s in slots), "unpriced": sum(s.unpriced for s in slots)}
+            return {
+                "attempts": len(self._ts),
+                "requests": self._requests,
+                "errors": sum(s.errors for s in slots),
+                "input_tokens": sum(s.input_tokens for s in slots),
+                "output_tokens": sum(s.output_tokens for s in slots),
+                "cost": math.fsum(s.cost for s in slots),
+                "unpriced": sum(s.unpriced for s in slots),
+            }
 
     def provider(self, name: str) -> dict[str, Any]:
         """One provider's figures: requests, errors, statuses, tokens, cost (NaN if any unpriced), unpriced,
@@ -218,9 +239,16 @@ class UsageSummary:
         with self._lock:
             s = self._slots.get(name) or _Slot()
             latencies = np.frombuffer(s.latencies, dtype="float64").copy()
-            row = {"requests": s.requests, "errors": s.errors, "statuses": dict(s.statuses),
-                   "input_tokens": s.input_tokens, "output_tokens": s.output_tokens,
-                   "priced_cost": s.cost, "unpriced": s.unpriced, "unknown_usage": s.unknown_usage}
+            row = {
+                "requests": s.requests,
+                "errors": s.errors,
+                "statuses": dict(s.statuses),
+                "input_tokens": s.input_tokens,
+                "output_tokens": s.output_tokens,
+                "priced_cost": s.cost,
+                "unpriced": s.unpriced,
+                "unknown_usage": s.unknown_usage,
+            }
         row["cost"] = math.nan if row["unpriced"] else row["priced_cost"]
         row["latency_p50_s"], row["latency_p95_s"] = latency_percentiles(latencies)
         return row
@@ -237,8 +265,11 @@ class UsageSummary:
         import numpy as np
 
         with self._lock:
-            return (np.frombuffer(self._ts, dtype="float64").copy(), np.frombuffer(self._tp, dtype="int32").copy(),
-                    np.frombuffer(self._tc, dtype="float64").copy())
+            return (
+                np.frombuffer(self._ts, dtype="float64").copy(),
+                np.frombuffer(self._tp, dtype="int32").copy(),
+                np.frombuffer(self._tc, dtype="float64").copy(),
+            )
 
     def stats(self, providers: Sequence[str] = ()) -> UsageStats:
         """``UsageStats`` of these totals: ``providers`` first (config order), then any other seen."""
@@ -253,18 +284,25 @@ class UsageSummary:
             return pd.array([pd.NA if r["unknown_usage"] else r[key] for r in rows], dtype=token_dtype)
 
         index = pd.Index(names, name="provider", dtype=object)
-        frame = pd.DataFrame({
-            "requests": pd.array([r["requests"] for r in rows], dtype="int64"),
-            "errors": pd.array([r["errors"] for r in rows], dtype="int64"),
-            "input_tokens": tokens("input_tokens"), "output_tokens": tokens("output_tokens"),
-            "cost": pd.array([r["cost"] if r["requests"] else 0.0 for r in rows], dtype="float64"),
-            "latency_p50_s": pd.array([r["latency_p50_s"] for r in rows], dtype="float64"),
-            "latency_p95_s": pd.array([r["latency_p95_s"] for r in rows], dtype="float64"),
-        }, index=index)
+        frame = pd.DataFrame(
+            {
+                "requests": pd.array([r["requests"] for r in rows], dtype="int64"),
+                "errors": pd.array([r["errors"] for r in rows], dtype="int64"),
+                "input_tokens": tokens("input_tokens"),
+                "output_tokens": tokens("output_tokens"),
+                "cost": pd.array([r["cost"] if r["requests"] else 0.0 for r in rows], dtype="float64"),
+                "latency_p50_s": pd.array([r["latency_p50_s"] for r in rows], dtype="float64"),
+                "latency_p95_s": pd.array([r["latency_p95_s"] for r in rows], dtype="float64"),
+            },
+            index=index,
+        )
         frame["tokens"] = frame["input_tokens"] + frame["output_tokens"]
-        return UsageStats(frame[list(BY_PROVIDER_COLUMNS)], names,
-                          unpriced=pd.Series([r["unpriced"] for r in rows], index=index, dtype="int64"),
-                          unknown_usage=pd.Series(unknown, index=index, dtype="int64"))
+        return UsageStats(
+            frame[list(BY_PROVIDER_COLUMNS)],
+            names,
+            unpriced=pd.Series([r["unpriced"] for r in rows], index=index, dtype="int64"),
+            unknown_usage=pd.Series(unknown, index=index, dtype="int64"),
+        )
 
 
 class UsageStats:
@@ -283,8 +321,14 @@ class UsageStats:
         (True, True)
     """
 
-    def __init__(self, by_provider: pd.DataFrame, providers: Sequence[str] = (), *,
-                 unpriced: pd.Series | None = None, unknown_usage: pd.Series | None = None) -> None:
+    def __init__(
+        self,
+        by_provider: pd.DataFrame,
+        providers: Sequence[str] = (),
+        *,
+        unpriced: pd.Series | None = None,
+        unknown_usage: pd.Series | None = None,
+    ) -> None:
         import pandas as pd
 
         self.by_provider = by_provider
@@ -372,7 +416,7 @@ class UsageStats:
         return int(self.by_provider["requests"].sum()) if len(self.by_provider) else 0
 
     def cost_text(self, provider: str | None = None) -> str:
-        """"$0.001234", or "unknown (3 unpriced rows)": what `%llm stats`, the panel and the cost
+        """ "$0.001234", or "unknown (3 unpriced rows)": what `%llm stats`, the panel and the cost
         plot's title print, for the total or for one provider.
 
         Examples:
@@ -385,7 +429,7 @@ class UsageStats:
         return cost_text(float(self.by_provider.at[provider, "cost"]), int(self.unpriced_by_provider[provider]))
 
     def tokens_text(self, provider: str | None = None) -> str:
-        """"12,345", or "unknown (2 rows without usage)".
+        """ "12,345", or "unknown (2 rows without usage)".
 
         Examples:
             >>> _ = router.complete("hello")
@@ -419,8 +463,12 @@ class UsageStats:
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("_") or attr in ("by_provider", "unpriced_by_provider", "unknown_usage_by_provider"):
             raise AttributeError(attr)
-        for suffix, column in (("_tokens", "tokens"), ("_cost", "cost"), ("_requests", "requests"),
-                               ("_errors", "errors")):
+        for suffix, column in (
+            ("_tokens", "tokens"),
+            ("_cost", "cost"),
+            ("_requests", "requests"),
+            ("_errors", "errors"),
+        ):
             if attr.endswith(suffix):
                 wanted = attr[: -len(suffix)]
                 for name in self.by_provider.index:
@@ -429,23 +477,29 @@ class UsageStats:
                         if column == "cost":
                             return float(v)
                         return math.nan if v is None or v is _na() else int(v)
-        raise AttributeError(f"UsageStats has no attribute {attr!r}; providers: "
-                             f"{', '.join(attr_name(str(n)) for n in self.by_provider.index)} "
-                             "(use <name>_tokens, <name>_cost, <name>_requests, <name>_errors)")
+        raise AttributeError(
+            f"UsageStats has no attribute {attr!r}; providers: "
+            f"{', '.join(attr_name(str(n)) for n in self.by_provider.index)} "
+            "(use <name>_tokens, <name>_cost, <name>_requests, <name>_errors)"
+        )
 
     def __dir__(self) -> list[str]:
         extra = [f"{attr_name(str(n))}_{s}" for n in self.by_provider.index for s in ("tokens", "cost")]
         return [*super().__dir__(), *extra]
 
     def __repr__(self) -> str:
-        return (f"UsageStats(total_cost={self.cost_text()}, total_tokens={self.tokens_text()}, "
-                f"requests={self.total_requests})\n{self.by_provider.to_string()}")
+        return (
+            f"UsageStats(total_cost={self.cost_text()}, total_tokens={self.tokens_text()}, "
+            f"requests={self.total_requests})\n{self.by_provider.to_string()}"
+        )
 
     def _repr_html_(self) -> str:
         import html
 
-        head = (f"<p><b>Total</b>: {html.escape(self.cost_text())} · tokens: {html.escape(self.tokens_text())} · "
-                f"{self.total_requests} attempts</p>")
+        head = (
+            f"<p><b>Total</b>: {html.escape(self.cost_text())} · tokens: {html.escape(self.tokens_text())} · "
+            f"{self.total_requests} attempts</p>"
+        )
         return head + str(self.by_provider.to_html(float_format=lambda v: f"{v:.6g}"))
 
 

@@ -167,8 +167,16 @@ class LeastLatencyStrategy(Strategy):
 
     kind = RoutingStrategy.LEAST_LATENCY
 
-    def __init__(self, clock: Clock, rng: _random.Random | None = None, *, probe_after_s: float = 10.0,
-                 probe_after_requests: int = 20, explore_share: float = 0.05, sample_above: int = 4) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        rng: _random.Random | None = None,
+        *,
+        probe_after_s: float = 10.0,
+        probe_after_requests: int = 20,
+        explore_share: float = 0.05,
+        sample_above: int = 4,
+    ) -> None:
         self.clock = clock
         self.rng = rng or _random.Random()
         self.probe_after_s = probe_after_s
@@ -261,13 +269,18 @@ class LeastLatencyStrategy(Strategy):
             self._following[chosen.name] = chosen.latency.samples
         return chosen
 
-    def _probe(self, known: list[ProviderHealth], best: ProviderHealth, since: dict[str, int],
-               now: float) -> ProviderHealth | None:
+    def _probe(
+        self, known: list[ProviderHealth], best: ProviderHealth, since: dict[str, int], now: float
+    ) -> ProviderHealth | None:
         if self._probes + 1 > 1 + self.explore_share * self._routed:
             return None
-        stale = [h for h in known if h is not best and h.in_flight == 0
-                 and (now - h.latency.last_sample > self.probe_after_s
-                      or since[h.name] >= self.probe_after_requests)]
+        stale = [
+            h
+            for h in known
+            if h is not best
+            and h.in_flight == 0
+            and (now - h.latency.last_sample > self.probe_after_s or since[h.name] >= self.probe_after_requests)
+        ]
         if not stale:
             return None
         h = min(stale, key=lambda h: (h.latency.last_sample, -since[h.name]))
@@ -276,8 +289,9 @@ class LeastLatencyStrategy(Strategy):
         return h
 
 
-def make_strategy(kind: RoutingStrategy | str, *, prices: PriceLookup, clock: Clock,
-                  rng: _random.Random | None = None) -> Strategy:
+def make_strategy(
+    kind: RoutingStrategy | str, *, prices: PriceLookup, clock: Clock, rng: _random.Random | None = None
+) -> Strategy:
     kind = RoutingStrategy.parse(kind)
     if kind is RoutingStrategy.ROUND_ROBIN:
         return RoundRobinStrategy()

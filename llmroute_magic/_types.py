@@ -30,6 +30,7 @@ class RoutingStrategy(str, enum.Enum):
         >>> RoutingStrategy.ROUND_ROBIN.value
         'round_robin'
     """
+
     ROUND_ROBIN = "round_robin"
     LEAST_LATENCY = "least_latency"
     LOWEST_COST = "lowest_cost"
@@ -148,15 +149,17 @@ def redact_url(url: str) -> str:
         return "<unparsable URL, not shown>"
     if "@" not in parts.netloc:
         return url
-    return urlunsplit((parts.scheme, "***@" + parts.netloc.rpartition("@")[2], parts.path, parts.query,
-                       parts.fragment))
+    return urlunsplit((parts.scheme, "***@" + parts.netloc.rpartition("@")[2], parts.path, parts.query, parts.fragment))
 
 
 def _check_proxy(name: str, proxy: Any) -> str:
     if not isinstance(proxy, str) or not _is_http_url(proxy) or urlsplit(proxy).path not in ("", "/"):
         shown = redact_url(proxy) if isinstance(proxy, str) else type(proxy).__name__
-        raise ConfigError(f"providers.proxy ({name}): expected an http:// or https:// proxy URL with a host and "
-                          f"no path, e.g. 'http://user:password@proxy.example:3128', got {shown!r}", field="proxy")
+        raise ConfigError(
+            f"providers.proxy ({name}): expected an http:// or https:// proxy URL with a host and "
+            f"no path, e.g. 'http://user:password@proxy.example:3128', got {shown!r}",
+            field="proxy",
+        )
     return proxy
 
 
@@ -170,14 +173,25 @@ def _check_verify_and_proxy(name: str, verify: Any, proxy: Any) -> bool | str | 
         path = os.path.expanduser(verify)
         if os.path.exists(path):
             return path
-        raise ConfigError(f"providers.verify ({name}): no CA bundle at {verify!r}; give the path of a PEM file "
-                          "or of a directory of CA certificates, True (default verification) or False", field="verify")
-    raise ConfigError(f"providers.verify ({name}): expected True, False, None or a CA bundle path, got {verify!r}",
-                      field="verify")
+        raise ConfigError(
+            f"providers.verify ({name}): no CA bundle at {verify!r}; give the path of a PEM file "
+            "or of a directory of CA certificates, True (default verification) or False",
+            field="verify",
+        )
+    raise ConfigError(
+        f"providers.verify ({name}): expected True, False, None or a CA bundle path, got {verify!r}", field="verify"
+    )
 
 
-def _check_number(field_name: str, value: Any, *, minimum: float = 0.0, allow_none: bool = True,
-                  integer: bool = False, strictly_positive: bool = False) -> Any:
+def _check_number(
+    field_name: str,
+    value: Any,
+    *,
+    minimum: float = 0.0,
+    allow_none: bool = True,
+    integer: bool = False,
+    strictly_positive: bool = False,
+) -> Any:
     if value is None and allow_none:
         return None
     field = field_name.split(" ")[0].rsplit(".", 1)[-1]  # "providers.weight (x)" -> "weight"
@@ -270,54 +284,72 @@ class ProviderSpec:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ConfigError(f"providers.name: a non-empty string is required, got {self.name!r}", field="name")
         if not isinstance(self.model, str) or not self.model.strip():
-            raise ConfigError(f"providers.model ({self.name}): a non-empty model name is required, got {self.model!r}",
-                              field="model")
+            raise ConfigError(
+                f"providers.model ({self.name}): a non-empty model name is required, got {self.model!r}", field="model"
+            )
         api = self.api
         if api is None:
             api = default_api(self.name)
         if api not in APIS:
-            raise ConfigError(f"providers.api ({self.name}): unknown api {api!r}; allowed: {', '.join(APIS)}",
-                              field="api")
+            raise ConfigError(
+                f"providers.api ({self.name}): unknown api {api!r}; allowed: {', '.join(APIS)}", field="api"
+            )
         set_("api", api)
         base_url = self.base_url
         if base_url is None:
             # Like the official SDKs (OPENAI_BASE_URL, ANTHROPIC_BASE_URL): a proxy or gateway
             # can stand in for a known provider without touching the code.
-            base_url = os.environ.get(self.name.upper().replace("-", "_") + "_BASE_URL") \
-                or known_base_url(self.name, api) or self._base_url_otherwise(api)
+            base_url = (
+                os.environ.get(self.name.upper().replace("-", "_") + "_BASE_URL")
+                or known_base_url(self.name, api)
+                or self._base_url_otherwise(api)
+            )
         if not _is_http_url(base_url):
-            raise ConfigError(f"providers.base_url ({self.name}): expected an http(s) URL with a host "
-                              f"(and a port from 1 to 65535), got {base_url!r}", field="base_url")
+            raise ConfigError(
+                f"providers.base_url ({self.name}): expected an http(s) URL with a host "
+                f"(and a port from 1 to 65535), got {base_url!r}",
+                field="base_url",
+            )
         set_("base_url", base_url.rstrip("/"))
         if self.api_key is not None and not isinstance(self.api_key, Secret):
             if not isinstance(self.api_key, str):
                 raise ConfigError(f"providers.api_key ({self.name}): expected a string", field="api_key")
             set_("api_key", Secret(self.api_key))
         if self.priority is not None and (not isinstance(self.priority, int) or isinstance(self.priority, bool)):
-            raise ConfigError(f"providers.priority ({self.name}): expected a whole number or None, "
-                              f"got {self.priority!r}", field="priority")
+            raise ConfigError(
+                f"providers.priority ({self.name}): expected a whole number or None, got {self.priority!r}",
+                field="priority",
+            )
         _check_number(f"providers.weight ({self.name})", self.weight, allow_none=False, strictly_positive=True)
         set_("weight", float(self.weight))
         for f in ("input_price", "output_price"):
             v = _check_number(f"providers.{f} ({self.name})", getattr(self, f))
             set_(f, None if v is None else float(v))
         if (self.input_price is None) != (self.output_price is None):
-            given, missing = ("input_price", "output_price") if self.output_price is None \
-                else ("output_price", "input_price")
+            given, missing = (
+                ("input_price", "output_price") if self.output_price is None else ("output_price", "input_price")
+            )
             raise ConfigError(
                 f"providers.{missing} ({self.name}): {given} is set but {missing} is not; prices come in pairs "
                 "(a missing half would bill as $0). Give both, e.g. with_prices(input=2.5, output=10), "
-                "with_prices(input=0, output=0) for a free model, or neither to use genai-prices", field=missing)
-        _check_number(f"providers.context_window ({self.name})", self.context_window, integer=True,
-                      strictly_positive=True)
-        _check_number(f"providers.max_concurrency ({self.name})", self.max_concurrency, integer=True,
-                      strictly_positive=True)
+                "with_prices(input=0, output=0) for a free model, or neither to use genai-prices",
+                field=missing,
+            )
+        _check_number(
+            f"providers.context_window ({self.name})", self.context_window, integer=True, strictly_positive=True
+        )
+        _check_number(
+            f"providers.max_concurrency ({self.name})", self.max_concurrency, integer=True, strictly_positive=True
+        )
         _check_number(f"providers.timeout ({self.name})", self.timeout, strictly_positive=True)
         if self.capabilities is not None:
             set_("capabilities", check_capabilities(self.name, self.capabilities))
         if self.api_version is not None and (not isinstance(self.api_version, str) or not self.api_version.strip()):
-            raise ConfigError(f"providers.api_version ({self.name}): expected a version string such as "
-                              f"'2024-10-21', got {self.api_version!r}", field="api_version")
+            raise ConfigError(
+                f"providers.api_version ({self.name}): expected a version string such as "
+                f"'2024-10-21', got {self.api_version!r}",
+                field="api_version",
+            )
         set_("verify", _check_verify_and_proxy(self.name, self.verify, self.proxy))
 
     def _base_url_otherwise(self, api: str) -> str:
@@ -331,13 +363,18 @@ class ProviderSpec:
                 if self.api_key is None and self.api_key_env is None and not os.environ.get(env_var_for(self.name)):
                     object.__setattr__(self, "api_key_env", AZURE_KEY_ENV)
                 return endpoint
-            raise ConfigError(f"providers.base_url ({self.name}): Azure OpenAI has no public base URL (each resource "
-                              f"has its own); give base_url='https://RESOURCE.openai.azure.com' or set "
-                              f"{AZURE_ENDPOINT_ENV}", field="base_url")
+            raise ConfigError(
+                f"providers.base_url ({self.name}): Azure OpenAI has no public base URL (each resource "
+                f"has its own); give base_url='https://RESOURCE.openai.azure.com' or set "
+                f"{AZURE_ENDPOINT_ENV}",
+                field="base_url",
+            )
         known = ", ".join(sorted(KNOWN_BASE_URLS))
-        raise ConfigError(f"providers.base_url ({self.name}): unknown provider name without base_url; "
-                          f"give base_url= (e.g. 'http://127.0.0.1:8000/v1') or use a known name: {known}",
-                          field="base_url")
+        raise ConfigError(
+            f"providers.base_url ({self.name}): unknown provider name without base_url; "
+            f"give base_url= (e.g. 'http://127.0.0.1:8000/v1') or use a known name: {known}",
+            field="base_url",
+        )
 
     # -- copies -------------------------------------------------------------------------------
     def _copy(self, **changes: Any) -> ProviderSpec:
@@ -576,8 +613,10 @@ class Completion:
 
         ttft = f", ttft {millis(self.ttft_s)}" if self.ttft_s is not None else ""
         retry = f", {self.attempts} attempts" if self.attempts > 1 else ""
-        return (f"{self.provider} · {self.model} · {millis(self.latency_s)}{ttft} · "
-                f"{tokens(self.input_tokens, self.output_tokens)} · {money(self.cost, unknown='unknown cost')}{retry}")
+        return (
+            f"{self.provider} · {self.model} · {millis(self.latency_s)}{ttft} · "
+            f"{tokens(self.input_tokens, self.output_tokens)} · {money(self.cost, unknown='unknown cost')}{retry}"
+        )
 
     def _repr_markdown_(self) -> str:
         return f"{self.text}\n\n---\n*{self.footer()}*"
@@ -620,7 +659,22 @@ class AttemptRecord(NamedTuple):
 
 
 LEDGER_COLUMNS: tuple[str, ...] = (
-    "request_id", "attempt", "timestamp", "provider", "model", "strategy", "status", "error_type",
-    "http_status", "input_tokens", "output_tokens", "cost", "latency_s", "ttft_s", "streamed",
-    "cache_read_tokens", "cache_write_tokens", "conversation",
+    "request_id",
+    "attempt",
+    "timestamp",
+    "provider",
+    "model",
+    "strategy",
+    "status",
+    "error_type",
+    "http_status",
+    "input_tokens",
+    "output_tokens",
+    "cost",
+    "latency_s",
+    "ttft_s",
+    "streamed",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "conversation",
 )

@@ -27,8 +27,9 @@ class Sleeps:
         self.delays.append(delay)
 
 
-def make_router(sim, names, *, sleeps: Sleeps | None = None, clock: Callable[[], float] | None = None,
-                specs=None, **cfg: Any) -> ModelClientRouter:
+def make_router(
+    sim, names, *, sleeps: Sleeps | None = None, clock: Callable[[], float] | None = None, specs=None, **cfg: Any
+) -> ModelClientRouter:
     specs = list(specs) if specs is not None else sim.provider_specs(list(names))
     extra: dict[str, Any] = {}
     if sleeps is not None:

@@ -18,8 +18,18 @@ from IPython.utils.capture import capture_output
 from llmroute_magic import ModelClientRouter, ProviderRoutingConfig
 from llmroute_magic.sim import Simulator
 
-MAGIC_SETTINGS = ("display_mode", "default_format", "stream", "router_var", "chat_max_turns", "chat_max_tokens",
-                  "format_instructions", "code_to_cell", "stream_interval_s", "short_errors")
+MAGIC_SETTINGS = (
+    "display_mode",
+    "default_format",
+    "stream",
+    "router_var",
+    "chat_max_turns",
+    "chat_max_tokens",
+    "format_instructions",
+    "code_to_cell",
+    "stream_interval_s",
+    "short_errors",
+)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +87,8 @@ def bind(shell, router):
 
 @pytest.fixture
 def router(shell, sim, magics):
-    """A fresh router over the module's simulator (its default providers: one per wire format, and sim-local), bound as ``llm``."""
+    """A fresh router over the module's simulator (its default providers: one per wire format, and
+    sim-local), bound as ``llm``."""
     sim.reset()
     r = ModelClientRouter(ProviderRoutingConfig(sim.provider_specs()))
     restore = bind(shell, r)

@@ -33,6 +33,7 @@ CANARY = "sk-canary-XYZ"
 
 # -- a hand-scripted HTTP server --------------------------------------------------------------
 
+
 @dataclass
 class Seen:
     path: str
@@ -56,8 +57,7 @@ def http_head(status: int, headers: dict[str, str]) -> bytes:
 
 def json_reply(status: int, payload: Any, headers: dict[str, str] | None = None) -> Reply:
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    head = http_head(status, {"content-type": "application/json", "content-length": str(len(body)),
-                              **(headers or {})})
+    head = http_head(status, {"content-type": "application/json", "content-length": str(len(body)), **(headers or {})})
     return Reply([head + body])
 
 
@@ -68,8 +68,9 @@ def chunk(data: bytes) -> bytes:
 def sse_reply(events: list[str], *, finish: bool = True, pause: float = 0.0) -> Reply:
     """``events`` are raw SSE event texts (without the blank line). ``finish=False`` drops the
     connection after them without ending the chunked body."""
-    pieces: list[bytes | float] = [http_head(200, {"content-type": "text/event-stream",
-                                                   "transfer-encoding": "chunked"})]
+    pieces: list[bytes | float] = [
+        http_head(200, {"content-type": "text/event-stream", "transfer-encoding": "chunked"})
+    ]
     for text in events:
         pieces.append(chunk((text + "\n\n").encode()))
         if pause:
@@ -111,8 +112,9 @@ class ScriptedServer:
                 head = await reader.readuntil(b"\r\n\r\n")
                 lines = head.decode().split("\r\n")
                 path = lines[0].split(" ")[1]
-                headers = {k.strip().lower(): v.strip() for k, v in
-                           (line.split(":", 1) for line in lines[1:] if ":" in line)}
+                headers = {
+                    k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:] if ":" in line)
+                }
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 self.seen.append(Seen(path, headers, json.loads(body) if body else None))
                 reply = self.replies.pop(0)
@@ -178,13 +180,22 @@ async def collect(adapter, request: ChatRequest) -> tuple[list[str], ProviderRes
 HELLO = ChatRequest(messages=[{"role": "user", "content": "Hello"}])
 
 OPENAI_OK = {
-    "id": "c1", "object": "chat.completion", "model": "gpt-test-2024",
+    "id": "c1",
+    "object": "chat.completion",
+    "model": "gpt-test-2024",
     "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi there"}, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11,
-              "prompt_tokens_details": {"cached_tokens": 4}},
+    "usage": {
+        "prompt_tokens": 9,
+        "completion_tokens": 2,
+        "total_tokens": 11,
+        "prompt_tokens_details": {"cached_tokens": 4},
+    },
 }
 ANTHROPIC_OK = {
-    "id": "m1", "type": "message", "role": "assistant", "model": "claude-test-1",
+    "id": "m1",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-test-1",
     "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}],
     "stop_reason": "end_turn",
     "usage": {"input_tokens": 9, "output_tokens": 2, "cache_read_input_tokens": 3},
@@ -192,8 +203,10 @@ ANTHROPIC_OK = {
 
 
 def openai_chunks(words: list[str], usage: bool = True, done: bool = True) -> list[str]:
-    events = [f'data: {json.dumps({"choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]})}'
-              for w in words]
+    events = [
+        f"data: {json.dumps({'choices': [{'index': 0, 'delta': {'content': w}, 'finish_reason': None}]})}"
+        for w in words
+    ]
     events.append('data: {"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}')
     if usage:
         events.append('data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":%d}}' % len(words))  # noqa: UP031
@@ -205,16 +218,35 @@ def openai_chunks(words: list[str], usage: bool = True, done: bool = True) -> li
 def anthropic_events(words: list[str], stop: bool = True) -> list[str]:
     def ev(name: str, payload: dict) -> str:
         return f"event: {name}\ndata: {json.dumps(payload)}"
-    events = [ev("message_start", {"type": "message_start", "message": {
-        "model": "claude-test-1", "usage": {"input_tokens": 7, "output_tokens": 1}}}),
-        ev("content_block_start", {"type": "content_block_start", "index": 0,
-                                   "content_block": {"type": "text", "text": ""}}),
-        ev("ping", {"type": "ping"})]
-    events += [ev("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                          "delta": {"type": "text_delta", "text": w}}) for w in words]
-    events += [ev("content_block_stop", {"type": "content_block_stop", "index": 0}),
-               ev("message_delta", {"type": "message_delta", "delta": {"stop_reason": "max_tokens"},
-                                    "usage": {"output_tokens": len(words)}})]
+
+    events = [
+        ev(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {"model": "claude-test-1", "usage": {"input_tokens": 7, "output_tokens": 1}},
+            },
+        ),
+        ev(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        ),
+        ev("ping", {"type": "ping"}),
+    ]
+    events += [
+        ev(
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}},
+        )
+        for w in words
+    ]
+    events += [
+        ev("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ev(
+            "message_delta",
+            {"type": "message_delta", "delta": {"stop_reason": "max_tokens"}, "usage": {"output_tokens": len(words)}},
+        ),
+    ]
     if stop:
         events.append(ev("message_stop", {"type": "message_stop"}))
     return events
@@ -222,15 +254,26 @@ def anthropic_events(words: list[str], stop: bool = True) -> list[str]:
 
 # -- request building -------------------------------------------------------------------------
 
+
 def test_openai_body_and_headers():
     spec = openai_spec("https://api.example.invalid", api_key=CANARY)
     adapter = OpenAIAdapter(spec, client=None)  # building needs no client
-    req = ChatRequest(messages=[{"role": "user", "content": "Q"}], system="Be brief", max_tokens=5,
-                      temperature=0.2, params={"top_p": 0.9, "stream_options": {"x": 1}})
+    req = ChatRequest(
+        messages=[{"role": "user", "content": "Q"}],
+        system="Be brief",
+        max_tokens=5,
+        temperature=0.2,
+        params={"top_p": 0.9, "stream_options": {"x": 1}},
+    )
     body = adapter.build_body(req, stream=False)
-    assert body == {"model": "gpt-test", "messages": [{"role": "system", "content": "Be brief"},
-                                                       {"role": "user", "content": "Q"}],
-                    "max_tokens": 5, "temperature": 0.2, "top_p": 0.9, "stream_options": {"x": 1}}
+    assert body == {
+        "model": "gpt-test",
+        "messages": [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "Q"}],
+        "max_tokens": 5,
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "stream_options": {"x": 1},
+    }
     streamed = adapter.build_body(req, stream=True)
     assert streamed["stream"] is True and streamed["stream_options"] == {"x": 1, "include_usage": True}
     bare = adapter.build_body(ChatRequest(messages=[{"role": "user", "content": "Q"}]), stream=False)
@@ -254,14 +297,27 @@ def test_openai_itself_gets_max_completion_tokens_compatible_servers_max_tokens(
 
 def test_anthropic_body_moves_system_messages_and_defaults_max_tokens():
     adapter = AnthropicAdapter(anthropic_spec("https://api.example.invalid"), client=None)
-    req = ChatRequest(messages=[{"role": "system", "content": "Rule 2"}, {"role": "user", "content": "Q"}],
-                      system="Rule 1", temperature=0.0, params={"top_k": 3})
+    req = ChatRequest(
+        messages=[{"role": "system", "content": "Rule 2"}, {"role": "user", "content": "Q"}],
+        system="Rule 1",
+        temperature=0.0,
+        params={"top_k": 3},
+    )
     body = adapter.build_body(req, stream=True)
-    assert body == {"model": "claude-test", "messages": [{"role": "user", "content": "Q"}],
-                    "system": "Rule 1\n\nRule 2", "max_tokens": 1024, "temperature": 0.0, "top_k": 3,
-                    "stream": True}
+    assert body == {
+        "model": "claude-test",
+        "messages": [{"role": "user", "content": "Q"}],
+        "system": "Rule 1\n\nRule 2",
+        "max_tokens": 1024,
+        "temperature": 0.0,
+        "top_k": 3,
+        "stream": True,
+    }
     assert adapter.build_body(ChatRequest(messages=[], max_tokens=7), stream=False) == {
-        "model": "claude-test", "messages": [], "max_tokens": 7}
+        "model": "claude-test",
+        "messages": [],
+        "max_tokens": 7,
+    }
     headers = adapter.headers_for(CANARY)
     assert headers["x-api-key"] == CANARY and headers["anthropic-version"] == "2023-06-01"
     assert "x-api-key" not in adapter.headers_for(None)
@@ -273,6 +329,7 @@ def test_adapter_for_picks_the_wire_format():
 
 # -- SSE parsing ------------------------------------------------------------------------------
 
+
 def test_sse_decoder_handles_any_chunking_and_line_ending():
     text = "event: a\r\ndata: 1\r\ndata: 2\r\n\r\n: keep-alive\n\ndata:x\rdata: é\r\rdata: [DONE]\n\n"
     raw = text.encode()
@@ -281,7 +338,7 @@ def test_sse_decoder_handles_any_chunking_and_line_ending():
         decoder = SSEDecoder()
         out = []
         for i in range(0, len(raw), size):
-            out += decoder.feed(raw[i:i + size])
+            out += decoder.feed(raw[i : i + size])
         out += decoder.close()
         assert out == expected, size
 
@@ -310,13 +367,21 @@ async def test_sse_over_httpx_keeps_unicode_line_separators_inside_data():
 
 # -- plain and streamed answers over a socket -------------------------------------------------
 
+
 async def test_openai_complete_parses_answer_and_sends_key(server, client):
     server.replies.append(json_reply(200, OPENAI_OK))
     adapter = OpenAIAdapter(openai_spec(server.url, api_key=CANARY), client)
     req = ChatRequest(messages=[{"role": "user", "content": "Hello"}], system="S", max_tokens=3)
     result = await adapter.complete(req)
-    assert result == ProviderResult(text="Hi there", model="gpt-test-2024", input_tokens=9, output_tokens=2,
-                                    cache_read_tokens=4, finish_reason="stop", http_status=200)
+    assert result == ProviderResult(
+        text="Hi there",
+        model="gpt-test-2024",
+        input_tokens=9,
+        output_tokens=2,
+        cache_read_tokens=4,
+        finish_reason="stop",
+        http_status=200,
+    )
     seen = server.seen[0]
     assert seen.path == "/v1/chat/completions"
     assert seen.headers["authorization"] == f"Bearer {CANARY}"
@@ -328,8 +393,14 @@ async def test_anthropic_complete_parses_answer_and_sends_key(server, client):
     server.replies.append(json_reply(200, ANTHROPIC_OK))
     adapter = AnthropicAdapter(anthropic_spec(server.url, api_key=CANARY), client)
     result = await adapter.complete(HELLO)
-    assert (result.text, result.input_tokens, result.output_tokens, result.cache_read_tokens,
-            result.finish_reason, result.model) == ("Hi there", 12, 2, 3, "end_turn", "claude-test-1")
+    assert (
+        result.text,
+        result.input_tokens,
+        result.output_tokens,
+        result.cache_read_tokens,
+        result.finish_reason,
+        result.model,
+    ) == ("Hi there", 12, 2, 3, "end_turn", "claude-test-1")
     # Anthropic's input_tokens (9) leaves out the 3 cache reads; the result counts all 12, as OpenAI does
     seen = server.seen[0]
     assert seen.path == "/v1/messages"
@@ -360,8 +431,12 @@ async def test_openai_stream_yields_text_then_one_result(server, client):
     adapter = OpenAIAdapter(openai_spec(server.url), client)
     deltas, result = await collect(adapter, HELLO)
     assert deltas == ["Hel", "lo", " you"]
-    assert (result.text, result.input_tokens, result.output_tokens, result.finish_reason) == ("Hello you", 7, 3,
-                                                                                              "length")
+    assert (result.text, result.input_tokens, result.output_tokens, result.finish_reason) == (
+        "Hello you",
+        7,
+        3,
+        "length",
+    )
     assert 0 < result.ttft_s < 1.0
     assert server.seen[0].body["stream"] is True
     assert server.seen[0].body["stream_options"] == {"include_usage": True}
@@ -372,12 +447,21 @@ async def test_anthropic_stream_yields_text_then_one_result(server, client):
     deltas, result = await collect(AnthropicAdapter(anthropic_spec(server.url), client), HELLO)
     assert deltas == ["Hel", "lo"]
     assert (result.text, result.input_tokens, result.output_tokens, result.finish_reason, result.model) == (
-        "Hello", 7, 2, "max_tokens", "claude-test-1")
+        "Hello",
+        7,
+        2,
+        "max_tokens",
+        "claude-test-1",
+    )
     assert result.ttft_s is not None
 
 
-ANTHROPIC_CACHED_USAGE = {"input_tokens": 20, "output_tokens": 4, "cache_read_input_tokens": 1000,
-                          "cache_creation_input_tokens": 300}
+ANTHROPIC_CACHED_USAGE = {
+    "input_tokens": 20,
+    "output_tokens": 4,
+    "cache_read_input_tokens": 1000,
+    "cache_creation_input_tokens": 300,
+}
 
 
 async def test_anthropic_reports_cache_reads_and_writes_apart(server, client):
@@ -386,7 +470,11 @@ async def test_anthropic_reports_cache_reads_and_writes_apart(server, client):
     server.replies.append(json_reply(200, {**ANTHROPIC_OK, "usage": ANTHROPIC_CACHED_USAGE}))
     result = await AnthropicAdapter(anthropic_spec(server.url), client).complete(HELLO)
     assert (result.input_tokens, result.output_tokens, result.cache_read_tokens, result.cache_write_tokens) == (
-        1320, 4, 1000, 300)
+        1320,
+        4,
+        1000,
+        300,
+    )
 
 
 async def test_anthropic_stream_reports_cache_reads_and_writes_apart(server, client):
@@ -397,7 +485,11 @@ async def test_anthropic_stream_reports_cache_reads_and_writes_apart(server, cli
     server.replies.append(sse_reply(events))
     _, result = await collect(AnthropicAdapter(anthropic_spec(server.url), client), HELLO)
     assert (result.input_tokens, result.output_tokens, result.cache_read_tokens, result.cache_write_tokens) == (
-        1320, 1, 1000, 300)
+        1320,
+        1,
+        1000,
+        300,
+    )
 
 
 async def test_a_cancelled_anthropic_stream_keeps_its_cache_shares_in_the_context(server, client):
@@ -433,6 +525,7 @@ async def test_openai_usage_of_zero_stays_zero(server, client):
 
 # -- failures over a socket -------------------------------------------------------------------
 
+
 async def test_missing_key_fails_before_any_network(client, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     spec = ProviderSpec("openai", "gpt-4o", base_url="https://api.example.invalid/v1")
@@ -446,8 +539,13 @@ async def test_missing_key_fails_before_any_network(client, monkeypatch):
 
 
 async def test_error_status_maps_with_retry_after_and_never_shows_key(server, client):
-    server.replies.append(json_reply(429, {"type": "error", "error": {
-        "type": "rate_limit_error", "message": f"slow down {CANARY}"}}, {"retry-after": "3", "retry-after-ms": "2500"}))
+    server.replies.append(
+        json_reply(
+            429,
+            {"type": "error", "error": {"type": "rate_limit_error", "message": f"slow down {CANARY}"}},
+            {"retry-after": "3", "retry-after-ms": "2500"},
+        )
+    )
     adapter = AnthropicAdapter(anthropic_spec(server.url, api_key=CANARY), client)
     with pytest.raises(ProviderError) as info:
         await adapter.complete(HELLO)
@@ -458,8 +556,9 @@ async def test_error_status_maps_with_retry_after_and_never_shows_key(server, cl
 
 
 async def test_error_status_in_stream_mode(server, client):
-    server.replies.append(json_reply(529, {"type": "error", "error": {"type": "overloaded_error",
-                                                                       "message": "Overloaded"}}))
+    server.replies.append(
+        json_reply(529, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    )
     with pytest.raises(ProviderError) as info:
         await collect(AnthropicAdapter(anthropic_spec(server.url), client), HELLO)
     assert (info.value.error_type, info.value.status_code) == ("overloaded", 529)
@@ -481,8 +580,15 @@ async def test_stream_ending_early_is_malformed_and_keeps_what_arrived(server, c
     assert (err.error_type, err.partial_text, err.input_tokens, err.output_tokens) == ("malformed_response", "ab", 7, 2)
 
 
-@pytest.mark.parametrize("event", ['data: {"choices": [5]}', 'data: {"choices": [{"delta": "x"}]}', "data: [1, 2]",
-                                   'data: {"usage": {"prompt_tokens": "many"}}'])
+@pytest.mark.parametrize(
+    "event",
+    [
+        'data: {"choices": [5]}',
+        'data: {"choices": [{"delta": "x"}]}',
+        "data: [1, 2]",
+        'data: {"usage": {"prompt_tokens": "many"}}',
+    ],
+)
 async def test_stream_chunk_of_the_wrong_shape_is_malformed(server, client, event):
     server.replies.append(sse_reply(openai_chunks(["a"], usage=False, done=False) + [event]))
     with pytest.raises(ProviderError) as info:
@@ -508,12 +614,14 @@ async def test_stream_cut_mid_body_is_connection_reset_with_partial_text(server,
 async def test_error_event_mid_stream(server, client, api):
     if api == "openai":
         events = openai_chunks(["a"], usage=False, done=False)[:1] + [
-            'data: {"error": {"message": "The server had an error", "type": "server_error"}}']
+            'data: {"error": {"message": "The server had an error", "type": "server_error"}}'
+        ]
         adapter = OpenAIAdapter(openai_spec(server.url), client)
         expected = "stream_error"
     else:
         events = anthropic_events(["a"])[:4] + [
-            'event: error\ndata: {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}']
+            'event: error\ndata: {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}'
+        ]
         adapter = AnthropicAdapter(anthropic_spec(server.url), client)
         expected = "overloaded"
     server.replies.append(sse_reply(events))
@@ -536,7 +644,7 @@ async def test_a_trickling_plain_answer_is_cut_at_the_timeout(server, client):
     step = len(body) // 8 + 1
     pieces: list[bytes | float] = [head]
     for i in range(0, len(body), step):
-        pieces += [0.2, body[i:i + step]]
+        pieces += [0.2, body[i : i + step]]
     server.replies.append(Reply(pieces))
     adapter = OpenAIAdapter(openai_spec(server.url, timeout=0.5), client)
     loop = asyncio.get_running_loop()
@@ -602,13 +710,16 @@ async def test_connection_is_reused_after_a_full_stream(server, client):
 
 # -- any httpx client works, not only make_client's --------------------------------------------
 
+
 async def test_a_plain_httpx_client_works_too(server):
     import httpx
 
     async with httpx.AsyncClient() as plain:  # httpx's own transport: no direct path
-        server.replies += [json_reply(200, OPENAI_OK), sse_reply(openai_chunks(["a", "b"])),
-                           json_reply(503, {"error": {"message": "busy", "type": "server_error"}},
-                                      {"retry-after": "1"})]
+        server.replies += [
+            json_reply(200, OPENAI_OK),
+            sse_reply(openai_chunks(["a", "b"])),
+            json_reply(503, {"error": {"message": "busy", "type": "server_error"}}, {"retry-after": "1"}),
+        ]
         adapter = OpenAIAdapter(openai_spec(server.url, api_key=CANARY), plain)
         assert (await adapter.complete(HELLO)).text == "Hi there"
         assert (await collect(adapter, HELLO))[1].text == "ab"
@@ -632,10 +743,18 @@ SIM_NAMES = {"openai": "t-openai", "anthropic": "t-anthropic"}
 @pytest.fixture(scope="module")
 def sim():
     profiles = [
-        sim_module.ProviderProfile("t-openai", api="openai", model="gpt-4o-mini", input_price=0.15,
-                                   output_price=0.6, retry_after_s=2.5, seed=1),
-        sim_module.ProviderProfile("t-anthropic", api="anthropic", model="claude-3-5-haiku-latest",
-                                   input_price=0.8, output_price=4.0, retry_after_s=2.5, seed=2),
+        sim_module.ProviderProfile(
+            "t-openai", api="openai", model="gpt-4o-mini", input_price=0.15, output_price=0.6, retry_after_s=2.5, seed=1
+        ),
+        sim_module.ProviderProfile(
+            "t-anthropic",
+            api="anthropic",
+            model="claude-3-5-haiku-latest",
+            input_price=0.8,
+            output_price=4.0,
+            retry_after_s=2.5,
+            seed=2,
+        ),
         sim_module.ProviderProfile("t-keyed", api="openai", require_api_key=CANARY),
         sim_module.ProviderProfile("t-slow", api="openai", tokens_per_s=40.0),
     ]
@@ -656,8 +775,9 @@ def sim_adapter(sim, api: str, client, **changes: Any):
     return adapter_for(api)(spec, client)
 
 
-PROMPT = ChatRequest(messages=[{"role": "user", "content": "Explain the CAP theorem in one line, please."}],
-                     system="You are terse.")
+PROMPT = ChatRequest(
+    messages=[{"role": "user", "content": "Explain the CAP theorem in one line, please."}], system="You are terse."
+)
 
 
 @pytest.mark.parametrize("api", ["openai", "anthropic"])
@@ -691,7 +811,10 @@ async def test_sim_plain_and_streamed_answers_agree(fresh_sim, client, api):
     plain = await adapter.complete(PROMPT)
     _, streamed = await collect(adapter, PROMPT)
     assert (plain.text, plain.input_tokens, plain.output_tokens) == (
-        streamed.text, streamed.input_tokens, streamed.output_tokens)
+        streamed.text,
+        streamed.input_tokens,
+        streamed.output_tokens,
+    )
 
 
 @pytest.mark.parametrize("api", ["openai", "anthropic"])
@@ -719,8 +842,7 @@ async def test_sim_answer_without_usage_gives_unknown_tokens_not_zero(fresh_sim,
 
 
 @pytest.mark.parametrize("api", ["openai", "anthropic"])
-async def test_attempt_context_starts_unknown_and_a_cancelled_stream_keeps_what_was_reported(fresh_sim, client,
-                                                                                              api):
+async def test_attempt_context_starts_unknown_and_a_cancelled_stream_keeps_what_was_reported(fresh_sim, client, api):
     """Cancelled after the first text: OpenAI has reported nothing yet (None, not 0); Anthropic has
     reported its input tokens in message_start (and 0 output tokens so far)."""
     spec = next(s for s in fresh_sim.provider_specs() if s.name == SIM_NAMES[api])
@@ -850,8 +972,10 @@ def test_http_layer_imports_no_httpx_until_used():
     import subprocess
     import sys
 
-    code = ("import sys, llmroute_magic._http, llmroute_magic._providers.openai, "
-            "llmroute_magic._providers.anthropic; print('httpx' in sys.modules)")
+    code = (
+        "import sys, llmroute_magic._http, llmroute_magic._providers.openai, "
+        "llmroute_magic._providers.anthropic; print('httpx' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -860,10 +984,16 @@ def test_http_layer_imports_no_httpx_until_used():
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 8
 PNG_B64 = base64.b64encode(PNG).decode()
-WEATHER = {"name": "get_weather", "description": "Weather in a city",
-           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
-CITY = {"type": "object", "properties": {"name": {"type": "string"}, "population": {"type": "integer"}},
-        "required": ["name", "population"]}
+WEATHER = {
+    "name": "get_weather",
+    "description": "Weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+CITY = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "population": {"type": "integer"}},
+    "required": ["name", "population"],
+}
 
 
 def chat(prompt, **options) -> ChatRequest:
@@ -871,13 +1001,26 @@ def chat(prompt, **options) -> ChatRequest:
     return build_request(prompt, options, config=ProviderRoutingConfig([spec]), request_id="r", streamed=False).chat
 
 
-IMAGE_PROMPT = [{"role": "user", "content": ["What is this?", {"type": "image", "data": PNG},
-                                             {"type": "image", "url": "https://example.com/cat.png"}]}]
+IMAGE_PROMPT = [
+    {
+        "role": "user",
+        "content": [
+            "What is this?",
+            {"type": "image", "data": PNG},
+            {"type": "image", "url": "https://example.com/cat.png"},
+        ],
+    }
+]
 TOOL_TURNS = [
     {"role": "user", "content": "Weather in Paris and Oslo?"},
-    {"role": "assistant", "content": None, "tool_calls": [ToolCall("c1", "get_weather", {"city": "Paris"}),
-                                                          {"id": "c2", "function": {"name": "get_weather",
-                                                                                    "arguments": '{"city":"Oslo"}'}}]},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            ToolCall("c1", "get_weather", {"city": "Paris"}),
+            {"id": "c2", "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}},
+        ],
+    },
     {"role": "tool", "tool_call_id": "c1", "content": "18 C"},
     {"role": "tool", "tool_call_id": "c2", "content": "9 C"},
 ]
@@ -893,23 +1036,29 @@ def anthropic_adapter(url="http://127.0.0.1:9", client=None):
 
 # -- request bodies -------------------------------------------------------------------------------------
 
+
 def test_openai_body_carries_images_tools_tool_results_schema_and_model():
     body = openai_adapter().build_body(chat(IMAGE_PROMPT, model="gpt-other"), stream=False)
     assert body["model"] == "gpt-other"
     assert body["messages"][0]["content"] == [
         {"type": "text", "text": "What is this?"},
         {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_B64}"}},
-        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+    ]
     body = openai_adapter().build_body(chat(TOOL_TURNS, tools=[WEATHER], tool_choice="get_weather"), stream=False)
     assert body["tools"] == [{"type": "function", "function": WEATHER}]
     assert body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
     assistant, result = body["messages"][1], body["messages"][2]
     assert assistant["content"] is None and [c["function"]["arguments"] for c in assistant["tool_calls"]] == [
-        '{"city": "Paris"}', '{"city": "Oslo"}']
+        '{"city": "Paris"}',
+        '{"city": "Oslo"}',
+    ]
     assert result == {"role": "tool", "tool_call_id": "c1", "content": "18 C"}
     body = openai_adapter().build_body(chat("Biggest city?", response_format=CITY), stream=False)
-    assert body["response_format"] == {"type": "json_schema",
-                                       "json_schema": {"name": "answer", "schema": CITY, "strict": False}}
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "answer", "schema": CITY, "strict": False},
+    }
 
 
 def test_anthropic_body_carries_images_tools_tool_results_schema_and_model():
@@ -918,17 +1067,27 @@ def test_anthropic_body_carries_images_tools_tool_results_schema_and_model():
     assert body["messages"][0]["content"] == [
         {"type": "text", "text": "What is this?"},
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_B64}},
-        {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}}]
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}},
+    ]
     body = anthropic_adapter().build_body(chat(TOOL_TURNS, tools=[WEATHER], tool_choice="required"), stream=False)
-    assert body["tools"] == [{"name": "get_weather", "description": "Weather in a city",
-                              "input_schema": WEATHER["parameters"]}]
+    assert body["tools"] == [
+        {"name": "get_weather", "description": "Weather in a city", "input_schema": WEATHER["parameters"]}
+    ]
     assert body["tool_choice"] == {"type": "any"}
-    assert body["messages"][1] == {"role": "assistant", "content": [
-        {"type": "tool_use", "id": "c1", "name": "get_weather", "input": {"city": "Paris"}},
-        {"type": "tool_use", "id": "c2", "name": "get_weather", "input": {"city": "Oslo"}}]}
-    assert body["messages"][2] == {"role": "user", "content": [  # both results in one user turn
-        {"type": "tool_result", "tool_use_id": "c1", "content": "18 C"},
-        {"type": "tool_result", "tool_use_id": "c2", "content": "9 C"}]}
+    assert body["messages"][1] == {
+        "role": "assistant",
+        "content": [
+            {"type": "tool_use", "id": "c1", "name": "get_weather", "input": {"city": "Paris"}},
+            {"type": "tool_use", "id": "c2", "name": "get_weather", "input": {"city": "Oslo"}},
+        ],
+    }
+    assert body["messages"][2] == {
+        "role": "user",
+        "content": [  # both results in one user turn
+            {"type": "tool_result", "tool_use_id": "c1", "content": "18 C"},
+            {"type": "tool_result", "tool_use_id": "c2", "content": "9 C"},
+        ],
+    }
     body = anthropic_adapter().build_body(chat("Biggest city?", response_format=CITY), stream=False)
     assert body["tools"][0]["name"] == SCHEMA_TOOL and body["tools"][0]["input_schema"] == CITY
     assert body["tool_choice"] == {"type": "tool", "name": SCHEMA_TOOL}
@@ -937,11 +1096,26 @@ def test_anthropic_body_carries_images_tools_tool_results_schema_and_model():
 # -- answers ---------------------------------------------------------------------------------------------
 
 OPENAI_TOOL_ANSWER = {
-    "model": "gpt-test", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
-        "role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function",
-             "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]}}],
-    "usage": {"prompt_tokens": 20, "completion_tokens": 7}}
+    "model": "gpt-test",
+    "choices": [
+        {
+            "index": 0,
+            "finish_reason": "tool_calls",
+            "message": {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                    }
+                ],
+            },
+        }
+    ],
+    "usage": {"prompt_tokens": 20, "completion_tokens": 7},
+}
 
 
 async def test_openai_tool_calls_plain_and_streamed(server, client):
@@ -954,13 +1128,30 @@ async def test_openai_tool_calls_plain_and_streamed(server, client):
     def chunk(delta, finish=None):
         return "data: " + json.dumps({"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
 
-    server.replies.append(sse_reply([
-        chunk({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_9", "type": "function",
-                                                    "function": {"name": "get_weather", "arguments": ""}}]}),
-        chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"ci'}}]}),
-        chunk({"tool_calls": [{"index": 0, "function": {"arguments": 'ty":"Oslo"}'}}]}),
-        chunk({}, "tool_calls"),
-        'data: {"choices":[],"usage":{"prompt_tokens":20,"completion_tokens":9}}', "data: [DONE]"]))
+    server.replies.append(
+        sse_reply(
+            [
+                chunk(
+                    {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": "call_9",
+                                "type": "function",
+                                "function": {"name": "get_weather", "arguments": ""},
+                            }
+                        ],
+                    }
+                ),
+                chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"ci'}}]}),
+                chunk({"tool_calls": [{"index": 0, "function": {"arguments": 'ty":"Oslo"}'}}]}),
+                chunk({}, "tool_calls"),
+                'data: {"choices":[],"usage":{"prompt_tokens":20,"completion_tokens":9}}',
+                "data: [DONE]",
+            ]
+        )
+    )
     deltas, final = await collect(adapter, chat("Weather in Oslo?", tools=[WEATHER]))
     assert deltas == [] and final.tool_calls == (ToolCall("call_9", "get_weather", {"city": "Oslo"}),)
     assert (final.input_tokens, final.output_tokens) == (20, 9)
@@ -968,26 +1159,56 @@ async def test_openai_tool_calls_plain_and_streamed(server, client):
 
 async def test_anthropic_tool_calls_plain_and_streamed(server, client):
     adapter = anthropic_adapter(server.url, client)
-    server.replies.append(json_reply(200, {
-        "model": "claude-test", "stop_reason": "tool_use", "usage": {"input_tokens": 30, "output_tokens": 12},
-        "content": [{"type": "text", "text": "Let me check."},
-                    {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}]}))
+    server.replies.append(
+        json_reply(
+            200,
+            {
+                "model": "claude-test",
+                "stop_reason": "tool_use",
+                "usage": {"input_tokens": 30, "output_tokens": 12},
+                "content": [
+                    {"type": "text", "text": "Let me check."},
+                    {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
+                ],
+            },
+        )
+    )
     result = await adapter.complete(chat("Weather in Paris?", tools=[WEATHER]))
-    assert result.text == "Let me check." and result.tool_calls == (ToolCall("toolu_1", "get_weather",
-                                                                             {"city": "Paris"}),)
+    assert result.text == "Let me check." and result.tool_calls == (
+        ToolCall("toolu_1", "get_weather", {"city": "Paris"}),
+    )
 
     def ev(name, payload):
         return f"event: {name}\ndata: {json.dumps({'type': name, **payload})}"
 
-    server.replies.append(sse_reply([
-        ev("message_start", {"message": {"model": "claude-test", "usage": {"input_tokens": 30, "output_tokens": 1}}}),
-        ev("content_block_start", {"index": 0, "content_block": {"type": "tool_use", "id": "toolu_2",
-                                                                 "name": "get_weather", "input": {}}}),
-        ev("content_block_delta", {"index": 0, "delta": {"type": "input_json_delta", "partial_json": '{"city": '}}),
-        ev("content_block_delta", {"index": 0, "delta": {"type": "input_json_delta", "partial_json": '"Oslo"}'}}),
-        ev("content_block_stop", {"index": 0}),
-        ev("message_delta", {"delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 15}}),
-        ev("message_stop", {})]))
+    server.replies.append(
+        sse_reply(
+            [
+                ev(
+                    "message_start",
+                    {"message": {"model": "claude-test", "usage": {"input_tokens": 30, "output_tokens": 1}}},
+                ),
+                ev(
+                    "content_block_start",
+                    {
+                        "index": 0,
+                        "content_block": {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {}},
+                    },
+                ),
+                ev(
+                    "content_block_delta",
+                    {"index": 0, "delta": {"type": "input_json_delta", "partial_json": '{"city": '}},
+                ),
+                ev(
+                    "content_block_delta",
+                    {"index": 0, "delta": {"type": "input_json_delta", "partial_json": '"Oslo"}'}},
+                ),
+                ev("content_block_stop", {"index": 0}),
+                ev("message_delta", {"delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 15}}),
+                ev("message_stop", {}),
+            ]
+        )
+    )
     deltas, final = await collect(adapter, chat("Weather in Oslo?", tools=[WEATHER]))
     assert deltas == [] and final.tool_calls == (ToolCall("toolu_2", "get_weather", {"city": "Oslo"}),)
     assert final.finish_reason == "tool_use" and final.output_tokens == 15
@@ -995,27 +1216,55 @@ async def test_anthropic_tool_calls_plain_and_streamed(server, client):
 
 async def test_anthropic_schema_answer_is_the_schema_tools_input_as_text(server, client):
     adapter = anthropic_adapter(server.url, client)
-    server.replies.append(json_reply(200, {
-        "model": "claude-test", "stop_reason": "tool_use", "usage": {"input_tokens": 30, "output_tokens": 12},
-        "content": [{"type": "tool_use", "id": "t", "name": SCHEMA_TOOL,
-                     "input": {"name": "Tokyo", "population": 37000000}}]}))
+    server.replies.append(
+        json_reply(
+            200,
+            {
+                "model": "claude-test",
+                "stop_reason": "tool_use",
+                "usage": {"input_tokens": 30, "output_tokens": 12},
+                "content": [
+                    {
+                        "type": "tool_use",
+                        "id": "t",
+                        "name": SCHEMA_TOOL,
+                        "input": {"name": "Tokyo", "population": 37000000},
+                    }
+                ],
+            },
+        )
+    )
     result = await adapter.complete(chat("Biggest city?", response_format=CITY))
     assert json.loads(result.text) == {"name": "Tokyo", "population": 37000000} and result.tool_calls == ()
 
     def ev(name, payload):
         return f"event: {name}\ndata: {json.dumps({'type': name, **payload})}"
 
-    server.replies.append(sse_reply([
-        ev("message_start", {"message": {"model": "claude-test", "usage": {"input_tokens": 30, "output_tokens": 1}}}),
-        ev("content_block_start", {"index": 0, "content_block": {"type": "tool_use", "id": "t",
-                                                                 "name": SCHEMA_TOOL, "input": {}}}),
-        ev("content_block_delta", {"index": 0,
-                                   "delta": {"type": "input_json_delta", "partial_json": '{"name": "Oslo", '}}),
-        ev("content_block_delta", {"index": 0,
-                                   "delta": {"type": "input_json_delta", "partial_json": '"population": 7}'}}),
-        ev("content_block_stop", {"index": 0}),
-        ev("message_delta", {"delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 15}}),
-        ev("message_stop", {})]))
+    server.replies.append(
+        sse_reply(
+            [
+                ev(
+                    "message_start",
+                    {"message": {"model": "claude-test", "usage": {"input_tokens": 30, "output_tokens": 1}}},
+                ),
+                ev(
+                    "content_block_start",
+                    {"index": 0, "content_block": {"type": "tool_use", "id": "t", "name": SCHEMA_TOOL, "input": {}}},
+                ),
+                ev(
+                    "content_block_delta",
+                    {"index": 0, "delta": {"type": "input_json_delta", "partial_json": '{"name": "Oslo", '}},
+                ),
+                ev(
+                    "content_block_delta",
+                    {"index": 0, "delta": {"type": "input_json_delta", "partial_json": '"population": 7}'}},
+                ),
+                ev("content_block_stop", {"index": 0}),
+                ev("message_delta", {"delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 15}}),
+                ev("message_stop", {}),
+            ]
+        )
+    )
     deltas, final = await collect(adapter, chat("Smallest?", response_format=CITY))
     assert "".join(deltas) == final.text and json.loads(final.text) == {"name": "Oslo", "population": 7}
     assert final.tool_calls == ()

@@ -22,6 +22,7 @@ def last(router) -> dict:
 
 # -- a model per cell ----------------------------------------------------------------------------
 
+
 def test_model_reaches_the_wire_the_ledger_and_the_footer(shell, router):
     out = ok(shell, "%%llm -p sim-openai -m gpt-4o -o ans\nhello")
     ans = shell.user_ns["ans"]
@@ -72,6 +73,7 @@ def test_model_applies_to_every_compared_provider_without_its_own(shell, router)
 
 # -- formats that ask ----------------------------------------------------------------------------
 
+
 def test_json_adds_its_instruction_and_a_non_json_answer_says_why(shell, router):
     result, out = run(shell, "%%llm -f json -p sim-openai\nList three colours")
     assert result.success
@@ -106,8 +108,10 @@ def test_the_instruction_is_in_the_output_metadata_and_the_footer_tooltip(shell,
     final = out.outputs[-1]
     meta = final.metadata["llmroute"]
     assert meta["format"] == "html" and meta["instruction"] == FORMAT_INSTRUCTIONS["html"]
-    assert f'title="asked with -f html: {FORMAT_INSTRUCTIONS["html"]}' \
-        .replace("<", "&lt;").replace(">", "&gt;") in final.data["text/html"]
+    assert (
+        f'title="asked with -f html: {FORMAT_INSTRUCTIONS["html"]}'.replace("<", "&lt;").replace(">", "&gt;")
+        in final.data["text/html"]
+    )
     json.dumps(final.metadata)
 
 
@@ -131,21 +135,25 @@ def test_code_goes_into_a_new_cell_below_in_jupyter_and_is_never_run(shell, rout
 
 # -- a terminal shows the formatted answer after the raw stream -----------------------------------
 
-@pytest.mark.parametrize("fmt, raw, formatted", [
-    ("json", '```json\n{"a": [1, 2]}\n```', '{\n  "a": [\n    1,\n    2\n  ]\n}'),
-    ("code", "Here:\n```python\nprint('hi')\n```\nDone.", "print('hi')"),
-    ("html", "```html\n<b>hi</b>\n```", "<b>hi</b>"),
-])
+
+@pytest.mark.parametrize(
+    "fmt, raw, formatted",
+    [
+        ("json", '```json\n{"a": [1, 2]}\n```', '{\n  "a": [\n    1,\n    2\n  ]\n}'),
+        ("code", "Here:\n```python\nprint('hi')\n```\nDone.", "print('hi')"),
+        ("html", "```html\n<b>hi</b>\n```", "<b>hi</b>"),
+    ],
+)
 def test_text_renderer_streams_raw_then_prints_the_formatted_answer(fmt, raw, formatted):
     buf = io.StringIO()
     r = TextRenderer(buf)
     r.start()
     for i in range(0, len(raw), 5):
-        r.chunk(raw[i:i + 5])
+        r.chunk(raw[i : i + 5])
     note = r.finish(Completion(raw, "p", "m", 3, 4, 0.0, 0.01), fmt, lines=("chat c · turn 2",))
     text = buf.getvalue()
     assert note is None and text.startswith(raw)
-    after = text[len(raw):]
+    after = text[len(raw) :]
     assert f"── {fmt} ──\n{formatted}" in after
     assert after.rstrip().endswith("— chat c · turn 2") and "— p · m ·" in after
 
@@ -175,10 +183,23 @@ def test_html_answers_lose_a_fence_a_model_put_around_them():
 
 # -- help --------------------------------------------------------------------------------------------
 
+
 def test_help_lists_every_new_option_and_subcommand(shell):
     doc = shell.find_cell_magic("llm").__doc__
-    for item in ("--chat", "-c", "--model", "-m MODEL", "--raw", "NAME:MODEL", "new cell below", "%%llm [",
-                 "%llm chat show [NAME]", "%llm chat reset [NAME|--all]", "%llm explain", "%llm providers"):
+    for item in (
+        "--chat",
+        "-c",
+        "--model",
+        "-m MODEL",
+        "--raw",
+        "NAME:MODEL",
+        "new cell below",
+        "%%llm [",
+        "%llm chat show [NAME]",
+        "%llm chat reset [NAME|--all]",
+        "%llm explain",
+        "%llm providers",
+    ):
         assert item in doc, item
     assert "%%%llm" not in doc
     assert doc == shell.find_line_magic("llm").__doc__  # %llm? and %%llm? show the same

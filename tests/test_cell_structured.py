@@ -15,20 +15,21 @@ from llmroute_magic.sim import ProviderProfile, Simulator
 from llmroute_magic.sim._neutral import IMAGE_TOKENS, count_input_tokens
 
 PNG = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
 
 
 def last(router) -> dict:
     return list(router.ledger.records())[-1]
 
 
-CITY = '''
+CITY = """
 from pydantic import BaseModel
 
 class City(BaseModel):
     name: str
     population: int
-'''
+"""
 
 
 def test_schema_gives_the_object_and_shows_json(shell, router):
@@ -55,7 +56,9 @@ def test_a_schema_answered_with_prose_fails_over_to_valid_json(shell, router, si
     ok(shell, "%%llm --schema City -o city\nThe biggest city in Japan?")
     rows = list(router.ledger.records())
     assert [(r["provider"], r["status"], r["error_type"]) for r in rows] == [
-        ("sim-openai", "error", "malformed_response"), ("sim-anthropic", "ok", None)]
+        ("sim-openai", "error", "malformed_response"),
+        ("sim-anthropic", "ok", None),
+    ]
     assert rows[0]["input_tokens"] > 0 and rows[0]["cost"] > 0  # the prose was billed, and so recorded
     assert type(shell.user_ns["city"]).__name__ == "City"
 
@@ -87,8 +90,9 @@ def test_an_image_named_in_the_prompt_is_sent_as_an_image(shell, router):
 
 
 def test_an_image_cell_skips_a_provider_without_vision(shell, magics):
-    with Simulator([ProviderProfile("blind", model="text-only", vision=False),
-                    ProviderProfile("eyes", model="gpt-4o")]) as s:
+    with Simulator(
+        [ProviderProfile("blind", model="text-only", vision=False), ProviderProfile("eyes", model="gpt-4o")]
+    ) as s:
         blind, eyes = s.provider_specs()
         r = ModelClientRouter(ProviderRoutingConfig([blind.with_capabilities("tools", "streaming"), eyes]))
         shell.user_ns["llm"], shell.user_ns["photo"] = r, PNG

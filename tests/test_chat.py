@@ -27,8 +27,15 @@ from llmroute_magic._request import estimate_prompt_tokens
 from llmroute_magic.sim._neutral import count_input_tokens
 
 
-def turn(key: str, prompt: str, answer: str = "ok", provider: str = "p1", model: str = "m1", cost: float = 0.001,
-         tokens: tuple[int | None, int | None] = (10, 5)) -> Turn:
+def turn(
+    key: str,
+    prompt: str,
+    answer: str = "ok",
+    provider: str = "p1",
+    model: str = "m1",
+    cost: float = 0.001,
+    tokens: tuple[int | None, int | None] = (10, 5),
+) -> Turn:
     return Turn(key, prompt, answer, provider, model, tokens[0], tokens[1], cost, f"r-{key}")
 
 
@@ -38,6 +45,7 @@ def chars_estimate(messages, system):
 
 
 # -- the module, without IPython -----------------------------------------------------------------
+
 
 def test_each_turn_sends_the_earlier_turns_then_its_prompt():
     conv = Conversation("c")
@@ -112,8 +120,12 @@ def test_the_estimate_is_the_routers():
 
 def test_provider_model_and_system_are_kept_until_a_cell_names_others():
     conv = Conversation("c")
-    conv.commit(conv.plan("k0", "q", model="m-big"), turn("k0", "q", provider="p1", model="m-big"),
-                pinned_model="m-big", system="Be brief")
+    conv.commit(
+        conv.plan("k0", "q", model="m-big"),
+        turn("k0", "q", provider="p1", model="m-big"),
+        pinned_model="m-big",
+        system="Be brief",
+    )
     nxt = conv.plan("k1", "q", provider=conv.provider)
     assert (nxt.provider, nxt.model, nxt.system) == ("p1", "m-big", "Be brief")
     moved = conv.plan("k1", "q", provider="p2")  # another provider: the model may not exist there
@@ -147,6 +159,7 @@ def test_registry_opens_resets_and_checks_names():
 
 
 # -- %%llm --chat over the simulator --------------------------------------------------------------
+
 
 def sent_tokens(system: str, *texts: str) -> int:
     """What the simulator counts (and bills) for these messages."""
@@ -220,8 +233,13 @@ def test_the_token_limit_drops_the_oldest_turns_and_the_footer_says_so(shell, si
         budget = token_budget(400, 60)
         # what was sent is the newest turns that fit the budget, oldest left out
         kept = [t for t in conv.turns[:3]]
-        while estimate_prompt_tokens([{"role": "user", "content": x} for t in kept for x in (t.prompt, t.answer)]
-                                     + [{"role": "user", "content": prompts[3]}]) > budget:
+        while (
+            estimate_prompt_tokens(
+                [{"role": "user", "content": x} for t in kept for x in (t.prompt, t.answer)]
+                + [{"role": "user", "content": prompts[3]}]
+            )
+            > budget
+        ):
             kept = kept[1:]
         assert 0 < len(kept) < 3
         assert last == sent_tokens("", *[x for t in kept for x in (t.prompt, t.answer)], prompts[3])
@@ -258,7 +276,8 @@ def test_a_conversation_keeps_its_provider_unless_a_cell_pins_another(shell, rou
     # the history went with it: four earlier turns
     conv = shell._llmroute_magics.conversations.get("default")
     assert chat_rows(router)[-1]["input_tokens"] == sent_tokens(
-        "", *[x for t in conv.turns[:4] for x in (t.prompt, t.answer)], "now?")
+        "", *[x for t in conv.turns[:4] for x in (t.prompt, t.answer)], "now?"
+    )
 
 
 def test_system_prompt_and_model_are_kept_by_the_conversation(shell, router):

@@ -46,17 +46,20 @@ def test_api_inferred_from_name():
     assert ProviderSpec("groq", "llama3-70b").base_url == "https://api.groq.com/openai/v1"
 
 
-@pytest.mark.parametrize("kwargs, field, fragment", [
-    (dict(name="mystery", model="m"), "base_url", "unknown provider name without base_url"),
-    (dict(name="openai", model="m", api="grpc"), "api", "allowed: openai, anthropic"),
-    (dict(name="openai", model=""), "model", "model name is required"),
-    (dict(name="openai", model="m", weight=0), "weight", "must be > 0"),
-    (dict(name="openai", model="m", input_price=-1), "input_price", "must be >= 0"),
-    (dict(name="openai", model="m", context_window=1.5), "context_window", "whole number"),
-    (dict(name="openai", model="m", base_url="ftp://x"), "base_url", r"http\(s\) URL"),
-    (dict(name="openai", model="m", base_url="http://[::1"), "base_url", r"http\(s\) URL"),
-    (dict(name="openai", model="m", base_url="http://127.0.0.1:99999/v1"), "base_url", "port from 1 to 65535"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field, fragment",
+    [
+        (dict(name="mystery", model="m"), "base_url", "unknown provider name without base_url"),
+        (dict(name="openai", model="m", api="grpc"), "api", "allowed: openai, anthropic"),
+        (dict(name="openai", model=""), "model", "model name is required"),
+        (dict(name="openai", model="m", weight=0), "weight", "must be > 0"),
+        (dict(name="openai", model="m", input_price=-1), "input_price", "must be >= 0"),
+        (dict(name="openai", model="m", context_window=1.5), "context_window", "whole number"),
+        (dict(name="openai", model="m", base_url="ftp://x"), "base_url", r"http\(s\) URL"),
+        (dict(name="openai", model="m", base_url="http://[::1"), "base_url", r"http\(s\) URL"),
+        (dict(name="openai", model="m", base_url="http://127.0.0.1:99999/v1"), "base_url", "port from 1 to 65535"),
+    ],
+)
 def test_bad_spec_names_the_field(kwargs, field, fragment):
     with pytest.raises(ConfigError, match=fragment) as info:
         ProviderSpec(**kwargs)
@@ -64,18 +67,21 @@ def test_bad_spec_names_the_field(kwargs, field, fragment):
     assert isinstance(info.value, ValueError)
 
 
-@pytest.mark.parametrize("data, fragment", [
-    ({}, "providers: missing"),
-    ({"providers": []}, "at least one provider"),
-    ({"providers": [{"name": "openai"}]}, r"providers\[0\].model: missing"),
-    ({"providers": [{"name": "openai", "model": "a", "colour": "red"}]}, r"providers\[0\].colour: unknown field"),
-    ({"providers": [{"name": "openai", "model": "a"}, {"name": "openai", "model": "b"}]}, "duplicate provider"),
-    ({"providers": [{"name": "openai", "model": "a"}], "strategy": "fastest"}, "allowed: round_robin"),
-    ({"providers": [{"name": "openai", "model": "a"}], "max_retries": -1}, "max_retries"),
-    ({"providers": [{"name": "openai", "model": "a"}], "timeout": 0}, "timeout"),
-    ({"providers": [{"name": "openai", "model": "a"}], "retries": 3}, "unknown setting 'retries'"),
-    ({"providers": {"name": "openai"}}, "expected a list"),
-])
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        ({}, "providers: missing"),
+        ({"providers": []}, "at least one provider"),
+        ({"providers": [{"name": "openai"}]}, r"providers\[0\].model: missing"),
+        ({"providers": [{"name": "openai", "model": "a", "colour": "red"}]}, r"providers\[0\].colour: unknown field"),
+        ({"providers": [{"name": "openai", "model": "a"}, {"name": "openai", "model": "b"}]}, "duplicate provider"),
+        ({"providers": [{"name": "openai", "model": "a"}], "strategy": "fastest"}, "allowed: round_robin"),
+        ({"providers": [{"name": "openai", "model": "a"}], "max_retries": -1}, "max_retries"),
+        ({"providers": [{"name": "openai", "model": "a"}], "timeout": 0}, "timeout"),
+        ({"providers": [{"name": "openai", "model": "a"}], "retries": 3}, "unknown setting 'retries'"),
+        ({"providers": {"name": "openai"}}, "expected a list"),
+    ],
+)
 def test_bad_dict_config(data, fragment):
     with pytest.raises(ConfigError, match=fragment):
         ProviderRoutingConfig.from_dict(data)

@@ -22,12 +22,17 @@ def request(prompt, **options):
 
 def test_images_are_normalised_from_every_common_spelling():
     b64 = base64.b64encode(PNG).decode()
-    msgs = [{"role": "user", "content": [
-        "What is in these?",
-        {"type": "image", "data": PNG},  # bytes: encoded, type sniffed
-        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64}"}},  # OpenAI's spelling
-        {"type": "image", "url": "https://example.com/cat.jpg"},
-    ]}]
+    msgs = [
+        {
+            "role": "user",
+            "content": [
+                "What is in these?",
+                {"type": "image", "data": PNG},  # bytes: encoded, type sniffed
+                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64}"}},  # OpenAI's spelling
+                {"type": "image", "url": "https://example.com/cat.jpg"},
+            ],
+        }
+    ]
     parts = request(msgs).chat.messages[0]["content"]
     assert parts[0] == {"type": "text", "text": "What is in these?"}
     assert parts[1] == parts[2] == {"type": "image", "data": b64, "media_type": "image/png"}
@@ -35,13 +40,16 @@ def test_images_are_normalised_from_every_common_spelling():
     assert request(msgs).needs == {"vision"}
 
 
-@pytest.mark.parametrize("part, message", [
-    ({"type": "image", "data": "not base64!"}, "not valid base64"),
-    ({"type": "image", "data": b"plain text"}, "not an image type"),
-    ({"type": "image"}, "an image needs url="),
-    ({"type": "audio", "data": "x"}, "unknown part 'audio'"),
-    ({"type": "image", "url": "data:nonsense"}, "data:<type>;base64"),
-])
+@pytest.mark.parametrize(
+    "part, message",
+    [
+        ({"type": "image", "data": "not base64!"}, "not valid base64"),
+        ({"type": "image", "data": b"plain text"}, "not an image type"),
+        ({"type": "image"}, "an image needs url="),
+        ({"type": "audio", "data": "x"}, "unknown part 'audio'"),
+        ({"type": "image", "url": "data:nonsense"}, "data:<type>;base64"),
+    ],
+)
 def test_a_bad_part_is_a_config_error_saying_what_to_give(part, message):
     with pytest.raises(ConfigError, match=message):
         request([{"role": "user", "content": [part]}])
@@ -55,9 +63,14 @@ def test_media_types_are_sniffed_from_the_bytes():
 
 
 def test_tools_and_tool_choice():
-    tools = [{"name": "get_weather", "description": "weather in a city",
-              "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}},
-             {"type": "function", "function": {"name": "get_time", "description": "now"}}]  # OpenAI's spelling
+    tools = [
+        {
+            "name": "get_weather",
+            "description": "weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+        {"type": "function", "function": {"name": "get_time", "description": "now"}},
+    ]  # OpenAI's spelling
     r = request("weather in Paris?", tools=tools, tool_choice="get_weather")
     assert [t.name for t in r.chat.tools] == ["get_weather", "get_time"]
     assert r.chat.tools[1].parameters == {"type": "object", "properties": {}}
@@ -95,13 +108,18 @@ def test_an_invalid_schema_or_format_is_a_config_error():
         request("hi", response_format={"type": "no-such-type"})
     with pytest.raises(ConfigError, match="response_format: expected a JSON schema"):
         request("hi", response_format="json")
-    assert request("hi", response_format={"type": "json_schema", "json_schema": {
-        "name": "x", "schema": {"type": "object"}}}).needs == {"json_schema"}
+    assert request(
+        "hi", response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}
+    ).needs == {"json_schema"}
 
 
 def test_capability_defaults_by_api_and_model():
-    assert default_capabilities("anthropic", "claude-3-5-haiku-latest") == {"tools", "vision", "json_schema",
-                                                                            "streaming"}
+    assert default_capabilities("anthropic", "claude-3-5-haiku-latest") == {
+        "tools",
+        "vision",
+        "json_schema",
+        "streaming",
+    }
     assert "vision" in default_capabilities("openai", "gpt-4o-mini")
     assert "vision" in default_capabilities("ollama", "llava:13b")
     assert "vision" not in default_capabilities("openai", "llama-3.1-8b-instant")
@@ -115,8 +133,10 @@ def test_capability_defaults_by_api_and_model():
 def test_a_request_no_provider_can_serve_says_which_capability_and_who_lacks_it():
     from llmroute_magic import ModelClientRouter
 
-    specs = [ProviderSpec("text-a", "llama3", base_url="http://127.0.0.1:9/v1"),
-             ProviderSpec("text-b", "mistral", base_url="http://127.0.0.1:9/v1")]
+    specs = [
+        ProviderSpec("text-a", "llama3", base_url="http://127.0.0.1:9/v1"),
+        ProviderSpec("text-b", "mistral", base_url="http://127.0.0.1:9/v1"),
+    ]
     with ModelClientRouter(ProviderRoutingConfig(specs)) as r:
         with pytest.raises(ConfigError) as info:
             r.complete([{"role": "user", "content": ["what is this?", {"type": "image", "data": PNG}]}])

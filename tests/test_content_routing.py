@@ -13,18 +13,22 @@ import base64
 
 import pydantic
 import pytest
-
 from helpers import Sleeps, assert_ledger_matches_sim, rows
+
 from llmroute_magic import Completion, ModelClientRouter, ProviderRoutingConfig
 from llmroute_magic._providers import ADAPTERS
 from llmroute_magic.sim import ProviderProfile, Simulator
 from llmroute_magic.sim._wire import FORMATS
 
 PNG = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
 APIS = sorted(api for api in FORMATS if api in ADAPTERS)  # served by the simulator and spoken by the router
-WEATHER = {"name": "get_weather", "description": "Weather in a city",
-           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+WEATHER = {
+    "name": "get_weather",
+    "description": "Weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
 
 
 class City(pydantic.BaseModel):
@@ -33,8 +37,9 @@ class City(pydantic.BaseModel):
 
 
 def profile(api: str, name: str | None = None, **kw) -> ProviderProfile:
-    return ProviderProfile(name or f"p-{api}", api=api, model=f"{api}-model", input_price=1.0, output_price=2.0,
-                           seed=len(api), **kw)
+    return ProviderProfile(
+        name or f"p-{api}", api=api, model=f"{api}-model", input_price=1.0, output_price=2.0, seed=len(api), **kw
+    )
 
 
 @pytest.fixture(scope="module")

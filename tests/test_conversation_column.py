@@ -27,8 +27,9 @@ T0 = 1_765_000_000.0
 
 
 def rec(i: int, conversation: str | None) -> AttemptRecord:
-    return AttemptRecord(f"new-{i}", 1, T0 + i, "p1", "m", "priority", "ok", None, 200, 10, 5, 1e-6, 0.1, None,
-                         False, 0, 0, conversation)
+    return AttemptRecord(
+        f"new-{i}", 1, T0 + i, "p1", "m", "priority", "ok", None, 200, 10, 5, 1e-6, 0.1, None, False, 0, 0, conversation
+    )
 
 
 def old_copy(tmp_path: Path) -> Path:
@@ -40,8 +41,10 @@ def old_copy(tmp_path: Path) -> Path:
 def test_the_column_is_the_last_field_of_a_record_and_of_the_frame():
     assert LEDGER_COLUMNS == AttemptRecord._fields
     assert LEDGER_COLUMNS[-1] == "conversation"
-    assert AttemptRecord("r", 1, T0, "p", "m", "priority", "ok", None, 200, 1, 1, 0.0, 0.1, None, False).conversation \
-        is None  # positional records of the earlier shape still build
+    assert (
+        AttemptRecord("r", 1, T0, "p", "m", "priority", "ok", None, 200, 1, 1, 0.0, 0.1, None, False).conversation
+        is None
+    )  # positional records of the earlier shape still build
 
 
 def test_in_memory_the_column_is_categorical_with_na_where_there_is_none():
@@ -68,8 +71,13 @@ def test_the_column_survives_a_restart_with_a_ledger_file(tmp_path):
     assert df["conversation"].isna().tolist() == [True, False, True, False, True]
     again.close()
     with sqlite3.connect(path) as db:  # and in the row table, for anyone who queries the file
-        assert db.execute("SELECT conversation FROM attempts ORDER BY rowid").fetchall() == \
-            [(None,), ("chat",), (None,), ("chat",), (None,)]
+        assert db.execute("SELECT conversation FROM attempts ORDER BY rowid").fetchall() == [
+            (None,),
+            ("chat",),
+            (None,),
+            ("chat",),
+            (None,),
+        ]
 
 
 def test_a_file_written_before_the_column_is_migrated_once_and_keeps_every_row(tmp_path):
@@ -89,8 +97,9 @@ def test_a_file_written_before_the_column_is_migrated_once_and_keeps_every_row(t
 
     with sqlite3.connect(path) as db:
         columns = [r[1] for r in db.execute("PRAGMA table_info(attempts)")]
-        after = db.execute("SELECT rowid, request_id, cost FROM attempts WHERE rowid <= ? ORDER BY rowid",
-                           (OLD_ROWS,)).fetchall()
+        after = db.execute(
+            "SELECT rowid, request_id, cost FROM attempts WHERE rowid <= ? ORDER BY rowid", (OLD_ROWS,)
+        ).fetchall()
     assert columns == list(LEDGER_COLUMNS)
     assert after == before  # rowids, ids and values as they were
 
@@ -139,6 +148,7 @@ def test_rows_no_batch_covers_are_read_with_their_conversation(tmp_path):
 
 
 # -- from the request option -----------------------------------------------------------------------
+
 
 def test_the_request_option_labels_every_attempt_and_never_reaches_the_provider(fresh_sim, tmp_path):
     specs = fresh_sim.provider_specs(["sim-openai", "sim-anthropic"])
@@ -193,8 +203,15 @@ def test_a_batch_with_a_column_this_version_does_not_know_keeps_it_through_a_mer
     n, cols, ids = _segments(plain)
     columns = [*_BATCH_COLUMNS, ("tag_arm", "i")]
     arm = array("i", [name_id("A"), -1]).tobytes()
-    newer = b"".join([_MAGIC, struct.pack("<I", n), _header(columns),
-                      *(cols[name][1] if name in cols else arm for name, _ in columns), bytes(ids)])
+    newer = b"".join(
+        [
+            _MAGIC,
+            struct.pack("<I", n),
+            _header(columns),
+            *(cols[name][1] if name in cols else arm for name, _ in columns),
+            bytes(ids),
+        ]
+    )
     merged = _merge([plain, newer])
     m, merged_cols, _ = _segments(merged)
     assert m == 4 and "tag_arm" in merged_cols

@@ -17,8 +17,14 @@ PLOTS = ("cost", "latency", "tokens", "requests", "timeline")
 def test_demo_writes_the_executed_notebook_html_usage_and_plots(tmp_path):
     out = tmp_path / "demo-out"
     env = {**os.environ, "OPENAI_API_KEY": "sk-test-demo-never-sent"}
-    proc = subprocess.run([sys.executable, "-m", "llmroute_magic._cli", "demo", "--out", str(out)],
-                          capture_output=True, text=True, timeout=280, env=env, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "llmroute_magic._cli", "demo", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        env=env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name in ("quickstart.ipynb", "quickstart.html", "usage.csv"):
         assert (out / name).stat().st_size > 0, name

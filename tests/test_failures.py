@@ -41,21 +41,35 @@ def anthropic_body(type_: str, message: str) -> bytes:
     [
         (429, openai_body("Rate limit reached", "requests", "rate_limit_exceeded"), "rate_limit"),
         (429, anthropic_body("rate_limit_error", "slow down"), "rate_limit"),
-        (429, openai_body("You exceeded your current quota", "insufficient_quota", "insufficient_quota"),
-         "insufficient_quota"),
+        (
+            429,
+            openai_body("You exceeded your current quota", "insufficient_quota", "insufficient_quota"),
+            "insufficient_quota",
+        ),
         (402, b'{"error": "Payment required"}', "insufficient_quota"),
-        (400, anthropic_body("invalid_request_error",
-                             "Your credit balance is too low to access the Anthropic API."), "insufficient_quota"),
+        (
+            400,
+            anthropic_body("invalid_request_error", "Your credit balance is too low to access the Anthropic API."),
+            "insufficient_quota",
+        ),
         (401, openai_body("Incorrect API key provided", "invalid_request_error", "invalid_api_key"), "authentication"),
         (403, anthropic_body("permission_error", "no"), "permission"),
         (404, openai_body("The model `x` does not exist", "invalid_request_error", "model_not_found"), "not_found"),
         (408, b"", "timeout"),
         (409, b"", "conflict"),
-        (400, openai_body("This model's maximum context length is 8192 tokens", "invalid_request_error",
-                          "context_length_exceeded"), "context_length"),
+        (
+            400,
+            openai_body(
+                "This model's maximum context length is 8192 tokens", "invalid_request_error", "context_length_exceeded"
+            ),
+            "context_length",
+        ),
         (400, openai_body("too long", "invalid_request_error", "context_length_exceeded"), "context_length"),
-        (400, anthropic_body("invalid_request_error", "prompt is too long: 200001 tokens > 200000 maximum"),
-         "context_length"),
+        (
+            400,
+            anthropic_body("invalid_request_error", "prompt is too long: 200001 tokens > 200000 maximum"),
+            "context_length",
+        ),
         (400, openai_body("'messages' is required", "invalid_request_error"), "invalid_request"),
         (422, b'{"detail": [{"loc": ["body"], "msg": "field required"}]}', "invalid_request"),
         (500, openai_body("The server had an error", "server_error"), "server_error"),
@@ -134,11 +148,16 @@ def _mapped(cause: BaseException, wrapper: type[Exception] = httpx.ConnectTimeou
     [
         (_mapped(aiohttp.ServerDisconnectedError()), "connection_reset"),
         (_mapped(aiohttp.ClientOSError(104, "Connection reset by peer")), "connection_reset"),
-        (_mapped(aiohttp.ClientConnectorError(
-            aiohttp.client_reqrep.ConnectionKey("127.0.0.1", 1, False, True, None, None, None),
-            ConnectionRefusedError(111, "refused"))), "connect_error"),
-        (_mapped(aiohttp.ClientPayloadError("Response payload is not completed"), httpx.ReadError),
-         "connection_reset"),
+        (
+            _mapped(
+                aiohttp.ClientConnectorError(
+                    aiohttp.client_reqrep.ConnectionKey("127.0.0.1", 1, False, True, None, None, None),
+                    ConnectionRefusedError(111, "refused"),
+                )
+            ),
+            "connect_error",
+        ),
+        (_mapped(aiohttp.ClientPayloadError("Response payload is not completed"), httpx.ReadError), "connection_reset"),
         (_mapped(aiohttp.SocketTimeoutError("Timeout on reading data from socket"), httpx.ReadTimeout), "timeout"),
         (_mapped(aiohttp.ConnectionTimeoutError("Connection timeout"), httpx.ConnectTimeout), "timeout"),
         (httpx.ReadTimeout("t"), "timeout"),

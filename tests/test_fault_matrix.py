@@ -28,9 +28,19 @@ APIS = ("openai", "anthropic")
 TIMEOUT_S = 0.25  # the spec timeout for the slow cases: long enough for loopback, short for the suite
 RETRY_AFTER_S = 0.7
 
-PROFILES = [ProviderProfile(f"{api}-{x}", api=api, model=f"{api}-{x}-model", input_price=1.0, output_price=2.0,
-                            context_window=4000, retry_after_s=RETRY_AFTER_S, seed=i)
-            for i, (api, x) in enumerate((a, x) for a in APIS for x in ("a", "b"))]
+PROFILES = [
+    ProviderProfile(
+        f"{api}-{x}",
+        api=api,
+        model=f"{api}-{x}-model",
+        input_price=1.0,
+        output_price=2.0,
+        context_window=4000,
+        retry_after_s=RETRY_AFTER_S,
+        seed=i,
+    )
+    for i, (api, x) in enumerate((a, x) for a in APIS for x in ("a", "b"))
+]
 
 STREAM_ONLY = {"stalled_stream"}  # a plain answer is not paced: it cannot stall half way
 
@@ -44,9 +54,13 @@ def expected(fault: str, api: str, streamed: bool) -> tuple[str, int | None, Pol
     return error_type, status, policy
 
 
-CASES = [pytest.param(fault, api, streamed, id=f"{fault}-{api}-{'stream' if streamed else 'plain'}")
-         for fault in FAULT_OUTCOMES for api in APIS for streamed in (False, True)
-         if streamed or fault not in STREAM_ONLY]
+CASES = [
+    pytest.param(fault, api, streamed, id=f"{fault}-{api}-{'stream' if streamed else 'plain'}")
+    for fault in FAULT_OUTCOMES
+    for api in APIS
+    for streamed in (False, True)
+    if streamed or fault not in STREAM_ONLY
+]
 
 
 def test_the_matrix_covers_every_fault_the_simulator_can_inject():
@@ -103,8 +117,13 @@ def ask(router: ModelClientRouter, streamed: bool) -> tuple[Completion, list[str
 
 
 def assert_failed_row(row: dict, provider: str, error_type: str, status: int | None, streamed: bool) -> None:
-    assert (row["provider"], row["status"], row["error_type"], row["http_status"], row["streamed"]) == \
-        (provider, "error", error_type, status, streamed)
+    assert (row["provider"], row["status"], row["error_type"], row["http_status"], row["streamed"]) == (
+        provider,
+        "error",
+        error_type,
+        status,
+        streamed,
+    )
     assert row["latency_s"] >= 0 and row["output_tokens"] == 0
 
 
@@ -114,6 +133,7 @@ def assert_attempt_numbers(rec: list[dict]) -> None:
 
 
 # -- 1. a healthy provider to fall back to ----------------------------------------------------------
+
 
 @pytest.mark.parametrize("fault, api, streamed", CASES)
 def test_fault_with_a_healthy_fallback(fresh, fault, api, streamed):
@@ -153,6 +173,7 @@ def test_fault_with_a_healthy_fallback(fresh, fault, api, streamed):
 
 
 # -- 2. every provider fails: the router gives up, clearly ------------------------------------------
+
 
 @pytest.mark.parametrize("fault, api, streamed", CASES)
 def test_fault_everywhere_gives_up_with_a_clear_error(fresh, fault, api, streamed):
@@ -202,6 +223,7 @@ def test_fault_everywhere_gives_up_with_a_clear_error(fresh, fault, api, streame
 
 
 # -- 3. fallback off: only the same provider may be retried -----------------------------------------
+
 
 @pytest.mark.parametrize("fault, api, streamed", CASES)
 def test_fault_with_fallback_off(fresh, fault, api, streamed):

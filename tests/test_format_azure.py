@@ -23,10 +23,17 @@ import httpx
 import jsonschema
 import pydantic
 import pytest
-
 from helpers import Sleeps, assert_ledger_matches_sim, cancel_after_first_item, rows, wait_until
-from llmroute_magic import (AllProvidersFailed, ConfigError, ModelClientRouter, ProviderError, ProviderRoutingConfig,
-                            ProviderSpec)
+from test_adapters import ScriptedServer, collect, json_reply, sse_reply
+
+from llmroute_magic import (
+    AllProvidersFailed,
+    ConfigError,
+    ModelClientRouter,
+    ProviderError,
+    ProviderRoutingConfig,
+    ProviderSpec,
+)
 from llmroute_magic._errors import ERROR_POLICY, Policy
 from llmroute_magic._http import make_client
 from llmroute_magic._providers import adapter_for
@@ -36,15 +43,18 @@ from llmroute_magic._request import build_request
 from llmroute_magic._types import ToolCall
 from llmroute_magic.sim import FAULT_KINDS, ProviderProfile, Simulator
 from llmroute_magic.sim._wire.azure import COMPLETION_FILTER_TRIGGER, PROMPT_FILTER_TRIGGER
-from test_adapters import ScriptedServer, collect, json_reply, sse_reply
 
 PNG = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
 PNG_B64 = base64.b64encode(PNG).decode()
 VERSION = "2024-10-21"
 KEY = "azure-key-XYZ"
-WEATHER = {"name": "get_weather", "description": "Weather in a city",
-           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+WEATHER = {
+    "name": "get_weather",
+    "description": "Weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
 
 
 class City(pydantic.BaseModel):
@@ -63,12 +73,20 @@ def azure_spec(base_url: str = "https://acme.openai.azure.com", **kw) -> Provide
 
 # -- the request ---------------------------------------------------------------------------------------------
 
+
 def test_adapter_for_azure_is_the_azure_adapter():
     assert adapter_for("azure") is AzureAdapter and issubclass(AzureAdapter, OpenAIAdapter)
 
 
-@pytest.mark.parametrize("base_url", ["https://acme.openai.azure.com", "https://acme.openai.azure.com/",
-                                      "https://acme.openai.azure.com/openai", "https://acme.openai.azure.com/openai/v1/"])
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://acme.openai.azure.com",
+        "https://acme.openai.azure.com/",
+        "https://acme.openai.azure.com/openai",
+        "https://acme.openai.azure.com/openai/v1/",
+    ],
+)
 def test_the_endpoint_is_the_resource_whatever_suffix_was_copied(base_url):
     assert endpoint_of(base_url) == "https://acme.openai.azure.com"
     adapter = AzureAdapter(azure_spec(base_url), client=None)
@@ -78,17 +96,26 @@ def test_the_endpoint_is_the_resource_whatever_suffix_was_copied(base_url):
 def test_legacy_url_names_the_deployment_and_the_api_version():
     adapter = AzureAdapter(azure_spec(api_version=VERSION), client=None)
     assert str(adapter.url_for(chat("hi"), True)) == (
-        "https://acme.openai.azure.com/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21")
+        "https://acme.openai.azure.com/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21"
+    )
     assert str(adapter.url_for(chat("hi", model="team/dep 1"), False)) == (  # the request's model: its deployment
-        "https://acme.openai.azure.com/openai/deployments/team%2Fdep%201/chat/completions?api-version=2024-10-21")
+        "https://acme.openai.azure.com/openai/deployments/team%2Fdep%201/chat/completions?api-version=2024-10-21"
+    )
 
 
-@pytest.mark.parametrize("version, field", [
-    (None, "max_completion_tokens"),  # the v1 API: OpenAI's current surface, reasoning models included
-    ("2024-02-01", "max_tokens"), ("2024-06-01", "max_tokens"), ("2024-08-01-preview", "max_tokens"),
-    ("2024-10-21", "max_tokens"),  # the GA contract knows only max_tokens
-    ("2024-09-01-preview", "max_completion_tokens"), ("2024-12-01-preview", "max_completion_tokens"),
-    ("2025-04-01-preview", "max_completion_tokens")])
+@pytest.mark.parametrize(
+    "version, field",
+    [
+        (None, "max_completion_tokens"),  # the v1 API: OpenAI's current surface, reasoning models included
+        ("2024-02-01", "max_tokens"),
+        ("2024-06-01", "max_tokens"),
+        ("2024-08-01-preview", "max_tokens"),
+        ("2024-10-21", "max_tokens"),  # the GA contract knows only max_tokens
+        ("2024-09-01-preview", "max_completion_tokens"),
+        ("2024-12-01-preview", "max_completion_tokens"),
+        ("2025-04-01-preview", "max_completion_tokens"),
+    ],
+)
 def test_the_output_limit_field_follows_the_api_version(version, field):
     assert max_tokens_field(version) == field
     body = AzureAdapter(azure_spec(api_version=version), client=None).build_body(chat("hi", max_tokens=7), False)
@@ -109,23 +136,45 @@ def test_headers_carry_the_key_as_api_key_and_nothing_else():
 
 
 def test_bodies_are_openais_translation_images_tools_results_schema_params_and_model():
-    turns = [{"role": "user", "content": ["What is this?", {"type": "image", "data": PNG},
-                                          {"type": "image", "url": "https://example.com/cat.png"}]},
-             {"role": "assistant", "content": None, "tool_calls": [ToolCall("c1", "get_weather", {"city": "Paris"})]},
-             {"role": "tool", "tool_call_id": "c1", "content": "18 C"}]
-    request = chat(turns, system="Be brief", temperature=0.2, top_p=0.9, model="other-deployment", tools=[WEATHER],
-                   tool_choice="get_weather", response_format=City, max_tokens=50)
+    turns = [
+        {
+            "role": "user",
+            "content": [
+                "What is this?",
+                {"type": "image", "data": PNG},
+                {"type": "image", "url": "https://example.com/cat.png"},
+            ],
+        },
+        {"role": "assistant", "content": None, "tool_calls": [ToolCall("c1", "get_weather", {"city": "Paris"})]},
+        {"role": "tool", "tool_call_id": "c1", "content": "18 C"},
+    ]
+    request = chat(
+        turns,
+        system="Be brief",
+        temperature=0.2,
+        top_p=0.9,
+        model="other-deployment",
+        tools=[WEATHER],
+        tool_choice="get_weather",
+        response_format=City,
+        max_tokens=50,
+    )
     azure = AzureAdapter(azure_spec(), client=None).build_body(request, True)
-    openai = OpenAIAdapter(ProviderSpec("o", "gpt-4o-mini", api="openai", base_url="http://127.0.0.1:9/v1"),
-                           client=None).build_body(request, True)
+    openai = OpenAIAdapter(
+        ProviderSpec("o", "gpt-4o-mini", api="openai", base_url="http://127.0.0.1:9/v1"), client=None
+    ).build_body(request, True)
     assert azure.pop("max_completion_tokens") == openai.pop("max_tokens") == 50
     assert azure == openai  # the rest is chat completions, translated once
     assert azure["model"] == "other-deployment" and azure["top_p"] == 0.9 and azure["temperature"] == 0.2
     assert azure["messages"][0] == {"role": "system", "content": "Be brief"}
-    assert azure["messages"][1]["content"][1] == {"type": "image_url",
-                                                  "image_url": {"url": f"data:image/png;base64,{PNG_B64}"}}
-    assert azure["messages"][2]["tool_calls"][0]["function"] == {"name": "get_weather",
-                                                                 "arguments": '{"city": "Paris"}'}
+    assert azure["messages"][1]["content"][1] == {
+        "type": "image_url",
+        "image_url": {"url": f"data:image/png;base64,{PNG_B64}"},
+    }
+    assert azure["messages"][2]["tool_calls"][0]["function"] == {
+        "name": "get_weather",
+        "arguments": '{"city": "Paris"}',
+    }
     assert azure["messages"][3] == {"role": "tool", "tool_call_id": "c1", "content": "18 C"}
     assert azure["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
     assert azure["response_format"]["json_schema"]["schema"] == City.model_json_schema()
@@ -133,6 +182,7 @@ def test_bodies_are_openais_translation_images_tools_results_schema_params_and_m
 
 
 # -- on the wire (a hand-scripted server sees exactly what is sent) ---------------------------------------------
+
 
 @pytest.fixture
 async def server():
@@ -150,25 +200,58 @@ async def client():
 
 
 AZURE_OK = {
-    "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini-2024-07-18",
-    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Hi there"},
-                 "content_filter_results": {"hate": {"filtered": False, "severity": "safe"}}}],
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "gpt-4o-mini-2024-07-18",
+    "choices": [
+        {
+            "index": 0,
+            "finish_reason": "stop",
+            "message": {"role": "assistant", "content": "Hi there"},
+            "content_filter_results": {"hate": {"filtered": False, "severity": "safe"}},
+        }
+    ],
     "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}],
-    "usage": {"prompt_tokens": 1200, "completion_tokens": 2, "total_tokens": 1202,
-              "prompt_tokens_details": {"audio_tokens": 0, "cached_tokens": 1024},
-              "completion_tokens_details": {"reasoning_tokens": 0}}}
+    "usage": {
+        "prompt_tokens": 1200,
+        "completion_tokens": 2,
+        "total_tokens": 1202,
+        "prompt_tokens_details": {"audio_tokens": 0, "cached_tokens": 1024},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    },
+}
 
 
 def azure_chunks(words: list[str], finish: str = "stop") -> list[str]:
-    annotation = {"choices": [], "created": 0, "id": "", "model": "", "object": "",
-                  "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]}
+    annotation = {
+        "choices": [],
+        "created": 0,
+        "id": "",
+        "model": "",
+        "object": "",
+        "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}],
+    }
     chunk = {"id": "chatcmpl-2", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini-2024-07-18"}
-    events = [annotation] + [dict(chunk, choices=[{"index": 0, "delta": {"content": w}, "finish_reason": None,
-                                                    "content_filter_results": {}}]) for w in words]
+    events = [annotation] + [
+        dict(
+            chunk, choices=[{"index": 0, "delta": {"content": w}, "finish_reason": None, "content_filter_results": {}}]
+        )
+        for w in words
+    ]
     events.append(dict(chunk, choices=[{"index": 0, "delta": {}, "finish_reason": finish}]))
-    events.append(dict(chunk, choices=[], usage={"prompt_tokens": 1200, "completion_tokens": len(words),
-                                                 "total_tokens": 1200 + len(words),
-                                                 "prompt_tokens_details": {"cached_tokens": 1024}}))
+    events.append(
+        dict(
+            chunk,
+            choices=[],
+            usage={
+                "prompt_tokens": 1200,
+                "completion_tokens": len(words),
+                "total_tokens": 1200 + len(words),
+                "prompt_tokens_details": {"cached_tokens": 1024},
+            },
+        )
+    )
     return [f"data: {json.dumps(e)}" for e in events] + ["data: [DONE]"]
 
 
@@ -211,35 +294,107 @@ async def test_an_answer_without_usage_has_unknown_tokens(server, client):
 
 # Real Azure error bodies and headers -> (error_type, retry_after, words the message must carry)
 AZURE_ERRORS = [
-    (429, {"error": {"code": "429", "message": "Requests to the ChatCompletions_Create Operation under Azure OpenAI "
-                     "API version 2024-10-21 have exceeded token rate limit. Please retry after 6 seconds."}},
-     {"retry-after": "6", "retry-after-ms": "5500"}, "rate_limit", 5.5, "exceeded token rate limit"),
-    (429, {"error": {"code": "429", "message": "... Please retry after 86400 seconds."}},
-     {"retry-after": "86400"}, "insufficient_quota", 86400.0, "quota spent"),
-    (401, {"error": {"code": "401", "message": "Access denied due to invalid subscription key or wrong API endpoint."}},
-     {}, "authentication", None, "Access denied"),
-    (403, {"error": {"code": "PermissionDenied", "message": "Principal does not have access to API/Operation."}},
-     {}, "permission", None, "PermissionDenied"),
-    (404, {"error": {"code": "DeploymentNotFound", "message": "The API deployment for this resource does not exist."}},
-     {}, "not_found", None, "no deployment 'gpt-4o-mini'"),
+    (
+        429,
+        {
+            "error": {
+                "code": "429",
+                "message": "Requests to the ChatCompletions_Create Operation under Azure OpenAI "
+                "API version 2024-10-21 have exceeded token rate limit. Please retry after 6 seconds.",
+            }
+        },
+        {"retry-after": "6", "retry-after-ms": "5500"},
+        "rate_limit",
+        5.5,
+        "exceeded token rate limit",
+    ),
+    (
+        429,
+        {"error": {"code": "429", "message": "... Please retry after 86400 seconds."}},
+        {"retry-after": "86400"},
+        "insufficient_quota",
+        86400.0,
+        "quota spent",
+    ),
+    (
+        401,
+        {"error": {"code": "401", "message": "Access denied due to invalid subscription key or wrong API endpoint."}},
+        {},
+        "authentication",
+        None,
+        "Access denied",
+    ),
+    (
+        403,
+        {"error": {"code": "PermissionDenied", "message": "Principal does not have access to API/Operation."}},
+        {},
+        "permission",
+        None,
+        "PermissionDenied",
+    ),
+    (
+        404,
+        {"error": {"code": "DeploymentNotFound", "message": "The API deployment for this resource does not exist."}},
+        {},
+        "not_found",
+        None,
+        "no deployment 'gpt-4o-mini'",
+    ),
     (404, {"error": {"code": "404", "message": "Resource not found"}}, {}, "not_found", None, "Resource not found"),
-    (400, {"error": {"message": "This model's maximum context length is 128000 tokens.", "type": "invalid_request_error",
-                     "param": "messages", "code": "context_length_exceeded"}}, {}, "context_length", None, "128000"),
-    (400, {"error": {"code": "content_filter", "message": "The response was filtered due to the prompt triggering "
-                     "Azure OpenAI's content management policy.", "param": "prompt", "status": 400,
-                     "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {
-                         "hate": {"filtered": True, "severity": "high"}, "sexual": {"filtered": False,
-                                                                                     "severity": "safe"}}}}},
-     {}, "invalid_request", None, "content filter refused the prompt (hate: high)"),
-    (500, {"error": {"code": "InternalServerError", "message": "The service is temporarily unable to process."}},
-     {}, "server_error", None, "InternalServerError"),
+    (
+        400,
+        {
+            "error": {
+                "message": "This model's maximum context length is 128000 tokens.",
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "context_length_exceeded",
+            }
+        },
+        {},
+        "context_length",
+        None,
+        "128000",
+    ),
+    (
+        400,
+        {
+            "error": {
+                "code": "content_filter",
+                "message": "The response was filtered due to the prompt triggering "
+                "Azure OpenAI's content management policy.",
+                "param": "prompt",
+                "status": 400,
+                "innererror": {
+                    "code": "ResponsibleAIPolicyViolation",
+                    "content_filter_result": {
+                        "hate": {"filtered": True, "severity": "high"},
+                        "sexual": {"filtered": False, "severity": "safe"},
+                    },
+                },
+            }
+        },
+        {},
+        "invalid_request",
+        None,
+        "content filter refused the prompt (hate: high)",
+    ),
+    (
+        500,
+        {"error": {"code": "InternalServerError", "message": "The service is temporarily unable to process."}},
+        {},
+        "server_error",
+        None,
+        "InternalServerError",
+    ),
     (503, b"<html>Service Unavailable</html>", {}, "server_error", None, "Service Unavailable"),
 ]
 
 
 @pytest.mark.parametrize("status, body, headers, error_type, retry_after, words", AZURE_ERRORS)
-async def test_azures_error_bodies_map_into_the_error_tree(server, client, status, body, headers, error_type,
-                                                           retry_after, words):
+async def test_azures_error_bodies_map_into_the_error_tree(
+    server, client, status, body, headers, error_type, retry_after, words
+):
     adapter = AzureAdapter(azure_spec(server.url, api_version=VERSION), client)
     server.replies += [json_reply(status, body, headers), json_reply(status, body, headers)]
     for call in (adapter.complete(chat("Hello")), collect(adapter, chat("Hello"))):
@@ -263,10 +418,17 @@ async def test_a_content_filtered_answer_is_returned_as_it_is(server, client):
 
 # -- the endpoint and the key ----------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def no_azure_env(monkeypatch):
-    for var in ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY", "AZURE_API_KEY", "AZURE_BASE_URL", "TEAM_API_KEY",
-                "TEAM_BASE_URL"):
+    for var in (
+        "AZURE_OPENAI_ENDPOINT",
+        "AZURE_OPENAI_API_KEY",
+        "AZURE_API_KEY",
+        "AZURE_BASE_URL",
+        "TEAM_API_KEY",
+        "TEAM_BASE_URL",
+    ):
         monkeypatch.delenv(var, raising=False)
     return monkeypatch
 
@@ -281,8 +443,11 @@ def test_no_public_base_url_a_clear_config_error(no_azure_env):
 def test_the_sdks_endpoint_variable_brings_its_key_variable(no_azure_env):
     no_azure_env.setenv("AZURE_OPENAI_ENDPOINT", "https://acme.openai.azure.com/")
     spec = ProviderSpec("azure", "gpt-4o")
-    assert (spec.api, spec.base_url, spec.key_env_var) == ("azure", "https://acme.openai.azure.com",
-                                                           "AZURE_OPENAI_API_KEY")
+    assert (spec.api, spec.base_url, spec.key_env_var) == (
+        "azure",
+        "https://acme.openai.azure.com",
+        "AZURE_OPENAI_API_KEY",
+    )
     assert spec.with_priority(1).key_env_var == "AZURE_OPENAI_API_KEY"  # copies keep it
     # A key of this provider's own wins: its variable, an api_key_env, a key.
     no_azure_env.setenv("TEAM_API_KEY", "k")
@@ -311,10 +476,22 @@ def test_a_missing_key_names_the_variable_to_set(no_azure_env):
 # -- through the router, over the simulator ----------------------------------------------------------------------
 
 FORMS = ["v1", "legacy"]
-PROFILES = [ProviderProfile(n, api="azure", model="gpt-4o-mini", input_price=1.0, output_price=2.0,
-                            context_window=4000, retry_after_s=0.7, seed=i, **kw)
-            for i, (n, kw) in enumerate((("az-a", {}), ("az-b", {}), ("az-keyed", {"require_api_key": KEY}),
-                                          ("az-drip", {"tokens_per_s": 20.0})))]
+PROFILES = [
+    ProviderProfile(
+        n,
+        api="azure",
+        model="gpt-4o-mini",
+        input_price=1.0,
+        output_price=2.0,
+        context_window=4000,
+        retry_after_s=0.7,
+        seed=i,
+        **kw,
+    )
+    for i, (n, kw) in enumerate(
+        (("az-a", {}), ("az-b", {}), ("az-keyed", {"require_api_key": KEY}), ("az-drip", {"tokens_per_s": 20.0}))
+    )
+]
 IMAGE_PROMPT = [{"role": "user", "content": ["What is in this picture?", {"type": "image", "data": PNG}]}]
 KINDS = {
     "text": ("Explain the CAP theorem in one line.", {}),
@@ -334,8 +511,7 @@ def sim():
 def fresh(sim):
     sim.reset()
     yield sim
-    wait_until(lambda: all(sum(p["statuses"].values()) == p["requests"] for p in sim.stats()["providers"].values()),
-               3)
+    wait_until(lambda: all(sum(p["statuses"].values()) == p["requests"] for p in sim.stats()["providers"].values()), 3)
     sim.reset()
 
 
@@ -400,7 +576,11 @@ def test_prose_instead_of_json_fails_over_to_an_azure_provider_that_answers_json
     assert c.provider == "az-b" and c.attempts == 2 and isinstance(c.parsed, City)
     first = rec[0]
     assert (first["provider"], first["status"], first["error_type"], first["http_status"]) == (
-        "az-a", "error", "malformed_response", 200)
+        "az-a",
+        "error",
+        "malformed_response",
+        200,
+    )
     assert first["input_tokens"] > 0 and first["output_tokens"] > 0 and first["cost"] > 0  # the prose was billed
     assert rec[1]["provider"] == "az-b" and rec[1]["status"] == "ok" and sleeps.delays == []
     assert fresh.stats()["providers"]["az-a"]["statuses"] == {"ignore_schema": 1}
@@ -477,7 +657,8 @@ def test_each_fault_is_the_error_type_its_answer_means(fresh, form, fault, strea
     error_type, status = expected(fault, streamed)
     assert (err.provider, err.error_type, err.status_code) == ("az-a", error_type, status)
     assert [(x["status"], x["error_type"], x["http_status"], x["streamed"]) for x in rec] == [
-        ("error", error_type, status, streamed)]
+        ("error", error_type, status, streamed)
+    ]
     assert err.retry_after == RETRY_AFTER.get(fault)
     if fault == "model_not_found":
         assert "DeploymentNotFound: no deployment 'gpt-4o-mini'" in err.message
@@ -513,6 +694,7 @@ def test_each_fault_with_a_healthy_azure_fallback_follows_the_error_policy(fresh
 
 # -- the content filter, a cancelled stream, a key from the environment --------------------------------------------
 
+
 @pytest.mark.parametrize("streamed", [False, True], ids=["plain", "stream"])
 def test_a_prompt_the_content_filter_refuses_fails_fast_and_says_why(fresh, streamed):
     with ModelClientRouter(ProviderRoutingConfig(specs_for(fresh, ["az-a", "az-b"], "v1"))) as r:
@@ -542,11 +724,13 @@ async def test_a_stream_cancelled_mid_way_is_recorded_with_what_was_reported(fre
     with ModelClientRouter(ProviderRoutingConfig(specs_for(fresh, ["az-drip"], "v1"))) as r:
         await cancel_after_first_item(r.astream("a long story", max_tokens=200))
         rec = rows(r)
-        await asyncio.to_thread(wait_until, lambda: fresh.stats()["providers"]["az-drip"]["statuses"].get(
-            "disconnected", 0) == 1)
+        await asyncio.to_thread(
+            wait_until, lambda: fresh.stats()["providers"]["az-drip"]["statuses"].get("disconnected", 0) == 1
+        )
     # Azure reports usage only at the end of a stream: nothing was reported, nothing billed.
     assert [(x["status"], x["error_type"], x["streamed"], x["input_tokens"], x["cost"]) for x in rec] == [
-        ("cancelled", "cancelled", True, 0, 0.0)]
+        ("cancelled", "cancelled", True, 0, 0.0)
+    ]
     assert_ledger_matches_sim(r, fresh)
 
 

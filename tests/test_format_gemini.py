@@ -18,8 +18,9 @@ import httpx
 import jsonschema
 import pydantic
 import pytest
-
 from helpers import assert_ledger_matches_sim, cancel_after_first_item, make_router, rows, wait_until
+from test_adapters import ScriptedServer, json_reply, sse_reply
+
 from llmroute_magic import AllProvidersFailed, ModelClientRouter, ProviderError, ProviderRoutingConfig, ProviderSpec
 from llmroute_magic._errors import ERROR_POLICY, Policy
 from llmroute_magic._http import make_client
@@ -28,14 +29,19 @@ from llmroute_magic._providers.gemini import MADE_ID_PREFIX, SKIP_SIGNATURE, Gem
 from llmroute_magic._request import build_request
 from llmroute_magic._types import ToolCall
 from llmroute_magic.sim import FAULT_KINDS, ProviderProfile, Simulator
-from test_adapters import ScriptedServer, json_reply, sse_reply
 
 MODEL = "gemini-2.5-flash"
 IN_PRICE, OUT_PRICE = 0.3, 2.5
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
-WEATHER = {"name": "get_weather", "description": "Current weather for a city", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["C", "F"]}},
-    "required": ["city", "unit"]}}
+WEATHER = {
+    "name": "get_weather",
+    "description": "Current weather for a city",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["C", "F"]}},
+        "required": ["city", "unit"],
+    },
+}
 TIMEOUT_S = 0.3
 
 
@@ -51,14 +57,28 @@ class City(pydantic.BaseModel):
 
 
 def profile(name: str, seed: int, **extra) -> ProviderProfile:
-    return ProviderProfile(name, api="gemini", model=MODEL, input_price=IN_PRICE, output_price=OUT_PRICE,
-                           retry_after_s=0.7, seed=seed, **extra)
+    return ProviderProfile(
+        name,
+        api="gemini",
+        model=MODEL,
+        input_price=IN_PRICE,
+        output_price=OUT_PRICE,
+        retry_after_s=0.7,
+        seed=seed,
+        **extra,
+    )
 
 
 @pytest.fixture(scope="module")
 def sim():
-    with Simulator([profile("gem-a", 1, context_window=4000), profile("gem-b", 2, context_window=200_000),
-                    profile("gem-blind", 3, vision=False), profile("gem-drip", 4, tokens_per_s=40.0)]) as s:
+    with Simulator(
+        [
+            profile("gem-a", 1, context_window=4000),
+            profile("gem-b", 2, context_window=200_000),
+            profile("gem-blind", 3, vision=False),
+            profile("gem-drip", 4, tokens_per_s=40.0),
+        ]
+    ) as s:
         yield s
 
 
@@ -83,8 +103,16 @@ def cost(i: int, o: int) -> float:
     return i * IN_PRICE / 1e6 + o * OUT_PRICE / 1e6
 
 
-IMAGE_PROMPT = [{"role": "user", "content": ["What is in these pictures?", {"type": "image", "data": PNG},
-                                             {"type": "image", "url": "https://example.com/cat.png"}]}]
+IMAGE_PROMPT = [
+    {
+        "role": "user",
+        "content": [
+            "What is in these pictures?",
+            {"type": "image", "data": PNG},
+            {"type": "image", "url": "https://example.com/cat.png"},
+        ],
+    }
+]
 KINDS = {
     "text": ("Explain the CAP theorem in one line.", {"system": "Be brief.", "max_tokens": 200}),
     "tools": ("What is the weather in Paris? Use get_weather.", {"tools": [WEATHER]}),
@@ -95,6 +123,7 @@ KINDS = {
 
 # -- 1. the matrix ----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("streamed", [False, True], ids=["plain", "stream"])
 def test_every_kind_of_request_plain_and_streamed_bills_what_the_simulator_billed(fresh, streamed, kind):
@@ -102,8 +131,11 @@ def test_every_kind_of_request_plain_and_streamed_bills_what_the_simulator_bille
     with make_router(fresh, ["gem-a"]) as r:
         c = ask(r, streamed, prompt, **options)
         assert (c.provider, c.model, c.finish_reason) == ("gem-a", MODEL, "STOP")
-        assert c.input_tokens > 0 and c.output_tokens > 0 and c.cost == pytest.approx(cost(c.input_tokens,
-                                                                                           c.output_tokens))
+        assert (
+            c.input_tokens > 0
+            and c.output_tokens > 0
+            and c.cost == pytest.approx(cost(c.input_tokens, c.output_tokens))
+        )
         if kind == "tools":
             (call,) = c.tool_calls
             assert call.name == "get_weather" and call.id.startswith(MADE_ID_PREFIX) and c.text == ""
@@ -128,9 +160,14 @@ def test_tool_call_ids_are_stable_and_results_go_back(fresh):
         list(streamed)
         assert streamed.completion.tool_calls == plain.tool_calls  # the same call, the same made-up id
         call = plain.tool_calls[0]
-        answer = r.complete([{"role": "user", "content": prompt},
-                             {"role": "assistant", "content": None, "tool_calls": list(plain.tool_calls)},
-                             {"role": "tool", "tool_call_id": call.id, "content": '{"temp_c": 18}'}], tools=[WEATHER])
+        answer = r.complete(
+            [
+                {"role": "user", "content": prompt},
+                {"role": "assistant", "content": None, "tool_calls": list(plain.tool_calls)},
+                {"role": "tool", "tool_call_id": call.id, "content": '{"temp_c": 18}'},
+            ],
+            tools=[WEATHER],
+        )
         assert answer.text and answer.tool_calls == ()  # after a tool result, AUTO answers in words
         forced = r.complete("Say hello.", tools=[WEATHER], tool_choice="get_weather")
         assert [c.name for c in forced.tool_calls] == ["get_weather"]
@@ -147,6 +184,7 @@ def test_the_request_model_is_used_and_priced(fresh):
 
 # -- 2. failover and capabilities --------------------------------------------------------------------------
 
+
 def test_a_schema_answered_in_prose_fails_over_to_a_provider_that_answers_json(fresh):
     fresh.inject("gem-a", ["ignore_schema"])
     with make_router(fresh, ["gem-a", "gem-b"]) as r:
@@ -155,7 +193,11 @@ def test_a_schema_answered_in_prose_fails_over_to_a_provider_that_answers_json(f
     assert c.provider == "gem-b" and c.attempts == 2 and isinstance(c.parsed, City)
     first = rec[0]
     assert (first["provider"], first["status"], first["error_type"], first["http_status"]) == (
-        "gem-a", "error", "malformed_response", 200)
+        "gem-a",
+        "error",
+        "malformed_response",
+        200,
+    )
     assert first["output_tokens"] > 0 and first["cost"] > 0  # prose is billed: the provider did answer
     assert fresh.stats()["providers"]["gem-a"]["statuses"] == {"ignore_schema": 1}
     assert_ledger_matches_sim(r, fresh)
@@ -239,7 +281,12 @@ def test_each_fault_maps_to_its_error_type_and_the_router_acts_on_it(fresh, faul
             assert ask(r, streamed, "What is the CAP theorem?", max_tokens=24).provider == "gem-b"
         first = rows(r)[0]
     assert (first["provider"], first["status"], first["error_type"], first["http_status"], first["streamed"]) == (
-        "gem-a", "error", error_type, status, streamed)
+        "gem-a",
+        "error",
+        error_type,
+        status,
+        streamed,
+    )
     assert_ledger_matches_sim(r, fresh)
 
 
@@ -265,17 +312,20 @@ def test_the_retry_hint_is_google_s_retry_delay(fresh, streamed):
 
 # -- 4. cancelling and keys ----------------------------------------------------------------------------------
 
+
 async def test_a_cancelled_stream_records_cancelled_with_the_prompt_tokens_it_was_told(fresh):
     with make_router(fresh, ["gem-drip"]) as r:
         await cancel_after_first_item(r.astream("a long story, please", max_tokens=200))
         rec = rows(r)
-        await asyncio.to_thread(wait_until, lambda: fresh.stats()["providers"]["gem-drip"]["statuses"].get(
-            "disconnected") == 1)
+        await asyncio.to_thread(
+            wait_until, lambda: fresh.stats()["providers"]["gem-drip"]["statuses"].get("disconnected") == 1
+        )
     billed = fresh.stats()["providers"]["gem-drip"]
     assert [(x["status"], x["error_type"], x["streamed"]) for x in rec] == [("cancelled", "cancelled", True)]
     assert rec[0]["input_tokens"] == billed["input_tokens"] > 0  # every frame reports the prompt's tokens
     assert rec[0]["output_tokens"] == billed["output_tokens"] == 0 and rec[0]["cost"] == pytest.approx(
-        cost(billed["input_tokens"], 0))
+        cost(billed["input_tokens"], 0)
+    )
     assert_ledger_matches_sim(r, fresh)
 
 
@@ -292,6 +342,7 @@ def test_a_missing_key_says_which_variable_to_set(fresh, monkeypatch):
 
 
 # -- 5. the adapter against hand-written answers ---------------------------------------------------------------
+
 
 @pytest.fixture
 async def server():
@@ -333,39 +384,90 @@ def answer(parts: list, usage: dict | None = None, finish: str | None = "STOP", 
 
 
 def test_the_body_carries_system_images_tools_results_schema_and_params():
-    turns = [{"role": "system", "content": "Use metric units."},
-             {"role": "user", "content": ["What is this?", {"type": "image", "data": PNG},
-                                          {"type": "image", "url": "https://example.com/cat.png"}]},
-             {"role": "assistant", "content": None, "tool_calls": [
-                 ToolCall("gcall_1", "get_weather", {"city": "Paris", "unit": "C"}),
-                 {"id": "api-id-2", "function": {"name": "get_weather", "arguments": '{"city":"Oslo","unit":"C"}'}}]},
-             {"role": "tool", "tool_call_id": "gcall_1", "content": '{"temp": 18}'},
-             {"role": "tool", "tool_call_id": "api-id-2", "content": "9 C"}]
+    turns = [
+        {"role": "system", "content": "Use metric units."},
+        {
+            "role": "user",
+            "content": [
+                "What is this?",
+                {"type": "image", "data": PNG},
+                {"type": "image", "url": "https://example.com/cat.png"},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                ToolCall("gcall_1", "get_weather", {"city": "Paris", "unit": "C"}),
+                {"id": "api-id-2", "function": {"name": "get_weather", "arguments": '{"city":"Oslo","unit":"C"}'}},
+            ],
+        },
+        {"role": "tool", "tool_call_id": "gcall_1", "content": '{"temp": 18}'},
+        {"role": "tool", "tool_call_id": "api-id-2", "content": "9 C"},
+    ]
     adapter = GeminiAdapter(spec_at("https://generativelanguage.googleapis.com", api_key="k"), None)
-    request = chat(turns, system="Be brief.", max_tokens=50, temperature=0.5, tools=[WEATHER],
-                   tool_choice="get_weather", response_format=City, model="gemini-2.5-pro", top_p=0.9,
-                   safetySettings=[{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}])
+    request = chat(
+        turns,
+        system="Be brief.",
+        max_tokens=50,
+        temperature=0.5,
+        tools=[WEATHER],
+        tool_choice="get_weather",
+        response_format=City,
+        model="gemini-2.5-pro",
+        top_p=0.9,
+        safetySettings=[{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
+    )
     body = adapter.build_body(request, stream=True)
-    assert adapter.url_for(request, True) == ("https://generativelanguage.googleapis.com/v1/models/gemini-2.5-pro:"
-                                              "streamGenerateContent?alt=sse")
+    assert adapter.url_for(request, True) == (
+        "https://generativelanguage.googleapis.com/v1/models/gemini-2.5-pro:streamGenerateContent?alt=sse"
+    )
     assert body["systemInstruction"] == {"parts": [{"text": "Be brief.\n\nUse metric units."}]}
     user, model, results = body["contents"]
-    assert user == {"role": "user", "parts": [
-        {"text": "What is this?"}, {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(PNG).decode()}},
-        {"fileData": {"mimeType": "image/png", "fileUri": "https://example.com/cat.png"}}]}
-    assert model == {"role": "model", "parts": [  # made-up ids stay home; the first call carries a signature
-        {"functionCall": {"name": "get_weather", "args": {"city": "Paris", "unit": "C"}},
-         "thoughtSignature": SKIP_SIGNATURE},
-        {"functionCall": {"name": "get_weather", "args": {"city": "Oslo", "unit": "C"}, "id": "api-id-2"}}]}
-    assert results == {"role": "user", "parts": [  # both results in one turn, named after their calls
-        {"functionResponse": {"name": "get_weather", "response": {"temp": 18}}},
-        {"functionResponse": {"name": "get_weather", "response": {"output": "9 C"}, "id": "api-id-2"}}]}
-    assert body["tools"] == [{"functionDeclarations": [{"name": "get_weather", "description": WEATHER["description"],
-                                                        "parametersJsonSchema": WEATHER["parameters"]}]}]
+    assert user == {
+        "role": "user",
+        "parts": [
+            {"text": "What is this?"},
+            {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(PNG).decode()}},
+            {"fileData": {"mimeType": "image/png", "fileUri": "https://example.com/cat.png"}},
+        ],
+    }
+    assert model == {
+        "role": "model",
+        "parts": [  # made-up ids stay home; the first call carries a signature
+            {
+                "functionCall": {"name": "get_weather", "args": {"city": "Paris", "unit": "C"}},
+                "thoughtSignature": SKIP_SIGNATURE,
+            },
+            {"functionCall": {"name": "get_weather", "args": {"city": "Oslo", "unit": "C"}, "id": "api-id-2"}},
+        ],
+    }
+    assert results == {
+        "role": "user",
+        "parts": [  # both results in one turn, named after their calls
+            {"functionResponse": {"name": "get_weather", "response": {"temp": 18}}},
+            {"functionResponse": {"name": "get_weather", "response": {"output": "9 C"}, "id": "api-id-2"}},
+        ],
+    }
+    assert body["tools"] == [
+        {
+            "functionDeclarations": [
+                {
+                    "name": "get_weather",
+                    "description": WEATHER["description"],
+                    "parametersJsonSchema": WEATHER["parameters"],
+                }
+            ]
+        }
+    ]
     assert body["toolConfig"] == {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}}
-    assert body["generationConfig"] == {"maxOutputTokens": 50, "temperature": 0.5, "responseMimeType":
-                                        "application/json", "responseJsonSchema": City.model_json_schema(),
-                                        "top_p": 0.9}
+    assert body["generationConfig"] == {
+        "maxOutputTokens": 50,
+        "temperature": 0.5,
+        "responseMimeType": "application/json",
+        "responseJsonSchema": City.model_json_schema(),
+        "top_p": 0.9,
+    }
     assert body["safetySettings"][0]["threshold"] == "BLOCK_NONE" and "stream" not in json.dumps(body)
 
 
@@ -373,18 +475,29 @@ def test_the_api_version_comes_from_the_spec_or_the_base_url():
     req = chat("hi")
     for spec, url in [
         (spec_at("http://127.0.0.1:9/g", api_version="v1beta"), "http://127.0.0.1:9/g/v1beta/models/"),
-        (spec_at("https://generativelanguage.googleapis.com/v1beta"),
-         "https://generativelanguage.googleapis.com/v1beta/models/"),
-        (ProviderSpec("g", "models/gemini-2.0-flash", api="gemini", base_url="http://127.0.0.1:9/g"),
-         "http://127.0.0.1:9/g/v1/models/")]:
+        (
+            spec_at("https://generativelanguage.googleapis.com/v1beta"),
+            "https://generativelanguage.googleapis.com/v1beta/models/",
+        ),
+        (
+            ProviderSpec("g", "models/gemini-2.0-flash", api="gemini", base_url="http://127.0.0.1:9/g"),
+            "http://127.0.0.1:9/g/v1/models/",
+        ),
+    ]:
         assert GeminiAdapter(spec, None).url_for(req, False).startswith(url)
     tuned = GeminiAdapter(spec_at("http://127.0.0.1:9/g"), None).url_for(chat("hi", model="tunedModels/t1"), False)
     assert tuned == "http://127.0.0.1:9/g/v1/tunedModels/t1:generateContent"
 
 
 async def test_usage_counts_cached_prompt_and_thinking_tokens_as_genai_prices_does(server, client):
-    usage = {"promptTokenCount": 1000, "cachedContentTokenCount": 600, "toolUsePromptTokenCount": 20,
-             "candidatesTokenCount": 50, "thoughtsTokenCount": 300, "totalTokenCount": 1370}
+    usage = {
+        "promptTokenCount": 1000,
+        "cachedContentTokenCount": 600,
+        "toolUsePromptTokenCount": 20,
+        "candidatesTokenCount": 50,
+        "thoughtsTokenCount": 300,
+        "totalTokenCount": 1370,
+    }
     thought = {"text": "Let me think...", "thought": True}
     server.replies.append(json_reply(200, answer([thought, {"text": "Hi"}], usage, modelVersion="gemini-2.5-flash")))
     adapter = GeminiAdapter(spec_at(server.url), client)
@@ -392,25 +505,35 @@ async def test_usage_counts_cached_prompt_and_thinking_tokens_as_genai_prices_do
     assert (result.text, result.model, result.finish_reason) == ("Hi", "gemini-2.5-flash", "STOP")
     assert (result.input_tokens, result.cache_read_tokens, result.output_tokens) == (1020, 600, 350)
     assert "x-goog-api-key" not in server.seen[0].headers  # a loopback server needs no key
-    frames = [answer([{"text": "H"}], {"promptTokenCount": 1000, "totalTokenCount": 1000}, finish=None),
-              answer([{"text": "i"}], usage)]
+    frames = [
+        answer([{"text": "H"}], {"promptTokenCount": 1000, "totalTokenCount": 1000}, finish=None),
+        answer([{"text": "i"}], usage),
+    ]
     server.replies.append(sse_reply([f"data: {json.dumps(f)}" for f in frames]))
     deltas, final = await collect(adapter, chat("hello"))
     assert deltas == ["H", "i"] and (final.input_tokens, final.cache_read_tokens, final.output_tokens) == (
-        1020, 600, 350)
+        1020,
+        600,
+        350,
+    )
     assert server.seen[1].path == f"/v1/models/{MODEL}:streamGenerateContent?alt=sse"
 
 
 async def test_the_ledger_prices_cached_and_thinking_tokens_with_genai_prices(server):
     from genai_prices import Usage, calc_price
 
-    usage = {"promptTokenCount": 1000, "cachedContentTokenCount": 600, "candidatesTokenCount": 50,
-             "thoughtsTokenCount": 300}
+    usage = {
+        "promptTokenCount": 1000,
+        "cachedContentTokenCount": 600,
+        "candidatesTokenCount": 50,
+        "thoughtsTokenCount": 300,
+    }
     server.replies.append(json_reply(200, answer([{"text": "Hi"}], usage, modelVersion=MODEL)))
     with ModelClientRouter(ProviderRoutingConfig([spec_at(server.url)])) as r:  # no prices: the catalogue's
         c = await r.acomplete("hello")
-    want = calc_price(Usage(input_tokens=1000, cache_read_tokens=600, output_tokens=350), MODEL,
-                      provider_id="google").total_price
+    want = calc_price(
+        Usage(input_tokens=1000, cache_read_tokens=600, output_tokens=350), MODEL, provider_id="google"
+    ).total_price
     assert c.cost == pytest.approx(float(want), rel=1e-9) and c.cost > 0
 
 
@@ -421,16 +544,25 @@ async def test_thought_signatures_are_kept_and_sent_back_with_their_calls(server
     result = await adapter.complete(chat("Weather in Paris?", tools=[WEATHER]))
     (made,) = result.tool_calls
     assert made.id.startswith(MADE_ID_PREFIX) and made.arguments == {"city": "Paris", "unit": "C"}
-    body = adapter.build_body(chat([{"role": "user", "content": "Weather in Paris?"},
-                                    {"role": "assistant", "content": None, "tool_calls": [made]},
-                                    {"role": "tool", "tool_call_id": made.id, "content": "18 C"}]), False)
+    body = adapter.build_body(
+        chat(
+            [
+                {"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "content": None, "tool_calls": [made]},
+                {"role": "tool", "tool_call_id": made.id, "content": "18 C"},
+            ]
+        ),
+        False,
+    )
     assert body["contents"][1]["parts"][0]["thoughtSignature"] == "c2ln"
     assert "id" not in body["contents"][1]["parts"][0]["functionCall"]
 
 
 async def test_a_stream_without_alt_sse_is_one_json_array_and_still_read(server, client):
-    frames = [answer([{"text": "Hel"}], {"promptTokenCount": 5}, finish=None),
-              answer([{"text": "lo"}], {"promptTokenCount": 5, "candidatesTokenCount": 2})]
+    frames = [
+        answer([{"text": "Hel"}], {"promptTokenCount": 5}, finish=None),
+        answer([{"text": "lo"}], {"promptTokenCount": 5, "candidatesTokenCount": 2}),
+    ]
     server.replies.append(json_reply(200, frames))
     deltas, final = await collect(GeminiAdapter(spec_at(server.url), client), chat("hi"))
     assert deltas == ["Hello"] and (final.text, final.input_tokens, final.output_tokens) == ("Hello", 5, 2)
@@ -443,7 +575,11 @@ async def test_a_blocked_prompt_is_an_empty_answer_with_its_block_reason(server,
     adapter = GeminiAdapter(spec_at(server.url), client)
     result = (await collect(adapter, chat("hi")))[1] if streamed else await adapter.complete(chat("hi"))
     assert (result.text, result.finish_reason, result.input_tokens, result.output_tokens) == (
-        "", "PROHIBITED_CONTENT", 7, 0)
+        "",
+        "PROHIBITED_CONTENT",
+        7,
+        0,
+    )
 
 
 def google(code: int, status: str, message: str, details: list | None = None) -> dict:
@@ -452,21 +588,51 @@ def google(code: int, status: str, message: str, details: list | None = None) ->
 
 RETRY = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "20s"}
 ERROR_BODIES = [  # what Google sends, and what it means
-    (429, google(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota ... Please retry in 20.04s.",
-                 [RETRY]), "rate_limit", 20.0),
+    (
+        429,
+        google(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota ... Please retry in 20.04s.", [RETRY]),
+        "rate_limit",
+        20.0,
+    ),
     (429, google(429, "RESOURCE_EXHAUSTED", "Quota exceeded ... Please retry in 1500ms."), "rate_limit", 1.5),
-    (429, google(429, "RESOURCE_EXHAUSTED", "* Quota exceeded for metric: ..., limit: 0, model: gemini-2.5-pro",
-                 [RETRY]), "insufficient_quota", 20.0),
+    (
+        429,
+        google(429, "RESOURCE_EXHAUSTED", "* Quota exceeded for metric: ..., limit: 0, model: gemini-2.5-pro", [RETRY]),
+        "insufficient_quota",
+        20.0,
+    ),
     (429, google(429, "RESOURCE_EXHAUSTED", "Your prepayment credits are depleted."), "insufficient_quota", None),
     (400, google(400, "INVALID_ARGUMENT", "API key expired. Please renew the API key."), "authentication", None),
     (400, google(400, "FAILED_PRECONDITION", "User location is not supported for the API use."), "permission", None),
-    (400, google(400, "FAILED_PRECONDITION", "Gemini API free tier is not available in your country. Please enable "
-                                             "billing on your project in Google AI Studio."), "insufficient_quota",
-     None),
-    (400, google(400, "INVALID_ARGUMENT", "The input token count (1048577) exceeds the maximum number of tokens "
-                                          "allowed (1048576)."), "context_length", None),
-    (400, google(400, "INVALID_ARGUMENT", "Function calling with a response mime type: 'application/json' is "
-                                          "unsupported"), "invalid_request", None),
+    (
+        400,
+        google(
+            400,
+            "FAILED_PRECONDITION",
+            "Gemini API free tier is not available in your country. Please enable "
+            "billing on your project in Google AI Studio.",
+        ),
+        "insufficient_quota",
+        None,
+    ),
+    (
+        400,
+        google(
+            400,
+            "INVALID_ARGUMENT",
+            "The input token count (1048577) exceeds the maximum number of tokens allowed (1048576).",
+        ),
+        "context_length",
+        None,
+    ),
+    (
+        400,
+        google(
+            400, "INVALID_ARGUMENT", "Function calling with a response mime type: 'application/json' is unsupported"
+        ),
+        "invalid_request",
+        None,
+    ),
     (401, google(401, "UNAUTHENTICATED", "Request had invalid authentication credentials."), "authentication", None),
     (503, google(503, "UNAVAILABLE", "The model is overloaded. Please try again later."), "overloaded", None),
     (500, google(500, "INTERNAL", "An internal error has occurred."), "server_error", None),
@@ -485,8 +651,10 @@ async def test_google_error_bodies_map_onto_the_error_tree(server, client, statu
 
 
 async def test_an_error_frame_mid_stream_keeps_the_text_and_the_reported_prompt(server, client):
-    frames = [f"data: {json.dumps(answer([{'text': 'Hel'}], {'promptTokenCount': 5}, finish=None))}",
-              f"data: {json.dumps(google(500, 'INTERNAL', 'An internal error has occurred.'))}"]
+    frames = [
+        f"data: {json.dumps(answer([{'text': 'Hel'}], {'promptTokenCount': 5}, finish=None))}",
+        f"data: {json.dumps(google(500, 'INTERNAL', 'An internal error has occurred.'))}",
+    ]
     server.replies.append(sse_reply(frames))
     with pytest.raises(ProviderError) as info:
         await collect(GeminiAdapter(spec_at(server.url), client), chat("hi"))
@@ -512,9 +680,9 @@ async def test_the_sdk_key_variables_are_a_fallback_for_google_s_own_endpoint_on
         monkeypatch.setenv("GEMINI_API_KEY", "AIza-own-var")  # the spec's own variable wins once it is set
         await own.complete(chat("hi"))
         assert seen[1].headers["x-goog-api-key"] == "AIza-own-var"
-        proxy = adapter_for("gemini")(ProviderSpec("my-gemini", MODEL, api="gemini",
-                                                   base_url="https://llm-proxy.example"), plain)
+        proxy = adapter_for("gemini")(
+            ProviderSpec("my-gemini", MODEL, api="gemini", base_url="https://llm-proxy.example"), plain
+        )
         with pytest.raises(ProviderError, match="set MY_GEMINI_API_KEY"):  # Google's key never goes elsewhere
             await proxy.complete(chat("hi"))
     assert len(seen) == 2
-

@@ -24,10 +24,16 @@ import jsonschema
 import openai
 import pydantic
 import pytest
-
 from helpers import assert_ledger_matches_sim, cancel_after_first_item, make_router, rows, wait_until
-from llmroute_magic import (AllProvidersFailed, ConfigError, ModelClientRouter, ProviderError, ProviderRoutingConfig,
-                            ProviderSpec)
+
+from llmroute_magic import (
+    AllProvidersFailed,
+    ConfigError,
+    ModelClientRouter,
+    ProviderError,
+    ProviderRoutingConfig,
+    ProviderSpec,
+)
 from llmroute_magic._providers import adapter_for
 from llmroute_magic._providers._failures import AttemptContext
 from llmroute_magic._providers._sse import ServerSentEvent
@@ -49,9 +55,11 @@ PROFILES = [
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 PNG_B64 = base64.b64encode(PNG).decode()
-WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"},
-                                                   "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
-                  "required": ["city", "unit"]}
+WEATHER_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+    "required": ["city", "unit"],
+}
 WEATHER_TOOL = {"name": "get_weather", "description": "Current weather in a city", "parameters": WEATHER_SCHEMA}
 
 
@@ -93,6 +101,7 @@ def counters(sim, name: str = "resp-a") -> dict:
 
 # == 1. the adapter ======================================================================================
 
+
 def chat(prompt, **options):
     spec = ProviderSpec("p", "m", base_url="http://127.0.0.1:9/v1")
     return build_request(prompt, options, config=ProviderRoutingConfig([spec]), request_id="r", streamed=False).chat
@@ -104,9 +113,14 @@ def adapter(url: str = "http://127.0.0.1:9/v1", **spec) -> OpenAIResponsesAdapte
 
 TOOL_TURNS = [
     {"role": "user", "content": "Weather in Paris and Oslo?"},
-    {"role": "assistant", "content": "Let me look.", "tool_calls": [
-        ToolCall("call_1", "get_weather", {"city": "Paris"}),
-        {"id": "call_2", "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}]},
+    {
+        "role": "assistant",
+        "content": "Let me look.",
+        "tool_calls": [
+            ToolCall("call_1", "get_weather", {"city": "Paris"}),
+            {"id": "call_2", "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}},
+        ],
+    },
     {"role": "tool", "tool_call_id": "call_1", "content": "18 C"},
     {"role": "tool", "tool_call_id": "call_2", "content": "9 C"},
 ]
@@ -118,15 +132,36 @@ def test_the_registry_gives_this_adapter_for_its_api():
 
 
 def test_body_carries_system_images_model_limits_and_never_asks_to_store():
-    prompt = [{"role": "user", "content": ["What is this?", {"type": "image", "data": PNG},
-                                           {"type": "image", "url": "https://example.com/cat.png"}]}]
-    body = adapter().build_body(chat(prompt, model="gpt-other", max_tokens=50, temperature=0.2,
-                                     system="Be brief."), stream=False)
-    assert body == {"model": "gpt-other", "store": False, "instructions": "Be brief.", "max_output_tokens": 50,
-                    "temperature": 0.2, "input": [{"role": "user", "content": [
-                        {"type": "input_text", "text": "What is this?"},
-                        {"type": "input_image", "image_url": f"data:image/png;base64,{PNG_B64}", "detail": "auto"},
-                        {"type": "input_image", "image_url": "https://example.com/cat.png", "detail": "auto"}]}]}
+    prompt = [
+        {
+            "role": "user",
+            "content": [
+                "What is this?",
+                {"type": "image", "data": PNG},
+                {"type": "image", "url": "https://example.com/cat.png"},
+            ],
+        }
+    ]
+    body = adapter().build_body(
+        chat(prompt, model="gpt-other", max_tokens=50, temperature=0.2, system="Be brief."), stream=False
+    )
+    assert body == {
+        "model": "gpt-other",
+        "store": False,
+        "instructions": "Be brief.",
+        "max_output_tokens": 50,
+        "temperature": 0.2,
+        "input": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "What is this?"},
+                    {"type": "input_image", "image_url": f"data:image/png;base64,{PNG_B64}", "detail": "auto"},
+                    {"type": "input_image", "image_url": "https://example.com/cat.png", "detail": "auto"},
+                ],
+            }
+        ],
+    }
     streamed = adapter().build_body(chat("hi", top_p=0.5, store=True, max_output_tokens=7, max_tokens=3), stream=True)
     assert streamed["stream"] is True and streamed["input"] == [{"role": "user", "content": "hi"}]
     assert (streamed["top_p"], streamed["store"], streamed["max_output_tokens"]) == (0.5, True, 7)  # params win
@@ -135,8 +170,15 @@ def test_body_carries_system_images_model_limits_and_never_asks_to_store():
 
 def test_body_carries_tools_earlier_calls_their_results_and_a_schema():
     body = adapter().build_body(chat(TOOL_TURNS, tools=[WEATHER_TOOL], tool_choice="get_weather"), stream=False)
-    assert body["tools"] == [{"type": "function", "name": "get_weather", "description": "Current weather in a city",
-                              "parameters": WEATHER_SCHEMA, "strict": False}]
+    assert body["tools"] == [
+        {
+            "type": "function",
+            "name": "get_weather",
+            "description": "Current weather in a city",
+            "parameters": WEATHER_SCHEMA,
+            "strict": False,
+        }
+    ]
     assert body["tool_choice"] == {"type": "function", "name": "get_weather"}
     assert body["input"] == [
         {"role": "user", "content": "Weather in Paris and Oslo?"},
@@ -144,21 +186,32 @@ def test_body_carries_tools_earlier_calls_their_results_and_a_schema():
         {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": '{"city": "Paris"}'},
         {"type": "function_call", "call_id": "call_2", "name": "get_weather", "arguments": '{"city": "Oslo"}'},
         {"type": "function_call_output", "call_id": "call_1", "output": "18 C"},
-        {"type": "function_call_output", "call_id": "call_2", "output": "9 C"}]
-    assert adapter().build_body(chat("hi", tools=[WEATHER_TOOL], tool_choice="required"), False)["tool_choice"] \
+        {"type": "function_call_output", "call_id": "call_2", "output": "9 C"},
+    ]
+    assert (
+        adapter().build_body(chat("hi", tools=[WEATHER_TOOL], tool_choice="required"), False)["tool_choice"]
         == "required"
+    )
     body = adapter().build_body(chat("Biggest city?", response_format=City), stream=False)
-    assert body["text"] == {"format": {"type": "json_schema", "name": "City", "schema": City.model_json_schema(),
-                                       "strict": False}}
+    assert body["text"] == {
+        "format": {"type": "json_schema", "name": "City", "schema": City.model_json_schema(), "strict": False}
+    }
 
 
 def test_a_tool_result_with_an_image_goes_as_parts():
-    turns = [*TOOL_TURNS[:2], {"role": "tool", "tool_call_id": "call_1", "content": ["A chart:", {
-        "type": "image", "data": PNG}]}]
+    turns = [
+        *TOOL_TURNS[:2],
+        {"role": "tool", "tool_call_id": "call_1", "content": ["A chart:", {"type": "image", "data": PNG}]},
+    ]
     body = adapter().build_body(chat(turns, tools=[WEATHER_TOOL]), stream=False)
-    assert body["input"][-1] == {"type": "function_call_output", "call_id": "call_1", "output": [
-        {"type": "input_text", "text": "A chart:"},
-        {"type": "input_image", "image_url": f"data:image/png;base64,{PNG_B64}", "detail": "auto"}]}
+    assert body["input"][-1] == {
+        "type": "function_call_output",
+        "call_id": "call_1",
+        "output": [
+            {"type": "input_text", "text": "A chart:"},
+            {"type": "input_image", "image_url": f"data:image/png;base64,{PNG_B64}", "detail": "auto"},
+        ],
+    }
 
 
 def feed(events: list[tuple[str, dict]], ctx: AttemptContext | None = None):
@@ -168,48 +221,95 @@ def feed(events: list[tuple[str, dict]], ctx: AttemptContext | None = None):
     return parser, "".join(t for t in texts if t)
 
 
-DONE = ("response.completed", {"response": {"model": "gpt-test-2025", "status": "completed", "usage": {
-    "input_tokens": 30, "input_tokens_details": {"cached_tokens": 12, "cache_write_tokens": 5},
-    "output_tokens": 9, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 39}}})
+DONE = (
+    "response.completed",
+    {
+        "response": {
+            "model": "gpt-test-2025",
+            "status": "completed",
+            "usage": {
+                "input_tokens": 30,
+                "input_tokens_details": {"cached_tokens": 12, "cache_write_tokens": 5},
+                "output_tokens": 9,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": 39,
+            },
+        }
+    },
+)
 
 
 def test_stream_events_the_simulator_never_sends_are_read_too():
     # A gateway that sends no output_item.done: the call is made of its deltas at the end.
-    parser, text = feed([
-        ("response.output_item.added", {"output_index": 0, "item": {
-            "type": "function_call", "call_id": "call_9", "name": "get_weather", "arguments": ""}}),
-        ("response.function_call_arguments.delta", {"output_index": 0, "delta": '{"city":'}),
-        ("response.function_call_arguments.delta", {"output_index": 0, "delta": '"Oslo"}'}), DONE])
+    parser, text = feed(
+        [
+            (
+                "response.output_item.added",
+                {
+                    "output_index": 0,
+                    "item": {"type": "function_call", "call_id": "call_9", "name": "get_weather", "arguments": ""},
+                },
+            ),
+            ("response.function_call_arguments.delta", {"output_index": 0, "delta": '{"city":'}),
+            ("response.function_call_arguments.delta", {"output_index": 0, "delta": '"Oslo"}'}),
+            DONE,
+        ]
+    )
     result = parser.result(200, None)
     assert result.tool_calls == (ToolCall("call_9", "get_weather", {"city": "Oslo"}),) and text == ""
     assert (result.finish_reason, result.model, result.input_tokens, result.output_tokens) == (
-        "tool_calls", "gpt-test-2025", 30, 9)
+        "tool_calls",
+        "gpt-test-2025",
+        30,
+        9,
+    )
     assert (result.cache_read_tokens, result.cache_write_tokens) == (12, 5)
 
 
 def test_commentary_is_not_part_of_the_answer_plain_or_streamed():
     """Newer models label a remark on the way to the answer ``phase: commentary`` (a schema answer
     must not start with it)."""
+
     def message(mid, phase, text):
         return {"id": mid, "type": "message", "phase": phase, "content": [{"type": "output_text", "text": text}]}
 
-    payload = {"status": "completed", "output": [message("m1", "commentary", "Let me think. "),
-                                                 message("m2", "final_answer", '{"n": 1}')]}
+    payload = {
+        "status": "completed",
+        "output": [message("m1", "commentary", "Let me think. "), message("m2", "final_answer", '{"n": 1}')],
+    }
     assert adapter().parse_response(payload, 200, chat("hi")).text == '{"n": 1}'
-    parser, text = feed([
-        ("response.output_item.added", {"output_index": 0, "item": message("m1", "commentary", "")}),
-        ("response.output_text.delta", {"item_id": "m1", "output_index": 0, "delta": "Let me think. "}),
-        ("response.output_item.added", {"output_index": 1, "item": message("m2", "final_answer", "")}),
-        ("response.output_text.delta", {"item_id": "m2", "output_index": 1, "delta": '{"n": 1}'}), DONE])
+    parser, text = feed(
+        [
+            ("response.output_item.added", {"output_index": 0, "item": message("m1", "commentary", "")}),
+            ("response.output_text.delta", {"item_id": "m1", "output_index": 0, "delta": "Let me think. "}),
+            ("response.output_item.added", {"output_index": 1, "item": message("m2", "final_answer", "")}),
+            ("response.output_text.delta", {"item_id": "m2", "output_index": 1, "delta": '{"n": 1}'}),
+            DONE,
+        ]
+    )
     assert text == '{"n": 1}' and parser.done
 
 
-@pytest.mark.parametrize("event", [
-    ("error", {"code": "rate_limit_exceeded", "message": "slow down", "param": None}),
-    ("error", {"error": {"type": "server_error", "code": "server_error", "message": "boom"}}),  # nested, as some send
-    ("response.failed", {"response": {"status": "failed", "error": {"code": "server_error", "message": "boom"},
-                                      "usage": {"input_tokens": 30, "output_tokens": 2}}}),
-])
+@pytest.mark.parametrize(
+    "event",
+    [
+        ("error", {"code": "rate_limit_exceeded", "message": "slow down", "param": None}),
+        (
+            "error",
+            {"error": {"type": "server_error", "code": "server_error", "message": "boom"}},
+        ),  # nested, as some send
+        (
+            "response.failed",
+            {
+                "response": {
+                    "status": "failed",
+                    "error": {"code": "server_error", "message": "boom"},
+                    "usage": {"input_tokens": 30, "output_tokens": 2},
+                }
+            },
+        ),
+    ],
+)
 def test_error_events_fail_the_stream_with_what_was_shown_and_reported(event):
     ctx = AttemptContext("p-resp", "gpt-test")
     with pytest.raises(ProviderError) as info:
@@ -222,19 +322,26 @@ def test_error_events_fail_the_stream_with_what_was_shown_and_reported(event):
 
 def test_an_incomplete_answer_says_why_in_chat_completions_words():
     a = adapter()
-    for details, reason in (({"reason": "max_output_tokens"}, "length"), ({"reason": "content_filter"},
-                                                                           "content_filter")):
+    for details, reason in (
+        ({"reason": "max_output_tokens"}, "length"),
+        ({"reason": "content_filter"}, "content_filter"),
+    ):
         payload = {"status": "incomplete", "incomplete_details": details, "output": [], "usage": None}
         assert a.parse_response(payload, 200, chat("hi")).finish_reason == reason
-    result = a.parse_response({"status": "completed", "output": [{"type": "message", "content": [
-        {"type": "output_text", "text": "Hi"}]}]}, 200, chat("hi"))
+    result = a.parse_response(
+        {"status": "completed", "output": [{"type": "message", "content": [{"type": "output_text", "text": "Hi"}]}]},
+        200,
+        chat("hi"),
+    )
     assert (result.text, result.input_tokens, result.output_tokens) == ("Hi", None, None)  # no usage: unknown
     with pytest.raises(ValueError, match="the response failed: server_error"):  # read as malformed, retryable
-        a.parse_response({"status": "failed", "error": {"code": "server_error", "message": "x"}, "output": []}, 200,
-                         chat("hi"))
+        a.parse_response(
+            {"status": "failed", "error": {"code": "server_error", "message": "x"}, "output": []}, 200, chat("hi")
+        )
 
 
 # == 2. the official SDK against the simulator ============================================================
+
 
 @pytest.fixture(scope="module")
 def oai(sim):
@@ -267,10 +374,18 @@ def test_sdk_plain_raw_stream_and_stream_helper_agree_with_the_stats(fresh, oai)
     assert plain.usage.total_tokens == plain.usage.input_tokens + plain.usage.output_tokens and not plain.store
     events = list(oai.responses.create(model="gpt-4o-mini", input=PROMPT, instructions="Be brief.", stream=True))
     assert [e.sequence_number for e in events] == list(range(len(events)))
-    assert [e.type for e in events[:4]] == ["response.created", "response.in_progress", "response.output_item.added",
-                                            "response.content_part.added"]
-    assert [e.type for e in events[-4:]] == ["response.output_text.done", "response.content_part.done",
-                                             "response.output_item.done", "response.completed"]
+    assert [e.type for e in events[:4]] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert [e.type for e in events[-4:]] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
     assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == plain.output_text
     assert events[0].response.usage is None and events[-1].response.usage == plain.usage
     with oai.responses.stream(model="gpt-4o-mini", input=PROMPT, instructions="Be brief.") as stream:
@@ -302,9 +417,15 @@ def test_sdk_tool_calls_plain_parsed_streamed_and_answered(fresh, oai):
         final = stream.get_final_response()
     assert len(deltas) > 1 and deltas[-1].snapshot == call.arguments  # the arguments arrive in pieces
     assert final.output[0].parsed_arguments == args and final.output[0].call_id == call.call_id
-    answered = oai.responses.create(model="gpt-4o-mini", tools=[tool], input=[
-        *WEATHER_Q, call.model_dump(exclude_none=True),
-        {"type": "function_call_output", "call_id": call.call_id, "output": "18 C and sunny"}])
+    answered = oai.responses.create(
+        model="gpt-4o-mini",
+        tools=[tool],
+        input=[
+            *WEATHER_Q,
+            call.model_dump(exclude_none=True),
+            {"type": "function_call_output", "call_id": call.call_id, "output": "18 C and sunny"},
+        ],
+    )
     assert answered.output[0].type == "message" and answered.output_text  # a tool result gets text back
     assert_billed(fresh, [plain, parsed, final, answered], {"200": 4})
 
@@ -317,8 +438,11 @@ def test_sdk_structured_output_with_a_pydantic_model(fresh, oai):
     with oai.responses.stream(model="gpt-4o-mini", input=question, text_format=Person) as stream:
         final = stream.get_final_response()
     assert final.output_parsed == person
-    raw = oai.responses.create(model="gpt-4o-mini", input=question, text={"format": {
-        "type": "json_schema", "name": "person", "schema": Person.model_json_schema()}})
+    raw = oai.responses.create(
+        model="gpt-4o-mini",
+        input=question,
+        text={"format": {"type": "json_schema", "name": "person", "schema": Person.model_json_schema()}},
+    )
     assert Person.model_validate_json(raw.output_text) == person
     json_mode = oai.responses.create(model="gpt-4o-mini", input=question, text={"format": {"type": "json_object"}})
     assert isinstance(json.loads(json_mode.output_text), dict)
@@ -331,9 +455,11 @@ def test_sdk_structured_output_with_a_pydantic_model(fresh, oai):
 
 def test_sdk_images_by_data_url_https_url_and_a_provider_without_vision(fresh, oai):
     text = "What is in these pictures?"
-    content = [{"type": "input_text", "text": text},
-               {"type": "input_image", "image_url": f"data:image/png;base64,{PNG_B64}", "detail": "auto"},
-               {"type": "input_image", "image_url": "https://example.com/cat.jpg", "detail": "low"}]
+    content = [
+        {"type": "input_text", "text": text},
+        {"type": "input_image", "image_url": f"data:image/png;base64,{PNG_B64}", "detail": "auto"},
+        {"type": "input_image", "image_url": "https://example.com/cat.jpg", "detail": "low"},
+    ]
     with_images = oai.responses.create(model="gpt-4o-mini", input=[{"role": "user", "content": content}])
     text_only = oai.responses.create(model="gpt-4o-mini", input=text)
     assert with_images.usage.input_tokens == text_only.usage.input_tokens + 2 * IMAGE_TOKENS
@@ -365,9 +491,12 @@ SDK_ERRORS = [
 
 
 # A streamed request gets stream_error inside its stream: test_sdk_sees_a_mid_stream_failure.
-SDK_CASES = [pytest.param(fault, exc, status, streamed, id=f"{fault}-{'stream' if streamed else 'plain'}")
-             for fault, exc, status in SDK_ERRORS for streamed in (False, True)
-             if not (streamed and fault == "stream_error")]
+SDK_CASES = [
+    pytest.param(fault, exc, status, streamed, id=f"{fault}-{'stream' if streamed else 'plain'}")
+    for fault, exc, status in SDK_ERRORS
+    for streamed in (False, True)
+    if not (streamed and fault == "stream_error")
+]
 
 
 @pytest.mark.parametrize("fault, exc, status, streamed", SDK_CASES)
@@ -381,9 +510,13 @@ def test_sdk_raises_its_own_exception_for_each_error_status(fresh, oai, fault, e
     assert ("retry-after" in headers) == (fault == "rate_limit")
     if fault == "rate_limit":
         assert (headers["retry-after"], headers["retry-after-ms"]) == ("3", "2500")
-    expected_code = {"insufficient_quota": "insufficient_quota", "context_length": "context_length_exceeded",
-                     "model_not_found": "model_not_found", "rate_limit": "rate_limit_exceeded",
-                     "unauthorized": "invalid_api_key"}.get(fault)
+    expected_code = {
+        "insufficient_quota": "insufficient_quota",
+        "context_length": "context_length_exceeded",
+        "model_not_found": "model_not_found",
+        "rate_limit": "rate_limit_exceeded",
+        "unauthorized": "invalid_api_key",
+    }.get(fault)
     if expected_code:
         assert err.code == expected_code
     st = counters(fresh)
@@ -417,6 +550,7 @@ def test_sdk_unknown_provider_and_unusable_bodies(fresh):
 
 
 # == 3. through the router ==============================================================================
+
 
 def image_prompt(text: str = "What is in this picture?") -> list[dict]:
     return [{"role": "user", "content": [text, {"type": "image", "data": PNG}]}]
@@ -453,7 +587,11 @@ def test_the_matrix_plain_and_streamed_with_the_ledger_equal_to_the_simulator(fr
         assert c.input_tokens > 0 and c.output_tokens > 0
         assert c.cost == pytest.approx(c.input_tokens * 0.15 / 1e6 + c.output_tokens * 0.60 / 1e6, rel=1e-12)
     assert (streamed.input_tokens, streamed.output_tokens, streamed.tool_calls, streamed.parsed) == (
-        plain.input_tokens, plain.output_tokens, plain.tool_calls, plain.parsed)
+        plain.input_tokens,
+        plain.output_tokens,
+        plain.tool_calls,
+        plain.parsed,
+    )
     assert [(x["status"], x["streamed"]) for x in ledger] == [("ok", False), ("ok", True)]
     if kind == "tools":
         (call,) = plain.tool_calls
@@ -475,9 +613,11 @@ def test_a_tool_result_goes_back_and_the_answer_is_text(fresh):
     with make_router(fresh, ["resp-a"]) as r:
         first = r.complete("What is the weather in Oslo? Use get_weather.", tools=[WEATHER_TOOL])
         (call,) = first.tool_calls
-        turns = [{"role": "user", "content": "What is the weather in Oslo? Use get_weather."},
-                 {"role": "assistant", "content": None, "tool_calls": [call]},
-                 {"role": "tool", "tool_call_id": call.id, "content": "9 C, cloudy"}]
+        turns = [
+            {"role": "user", "content": "What is the weather in Oslo? Use get_weather."},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": call.id, "content": "9 C, cloudy"},
+        ]
         second = r.complete(turns, tools=[WEATHER_TOOL])
         assert second.text and second.tool_calls == () and second.finish_reason == "stop"
         assert second.input_tokens > first.input_tokens  # the call and its result were sent
@@ -516,7 +656,11 @@ def test_failover_from_prose_to_valid_json(fresh):
     assert c.provider == "resp-b" and c.attempts == 2 and isinstance(c.parsed, City)
     failed = ledger[0]
     assert (failed["provider"], failed["status"], failed["error_type"], failed["http_status"]) == (
-        "resp-a", "error", "malformed_response", 200)
+        "resp-a",
+        "error",
+        "malformed_response",
+        200,
+    )
     assert failed["input_tokens"] > 0 and failed["output_tokens"] > 0 and failed["cost"] > 0  # prose is billed
     assert counters(fresh)["statuses"] == {"ignore_schema": 1} and counters(fresh, "resp-b")["statuses"] == {"200": 1}
     assert_ledger_matches_sim(r, fresh)
@@ -596,7 +740,8 @@ def test_each_fault_maps_into_the_error_tree(fresh, fault, streamed):
     assert (err.error_type, err.status_code, err.provider) == (error_type, status, "resp-a")
     assert err.retry_after == (RETRY_AFTER_S if fault == "rate_limit" else None)  # retry-after-ms wins
     assert [(x["status"], x["error_type"], x["http_status"], x["streamed"]) for x in ledger] == [
-        ("error", error_type, status, streamed)]
+        ("error", error_type, status, streamed)
+    ]
     if streamed and fault in ("stream_error", "truncated_stream"):
         assert err.partial_text  # the words shown before the failure travel with the error
     assert_ledger_matches_sim(r, fresh)
@@ -609,8 +754,9 @@ async def test_a_cancelled_stream_records_cancelled_with_what_was_reported(fresh
         await cancel_after_first_item(r.astream("a long story", max_tokens=200))
         ledger = rows(r)
         await asyncio.to_thread(wait_until, lambda: counters(fresh, "resp-drip")["statuses"].get("disconnected"))
-    assert [(x["status"], x["error_type"], x["streamed"], x["input_tokens"], x["output_tokens"], x["cost"])
-            for x in ledger] == [("cancelled", "cancelled", True, 0, 0, 0.0)]
+    assert [
+        (x["status"], x["error_type"], x["streamed"], x["input_tokens"], x["output_tokens"], x["cost"]) for x in ledger
+    ] == [("cancelled", "cancelled", True, 0, 0, 0.0)]
     assert counters(fresh, "resp-drip")["statuses"] == {"disconnected": 1}
     assert_ledger_matches_sim(r, fresh)
 
@@ -618,8 +764,10 @@ async def test_a_cancelled_stream_records_cancelled_with_what_was_reported(fresh
 def test_a_missing_key_says_which_variable_to_set(fresh, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("MY_GATEWAY_API_KEY", raising=False)
-    specs = [ProviderSpec("openai", "gpt-4o-mini", api=API),
-             ProviderSpec("my-gateway", "gpt-4o-mini", api=API, base_url="https://gateway.example.invalid/v1")]
+    specs = [
+        ProviderSpec("openai", "gpt-4o-mini", api=API),
+        ProviderSpec("my-gateway", "gpt-4o-mini", api=API, base_url="https://gateway.example.invalid/v1"),
+    ]
     with ModelClientRouter(ProviderRoutingConfig(specs)) as r:
         for streamed in (False, True):
             with pytest.raises(AllProvidersFailed) as info:

@@ -22,48 +22,84 @@ from llmroute_magic import (
 from llmroute_magic._types import APIS
 from llmroute_magic.sim import ProviderProfile, Simulator
 
-FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                         HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
 # -- values of every shape a hand-written config (or a typo in one) can hold ------------------------
 
 scalars = st.one_of(
-    st.none(), st.booleans(),
+    st.none(),
+    st.booleans(),
     st.integers(min_value=-(10**30), max_value=10**30),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=20),
-    st.sampled_from(["openai", "anthropic", "round_robin", "LeastLatency", "priority", "http://127.0.0.1:9/v1",
-                     "https://api.example.com/v1", "ftp://x", "http://", "gpt-4o", "", " ", "\x00", "-1"]),
+    st.sampled_from(
+        [
+            "openai",
+            "anthropic",
+            "round_robin",
+            "LeastLatency",
+            "priority",
+            "http://127.0.0.1:9/v1",
+            "https://api.example.com/v1",
+            "ftp://x",
+            "http://",
+            "gpt-4o",
+            "",
+            " ",
+            "\x00",
+            "-1",
+        ]
+    ),
 )
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8),
-                                                                                          inner, max_size=3),
-                      max_leaves=6)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
 # base_url text without '[': a bracket makes urlsplit raise a bare ValueError inside ProviderSpec
 # (_types.py), tracked by test_base_url_with_a_broken_ipv6_host_is_a_config_error below.
 url_text = st.text(alphabet=string.ascii_letters + string.digits + ":/.-_?#@%", max_size=30).map(
-    lambda t: "http://" + t)
+    lambda t: "http://" + t
+)
 spec_field_values = {
     "name": st.one_of(st.text(max_size=12), values),
     "model": st.one_of(st.text(max_size=12), values),
     "api": st.one_of(st.sampled_from(["openai", "anthropic", "gemini", "azure", "OpenAI", "bard"]), values),
     "base_url": st.one_of(url_text, st.sampled_from(["http://127.0.0.1:8000/v1", "localhost:8000", ""]), scalars),
-    "priority": values, "weight": values, "input_price": values, "output_price": values,
-    "context_window": values, "max_concurrency": values, "timeout": values,
-    "api_key": st.one_of(st.text(max_size=12), values), "api_key_env": values,
+    "priority": values,
+    "weight": values,
+    "input_price": values,
+    "output_price": values,
+    "context_window": values,
+    "max_concurrency": values,
+    "timeout": values,
+    "api_key": st.one_of(st.text(max_size=12), values),
+    "api_key_env": values,
 }
 provider_tables = st.fixed_dictionaries(
-    {"name": st.one_of(st.sampled_from(["a", "b", "openai", "local"]), spec_field_values["name"]),
-     "model": st.one_of(st.just("m"), spec_field_values["model"]),
-     "base_url": st.one_of(st.just("http://127.0.0.1:8000/v1"), spec_field_values["base_url"])},
+    {
+        "name": st.one_of(st.sampled_from(["a", "b", "openai", "local"]), spec_field_values["name"]),
+        "model": st.one_of(st.just("m"), spec_field_values["model"]),
+        "base_url": st.one_of(st.just("http://127.0.0.1:8000/v1"), spec_field_values["base_url"]),
+    },
     optional={k: v for k, v in spec_field_values.items() if k not in ("name", "model", "base_url")}
     | {"bogus_field": values, "": values, 7: values},
 )
 config_dicts = st.fixed_dictionaries(
     {"providers": st.one_of(st.lists(provider_tables, max_size=3), values)},
-    optional={"strategy": st.one_of(st.sampled_from(["round_robin", "LowestCost", "fastest"]), values),
-              "fallback_enabled": values, "max_retries": values, "timeout": values, "cooldown_s": values,
-              "ledger_path": st.one_of(st.sampled_from(["", "\x00", "usage.sqlite"]), values),
-              "unknown_setting": values, "": values, 3: values},
+    optional={
+        "strategy": st.one_of(st.sampled_from(["round_robin", "LowestCost", "fastest"]), values),
+        "fallback_enabled": values,
+        "max_retries": values,
+        "timeout": values,
+        "cooldown_s": values,
+        "ledger_path": st.one_of(st.sampled_from(["", "\x00", "usage.sqlite"]), values),
+        "unknown_setting": values,
+        "": values,
+        3: values,
+    },
 )
 
 
@@ -100,6 +136,7 @@ def test_from_dict_accepts_or_names_the_field(data):
 
 # -- TOML files -------------------------------------------------------------------------------------
 
+
 def toml_value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -128,9 +165,19 @@ def to_toml(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-noise = st.one_of(st.binary(max_size=200), st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")),
-                  st.sampled_from([b"\xff\xfe[[providers]]", b"[[providers]]\nname = 'a'\nmodel = ", b"= = =",
-                                   b"providers = 3", b"[providers]\nname='a'"]))
+noise = st.one_of(
+    st.binary(max_size=200),
+    st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")),
+    st.sampled_from(
+        [
+            b"\xff\xfe[[providers]]",
+            b"[[providers]]\nname = 'a'\nmodel = ",
+            b"= = =",
+            b"providers = 3",
+            b"[providers]\nname='a'",
+        ]
+    ),
+)
 
 
 @FUZZ
@@ -160,18 +207,22 @@ def test_base_url_with_a_broken_ipv6_host_is_a_config_error():
 def test_ledger_path_that_sqlite_cannot_take_is_a_config_error():
     for bad in ("", "a\x00b"):
         with pytest.raises(ConfigError, match="ledger_path"):
-            ProviderRoutingConfig.from_dict({"providers": [{"name": "x", "model": "m",
-                                                           "base_url": "http://127.0.0.1:1/v1"}],
-                                             "ledger_path": bad})
+            ProviderRoutingConfig.from_dict(
+                {"providers": [{"name": "x", "model": "m", "base_url": "http://127.0.0.1:1/v1"}], "ledger_path": bad}
+            )
 
 
 # -- requests -----------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def sim():
-    with Simulator([ProviderProfile("small", context_window=1000, input_price=1, output_price=1),
-                    ProviderProfile("big", api="anthropic", context_window=1_000_000, input_price=1,
-                                    output_price=1)]) as s:
+    with Simulator(
+        [
+            ProviderProfile("small", context_window=1000, input_price=1, output_price=1),
+            ProviderProfile("big", api="anthropic", context_window=1_000_000, input_price=1, output_price=1),
+        ]
+    ) as s:
         yield s
 
 
@@ -199,10 +250,13 @@ def test_any_prompt_is_answered_or_refused_clearly(router, prompt, system):
 
 
 def test_messages_with_lone_surrogates_or_wrong_shapes_are_refused_clearly(router):
-    for bad, field in (([{"role": "user", "content": "ok \udcff"}], "prompt[0].content"),
-                       ([{"role": "robot", "content": "hi"}], "prompt[0].role"),
-                       ([{"role": "user"}], "prompt[0]"), (b"bytes are not text", "prompt"),
-                       ("   \n\t", "prompt: empty")):
+    for bad, field in (
+        ([{"role": "user", "content": "ok \udcff"}], "prompt[0].content"),
+        ([{"role": "robot", "content": "hi"}], "prompt[0].role"),
+        ([{"role": "user"}], "prompt[0]"),
+        (b"bytes are not text", "prompt"),
+        ("   \n\t", "prompt: empty"),
+    ):
         with pytest.raises(ConfigError, match=field.replace("[", r"\[").replace("]", r"\]")):
             router.complete(bad)
 
@@ -218,12 +272,19 @@ def test_a_huge_prompt_goes_to_the_provider_with_room_for_it(router, sim):
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(kw=st.fixed_dictionaries({}, optional={
-    "max_tokens": st.one_of(st.integers(-5, 5), st.sampled_from([10**12, 1.5, "8", True, None])),
-    "temperature": st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(["hot", -1, 3, True])),
-    "provider": st.one_of(st.sampled_from(["small", "big", "nope", "", "SMALL"]), st.integers()),
-    "strategy": st.one_of(st.sampled_from(["priority", "LowestCost", "fastest", ""]), st.integers()),
-}))
+@given(
+    kw=st.fixed_dictionaries(
+        {},
+        optional={
+            "max_tokens": st.one_of(st.integers(-5, 5), st.sampled_from([10**12, 1.5, "8", True, None])),
+            "temperature": st.one_of(
+                st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(["hot", -1, 3, True])
+            ),
+            "provider": st.one_of(st.sampled_from(["small", "big", "nope", "", "SMALL"]), st.integers()),
+            "strategy": st.one_of(st.sampled_from(["priority", "LowestCost", "fastest", ""]), st.integers()),
+        },
+    )
+)
 def test_absurd_request_settings_are_refused_clearly(router, kw):
     try:
         c = router.complete("hello", **kw)
@@ -252,6 +313,7 @@ def test_absurd_router_settings_are_refused_clearly(router):
 
 # -- %%llm and %llm ------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def magics(router):
     from IPython.core.interactiveshell import InteractiveShell
@@ -267,15 +329,65 @@ def magics(router):
     ip.user_ns["llm"], m.display_mode, m.router_var = saved
 
 
-OPTION_WORDS = ["-p", "--provider", "-s", "--strategy", "--compare", "-f", "--format", "-o", "--output", "--system",
-                "-t", "--temperature", "--max-tokens", "--no-stream", "--no-interpolate", "-h", "--", "-x", "--bogus"]
-VALUE_WORDS = ["small", "big", "nope", "all", "small,big", "small,,", ",", "priority", "fastest", "markdown", "json",
-               "html", "xml", "out", "1x", "class", "0", "-1", "0.5", "nan", "inf", "1e999", "3", "'quoted text'",
-               '"unclosed', "'", "{x}", "\\", "ünïcödé", "\ud800"]
-cell_lines = st.lists(st.one_of(st.sampled_from(OPTION_WORDS), st.sampled_from(VALUE_WORDS), st.text(max_size=6)),
-                      max_size=6).map(" ".join)
-cells = st.one_of(st.sampled_from(["hello", "", "   \n", "{undefined} name", "{{literal}}", "x\ud800y"]),
-                  st.text(max_size=40))
+OPTION_WORDS = [
+    "-p",
+    "--provider",
+    "-s",
+    "--strategy",
+    "--compare",
+    "-f",
+    "--format",
+    "-o",
+    "--output",
+    "--system",
+    "-t",
+    "--temperature",
+    "--max-tokens",
+    "--no-stream",
+    "--no-interpolate",
+    "-h",
+    "--",
+    "-x",
+    "--bogus",
+]
+VALUE_WORDS = [
+    "small",
+    "big",
+    "nope",
+    "all",
+    "small,big",
+    "small,,",
+    ",",
+    "priority",
+    "fastest",
+    "markdown",
+    "json",
+    "html",
+    "xml",
+    "out",
+    "1x",
+    "class",
+    "0",
+    "-1",
+    "0.5",
+    "nan",
+    "inf",
+    "1e999",
+    "3",
+    "'quoted text'",
+    '"unclosed',
+    "'",
+    "{x}",
+    "\\",
+    "ünïcödé",
+    "\ud800",
+]
+cell_lines = st.lists(
+    st.one_of(st.sampled_from(OPTION_WORDS), st.sampled_from(VALUE_WORDS), st.text(max_size=6)), max_size=6
+).map(" ".join)
+cells = st.one_of(
+    st.sampled_from(["hello", "", "   \n", "{undefined} name", "{{literal}}", "x\ud800y"]), st.text(max_size=40)
+)
 
 
 @FUZZ
@@ -293,13 +405,28 @@ def test_cell_magic_options_run_or_raise_usage_error(magics, line, cell):
         raise AssertionError(f"%%llm {line!r} leaked {type(e).__name__}: {e}") from e
 
 
-SAFE_SUBCOMMANDS = ["status", "strategy", "providers", "enable", "disable", "usage", "stats", "reset", "help",
-                    "nonsense", "STATUS", "plot", "use"]
+SAFE_SUBCOMMANDS = [
+    "status",
+    "strategy",
+    "providers",
+    "enable",
+    "disable",
+    "usage",
+    "stats",
+    "reset",
+    "help",
+    "nonsense",
+    "STATUS",
+    "plot",
+    "use",
+]
 
 
 @FUZZ
-@given(words=st.lists(st.one_of(st.sampled_from(VALUE_WORDS), st.text(max_size=6)), max_size=3),
-       sub=st.sampled_from(SAFE_SUBCOMMANDS))
+@given(
+    words=st.lists(st.one_of(st.sampled_from(VALUE_WORDS), st.text(max_size=6)), max_size=3),
+    sub=st.sampled_from(SAFE_SUBCOMMANDS),
+)
 def test_line_magic_runs_or_raises_usage_error(magics, router, sub, words):
     from IPython.core.error import UsageError
     from IPython.utils.capture import capture_output

@@ -20,30 +20,36 @@ NS = {
 }
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("Explain {topic} in {n} lines", "Explain CAP theorem in 3 lines"),
-    ("{doc.title} ({doc.meta.year})", "Paxos (1998)"),
-    ("{rows[0]} / {rows[-1]}", "first / second"),
-    ("{cfg['model']} {cfg[\"model\"]}", "gpt-4o-mini gpt-4o-mini"),
-    ("{cfg['nested']['k']}", "v"),
-    ("{_private_name}", "ok-too"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Explain {topic} in {n} lines", "Explain CAP theorem in 3 lines"),
+        ("{doc.title} ({doc.meta.year})", "Paxos (1998)"),
+        ("{rows[0]} / {rows[-1]}", "first / second"),
+        ("{cfg['model']} {cfg[\"model\"]}", "gpt-4o-mini gpt-4o-mini"),
+        ("{cfg['nested']['k']}", "v"),
+        ("{_private_name}", "ok-too"),
+    ],
+)
 def test_known_references_are_filled(text, expected):
     assert interpolate(text, NS) == expected
 
 
-@pytest.mark.parametrize("text", [
-    "{unknown}",
-    "{doc.missing}",
-    "{rows[5]}",
-    "{cfg['absent']}",
-    "{n + 1}",
-    "{topic.upper()}",
-    "{ topic }",
-    '{"key": "value", "n": 1}',
-    "{}",
-    "def f(): return {1: 2}",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{unknown}",
+        "{doc.missing}",
+        "{rows[5]}",
+        "{cfg['absent']}",
+        "{n + 1}",
+        "{topic.upper()}",
+        "{ topic }",
+        '{"key": "value", "n": 1}',
+        "{}",
+        "def f(): return {1: 2}",
+    ],
+)
 def test_unresolvable_references_are_left_as_written(text):
     assert interpolate(text, NS) == text
 
@@ -56,7 +62,7 @@ def test_private_attributes_are_never_followed(text):
 
 def test_double_braces_are_literal_braces():
     assert interpolate("{{topic}} is {topic}", NS) == "{topic} is CAP theorem"
-    assert interpolate("json: {{\"a\": {n}}}", NS) == 'json: {"a": 3}'
+    assert interpolate('json: {{"a": {n}}}', NS) == 'json: {"a": 3}'
 
 
 def test_nested_braces_keep_the_outer_ones():

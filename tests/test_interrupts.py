@@ -48,8 +48,11 @@ def fresh(sim):
 
 
 def router_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("llmroute-") and
-            not t.name.startswith("llmroute-sim")]
+    return [
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith("llmroute-") and not t.name.startswith("llmroute-sim")
+    ]
 
 
 def disconnected(sim, name: str) -> bool:
@@ -61,6 +64,7 @@ def admitted(sim, name: str, n: int = 1) -> bool:
 
 
 # -- cancelling from asyncio ----------------------------------------------------------------------
+
 
 async def test_cancel_mid_request_records_cancelled_and_drops_the_connection(fresh):
     with make_router(fresh, ["slow"]) as r:
@@ -99,6 +103,7 @@ async def test_breaking_out_of_an_astream_closes_it(fresh):
 
 
 # -- the sync API ----------------------------------------------------------------------------------
+
 
 def test_an_abandoned_sync_stream_is_cancelled_when_collected(fresh):
     with make_router(fresh, ["drip"]) as r:
@@ -164,6 +169,7 @@ def test_a_router_used_from_many_threads_at_once_stays_consistent(fresh):
     errors: list[BaseException] = []
     stop = threading.Event()
     with make_router(fresh, ["fast", "fast-a"], sleeps=Sleeps(), max_retries=3) as r:
+
         def requests(k: int) -> None:
             rng = random.Random(k)
             try:
@@ -211,10 +217,12 @@ def test_a_router_used_from_many_threads_at_once_stays_consistent(fresh):
 
 # -- Ctrl-C and interpreter exit, in a fresh interpreter ------------------------------------------
 
+
 def run_script(source: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "default"}  # show any warning a user would see
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(source), *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(source), *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 CTRL_C = """
@@ -295,9 +303,13 @@ EXIT_WITHOUT_CLOSE = """
 def test_exit_without_close_is_prompt_silent_and_keeps_every_row(tmp_path):
     path = tmp_path / "usage.sqlite"
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(EXIT_WITHOUT_CLOSE), str(path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONWARNINGS": "default"})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(EXIT_WITHOUT_CLOSE), str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "default"},
+    )
     assert proc.stdout.readline().strip() == "done"
     t_done = time.monotonic()
     out, err = proc.communicate(timeout=30)

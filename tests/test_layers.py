@@ -31,7 +31,8 @@ from llmroute_magic._retry import Backoff
 
 def spec(name: str, **kw: Any) -> ProviderSpec:
     return ProviderSpec(name, f"{name}-model", base_url=f"http://127.0.0.1:9/{name}/v1", **kw).with_prices(
-        input=1, output=2)
+        input=1, output=2
+    )
 
 
 def health(*names: str, **kw: Any) -> list[ProviderHealth]:
@@ -44,8 +45,11 @@ def error(provider: str, error_type: str, retry_after: float | None = None) -> P
 
 def state(hs: list[ProviderHealth], *, max_attempts: int = 3, fallback: bool = True, pinned=None) -> FailoverState:
     def candidates(excluded: set[str], min_context: int | None) -> list[ProviderHealth]:
-        return [h for h in hs if h.name not in excluded
-                and (min_context is None or (h.spec.context_window or 0) > min_context)]
+        return [
+            h
+            for h in hs
+            if h.name not in excluded and (min_context is None or (h.spec.context_window or 0) > min_context)
+        ]
 
     return FailoverState(candidates, max_attempts, fallback, pinned=pinned, named=pinned is not None)
 
@@ -58,6 +62,7 @@ def names(step: Try | Stop) -> str:
 
 
 # -- the failover policy, from hand-built states ------------------------------------------------------
+
 
 def test_moving_on_is_immediate_and_restarting_the_list_waits():
     a, b = health("a", "b")
@@ -130,8 +135,10 @@ def test_invalid_request_stops_at_once_with_the_provider_error():
 
 
 def test_context_length_moves_only_to_a_larger_window():
-    small, mid, big = (ProviderHealth(spec(n, context_window=w), clock=lambda: 0.0)
-                       for n, w in (("small", 8_000), ("mid", 8_000), ("big", 128_000)))
+    small, mid, big = (
+        ProviderHealth(spec(n, context_window=w), clock=lambda: 0.0)
+        for n, w in (("small", 8_000), ("mid", 8_000), ("big", 128_000))
+    )
     st = state([small, mid, big])
     POLICY.next_step(st)
     st.attempts += 1
@@ -158,6 +165,7 @@ def test_no_provider_at_all_says_so():
 
 
 # -- the attempt layer against a scripted adapter -------------------------------------------------------
+
 
 class ScriptedAdapter(ProviderAdapter):
     """Replies when the test says so: ``release`` hands the next item (text, result or error)."""
@@ -205,8 +213,9 @@ class Rig:
         self.events.subscribe(AttemptStarted, self.seen.append)
         self.events.subscribe(AttemptEnded, self.seen.append)
         self.layer = AttemptLayer(lambda: {"p": self.adapter}, PriceBook(), self.events, ProviderSlots([self.spec]))
-        self.request = build_request("hi", {}, config=ProviderRoutingConfig([self.spec]), request_id="r-1",
-                                     streamed=streamed)
+        self.request = build_request(
+            "hi", {}, config=ProviderRoutingConfig([self.spec]), request_id="r-1", streamed=streamed
+        )
 
     def ended(self) -> list[AttemptEnded]:
         return [e for e in self.seen if isinstance(e, AttemptEnded)]
@@ -300,17 +309,20 @@ async def test_a_cancelled_waiter_for_a_concurrency_slot_leaves_no_row():
 
 # -- the failover driver over the attempt layer ---------------------------------------------------------
 
+
 async def test_the_failover_layer_returns_the_first_reply_that_commits():
     from llmroute_magic._pool import ProviderPool
 
     specs = [spec("a"), spec("b")]
     events = EventBus()
     adapters = {s.name: ScriptedAdapter(s) for s in specs}
-    pool = ProviderPool(specs, clock=lambda: 0.0, rng=random.Random(0), prices=lambda s: (1, 2),
-                        cooldown_s=lambda: 30.0)
+    pool = ProviderPool(
+        specs, clock=lambda: 0.0, rng=random.Random(0), prices=lambda s: (1, 2), cooldown_s=lambda: 30.0
+    )
     pool.listen(events)
-    layer = FailoverLayer(AttemptLayer(lambda: adapters, PriceBook(), events, ProviderSlots(specs)), pool,
-                          POLICY, sleep=asyncio.sleep)
+    layer = FailoverLayer(
+        AttemptLayer(lambda: adapters, PriceBook(), events, ProviderSlots(specs)), pool, POLICY, sleep=asyncio.sleep
+    )
     adapters["a"].release(ProviderError("down", provider="a", error_type="server_error", status_code=500))
     adapters["b"].release(result("from b"))
     request = build_request("hi", {}, config=ProviderRoutingConfig(specs), request_id="r-2", streamed=False)
@@ -320,6 +332,7 @@ async def test_the_failover_layer_returns_the_first_reply_that_commits():
 
 
 # -- events and slots -------------------------------------------------------------------------------------
+
 
 def test_a_broken_listener_is_logged_and_the_others_still_run(caplog):
     bus = EventBus()

@@ -73,5 +73,5 @@ def test_one_slow_cold_start_answer_is_won_back_within_a_few_dozen_requests(fres
         fresh.update("fast", latency_s=0.005)
         served = [r.complete(f"q{i}", max_tokens=4).provider for i in range(60)]
     # about 3 s of wall time in all: no time-based probe (10 s) could have fired
-    won_back = next((i for i in range(len(served)) if served[i:i + 10] == ["fast"] * 10), None)
+    won_back = next((i for i in range(len(served)) if served[i : i + 10] == ["fast"] * 10), None)
     assert won_back is not None and won_back <= 36, served

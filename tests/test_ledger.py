@@ -21,12 +21,24 @@ T0 = 1_764_000_000.0
 def rec(i: int, *, provider: str = "p1", tokens: bool = True, t: float = T0) -> AttemptRecord:
     failed = i % 7 == 3
     return AttemptRecord(
-        f"req-{i}", 1 + i % 2, t + i * 0.001, provider, f"model-{i % 3}", "round_robin",
-        "error" if failed else "ok", "rate_limit" if failed else None,
+        f"req-{i}",
+        1 + i % 2,
+        t + i * 0.001,
+        provider,
+        f"model-{i % 3}",
+        "round_robin",
+        "error" if failed else "ok",
+        "rate_limit" if failed else None,
         None if i % 11 == 5 else (429 if failed else 200),
-        (100 + i) if tokens else None, (20 + i % 9) if tokens else None,
-        math.nan if (i % 13 == 4 or not tokens) else 1e-6 * (i + 1) / 3, 0.01 + (i % 17) / 1000,
-        None if i % 2 else 0.004, bool(i % 2), i % 5, i % 3 * 7)
+        (100 + i) if tokens else None,
+        (20 + i % 9) if tokens else None,
+        math.nan if (i % 13 == 4 or not tokens) else 1e-6 * (i + 1) / 3,
+        0.01 + (i % 17) / 1000,
+        None if i % 2 else 0.004,
+        bool(i % 2),
+        i % 5,
+        i % 3 * 7,
+    )
 
 
 def same_rows(a: pd.DataFrame, b: pd.DataFrame) -> None:
@@ -34,6 +46,7 @@ def same_rows(a: pd.DataFrame, b: pd.DataFrame) -> None:
 
 
 # -- unknown usage ---------------------------------------------------------------------------------
+
 
 def test_tokens_the_provider_did_not_report_stay_unknown():
     ledger = Ledger()
@@ -56,11 +69,13 @@ def test_a_million_row_ledger_keeps_unknown_tokens_cheaply():
     for i in range(3000):
         ledger.append(rec(i, tokens=i % 1000 != 0))
     df = ledger.to_frame()
-    assert int(df["input_tokens"].isna().sum()) == 3 and int(df["input_tokens"].sum()) == \
-        sum(100 + i for i in range(3000) if i % 1000)
+    assert int(df["input_tokens"].isna().sum()) == 3 and int(df["input_tokens"].sum()) == sum(
+        100 + i for i in range(3000) if i % 1000
+    )
 
 
 # -- views -----------------------------------------------------------------------------------------
+
 
 @pytest.fixture(params=["memory", "file"])
 def ledger(request, tmp_path):
@@ -88,8 +103,12 @@ def test_since_bounds_the_timestamp(ledger):
         ledger.append(rec(i))
     edge = T0 + 6 * 0.001
     want = [f"req-{i}" for i in range(6, 10)]
-    for since in (edge, datetime.fromtimestamp(edge, UTC), pd.Timestamp(edge, unit="s", tz="UTC"),
-                  datetime.fromtimestamp(edge, UTC).replace(tzinfo=None).isoformat()):
+    for since in (
+        edge,
+        datetime.fromtimestamp(edge, UTC),
+        pd.Timestamp(edge, unit="s", tz="UTC"),
+        datetime.fromtimestamp(edge, UTC).replace(tzinfo=None).isoformat(),
+    ):
         assert ledger.to_frame(since=since)["request_id"].tolist() == want, since
     ledger.reset_view()
     assert len(ledger.to_frame(since=edge)) == 0 and len(ledger.to_frame(all=True, since=edge)) == 4
@@ -114,6 +133,7 @@ def test_rows_since_gives_only_the_new_rows_and_says_when_to_start_again(ledger)
 
 
 # -- races -----------------------------------------------------------------------------------------
+
 
 def _hammer(ledger: Ledger, n_threads: int, per_thread: int, during) -> list[BaseException]:
     errors: list[BaseException] = []
@@ -165,6 +185,7 @@ def test_close_racing_appends_raises_nothing_and_keeps_every_row(tmp_path):
 
 # -- the file --------------------------------------------------------------------------------------
 
+
 def test_the_file_reads_back_exactly_what_memory_holds(tmp_path):
     path = tmp_path / "exact.sqlite"
     ledger = Ledger(path)
@@ -178,8 +199,9 @@ def test_the_file_reads_back_exactly_what_memory_holds(tmp_path):
     ledger.close()
     same_rows(Ledger(path).to_frame(), memory.to_frame())
     with sqlite3.connect(path) as db:
-        n, batches, covered = db.execute("SELECT (SELECT count(*) FROM attempts), count(*), sum(n) "
-                                         "FROM attempt_batches").fetchone()
+        n, batches, covered = db.execute(
+            "SELECT (SELECT count(*) FROM attempts), count(*), sum(n) FROM attempt_batches"
+        ).fetchone()
         nulls = db.execute("SELECT count(*) FROM attempts WHERE input_tokens IS NULL").fetchone()[0]
     assert n == covered == 9000 and batches < 60  # small commits were merged
     assert nulls == 93  # unknown is NULL in SQL too, not 0
@@ -234,9 +256,13 @@ def test_a_first_release_file_is_read_and_takes_unknown_usage(tmp_path):
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(FIRST_RELEASE_SCHEMA)
-        db.executemany("INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                       [(f"old-{i}", 1, T0 - 100 + i, "p1", "m", "priority", "ok", None, 200, 10, 5, None, 0.1,
-                         None, 0) for i in range(5)])
+        db.executemany(
+            "INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (f"old-{i}", 1, T0 - 100 + i, "p1", "m", "priority", "ok", None, 200, 10, 5, None, 0.1, None, 0)
+                for i in range(5)
+            ],
+        )
     ledger = Ledger(path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

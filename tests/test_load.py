@@ -24,17 +24,54 @@ OVERALL_TIMEOUT_S = 100.0  # a hang anywhere fails the test instead of the CI jo
 REQUEST_TIMEOUT_S = 4.0  # a hung provider times out; an answer the simulator served never does
 
 # ~25% of requests fail, mostly in ways the router retries; a few fail fast or surface mid-stream.
-FAULTS = {"rate_limit": 0.05, "rate_limit_no_retry_after": 0.01, "server_error": 0.04, "bad_gateway": 0.01,
-          "unavailable": 0.02, "gateway_timeout": 0.01, "overloaded": 0.03, "reset": 0.02, "malformed_json": 0.02,
-          "truncated_stream": 0.02, "stream_error": 0.02, "invalid_request": 0.005, "context_length": 0.002,
-          "unauthorized": 0.001, "hang": 0.001}
+FAULTS = {
+    "rate_limit": 0.05,
+    "rate_limit_no_retry_after": 0.01,
+    "server_error": 0.04,
+    "bad_gateway": 0.01,
+    "unavailable": 0.02,
+    "gateway_timeout": 0.01,
+    "overloaded": 0.03,
+    "reset": 0.02,
+    "malformed_json": 0.02,
+    "truncated_stream": 0.02,
+    "stream_error": 0.02,
+    "invalid_request": 0.005,
+    "context_length": 0.002,
+    "unauthorized": 0.001,
+    "hang": 0.001,
+}
 PROFILES = [
-    ProviderProfile("north", api="openai", model="north-1", input_price=0.15, output_price=0.60, faults=FAULTS,
-                    retry_after_s=2.0, seed=11),
-    ProviderProfile("south", api="anthropic", model="south-1", input_price=0.80, output_price=4.00, faults=FAULTS,
-                    retry_after_s=2.0, seed=12),
-    ProviderProfile("east", api="openai", model="east-1", input_price=0.0, output_price=0.0, faults=FAULTS,
-                    retry_after_s=2.0, seed=13),
+    ProviderProfile(
+        "north",
+        api="openai",
+        model="north-1",
+        input_price=0.15,
+        output_price=0.60,
+        faults=FAULTS,
+        retry_after_s=2.0,
+        seed=11,
+    ),
+    ProviderProfile(
+        "south",
+        api="anthropic",
+        model="south-1",
+        input_price=0.80,
+        output_price=4.00,
+        faults=FAULTS,
+        retry_after_s=2.0,
+        seed=12,
+    ),
+    ProviderProfile(
+        "east",
+        api="openai",
+        model="east-1",
+        input_price=0.0,
+        output_price=0.0,
+        faults=FAULTS,
+        retry_after_s=2.0,
+        seed=13,
+    ),
 ]
 
 

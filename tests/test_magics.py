@@ -14,15 +14,13 @@ import pandas as pd
 import pytest
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
-
 from ipython_fixtures import magics, router, run, shell, sim, usage_error  # noqa: F401 - fixtures and helpers
+
 from llmroute_magic import Completion, ModelClientRouter, ProviderRoutingConfig
 from llmroute_magic.sim import DEFAULT_PROFILES
 
 SECRET = "sk-test-SECRET-do-not-print-4242"
 DEFAULT_NAMES = [p.name for p in DEFAULT_PROFILES]  # one provider per wire format, and a local one
-
-
 
 
 class SpyRouter(ModelClientRouter):
@@ -78,11 +76,15 @@ print(json.dumps({"heavy": heavy, "names": names, "out": out.stdout + out.stderr
 
 
 def load_in_subprocess(tmp_path, **env_extra):
-    env = {k: v for k, v in os.environ.items()
-           if not k.endswith("_API_KEY") and k not in ("LLMROUTE_CONFIG", "LLMROUTE_SIMULATE")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith("_API_KEY") and k not in ("LLMROUTE_CONFIG", "LLMROUTE_SIMULATE")
+    }
     env.update(env_extra)
-    proc = subprocess.run([sys.executable, "-c", LOAD_SCRIPT], capture_output=True, text=True, timeout=90,
-                          env=env, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", LOAD_SCRIPT], capture_output=True, text=True, timeout=90, env=env, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -109,14 +111,15 @@ def test_simulate_flag_wins_over_keys_so_demos_never_reach_the_network(tmp_path)
 
 def test_llmroute_toml_in_the_working_directory_is_used(tmp_path):
     (tmp_path / "llmroute.toml").write_text(
-        'strategy = "round_robin"\n[[providers]]\nname = "local-a"\nmodel = "m"\n'
-        'base_url = "http://127.0.0.1:9/v1"\n')
+        'strategy = "round_robin"\n[[providers]]\nname = "local-a"\nmodel = "m"\nbase_url = "http://127.0.0.1:9/v1"\n'
+    )
     info = load_in_subprocess(tmp_path)
     assert info["names"] == ["local-a"]
     assert "round_robin" in info["out"]
 
 
 # -- %%llm -------------------------------------------------------------------------------------
+
 
 def test_cell_streams_the_answer_with_a_footer_and_records_it(shell, router):
     result, out = run(shell, "%%llm -o ans\nExplain the CAP theorem in one line")
@@ -138,12 +141,18 @@ def test_no_stream_uses_complete(shell, spy):
 
 def test_options_reach_the_router_for_that_cell_only(shell, spy):
     before = spy.strategy
-    result, _ = run(shell, "%%llm -p sim-local -s lowest_cost --system 'Be brief' -t 0.2 --max-tokens 5 -o ans\n"
-                           "Say something")
+    result, _ = run(
+        shell, "%%llm -p sim-local -s lowest_cost --system 'Be brief' -t 0.2 --max-tokens 5 -o ans\nSay something"
+    )
     assert result.success, result.error_in_exec
     kind, prompt, kw = spy.calls[0]
-    assert kw == {"provider": "sim-local", "strategy": "lowest_cost", "system": "Be brief",
-                  "temperature": 0.2, "max_tokens": 5}
+    assert kw == {
+        "provider": "sim-local",
+        "strategy": "lowest_cost",
+        "system": "Be brief",
+        "temperature": 0.2,
+        "max_tokens": 5,
+    }
     ans = shell.user_ns["ans"]
     assert ans.provider == "sim-local" and 0 < ans.output_tokens <= 5
     assert spy.strategy == before
@@ -178,8 +187,10 @@ def test_rich_output_streams_into_one_display_and_ends_with_metadata(shell, rout
     json.dumps(final.metadata)  # storable in a notebook
 
 
-@pytest.mark.parametrize("fmt, mime", [("text", "text/plain"), ("html", "text/html"), ("code", "text/markdown"),
-                                       ("markdown", "text/markdown")])
+@pytest.mark.parametrize(
+    "fmt, mime",
+    [("text", "text/plain"), ("html", "text/html"), ("code", "text/markdown"), ("markdown", "text/markdown")],
+)
 def test_formats_choose_the_output_type(shell, router, magics, fmt, mime):
     magics.display_mode = "rich"
     result, out = run(shell, f"%%llm -f {fmt} --no-stream\nanswer")
@@ -234,19 +245,22 @@ def test_compare_named_providers_in_text_mode(shell, router):
     assert "== sim-local" in out.stdout and "sim-anthropic" not in out.stdout
 
 
-@pytest.mark.parametrize("line, cell, expected", [
-    ("-s fastest", "hi", "allowed: round_robin, least_latency"),
-    ("-p nobody", "hi", "allowed: sim-openai, sim-anthropic, sim-local"),
-    ("-f xml", "hi", "allowed: markdown, text, code, json, html"),
-    ("--max-tokens -4", "hi", "positive"),
-    ("--max-tokens 0", "hi", "positive"),
-    ("-t -1", "hi", ">= 0"),
-    ("", "   \n  ", "prompt is empty"),
-    ("--compare sim-openai,ghost", "hi", "unknown provider 'ghost'"),
-    ("-p sim-openai --compare", "hi", "either -p"),
-    ("-o 2bad", "hi", "not a valid variable name"),
-    ("--bogus", "hi", "unrecognized arguments"),
-])
+@pytest.mark.parametrize(
+    "line, cell, expected",
+    [
+        ("-s fastest", "hi", "allowed: round_robin, least_latency"),
+        ("-p nobody", "hi", "allowed: sim-openai, sim-anthropic, sim-local"),
+        ("-f xml", "hi", "allowed: markdown, text, code, json, html"),
+        ("--max-tokens -4", "hi", "positive"),
+        ("--max-tokens 0", "hi", "positive"),
+        ("-t -1", "hi", ">= 0"),
+        ("", "   \n  ", "prompt is empty"),
+        ("--compare sim-openai,ghost", "hi", "unknown provider 'ghost'"),
+        ("-p sim-openai --compare", "hi", "either -p"),
+        ("-o 2bad", "hi", "not a valid variable name"),
+        ("--bogus", "hi", "unrecognized arguments"),
+    ],
+)
 def test_cell_mistakes_are_usage_errors_that_say_what_to_do(shell, router, line, cell, expected):
     assert expected in usage_error(shell, f"%%llm {line}\n{cell}")
     assert len(router.usage_df()) == 0  # nothing was sent
@@ -296,6 +310,7 @@ def test_interrupting_a_streaming_cell_cancels_the_request(shell, router, sim):
 
 
 # -- %llm --------------------------------------------------------------------------------------
+
 
 def test_status_shows_strategy_providers_state_and_cost(shell, router):
     run(shell, "%%llm --no-stream\nhi")
@@ -382,8 +397,10 @@ def test_panel_subcommand_returns_the_panel(shell, router):
 def test_config_rebuilds_the_router_from_a_toml_file(shell, router, sim, tmp_path):
     url = sim.base_url("sim-local")
     path = tmp_path / "llmroute.toml"
-    path.write_text(f'strategy = "round_robin"\nmax_retries = 1\n[[providers]]\nname = "only"\n'
-                    f'model = "llama-3.1-8b"\nbase_url = "{url}"\ninput_price = 0\noutput_price = 0\n')
+    path.write_text(
+        f'strategy = "round_robin"\nmax_retries = 1\n[[providers]]\nname = "only"\n'
+        f'model = "llama-3.1-8b"\nbase_url = "{url}"\ninput_price = 0\noutput_price = 0\n'
+    )
     _, out = run(shell, f"%llm config {path}")
     new = shell.user_ns["llm"]
     try:
@@ -417,9 +434,20 @@ def test_api_keys_never_appear_in_any_output(shell, sim, tmp_path):
     shell.user_ns["keyed"] = r
     try:
         shown = []
-        for src in ("%llm use keyed", "%%llm -o ans\nhi", "%%llm --compare\nhi", "%llm status", "%llm providers",
-                    "%%llm -c keyed -m gpt-4o -f json\nhi", "%%llm -c keyed\nmore", "%llm chat",
-                    "%llm chat show keyed", "%llm explain", "%llm stats", f"%llm save {tmp_path / 'k.csv'}"):
+        for src in (
+            "%llm use keyed",
+            "%%llm -o ans\nhi",
+            "%%llm --compare\nhi",
+            "%llm status",
+            "%llm providers",
+            "%%llm -c keyed -m gpt-4o -f json\nhi",
+            "%%llm -c keyed\nmore",
+            "%llm chat",
+            "%llm chat show keyed",
+            "%llm explain",
+            "%llm stats",
+            f"%llm save {tmp_path / 'k.csv'}",
+        ):
             result, out = run(shell, src)
             assert result.success, (src, result.error_in_exec)
             shown.append(out.stdout + out.stderr + repr([o.data for o in out.outputs]))
@@ -434,6 +462,7 @@ def test_api_keys_never_appear_in_any_output(shell, sim, tmp_path):
 
 
 # -- the router's real API only ------------------------------------------------------------------
+
 
 def test_use_refuses_an_object_that_only_looks_like_a_router(shell, router):
     from types import SimpleNamespace
@@ -458,8 +487,7 @@ def test_status_reads_retries_fallback_and_cooldown_from_the_router(shell, route
 
 
 def test_widgets_do_not_import_the_magics():
-    code = ("import sys, llmroute_magic._ipython.widgets\n"
-            "print('llmroute_magic._ipython.magics' in sys.modules)")
+    code = "import sys, llmroute_magic._ipython.widgets\nprint('llmroute_magic._ipython.magics' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
@@ -467,13 +495,15 @@ def test_widgets_do_not_import_the_magics():
 
 # -- unknown cost ----------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def unpriced(shell, sim, magics):
     """A router whose second provider serves a model genai-prices does not know, with no prices given."""
     from llmroute_magic import ProviderSpec
 
-    mystery = ProviderSpec("mystery", "mystery-model-9000", base_url=sim.base_url("sim-local"), api_key="sim",
-                           priority=1)
+    mystery = ProviderSpec(
+        "mystery", "mystery-model-9000", base_url=sim.base_url("sim-local"), api_key="sim", priority=1
+    )
     r = ModelClientRouter(ProviderRoutingConfig([sim.provider_specs(["sim-openai"])[0], mystery]))
     default = shell.user_ns.get("llm")
     shell.user_ns["llm"] = r
@@ -502,6 +532,7 @@ def test_stats_and_status_say_unknown_with_the_count_of_unpriced_attempts(shell,
 
 # -- what a newcomer hit -----------------------------------------------------------------------------
 
+
 def test_unresolved_names_are_named_in_one_line_and_the_prompt_is_sent(shell, spy):
     shell.user_ns["topic"] = "Raft"
     result, out = run(shell, '%%llm --no-stream\nExplain {topic} to {audiance} and {doc.titel}; json: {"a": 1}')
@@ -526,17 +557,26 @@ def _sys_denies_writes() -> bool:
     return False
 
 
-@pytest.mark.parametrize("command, expected", [
-    ("plot cost /no/dir/x.png", "no such directory: '/no/dir'"),
-    ("save /no/dir/u.csv", "no such directory: '/no/dir'"),
-    ("save {tmp}", "is a directory"),
-    ("plot cost {tmp}", "is a directory"),
-    ("plot cost {tmp}/x.jpg", "unsupported file type '.jpg'"),
-    pytest.param("save /sys/u.csv", "Permission denied",
-                 marks=pytest.mark.skipif(not _sys_denies_writes(), reason="needs a directory that refuses writes")),
-    pytest.param("plot cost /sys/x.png", "Permission denied",
-                 marks=pytest.mark.skipif(not _sys_denies_writes(), reason="needs a directory that refuses writes")),
-])
+@pytest.mark.parametrize(
+    "command, expected",
+    [
+        ("plot cost /no/dir/x.png", "no such directory: '/no/dir'"),
+        ("save /no/dir/u.csv", "no such directory: '/no/dir'"),
+        ("save {tmp}", "is a directory"),
+        ("plot cost {tmp}", "is a directory"),
+        ("plot cost {tmp}/x.jpg", "unsupported file type '.jpg'"),
+        pytest.param(
+            "save /sys/u.csv",
+            "Permission denied",
+            marks=pytest.mark.skipif(not _sys_denies_writes(), reason="needs a directory that refuses writes"),
+        ),
+        pytest.param(
+            "plot cost /sys/x.png",
+            "Permission denied",
+            marks=pytest.mark.skipif(not _sys_denies_writes(), reason="needs a directory that refuses writes"),
+        ),
+    ],
+)
 def test_a_bad_path_is_one_line_not_a_traceback(shell, router, tmp_path, command, expected):
     run(shell, "%%llm --no-stream\nhi")
     result, out = run(shell, f"%llm {command.format(tmp=tmp_path)}")
@@ -551,7 +591,8 @@ def test_load_ext_says_which_config_providers_and_missing_keys(tmp_path):
         'strategy = "least_latency"\n'
         '[[providers]]\nname = "openai"\nmodel = "gpt-4o-mini"\n'
         '[[providers]]\nname = "groq"\nmodel = "llama-3.1-8b-instant"\n'
-        '[[providers]]\nname = "local"\nmodel = "llama-3.1-8b"\nbase_url = "http://127.0.0.1:9/v1"\n')
+        '[[providers]]\nname = "local"\nmodel = "llama-3.1-8b"\nbase_url = "http://127.0.0.1:9/v1"\n'
+    )
     info = load_in_subprocess(tmp_path, GROQ_API_KEY=SECRET)
     first = info["out"].split("llmroute router", 1)[0]  # what %load_ext said, before %llm status
     assert "loaded" in first and "llmroute.toml" in first

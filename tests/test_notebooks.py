@@ -59,8 +59,10 @@ def test_notebook_executes_without_errors(name, tmp_path, monkeypatch):
 def panel_notebook(tmp_path_factory):
     """A notebook that asks once and opens the panel, executed in a real kernel on the simulator."""
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in (
-        "%load_ext llmroute_magic", "%llm strategy round_robin", "%%llm --no-stream\nhello", "%llm panel")]
+    nb.cells = [
+        nbformat.v4.new_code_cell(src)
+        for src in ("%load_ext llmroute_magic", "%llm strategy round_robin", "%%llm --no-stream\nhello", "%llm panel")
+    ]
     return execute_notebook(nb, cwd=tmp_path_factory.mktemp("panel-nb"))
 
 
@@ -81,8 +83,8 @@ def test_exported_html_shows_the_panels_settings_and_table(panel_notebook):
 
     page = export_html(panel_notebook)  # what `llmroute demo` writes
     assert "llmroute-panel-snapshot" in page and "strategy round_robin" in page
-    table = page[page.index('class="llmroute-stats"'):]
-    table = table[:table.index("</table>")]
+    table = page[page.index('class="llmroute-stats"') :]
+    table = table[: table.index("</table>")]
     assert all(name in table for name in ("sim-openai", "sim-anthropic", "sim-local"))
     assert ">1<" in table.split(">total<")[1]  # the one request made before the panel opened
     assert "unpkg.com" not in page  # nothing to fetch: the page reads the same offline

@@ -17,8 +17,10 @@ import pytest
 from llmroute_magic import LedgerPersistenceWarning, ModelClientRouter, ProviderRoutingConfig
 from llmroute_magic.sim import ProviderProfile, Simulator
 
-PROFILES = [ProviderProfile("p1", input_price=1.0, output_price=2.0),
-            ProviderProfile("p2", api="anthropic", input_price=3.0, output_price=4.0)]
+PROFILES = [
+    ProviderProfile("p1", input_price=1.0, output_price=2.0),
+    ProviderProfile("p2", api="anthropic", input_price=3.0, output_price=4.0),
+]
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +36,9 @@ def config(sim, path) -> ProviderRoutingConfig:
 def read_rows(path) -> list[tuple]:
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        return db.execute("SELECT request_id, attempt, provider, status, input_tokens, output_tokens, cost "
-                          "FROM attempts").fetchall()
+        return db.execute(
+            "SELECT request_id, attempt, provider, status, input_tokens, output_tokens, cost FROM attempts"
+        ).fetchall()
 
 
 # A writer that says how many of its rows are committed, then keeps writing until it is killed.
@@ -61,8 +64,12 @@ WRITER = """
 
 def start_writer(sim, path, tag: str, n: int | None = None) -> subprocess.Popen:
     args = [sim.base_url("p1"), sim.base_url("p2"), str(path), tag] + ([str(n)] if n else [])
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(WRITER), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(WRITER), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_sigkill_loses_no_committed_row_and_leaves_no_corruption(sim, tmp_path):
@@ -170,8 +177,12 @@ def test_sigkill_shortly_after_appends_loses_no_row(tmp_path, n):
     """The writer commits as soon as rows are queued (group commit), not on a timer: rows
     appended 0.1 s before a SIGKILL are in the file."""
     path = tmp_path / "kill.sqlite"
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(APPENDER), str(path), str(n)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(APPENDER), str(path), str(n)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "appended", proc.stderr.read()
         time.sleep(0.1)
@@ -214,6 +225,15 @@ def test_the_ledger_reads_back_what_two_processes_wrote(sim, tmp_path):
     df = ledger.to_frame(all=True)
     ledger.close()
     rows = sorted(read_rows(path))
-    got = sorted(zip(df["request_id"], df["attempt"], df["provider"].astype(str), df["status"].astype(str),
-                     df["input_tokens"].astype(int), df["output_tokens"].astype(int), df["cost"]))
+    got = sorted(
+        zip(
+            df["request_id"],
+            df["attempt"],
+            df["provider"].astype(str),
+            df["status"].astype(str),
+            df["input_tokens"].astype(int),
+            df["output_tokens"].astype(int),
+            df["cost"],
+        )
+    )
     assert len(got) == 120 and [tuple(r) for r in rows] == got

@@ -30,11 +30,25 @@ def make_ledger() -> pd.DataFrame:
         ("beta", "cancelled", 3, 0, 0.0, 0.10),
     ]
     for i, (p, status, it, ot, cost, lat) in enumerate(spec):
-        rows.append(dict(request_id=f"r{i}", attempt=1, timestamp=t0 + pd.Timedelta(seconds=i),
-                         provider=p, model=f"{p}-model", strategy="priority", status=status,
-                         error_type=None if status == "ok" else "server_error",
-                         http_status=200 if status == "ok" else 500, input_tokens=it, output_tokens=ot,
-                         cost=cost, latency_s=lat, ttft_s=None, streamed=False))
+        rows.append(
+            dict(
+                request_id=f"r{i}",
+                attempt=1,
+                timestamp=t0 + pd.Timedelta(seconds=i),
+                provider=p,
+                model=f"{p}-model",
+                strategy="priority",
+                status=status,
+                error_type=None if status == "ok" else "server_error",
+                http_status=200 if status == "ok" else 500,
+                input_tokens=it,
+                output_tokens=ot,
+                cost=cost,
+                latency_s=lat,
+                ttft_s=None,
+                streamed=False,
+            )
+        )
     return pd.DataFrame(rows)
 
 
@@ -133,16 +147,38 @@ def test_plotting_never_selects_a_gui_backend():
         "    figure_to_png(plot_usage(df, k))\n"
         "print('pyplot' if 'matplotlib.pyplot' in sys.modules else 'no-pyplot')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "MPLBACKEND": "tkagg"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "MPLBACKEND": "tkagg"},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "no-pyplot"
 
 
 def as_records(df: pd.DataFrame) -> list[AttemptRecord]:
-    return [AttemptRecord(r.request_id, r.attempt, r.timestamp.timestamp(), r.provider, r.model, r.strategy,
-                          r.status, r.error_type, r.http_status, r.input_tokens, r.output_tokens, r.cost,
-                          r.latency_s, r.ttft_s, r.streamed) for r in df.itertuples()]
+    return [
+        AttemptRecord(
+            r.request_id,
+            r.attempt,
+            r.timestamp.timestamp(),
+            r.provider,
+            r.model,
+            r.strategy,
+            r.status,
+            r.error_type,
+            r.http_status,
+            r.input_tokens,
+            r.output_tokens,
+            r.cost,
+            r.latency_s,
+            r.ttft_s,
+            r.streamed,
+        )
+        for r in df.itertuples()
+    ]
 
 
 def test_a_summary_fed_record_by_record_equals_one_read_from_the_frame():
@@ -162,8 +198,12 @@ def test_a_summary_matches_usage_stats():
     from llmroute_magic import UsageStats
 
     df = make_ledger()
-    pd.testing.assert_frame_equal(UsageSummary.from_frame(df).stats().by_provider,
-                                  UsageStats.from_frame(df).by_provider, check_exact=False, rtol=1e-12)
+    pd.testing.assert_frame_equal(
+        UsageSummary.from_frame(df).stats().by_provider,
+        UsageStats.from_frame(df).by_provider,
+        check_exact=False,
+        rtol=1e-12,
+    )
 
 
 def test_a_large_ledger_draws_a_bounded_number_of_points():
@@ -174,11 +214,19 @@ def test_a_large_ledger_draws_a_bounded_number_of_points():
 
     n = 200_000
     rng = np.random.default_rng(1)
-    df = pd.DataFrame({
-        "request_id": [f"r{i}" for i in range(n)], "attempt": 1,
-        "timestamp": pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(np.arange(n), unit="s"),
-        "provider": rng.choice(["a", "b", "c"], n), "status": "ok", "input_tokens": 10, "output_tokens": 20,
-        "cost": 0.0001, "latency_s": rng.uniform(0.01, 0.5, n)})
+    df = pd.DataFrame(
+        {
+            "request_id": [f"r{i}" for i in range(n)],
+            "attempt": 1,
+            "timestamp": pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(np.arange(n), unit="s"),
+            "provider": rng.choice(["a", "b", "c"], n),
+            "status": "ok",
+            "input_tokens": 10,
+            "output_tokens": 20,
+            "cost": 0.0001,
+            "latency_s": rng.uniform(0.01, 0.5, n),
+        }
+    )
     summary = UsageSummary.from_frame(df)
     latency = plot_summary(summary, "latency").axes[0]
     dots = sum(len(c.get_offsets()) for c in latency.collections)

@@ -19,10 +19,21 @@ from llmroute_magic import ProviderSpec, UnknownPriceWarning
 from llmroute_magic._pricing import PriceBook, _make_form
 
 
-def genai(model: str, *, input_tokens: int, output_tokens: int, cache_read_tokens: int = 0,
-          cache_write_tokens: int = 0, **provider: str) -> float:
-    usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens, cache_read_tokens=cache_read_tokens,
-                  cache_write_tokens=cache_write_tokens)
+def genai(
+    model: str,
+    *,
+    input_tokens: int,
+    output_tokens: int,
+    cache_read_tokens: int = 0,
+    cache_write_tokens: int = 0,
+    **provider: str,
+) -> float:
+    usage = Usage(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cache_read_tokens=cache_read_tokens,
+        cache_write_tokens=cache_write_tokens,
+    )
     return float(calc_price(usage, model, **provider).total_price)
 
 
@@ -42,32 +53,45 @@ def book() -> PriceBook:
 
 def test_openai_plain_and_cache_read_as_genai_prices(book):
     assert book.cost(OPENAI, 1200, 300) == pytest.approx(
-        genai("gpt-4o", input_tokens=1200, output_tokens=300, provider_id="openai"), rel=1e-12)
+        genai("gpt-4o", input_tokens=1200, output_tokens=300, provider_id="openai"), rel=1e-12
+    )
     cached = book.cost(OPENAI, 10_000, 300, cache_read_tokens=8_000)
-    assert cached == pytest.approx(genai("gpt-4o", input_tokens=10_000, output_tokens=300, cache_read_tokens=8_000,
-                                         provider_id="openai"), rel=1e-12)
+    assert cached == pytest.approx(
+        genai("gpt-4o", input_tokens=10_000, output_tokens=300, cache_read_tokens=8_000, provider_id="openai"),
+        rel=1e-12,
+    )
     assert cached < book.cost(OPENAI, 10_000, 300)  # cached prompt tokens are cheaper
     assert book.rates(OPENAI) == (2.5, 10.0)  # what genai-prices lists for gpt-4o, base tier
 
 
 def test_anthropic_50k_cache_write_is_billed_at_the_cache_write_rate(book):
     got = book.cost(ANTHROPIC, 60_000, 500, cache_write_tokens=50_000)
-    want = genai("claude-sonnet-4-5", input_tokens=60_000, output_tokens=500, cache_write_tokens=50_000,
-                 provider_id="anthropic")
+    want = genai(
+        "claude-sonnet-4-5", input_tokens=60_000, output_tokens=500, cache_write_tokens=50_000, provider_id="anthropic"
+    )
     assert got == pytest.approx(want, rel=1e-12)
     plain = book.cost(ANTHROPIC, 60_000, 500)
     assert got > plain * 1.15  # the first release billed this at the plain input rate: 20% low
     read = book.cost(ANTHROPIC, 60_000, 500, cache_read_tokens=50_000)
-    assert read == pytest.approx(genai("claude-sonnet-4-5", input_tokens=60_000, output_tokens=500,
-                                       cache_read_tokens=50_000, provider_id="anthropic"), rel=1e-12)
+    assert read == pytest.approx(
+        genai(
+            "claude-sonnet-4-5",
+            input_tokens=60_000,
+            output_tokens=500,
+            cache_read_tokens=50_000,
+            provider_id="anthropic",
+        ),
+        rel=1e-12,
+    )
     assert read < plain
 
 
 @pytest.mark.parametrize("prompt", [2_000, 199_999, 200_000, 200_001, 250_000])
 def test_gemini_25_pro_tiers_follow_the_prompt_size(book, prompt):
     got = book.cost(GEMINI, prompt, 1_000)
-    assert got == pytest.approx(genai("gemini-2.5-pro", input_tokens=prompt, output_tokens=1_000,
-                                      provider_id="google"), rel=1e-12)
+    assert got == pytest.approx(
+        genai("gemini-2.5-pro", input_tokens=prompt, output_tokens=1_000, provider_id="google"), rel=1e-12
+    )
 
 
 def test_gemini_small_prompt_is_not_billed_at_the_large_prompt_tier(book):
@@ -83,20 +107,23 @@ def test_a_proxy_url_genai_prices_does_not_know_is_matched_by_model_alone(book):
     with pytest.raises(LookupError):
         calc_price(Usage(input_tokens=1), "gpt-4o-mini", provider_api_url=GATEWAY.base_url)
     assert book.cost(GATEWAY, 5_000, 100) == pytest.approx(
-        genai("gpt-4o-mini", input_tokens=5_000, output_tokens=100), rel=1e-12)
+        genai("gpt-4o-mini", input_tokens=5_000, output_tokens=100), rel=1e-12
+    )
 
 
 def test_a_known_vendor_behind_a_loopback_proxy_keeps_its_vendors_prices():
     spec = ProviderSpec("openai", "gpt-4o", base_url="http://127.0.0.1:9/v1")
     assert PriceBook().cost(spec, 1000, 10) == pytest.approx(
-        genai("gpt-4o", input_tokens=1000, output_tokens=10, provider_id="openai"), rel=1e-12)
+        genai("gpt-4o", input_tokens=1000, output_tokens=10, provider_id="openai"), rel=1e-12
+    )
 
 
 def test_the_answers_model_is_priced_else_the_specs():
     book = PriceBook()
     as_mini = book.cost(OPENAI, 1000, 100, model="gpt-4o-mini-2024-07-18")
-    assert as_mini == pytest.approx(genai("gpt-4o-mini-2024-07-18", input_tokens=1000, output_tokens=100,
-                                          provider_id="openai"), rel=1e-12)
+    assert as_mini == pytest.approx(
+        genai("gpt-4o-mini-2024-07-18", input_tokens=1000, output_tokens=100, provider_id="openai"), rel=1e-12
+    )
     # a model genai-prices does not know falls back to the spec's model, not to NaN
     assert book.cost(OPENAI, 1000, 100, model="house-finetune-7") == book.cost(OPENAI, 1000, 100)
 
@@ -105,8 +132,10 @@ def test_spec_prices_override_the_catalogue_at_a_flat_rate():
     spec = OPENAI.with_prices(input=1.0, output=2.0)
     book = PriceBook()
     # cache reads and writes are prompt tokens at the spec's input price
-    assert book.cost(spec, 10_000, 500, cache_read_tokens=4_000, cache_write_tokens=3_000) == \
-        10_000 * 1.0 / 1e6 + 500 * 2.0 / 1e6
+    assert (
+        book.cost(spec, 10_000, 500, cache_read_tokens=4_000, cache_write_tokens=3_000)
+        == 10_000 * 1.0 / 1e6 + 500 * 2.0 / 1e6
+    )
     assert book.rates(spec) == (1.0, 2.0)
     free = LOCAL.with_prices(input=0, output=0)
     assert book.cost(free, 10_000, 500) == 0.0 and book.rates(free) == (0.0, 0.0)
@@ -133,21 +162,23 @@ def test_unknown_is_nan_never_zero():
 def test_random_usages_match_genai_prices_exactly():
     book = PriceBook()
     rng = random.Random(7)
-    cases = [(OPENAI, "gpt-4o", {"provider_id": "openai"}),
-             (ANTHROPIC, "claude-sonnet-4-5", {"provider_id": "anthropic"}),
-             (ProviderSpec("anthropic", "claude-3-5-haiku-latest"), "claude-3-5-haiku-latest",
-              {"provider_id": "anthropic"}),
-             (GEMINI, "gemini-2.5-pro", {"provider_id": "google"}),
-             (ProviderSpec("deepseek", "deepseek-chat"), "deepseek-chat", {"provider_id": "deepseek"}),
-             (ProviderSpec("groq", "llama-3.1-8b-instant"), "llama-3.1-8b-instant", {"provider_id": "groq"})]
+    cases = [
+        (OPENAI, "gpt-4o", {"provider_id": "openai"}),
+        (ANTHROPIC, "claude-sonnet-4-5", {"provider_id": "anthropic"}),
+        (ProviderSpec("anthropic", "claude-3-5-haiku-latest"), "claude-3-5-haiku-latest", {"provider_id": "anthropic"}),
+        (GEMINI, "gemini-2.5-pro", {"provider_id": "google"}),
+        (ProviderSpec("deepseek", "deepseek-chat"), "deepseek-chat", {"provider_id": "deepseek"}),
+        (ProviderSpec("groq", "llama-3.1-8b-instant"), "llama-3.1-8b-instant", {"provider_id": "groq"}),
+    ]
     for _ in range(400):
         spec, model, provider = rng.choice(cases)
         inp = rng.choice([rng.randint(1, 5_000), rng.randint(150_000, 400_000)])
         cr = rng.randint(0, inp // 2) if rng.random() < 0.5 else 0
         cw = rng.randint(0, (inp - cr) // 2) if rng.random() < 0.5 else 0
         out = rng.randint(0, 8_000)
-        want = genai(model, input_tokens=inp, output_tokens=out, cache_read_tokens=cr, cache_write_tokens=cw,
-                     **provider)
+        want = genai(
+            model, input_tokens=inp, output_tokens=out, cache_read_tokens=cr, cache_write_tokens=cw, **provider
+        )
         assert book.cost(spec, inp, out, cr, cw) == pytest.approx(want, rel=1e-12, abs=1e-15), (model, inp, cr, cw, out)
 
 
@@ -212,14 +243,24 @@ def test_an_unknown_price_is_told_once_on_the_console():
 
 # -- the native formats: Gemini, Azure, OpenAI Responses, Ollama --------------------------------------------
 
-@pytest.mark.parametrize("spec, provider_id, model", [
-    (ProviderSpec("gemini", "gemini-2.5-flash"), "google", "gemini-2.5-flash"),
-    (ProviderSpec("team-gemini", "gemini-2.0-flash", api="gemini", base_url="http://127.0.0.1:9/g"),
-     "google", "gemini-2.0-flash"),
-    (ProviderSpec("work", "gpt-4o-mini", api="azure", base_url="https://acme.openai.azure.com"), "azure",
-     "gpt-4o-mini"),
-    (ProviderSpec("resp", "gpt-4o", api="openai-responses", base_url="https://gw.example/v1"), "openai", "gpt-4o"),
-])
+
+@pytest.mark.parametrize(
+    "spec, provider_id, model",
+    [
+        (ProviderSpec("gemini", "gemini-2.5-flash"), "google", "gemini-2.5-flash"),
+        (
+            ProviderSpec("team-gemini", "gemini-2.0-flash", api="gemini", base_url="http://127.0.0.1:9/g"),
+            "google",
+            "gemini-2.0-flash",
+        ),
+        (
+            ProviderSpec("work", "gpt-4o-mini", api="azure", base_url="https://acme.openai.azure.com"),
+            "azure",
+            "gpt-4o-mini",
+        ),
+        (ProviderSpec("resp", "gpt-4o", api="openai-responses", base_url="https://gw.example/v1"), "openai", "gpt-4o"),
+    ],
+)
 def test_native_formats_are_priced_by_their_vendors_list(book, spec, provider_id, model):
     usage = Usage(input_tokens=12_345, output_tokens=678)
     want = float(calc_price(usage, model, provider_id=provider_id).total_price)

@@ -37,8 +37,13 @@ def _defined_names(tree: ast.AST) -> set[str]:
     ``__slots__`` entries."""
     names: set[str] = set()
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and _private(node.attr)
-                and isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.ctx, ast.Store)
+            and _private(node.attr)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in ("self", "cls")
+        ):
             names.add(node.attr)
         elif isinstance(node, ast.ClassDef):
             for item in node.body:
@@ -48,9 +53,11 @@ def _defined_names(tree: ast.AST) -> set[str]:
                     targets = item.targets if isinstance(item, ast.Assign) else [item.target]
                     names.update(t.id for t in targets if isinstance(t, ast.Name) and _private(t.id))
                     if any(isinstance(t, ast.Name) and t.id == "__slots__" for t in targets):
-                        names.update(c.value for c in ast.walk(item.value)
-                                     if isinstance(c, ast.Constant) and isinstance(c.value, str)
-                                     and _private(c.value))
+                        names.update(
+                            c.value
+                            for c in ast.walk(item.value)
+                            if isinstance(c, ast.Constant) and isinstance(c.value, str) and _private(c.value)
+                        )
     return names
 
 
@@ -87,9 +94,14 @@ def offenders(source: str, filename: str = "<src>") -> list[str]:
         elif isinstance(node, ast.Attribute) and node.attr in library_names:
             if not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
                 found.append(f"{where}: .{node.attr}")
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-              and node.func.id in ("getattr", "setattr", "hasattr", "delattr") and len(node.args) >= 2
-              and isinstance(node.args[1], ast.Constant) and node.args[1].value in library_names):
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("getattr", "setattr", "hasattr", "delattr")
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and node.args[1].value in library_names
+        ):
             found.append(f"{where}: {node.func.id}(..., {node.args[1].value!r})")
     return found
 
@@ -108,7 +120,7 @@ def test_no_private_access_to_httpx_httpx_aiohttp_or_aiohttp(path):
 
 # -- the check itself: it catches what the package used to do ---------------------------------
 
-OLD_FAST_PATH = '''
+OLD_FAST_PATH = """
 from httpx_aiohttp.transport import map_aiohttp_exceptions
 
 async def send(self, client, request):
@@ -121,18 +133,24 @@ async def send(self, client, request):
 def close(client):
     session = getattr(client._transport, "client", None)
     session._connector._close()
-'''
+"""
 
 
 def test_the_check_catches_the_old_private_fast_path():
     found = "\n".join(offenders(OLD_FAST_PATH))
-    for needle in ("import map_aiohttp_exceptions", "'_aiohttp_response'", "._content", "._transport",
-                   "._connector", "._close"):
+    for needle in (
+        "import map_aiohttp_exceptions",
+        "'_aiohttp_response'",
+        "._content",
+        "._transport",
+        "._connector",
+        "._close",
+    ):
         assert needle in found, (needle, found)
 
 
 def test_the_check_allows_the_public_api():
-    source = '''
+    source = """
 import httpx
 from httpx_aiohttp import HttpxAiohttpClient, AiohttpTransport
 
@@ -143,5 +161,5 @@ async def post(client, url, body):
         pass
     await response.aclose()
     self._own = 1
-'''
+"""
     assert offenders(source) == []

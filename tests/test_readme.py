@@ -25,11 +25,19 @@ def blocks(language: str) -> list[str]:
 
 def offline_env() -> dict[str, str]:
     """No keys, no config, no proxy: an example that reached for the network would fail, not hang."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.endswith("_API_KEY") and k not in ("LLMROUTE_CONFIG", "LLMROUTE_SIMULATE")
-           and "proxy" not in k.lower()}
-    env.update({"NO_PROXY": "127.0.0.1,localhost", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY":
-                "http://127.0.0.1:9", "PYTHONUNBUFFERED": "1"})
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith("_API_KEY") and k not in ("LLMROUTE_CONFIG", "LLMROUTE_SIMULATE") and "proxy" not in k.lower()
+    }
+    env.update(
+        {
+            "NO_PROXY": "127.0.0.1,localhost",
+            "HTTPS_PROXY": "http://127.0.0.1:9",
+            "HTTP_PROXY": "http://127.0.0.1:9",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
@@ -48,8 +56,9 @@ def test_python_example_runs_as_pasted(index, tmp_path):
     """Each block on its own, in a fresh interpreter, in an empty directory, with no keys."""
     script = tmp_path / f"readme_{index}.py"
     script.write_text(PYTHON_BLOCKS[index], encoding="utf-8")
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=150,
-                          env=offline_env(), cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=150, env=offline_env(), cwd=tmp_path
+    )
     assert proc.returncode == 0, f"README block {index} failed:\n{PYTHON_BLOCKS[index]}\n{proc.stderr[-3000:]}"
 
 
@@ -57,8 +66,14 @@ def test_from_python_example_routes_streams_compares_and_counts():
     """The first example does what its comments say (it ran above; here its output is read)."""
     body = PYTHON_BLOCKS[0]
     assert "prompts = [" in body and "Simulator()" in body
-    for call in ("router.complete(", "router.stream(", "router.compare(", "router.map(prompts",
-                 "get_usage_stats()", "router.usage_df()"):
+    for call in (
+        "router.complete(",
+        "router.stream(",
+        "router.compare(",
+        "router.map(prompts",
+        "get_usage_stats()",
+        "router.usage_df()",
+    ):
         assert call in body
 
 
@@ -71,8 +86,8 @@ def test_config_file_example_loads():
 
 def test_profile_file_example_loads_and_every_field_is_documented():
     text = README.read_text(encoding="utf-8")
-    section = text[text.index("### Profile file"):]
-    section = section[:section.index("\n## ")]
+    section = text[text.index("### Profile file") :]
+    section = section[: section.index("\n## ")]
     examples = [b for b in blocks("toml") if b in section]
     assert examples, "no profile file example in the README"
     for body in examples:

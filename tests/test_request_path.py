@@ -23,8 +23,9 @@ from llmroute_magic.sim import ProviderProfile, Simulator
 PROFILES = [
     ProviderProfile("quick", api="openai", model="quick-1", latency_s=0.01, input_price=1, output_price=2),
     ProviderProfile("quick-a", api="anthropic", model="quick-a-1", latency_s=0.01, input_price=1, output_price=2),
-    ProviderProfile("drip-a", api="anthropic", model="drip-a-1", latency_s=0.0, tokens_per_s=40,
-                    input_price=3, output_price=15),
+    ProviderProfile(
+        "drip-a", api="anthropic", model="drip-a-1", latency_s=0.0, tokens_per_s=40, input_price=3, output_price=15
+    ),
     ProviderProfile("slow", api="openai", model="slow-1", latency_s=0.3, input_price=1, output_price=2),
     ProviderProfile("zed", api="openai", model="zed-1", latency_s=0.0),
     ProviderProfile("primary", api="openai", model="p-1", latency_s=0.0),
@@ -47,6 +48,7 @@ def fresh(sim):
 
 
 # -- 1. streamed latency is the provider's time, not the consumer's ------------------------------------
+
 
 @pytest.mark.parametrize("name", ["quick", "quick-a"])
 def test_a_slow_sync_consumer_does_not_make_a_fast_provider_look_slow(fresh, name):
@@ -89,6 +91,7 @@ def test_a_stream_that_really_takes_time_is_measured_as_such(fresh):
 
 # -- 2. a cancelled sync stream bills what the provider reported ----------------------------------------
 
+
 def test_a_sync_stream_closed_after_its_first_chunk_bills_the_reported_input(fresh):
     with make_router(fresh, ["drip-a"]) as r:
         s = r.stream("a long story please", max_tokens=200)
@@ -119,9 +122,11 @@ def test_ctrl_c_while_reading_a_sync_stream_bills_the_reported_input(fresh):
 
 # -- 8. max_concurrency is one bound for the whole router ------------------------------------------------
 
+
 def test_max_concurrency_one_holds_across_threads_and_event_loops(fresh):
     spec = fresh.provider_specs(["slow"])[0].with_max_concurrency(1)
     with ModelClientRouter(ProviderRoutingConfig([spec])) as r:
+
         def sync_caller() -> None:
             r.complete("sync", max_tokens=4)
 
@@ -143,6 +148,7 @@ def test_max_concurrency_one_holds_across_threads_and_event_loops(fresh):
 def test_max_concurrency_two_lets_two_through(fresh):
     spec = fresh.provider_specs(["slow"])[0].with_max_concurrency(2)
     with ModelClientRouter(ProviderRoutingConfig([spec])) as r:
+
         async def burst():
             await asyncio.gather(*(r.acomplete(f"q{i}", max_tokens=4) for i in range(6)))
 
@@ -169,6 +175,7 @@ async def test_a_request_cancelled_while_waiting_for_a_slot_gives_no_slot_away(f
 
 # -- 10. new(primary, fallbacks) tries the primary first ---------------------------------------------------
 
+
 def test_the_primary_is_tried_first_whatever_the_names(fresh):
     primary, zed = fresh.provider_specs(["primary", "zed"])
     local = ProviderSpec("aaa-local", "m", base_url=fresh.base_url("zed")).with_prices(input=0, output=0)
@@ -187,15 +194,20 @@ def test_explicit_priorities_come_before_unset_ones(fresh):
 
 # -- 4, 11. prices in pairs; keys that are not strings ---------------------------------------------------
 
+
 @pytest.mark.parametrize("prices", [dict(input=2.5), dict(output=10.0)])
 def test_half_a_price_is_a_config_error(prices):
     spec = ProviderSpec("vllm", "llama", base_url="http://127.0.0.1:8000/v1")
     with pytest.raises(ConfigError, match="prices come in pairs"):
         spec.with_prices(**prices)
     with pytest.raises(ConfigError, match="prices come in pairs"):
-        ProviderRoutingConfig.from_dict({"providers": [{"name": "vllm", "model": "llama",
-                                                         "base_url": "http://127.0.0.1:8000/v1",
-                                                         "input_price": 2.5}]})
+        ProviderRoutingConfig.from_dict(
+            {
+                "providers": [
+                    {"name": "vllm", "model": "llama", "base_url": "http://127.0.0.1:8000/v1", "input_price": 2.5}
+                ]
+            }
+        )
 
 
 def test_free_and_catalogue_prices_are_still_fine():
@@ -220,6 +232,7 @@ def test_a_key_cannot_leak_through_string_operations():
 
 
 # -- errors from the sync API carry the caller's frames only -----------------------------------------------
+
 
 def test_all_providers_failed_shows_the_callers_frames_only(fresh):
     fresh.inject("zed", ["server_error"] * 3)

@@ -30,8 +30,9 @@ PROFILES = [
     ProviderProfile("gamma", api="openai", model="gamma-1", input_price=0.0, output_price=0.0, **FAST),
     # the seed's names, so its usage example runs as written (base URLs from OPENAI_BASE_URL & co.)
     ProviderProfile("openai", api="openai", model="gpt-4o", input_price=2.5, output_price=10.0, **FAST),
-    ProviderProfile("anthropic", api="anthropic", model="claude-3-5-sonnet-latest", input_price=3.0,
-                    output_price=15.0, **FAST),
+    ProviderProfile(
+        "anthropic", api="anthropic", model="claude-3-5-sonnet-latest", input_price=3.0, output_price=15.0, **FAST
+    ),
 ]
 
 
@@ -54,6 +55,7 @@ def make_router(sim, names=("alpha", "beta", "gamma"), **kw) -> ModelClientRoute
 
 # -- the seed's example ----------------------------------------------------------------------------
 
+
 def test_seed_usage_example_runs_as_written(fresh, monkeypatch):
     monkeypatch.setenv("OPENAI_BASE_URL", fresh.base_url("openai"))
     monkeypatch.setenv("ANTHROPIC_BASE_URL", fresh.base_url("anthropic"))
@@ -75,6 +77,7 @@ def test_seed_usage_example_runs_as_written(fresh, monkeypatch):
 
 
 # -- strategies end to end -------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("strategy", list(RoutingStrategy))
 def test_every_strategy_serves_and_records(fresh, strategy):
@@ -127,8 +130,10 @@ def test_ten_concurrent_round_robin_split_five_five(fresh):
     fresh.update("alpha", latency_s=0.05)
     fresh.update("beta", latency_s=0.05)
     with make_router(fresh, ("alpha", "beta"), strategy="round_robin") as r:
+
         async def burst():
             return await asyncio.gather(*(r.acomplete(f"p{i}", max_tokens=8) for i in range(10)))
+
         done = asyncio.run(burst())
     assert Counter(c.provider for c in done) == {"alpha": 5, "beta": 5}
 
@@ -149,8 +154,17 @@ def test_burst_of_fifty_under_least_latency_does_not_herd(fresh):
 
 # -- failover: the error-policy table ----------------------------------------------------------------
 
-RETRYABLE = ["rate_limit", "rate_limit_no_retry_after", "server_error", "bad_gateway", "unavailable",
-             "gateway_timeout", "overloaded", "reset", "malformed_json"]
+RETRYABLE = [
+    "rate_limit",
+    "rate_limit_no_retry_after",
+    "server_error",
+    "bad_gateway",
+    "unavailable",
+    "gateway_timeout",
+    "overloaded",
+    "reset",
+    "malformed_json",
+]
 
 
 @pytest.mark.parametrize("fault", RETRYABLE)
@@ -163,7 +177,12 @@ def test_retryable_fault_falls_back_to_next_provider_at_once(fresh, fault):
     assert c.provider == "beta" and c.attempts == 2
     assert [x["status"] for x in rec] == ["error", "ok"]
     assert rec[0]["provider"] == "alpha" and rec[0]["error_type"] in {
-        "rate_limit", "server_error", "overloaded", "connection_reset", "malformed_response"}
+        "rate_limit",
+        "server_error",
+        "overloaded",
+        "connection_reset",
+        "malformed_response",
+    }
     assert sleeps.delays == []  # moving to another provider never waits
     assert_ledger_matches_sim(r, fresh)
 
@@ -213,9 +232,15 @@ def test_attempts_are_bounded_and_the_error_lists_each(fresh):
     assert_ledger_matches_sim(r, fresh)
 
 
-@pytest.mark.parametrize("fault, error_type", [("unauthorized", "authentication"), ("forbidden", "permission"),
-                                               ("model_not_found", "not_found"),
-                                               ("insufficient_quota", "insufficient_quota")])
+@pytest.mark.parametrize(
+    "fault, error_type",
+    [
+        ("unauthorized", "authentication"),
+        ("forbidden", "permission"),
+        ("model_not_found", "not_found"),
+        ("insufficient_quota", "insufficient_quota"),
+    ],
+)
 def test_provider_that_cannot_serve_is_dropped_and_cooled_down(fresh, fault, error_type):
     fresh.inject("alpha", [fault])
     with make_router(fresh, ("alpha", "beta"), sleeps=Sleeps(), max_retries=5) as r:
@@ -273,8 +298,9 @@ def test_context_length_with_no_larger_window_fails_fast(fresh):
 def test_cooldown_after_three_failures_and_recovery(fresh):
     clock = [100.0]
     fresh.inject("alpha", ["server_error"] * 3)
-    with make_router(fresh, ("alpha", "beta"), sleeps=Sleeps(), clock=lambda: clock[0], cooldown_s=30,
-                     strategy="priority") as r:
+    with make_router(
+        fresh, ("alpha", "beta"), sleeps=Sleeps(), clock=lambda: clock[0], cooldown_s=30, strategy="priority"
+    ) as r:
         for _ in range(3):
             assert r.complete("x").provider == "beta"
         assert r.cooling_down() == ["alpha"]
@@ -308,6 +334,7 @@ def test_timeout_on_a_hung_provider_falls_back(fresh):
 
 
 # -- streaming ----------------------------------------------------------------------------------------
+
 
 def test_stream_yields_text_and_records_usage(fresh):
     with make_router(fresh, ("beta", "alpha")) as r:
@@ -362,18 +389,21 @@ def test_closing_a_stream_early_records_cancelled(fresh):
 def test_cancelling_acomplete_records_cancelled(fresh):
     fresh.update("alpha", latency_s=2.0)
     with make_router(fresh, ("alpha",)) as r:
+
         async def go():
             t = asyncio.ensure_future(r.acomplete("slow"))
             await asyncio.sleep(0.2)
             t.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await t
+
         asyncio.run(go())
         rec = rows(r)
     assert [x["status"] for x in rec] == ["cancelled"]
 
 
 # -- compare, map, threads, ledger invariant -------------------------------------------------------------
+
 
 def test_compare_sends_the_same_prompt_to_each_provider(fresh):
     fresh.inject("gamma", ["invalid_request"])
@@ -383,8 +413,16 @@ def test_compare_sends_the_same_prompt_to_each_provider(fresh):
     assert df.loc[df.provider == "gamma", "error"].str.contains("invalid_request").all()
     ok = df[df.error.isna()]
     assert (ok.output_tokens > 0).all() and ok.text.str.len().gt(0).all()
-    assert set(df.columns) >= {"provider", "model", "text", "latency_s", "input_tokens", "output_tokens",
-                               "cost", "error"}
+    assert set(df.columns) >= {
+        "provider",
+        "model",
+        "text",
+        "latency_s",
+        "input_tokens",
+        "output_tokens",
+        "cost",
+        "error",
+    }
 
 
 def test_map_returns_completions_and_errors_in_order(fresh):
@@ -415,8 +453,16 @@ def test_router_used_from_many_threads_stays_consistent(fresh):
 
 def test_ledger_equals_simulator_after_mixed_run_with_faults(fresh):
     for name in ("alpha", "beta", "gamma"):
-        fresh.update(name, faults={"server_error": 0.1, "rate_limit": 0.1, "malformed_json": 0.05,
-                                   "reset": 0.05, "stream_error": 0.05})
+        fresh.update(
+            name,
+            faults={
+                "server_error": 0.1,
+                "rate_limit": 0.1,
+                "malformed_json": 0.05,
+                "reset": 0.05,
+                "stream_error": 0.05,
+            },
+        )
     with make_router(fresh, sleeps=Sleeps(), strategy="random", max_retries=3) as r:
         results = r.map([f"m{i}" for i in range(80)], concurrency=8, progress=False, max_tokens=12)
 
@@ -429,6 +475,7 @@ def test_ledger_equals_simulator_after_mixed_run_with_faults(fresh):
                     pass
                 except AllProvidersFailed:
                     pass
+
         r._loop().run(streams())
         df = r.usage_df()
     assert sum(isinstance(x, Completion) for x in results) >= 70
@@ -458,8 +505,12 @@ def test_sqlite_ledger_survives_a_new_router(fresh, tmp_path):
 
 def test_bad_prompt_and_settings_are_clear(fresh):
     with make_router(fresh) as r:
-        for bad, frag in (("", "prompt: empty"), ([], "empty message list"), ([{"x": 1}], "role"),
-                          (42, "expected a string or a list")):
+        for bad, frag in (
+            ("", "prompt: empty"),
+            ([], "empty message list"),
+            ([{"x": 1}], "role"),
+            (42, "expected a string or a list"),
+        ):
             with pytest.raises(ConfigError, match=frag):
                 r.complete(bad)
         with pytest.raises(ConfigError, match="max_tokens"):

@@ -34,6 +34,7 @@ def assert_clean(*texts) -> None:
 
 # -- a provider that shows us exactly what it received ------------------------------------------
 
+
 class Recorder(ThreadingHTTPServer):
     """Answers like an OpenAI or Anthropic server; remembers every request's headers.
 
@@ -64,20 +65,35 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
         self.server.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
         if self.path.startswith("/redirect"):
-            return self._send(307, b"", {"location": self.server.redirect_to + self.path[len("/redirect"):]})
+            return self._send(307, b"", {"location": self.server.redirect_to + self.path[len("/redirect") :]})
         if self.path.startswith("/echo"):
             echoed = json.dumps(dict(self.headers.items()))
-            return self._send(400, json.dumps({"error": {"message": f"bad request, you sent {echoed}",
-                                                         "type": "invalid_request_error"}}).encode())
+            return self._send(
+                400,
+                json.dumps(
+                    {"error": {"message": f"bad request, you sent {echoed}", "type": "invalid_request_error"}}
+                ).encode(),
+            )
         if self.path.endswith("/messages"):
-            out = {"id": "msg_1", "type": "message", "role": "assistant", "model": "m",
-                   "content": [{"type": "text", "text": "hello"}], "stop_reason": "end_turn",
-                   "usage": {"input_tokens": 3, "output_tokens": 1}}
+            out = {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": "m",
+                "content": [{"type": "text", "text": "hello"}],
+                "stop_reason": "end_turn",
+                "usage": {"input_tokens": 3, "output_tokens": 1},
+            }
         else:
-            out = {"id": "c1", "object": "chat.completion", "model": "m",
-                   "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"},
-                                "finish_reason": "stop"}],
-                   "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
+            out = {
+                "id": "c1",
+                "object": "chat.completion",
+                "model": "m",
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": "hello"}, "finish_reason": "stop"}
+                ],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+            }
         assert json.loads(body)["messages"]
         self._send(200, json.dumps(out).encode())
 
@@ -106,11 +122,13 @@ def key_headers(headers: dict[str, str]) -> str:
 def test_each_key_goes_only_to_its_own_provider(servers, monkeypatch):
     a, b = servers
     monkeypatch.setenv("ENVPROV_API_KEY", CANARY_ENV)
-    specs = [ProviderSpec("prov-a", "m", api="openai", base_url=a.url + "/v1", api_key=CANARY, input_price=0,
-                          output_price=0),
-             ProviderSpec("prov-b", "m", api="anthropic", base_url=b.url, api_key=CANARY_B, input_price=0,
-                          output_price=0),
-             ProviderSpec("envprov", "m", api="openai", base_url=b.url + "/env/v1", input_price=0, output_price=0)]
+    specs = [
+        ProviderSpec(
+            "prov-a", "m", api="openai", base_url=a.url + "/v1", api_key=CANARY, input_price=0, output_price=0
+        ),
+        ProviderSpec("prov-b", "m", api="anthropic", base_url=b.url, api_key=CANARY_B, input_price=0, output_price=0),
+        ProviderSpec("envprov", "m", api="openai", base_url=b.url + "/env/v1", input_price=0, output_price=0),
+    ]
     with ModelClientRouter(ProviderRoutingConfig(specs, strategy="round_robin")) as r:
         for _ in range(2):
             for name in ("prov-a", "prov-b", "envprov"):
@@ -155,11 +173,14 @@ def test_a_server_that_echoes_the_key_does_not_get_it_shown(servers):
 
 # -- nowhere a user can see it --------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def sim():
-    profiles = [ProviderProfile("keyed", require_api_key=CANARY_B, input_price=1, output_price=2),
-                ProviderProfile("keyed-a", api="anthropic", require_api_key=CANARY_B, input_price=1, output_price=2),
-                ProviderProfile("open", input_price=1, output_price=2)]
+    profiles = [
+        ProviderProfile("keyed", require_api_key=CANARY_B, input_price=1, output_price=2),
+        ProviderProfile("keyed-a", api="anthropic", require_api_key=CANARY_B, input_price=1, output_price=2),
+        ProviderProfile("open", input_price=1, output_price=2),
+    ]
     with Simulator(profiles) as s:
         yield s
 
@@ -182,14 +203,23 @@ def test_the_key_is_in_no_repr_error_warning_log_frame_export_or_plot(sim, tmp_p
         warnings.simplefilter("always")
         r = canary_router(sim, ledger_path=tmp_path / "usage.sqlite")
         with r:
-            seen += [repr(r), str(r), repr(r.config), str(r.config.to_dict()), repr(r.providers),
-                     str([p.to_dict() for p in r.providers]), repr(r.providers[0].api_key),
-                     str(r.providers[0].api_key)]
+            seen += [
+                repr(r),
+                str(r),
+                repr(r.config),
+                str(r.config.to_dict()),
+                repr(r.providers),
+                str([p.to_dict() for p in r.providers]),
+                repr(r.providers[0].api_key),
+                str(r.providers[0].api_key),
+            ]
             c = r.complete("hi")  # keyed (401) -> keyed-a (401) -> open
             seen += [repr(c), str(c), c.footer(), c._repr_markdown_(), str(c.to_dict())]
             for name in ("keyed", "keyed-a"):
-                for call in (lambda name=name: r.complete("hi", provider=name),
-                             lambda name=name: "".join(r.stream("hi", provider=name))):
+                for call in (
+                    lambda name=name: r.complete("hi", provider=name),
+                    lambda name=name: "".join(r.stream("hi", provider=name)),
+                ):
                     with pytest.raises(AllProvidersFailed) as info:
                         call()
                     e = info.value
@@ -252,13 +282,22 @@ def test_the_key_is_in_no_notebook_output(sim):
     with canary_router(sim) as r:
         ip.user_ns["llm"] = r
         try:
-            for cell in ("%llm status", "%llm providers", "%llm stats", "%llm usage", "%%llm\nhello there",
-                         "%%llm -p keyed\nhello", "%%llm --compare\nhello", "%%llm -p keyed-a --no-stream\nhi"):
+            for cell in (
+                "%llm status",
+                "%llm providers",
+                "%llm stats",
+                "%llm usage",
+                "%%llm\nhello there",
+                "%%llm -p keyed\nhello",
+                "%%llm --compare\nhello",
+                "%%llm -p keyed-a --no-stream\nhi",
+            ):
                 with capture_output() as out:
                     result = ip.run_cell(cell)
                 outputs += [out.stdout, out.stderr, repr(result.result), str(result.error_in_exec)]
-                outputs += [json.dumps(o.data, default=repr) + json.dumps(o.metadata, default=repr)
-                            for o in out.outputs]
+                outputs += [
+                    json.dumps(o.data, default=repr) + json.dumps(o.metadata, default=repr) for o in out.outputs
+                ]
         finally:
             ip.user_ns["llm"] = before
     assert any("authentication" in o for o in outputs)  # the failing cells did fail
@@ -267,9 +306,11 @@ def test_the_key_is_in_no_notebook_output(sim):
 
 # -- TLS ------------------------------------------------------------------------------------------
 
+
 def test_tls_verification_is_on_for_remote_providers():
     spec = ProviderSpec("openai", "gpt-4o-mini", api_key=CANARY)  # https://api.openai.com/v1: never called
     with ModelClientRouter(ProviderRoutingConfig([spec])) as r:
+
         async def client_of_this_loop():
             r._clients.adapters()
             return r._clients.client_for(asyncio.get_running_loop())

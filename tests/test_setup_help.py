@@ -52,16 +52,23 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
         self.server.bodies.append(body)
         if body.get("stream"):
-            chunks = [{"choices": [{"index": 0, "delta": {"content": "Explained."}}]},
-                      {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
-                      {"choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 2}}]
+            chunks = [
+                {"choices": [{"index": 0, "delta": {"content": "Explained."}}]},
+                {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+                {"choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 2}},
+            ]
             data = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
             self._send(data.encode(), "text/event-stream")
         else:
-            out = {"id": "c1", "object": "chat.completion", "model": body.get("model", "m"),
-                   "choices": [{"index": 0, "message": {"role": "assistant", "content": "Explained."},
-                                "finish_reason": "stop"}],
-                   "usage": {"prompt_tokens": 50, "completion_tokens": 2}}
+            out = {
+                "id": "c1",
+                "object": "chat.completion",
+                "model": body.get("model", "m"),
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": "Explained."}, "finish_reason": "stop"}
+                ],
+                "usage": {"prompt_tokens": 50, "completion_tokens": 2},
+            }
             self._send(json.dumps(out).encode(), "application/json")
 
     def _send(self, data: bytes, kind: str) -> None:
@@ -88,6 +95,7 @@ def forget_last_error() -> None:
 
 # -- %llm providers ------------------------------------------------------------------------------
 
+
 def test_providers_shows_api_model_host_key_state_price_source_and_never_a_key(shell, sim, magics, monkeypatch):
     monkeypatch.setenv("LOCALISH_API_KEY", CANARY_ENV)
     monkeypatch.setenv("OPENAI_API_KEY", CANARY)
@@ -96,8 +104,9 @@ def test_providers_shows_api_model_host_key_state_price_source_and_never_a_key(s
     specs = [
         ProviderSpec("openai", "gpt-4o-mini", base_url="https://user:pw@proxy.example:8443/v1"),  # key from the env
         ProviderSpec("groq", "llama-3.1-8b-instant"),  # no key anywhere
-        ProviderSpec("keyed", "m", base_url="https://api.example.com/v1", api_key=CANARY_SPEC, input_price=1,
-                     output_price=2),
+        ProviderSpec(
+            "keyed", "m", base_url="https://api.example.com/v1", api_key=CANARY_SPEC, input_price=1, output_price=2
+        ),
         ProviderSpec("localish", "house-model", base_url=url),  # loopback: no key needed, no price known
     ]
     r = ModelClientRouter(ProviderRoutingConfig(specs))
@@ -126,8 +135,11 @@ def test_providers_shows_api_model_host_key_state_price_source_and_never_a_key(s
 def test_a_missing_keys_error_names_the_env_line_to_run(shell, magics, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    r = ModelClientRouter(ProviderRoutingConfig([ProviderSpec("openai", "gpt-4o-mini"),
-                                                 ProviderSpec("anthropic", "claude-3-5-haiku-latest")]))
+    r = ModelClientRouter(
+        ProviderRoutingConfig(
+            [ProviderSpec("openai", "gpt-4o-mini"), ProviderSpec("anthropic", "claude-3-5-haiku-latest")]
+        )
+    )
     restore = bind(shell, r)
     try:
         message = usage_error(shell, "%%llm\nhello")
@@ -141,6 +153,7 @@ def test_a_missing_keys_error_names_the_env_line_to_run(shell, magics, monkeypat
 
 # -- %llm explain ----------------------------------------------------------------------------------
 
+
 def test_explain_with_no_previous_error_says_so_and_sends_nothing(shell, router):
     forget_last_error()
     out = ok(shell, "%llm explain")
@@ -150,16 +163,19 @@ def test_explain_with_no_previous_error_says_so_and_sends_nothing(shell, router)
 
 def test_explain_sends_the_traceback_without_values_or_keys_and_records_it(shell, magics, recorder, monkeypatch):
     monkeypatch.setenv("SERVICE_TOKEN", CANARY_ENV)
-    spec = ProviderSpec("helper", "helper-model", base_url=recorder.url, api_key=CANARY_SPEC, input_price=1,
-                        output_price=1)
+    spec = ProviderSpec(
+        "helper", "helper-model", base_url=recorder.url, api_key=CANARY_SPEC, input_price=1, output_price=1
+    )
     r = ModelClientRouter(ProviderRoutingConfig([spec]))
     restore = bind(shell, r)
     try:
         shell.user_ns["secret_value"] = "value-" + CANARY[-12:]
-        source = ("def load(rows):\n"
-                  "    total = len(secret_value) + len(rows)\n"
-                  f"    raise KeyError('column missing; token was {CANARY_ENV} and key {CANARY}')\n"
-                  "load([1, 2, 3])\n")
+        source = (
+            "def load(rows):\n"
+            "    total = len(secret_value) + len(rows)\n"
+            f"    raise KeyError('column missing; token was {CANARY_ENV} and key {CANARY}')\n"
+            "load([1, 2, 3])\n"
+        )
         result, _ = run(shell, source)
         assert isinstance(result.error_in_exec, KeyError)
         out = ok(shell, "%llm explain")
@@ -213,11 +229,18 @@ def test_a_long_traceback_keeps_its_end():
 
 def test_mask_secrets_masks_env_values_given_keys_and_key_shapes():
     env = {"MY_API_KEY": "abcdefgh12345678", "HOME": "/root", "DB_PASSWORD": "hunter2hunter2"}
-    text = ("key abcdefgh12345678 home /root pw hunter2hunter2 openai sk-proj-abcdefghijklmnopqrstu "
-            "bearer Bearer abcdefghijklmnopqrstuvwxyz given given-key-123456")
+    text = (
+        "key abcdefgh12345678 home /root pw hunter2hunter2 openai sk-proj-abcdefghijklmnopqrstu "
+        "bearer Bearer abcdefghijklmnopqrstuvwxyz given given-key-123456"
+    )
     masked = explain.mask_secrets(text, explain.secret_values(env, extra=["given-key-123456", "short"]))
-    for gone in ("abcdefgh12345678", "hunter2hunter2", "sk-proj-abcdefghijklmnopqrstu",
-                 "abcdefghijklmnopqrstuvwxyz", "given-key-123456"):
+    for gone in (
+        "abcdefgh12345678",
+        "hunter2hunter2",
+        "sk-proj-abcdefghijklmnopqrstu",
+        "abcdefghijklmnopqrstuvwxyz",
+        "given-key-123456",
+    ):
         assert gone not in masked
     assert "/root" in masked  # not a secret's name
 

@@ -66,8 +66,9 @@ def chat(sv, http, name="o", messages=HELLO, **extra):
 
 
 def msgs(sv, http, name="a", messages=HELLO, **extra):
-    return http.post(f"{sv.url}/{name}/v1/messages",
-                     json={"model": "m", "max_tokens": 100, "messages": messages, **extra})
+    return http.post(
+        f"{sv.url}/{name}/v1/messages", json={"model": "m", "max_tokens": 100, "messages": messages, **extra}
+    )
 
 
 def sse_data(text: str) -> list:
@@ -80,6 +81,7 @@ def counters(sv, name):
 
 # -- addresses and specs --------------------------------------------------------------------------
 
+
 def test_base_urls_and_specs_point_at_the_server(sim):
     assert sim.base_url("sim-openai") == f"{sim.url}/sim-openai/v1"
     assert sim.base_url("sim-anthropic") == f"{sim.url}/sim-anthropic"
@@ -89,7 +91,13 @@ def test_base_urls_and_specs_point_at_the_server(sim):
     for p in DEFAULT_PROFILES:
         s = specs[p.name]
         assert (s.api, s.model, s.base_url, s.input_price, s.output_price, s.context_window) == (
-            p.api, p.model, sim.base_url(p.name), p.input_price, p.output_price, p.context_window)
+            p.api,
+            p.model,
+            sim.base_url(p.name),
+            p.input_price,
+            p.output_price,
+            p.context_window,
+        )
     assert specs["sim-openai"].input_price == 0.15 and specs["sim-anthropic"].output_price == 4.0
     assert specs["sim-local"].input_price == 0.0
     with pytest.raises(ConfigError, match="known: sim-openai"):
@@ -108,10 +116,14 @@ def test_plain_answers_in_both_shapes_and_stats_match(sv, http):
     b2 = r2.json()
     assert b2["type"] == "message" and b2["content"][0]["type"] == "text" and b2["stop_reason"] == "end_turn"
     s = counters(sv, "o")
-    assert s == {"requests": 1, "statuses": {"200": 1}, "input_tokens": u["prompt_tokens"],
-                 "output_tokens": u["completion_tokens"],
-                 "cost": pytest.approx(u["prompt_tokens"] * 0.5 / 1e6 + u["completion_tokens"] * 2.0 / 1e6),
-                 "max_in_flight": 1}
+    assert s == {
+        "requests": 1,
+        "statuses": {"200": 1},
+        "input_tokens": u["prompt_tokens"],
+        "output_tokens": u["completion_tokens"],
+        "cost": pytest.approx(u["prompt_tokens"] * 0.5 / 1e6 + u["completion_tokens"] * 2.0 / 1e6),
+        "max_in_flight": 1,
+    }
     a = counters(sv, "a")
     assert (a["input_tokens"], a["output_tokens"]) == (b2["usage"]["input_tokens"], b2["usage"]["output_tokens"])
     assert a["cost"] == pytest.approx(a["input_tokens"] * 1.0 / 1e6 + a["output_tokens"] * 5.0 / 1e6)
@@ -119,6 +131,7 @@ def test_plain_answers_in_both_shapes_and_stats_match(sv, http):
 
 
 # -- bad input ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("path", ["/nope/v1/chat/completions", "/nope/v1/messages"])
 def test_unknown_provider_is_a_404_in_the_formats_shape(sv, http, path):
@@ -143,14 +156,17 @@ def test_unknown_path_and_wrong_method(sv, http):
 
 
 @pytest.mark.parametrize("fmt", ["openai", "anthropic"])
-@pytest.mark.parametrize("body, needle", [
-    (b"{not json", "JSON"),
-    (b"[1, 2]", "JSON object"),
-    (json.dumps({"messages": HELLO}).encode(), "model"),
-    (json.dumps({"model": "m"}).encode(), "messages"),
-    (json.dumps({"model": "m", "messages": []}).encode(), "messages"),
-    (json.dumps({"model": "m", "messages": HELLO, "max_tokens": 0}).encode(), "max_tokens"),
-])
+@pytest.mark.parametrize(
+    "body, needle",
+    [
+        (b"{not json", "JSON"),
+        (b"[1, 2]", "JSON object"),
+        (json.dumps({"messages": HELLO}).encode(), "model"),
+        (json.dumps({"model": "m"}).encode(), "messages"),
+        (json.dumps({"model": "m", "messages": []}).encode(), "messages"),
+        (json.dumps({"model": "m", "messages": HELLO, "max_tokens": 0}).encode(), "max_tokens"),
+    ],
+)
 def test_invalid_request_bodies_get_a_400_in_the_formats_shape(sv, http, fmt, body, needle):
     name, path = ("o", "chat/completions") if fmt == "openai" else ("a", "messages")
     r = http.post(f"{sv.url}/{name}/v1/{path}", content=body, headers={"content-type": "application/json"})
@@ -191,24 +207,30 @@ def test_load_profiles_reads_providers_tables(tmp_path):
     assert (claude.api, claude.seed, claude.faults) == ("anthropic", 3, {})
 
 
-@pytest.mark.parametrize("text, field, needles", [
-    ('[[providers]]\nname = "x"\nfaults = { foo = 0.1 }', "profiles.x.faults.foo",
-     ["unknown fault kind 'foo'", "allowed: rate_limit,", "stream_error"]),
-    ('[[providers]]\nname = "x"\nlatency_s = "fast"', "profiles.x.latency_s", ["expected a number", "'fast'"]),
-    ('[[providers]]\nname = "x"\nlatency_s = -1', "profiles.x.latency_s", [">= 0"]),
-    ('[[providers]]\nname = "x"\napi = "soap"', "profiles.x.api", ["'soap'", "allowed: openai, anthropic"]),
-    ('[[providers]]\nname = "x"\nlatncy_s = 1', "profiles.x.latncy_s", ["unknown field", "latency_s"]),
-    ('[[providers]]\nname = "x"\nfaults = { reset = 0.7, hang = 0.6 }', "profiles.x.faults", ["at most 1"]),
-    ('[[providers]]\nname = "x"\nfaults = { reset = 1.5 }', "profiles.x.faults.reset", ["between 0 and 1"]),
-    ('[[providers]]\nname = "x"\ncontext_window = 1.5', "profiles.x.context_window", ["whole number"]),
-    ('[[providers]]\nname = "x"\nrate_limit_rpm = 0', "profiles.x.rate_limit_rpm", ["> 0"]),
-    ('[[providers]]\nmodel = "m"', "providers[0].name", ["needs a name"]),
-    ('[[providers]]\nname = "a b"', "profiles.name", ["'a b'"]),
-    ('[[providers]]\nname = "x"\n[[providers]]\nname = "x"', "profiles.x.name", ["duplicate"]),
-    ('providers = 3', "providers", ["[[providers]]"]),
-    ('[provider]\nname = "x"', "provider", ["unknown top-level key"]),
-    ('[[providers]\nname = ', "profiles", ["not valid TOML"]),
-])
+@pytest.mark.parametrize(
+    "text, field, needles",
+    [
+        (
+            '[[providers]]\nname = "x"\nfaults = { foo = 0.1 }',
+            "profiles.x.faults.foo",
+            ["unknown fault kind 'foo'", "allowed: rate_limit,", "stream_error"],
+        ),
+        ('[[providers]]\nname = "x"\nlatency_s = "fast"', "profiles.x.latency_s", ["expected a number", "'fast'"]),
+        ('[[providers]]\nname = "x"\nlatency_s = -1', "profiles.x.latency_s", [">= 0"]),
+        ('[[providers]]\nname = "x"\napi = "soap"', "profiles.x.api", ["'soap'", "allowed: openai, anthropic"]),
+        ('[[providers]]\nname = "x"\nlatncy_s = 1', "profiles.x.latncy_s", ["unknown field", "latency_s"]),
+        ('[[providers]]\nname = "x"\nfaults = { reset = 0.7, hang = 0.6 }', "profiles.x.faults", ["at most 1"]),
+        ('[[providers]]\nname = "x"\nfaults = { reset = 1.5 }', "profiles.x.faults.reset", ["between 0 and 1"]),
+        ('[[providers]]\nname = "x"\ncontext_window = 1.5', "profiles.x.context_window", ["whole number"]),
+        ('[[providers]]\nname = "x"\nrate_limit_rpm = 0', "profiles.x.rate_limit_rpm", ["> 0"]),
+        ('[[providers]]\nmodel = "m"', "providers[0].name", ["needs a name"]),
+        ('[[providers]]\nname = "a b"', "profiles.name", ["'a b'"]),
+        ('[[providers]]\nname = "x"\n[[providers]]\nname = "x"', "profiles.x.name", ["duplicate"]),
+        ("providers = 3", "providers", ["[[providers]]"]),
+        ('[provider]\nname = "x"', "provider", ["unknown top-level key"]),
+        ("[[providers]\nname = ", "profiles", ["not valid TOML"]),
+    ],
+)
 def test_malformed_profile_file_names_the_field(tmp_path, text, field, needles):
     path = tmp_path / "bad.toml"
     path.write_text(text)
@@ -228,6 +250,7 @@ def test_missing_profile_file_is_a_config_error(tmp_path):
 
 # -- determinism and token counting ---------------------------------------------------------------
 
+
 def test_same_prompt_and_seed_give_the_same_text_in_both_formats(sv, http):
     a1 = chat(sv, http).json()["choices"][0]["message"]["content"]
     a2 = chat(sv, http).json()["choices"][0]["message"]["content"]
@@ -242,8 +265,7 @@ def test_same_prompt_and_seed_give_the_same_text_in_both_formats(sv, http):
 def test_system_prompt_counts_the_same_in_both_formats(sv, http):
     system, user = "You are terse and exact.", "What is 2 + 2? Answer in one word."
     o = chat(sv, http, messages=[{"role": "system", "content": system}, {"role": "user", "content": user}]).json()
-    a = msgs(sv, http, messages=[{"role": "user", "content": [{"type": "text", "text": user}]}],
-             system=system).json()
+    a = msgs(sv, http, messages=[{"role": "user", "content": [{"type": "text", "text": user}]}], system=system).json()
     expected = math.ceil((len(system) + len(user)) / 4) + 3 * 2
     assert o["usage"]["prompt_tokens"] == a["usage"]["input_tokens"] == expected
     assert o["choices"][0]["message"]["content"] == a["content"][0]["text"]
@@ -266,6 +288,7 @@ def test_max_tokens_bounds_the_answer(sv, http):
 
 # -- streaming ------------------------------------------------------------------------------------
 
+
 def test_openai_stream_joins_to_the_plain_text_and_bills_only_with_usage(sv, http):
     plain = chat(sv, http).json()
     r = chat(sv, http, stream=True, stream_options={"include_usage": True})
@@ -280,7 +303,10 @@ def test_openai_stream_joins_to_the_plain_text_and_bills_only_with_usage(sv, htt
     assert all("usage" not in c for c in sse_data(r.text))
     after = counters(sv, "o")
     assert (after["input_tokens"], after["output_tokens"], after["statuses"]) == (
-        before["input_tokens"], before["output_tokens"], {"200": 3})
+        before["input_tokens"],
+        before["output_tokens"],
+        {"200": 3},
+    )
 
 
 def test_anthropic_stream_event_order_and_usage(sv, http):
@@ -288,8 +314,11 @@ def test_anthropic_stream_event_order_and_usage(sv, http):
     r = msgs(sv, http, stream=True)
     events = [line[7:] for line in r.text.splitlines() if line.startswith("event: ")]
     n = plain["usage"]["output_tokens"]
-    assert events == (["message_start", "content_block_start", "ping"] + ["content_block_delta"] * n
-                      + ["content_block_stop", "message_delta", "message_stop"])
+    assert events == (
+        ["message_start", "content_block_start", "ping"]
+        + ["content_block_delta"] * n
+        + ["content_block_stop", "message_delta", "message_stop"]
+    )
     data = sse_data(r.text)
     assert data[0]["message"]["usage"] == {"input_tokens": plain["usage"]["input_tokens"], "output_tokens": 0}
     assert data[-2]["usage"] == {"output_tokens": n}
@@ -302,8 +331,10 @@ def test_anthropic_stream_event_order_and_usage(sv, http):
 def test_no_usage_profiles_answer_without_any_usage_and_bill_nothing(sv, http):
     """``no_usage``: like an OpenAI-compatible server that ignores include_usage. Plain and streamed,
     both formats: no usage anywhere, the same text, the request counted, no token billed."""
-    with_usage = {"o": chat(sv, http).json()["choices"][0]["message"]["content"],
-                  "a": msgs(sv, http).json()["content"][0]["text"]}
+    with_usage = {
+        "o": chat(sv, http).json()["choices"][0]["message"]["content"],
+        "a": msgs(sv, http).json()["content"][0]["text"],
+    }
     sv.reset_stats()
     for name in ("o", "a"):
         sv.update(name, no_usage=True)
@@ -311,7 +342,9 @@ def test_no_usage_profiles_answer_without_any_usage_and_bill_nothing(sv, http):
     plain_a = msgs(sv, http).json()
     assert "usage" not in plain_o and "usage" not in plain_a
     assert (plain_o["choices"][0]["message"]["content"], plain_a["content"][0]["text"]) == (
-        with_usage["o"], with_usage["a"])
+        with_usage["o"],
+        with_usage["a"],
+    )
     streamed_o = chat(sv, http, stream=True, stream_options={"include_usage": True}).text
     streamed_a = msgs(sv, http, stream=True).text
     assert streamed_o.endswith("data: [DONE]\n\n") and "message_stop" in streamed_a
@@ -320,7 +353,12 @@ def test_no_usage_profiles_answer_without_any_usage_and_bill_nothing(sv, http):
     for name in ("o", "a"):
         s = counters(sv, name)
         assert (s["requests"], s["statuses"], s["input_tokens"], s["output_tokens"], s["cost"]) == (
-            2, {"200": 2}, 0, 0, 0.0)
+            2,
+            {"200": 2},
+            0,
+            0,
+            0.0,
+        )
     with pytest.raises(ConfigError, match="no_usage"):
         sv.update("o", no_usage="yes")
 
@@ -334,9 +372,14 @@ def test_truncated_and_errored_streams_bill_what_was_reported(sv, http):
     m = chat(sv, http, stream=True, stream_options={"include_usage": True})
     with pytest.raises(ValueError):
         sse_data(m.text)
-    assert counters(sv, "o") == {"requests": 3, "statuses": {"truncated_stream": 1, "stream_error": 1,
-                                                             "malformed_json": 1},
-                                 "input_tokens": 0, "output_tokens": 0, "cost": 0.0, "max_in_flight": 1}
+    assert counters(sv, "o") == {
+        "requests": 3,
+        "statuses": {"truncated_stream": 1, "stream_error": 1, "malformed_json": 1},
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cost": 0.0,
+        "max_in_flight": 1,
+    }
     sv.inject("a", ["truncated_stream", "stream_error"])
     t = msgs(sv, http, stream=True)
     assert "message_stop" not in t.text and "message_delta" not in t.text
@@ -360,6 +403,7 @@ def test_malformed_and_truncated_plain_bodies_are_200_and_unbilled(sv, http):
 
 # -- faults ---------------------------------------------------------------------------------------
 
+
 def test_injected_faults_come_in_order_before_random_ones(sv, http):
     sv.update("o", faults={"unavailable": 1.0})
     sv.inject("o", ["rate_limit", "server_error", None, "overloaded"])
@@ -369,20 +413,23 @@ def test_injected_faults_come_in_order_before_random_ones(sv, http):
         sv.inject("o", ["boom"])
 
 
-@pytest.mark.parametrize("fault, status, o_type, o_code, a_type", [
-    ("rate_limit", 429, "rate_limit_error", "rate_limit_exceeded", "rate_limit_error"),
-    ("rate_limit_no_retry_after", 429, "rate_limit_error", "rate_limit_exceeded", "rate_limit_error"),
-    ("server_error", 500, "server_error", None, "api_error"),
-    ("bad_gateway", 502, "server_error", None, "api_error"),
-    ("unavailable", 503, "server_error", None, "api_error"),
-    ("gateway_timeout", 504, "server_error", None, "api_error"),
-    ("overloaded", 529, "overloaded_error", None, "overloaded_error"),
-    ("invalid_request", 400, "invalid_request_error", None, "invalid_request_error"),
-    ("unauthorized", 401, "invalid_request_error", "invalid_api_key", "authentication_error"),
-    ("forbidden", 403, "permission_error", "permission_denied", "permission_error"),
-    ("model_not_found", 404, "invalid_request_error", "model_not_found", "not_found_error"),
-    ("stream_error", 500, "server_error", None, "api_error"),  # a plain request gets a 500
-])
+@pytest.mark.parametrize(
+    "fault, status, o_type, o_code, a_type",
+    [
+        ("rate_limit", 429, "rate_limit_error", "rate_limit_exceeded", "rate_limit_error"),
+        ("rate_limit_no_retry_after", 429, "rate_limit_error", "rate_limit_exceeded", "rate_limit_error"),
+        ("server_error", 500, "server_error", None, "api_error"),
+        ("bad_gateway", 502, "server_error", None, "api_error"),
+        ("unavailable", 503, "server_error", None, "api_error"),
+        ("gateway_timeout", 504, "server_error", None, "api_error"),
+        ("overloaded", 529, "overloaded_error", None, "overloaded_error"),
+        ("invalid_request", 400, "invalid_request_error", None, "invalid_request_error"),
+        ("unauthorized", 401, "invalid_request_error", "invalid_api_key", "authentication_error"),
+        ("forbidden", 403, "permission_error", "permission_denied", "permission_error"),
+        ("model_not_found", 404, "invalid_request_error", "model_not_found", "not_found_error"),
+        ("stream_error", 500, "server_error", None, "api_error"),  # a plain request gets a 500
+    ],
+)
 def test_http_faults_have_each_formats_error_shape(sv, http, fault, status, o_type, o_code, a_type):
     sv.inject("o", [fault])
     sv.inject("a", [fault])
@@ -465,6 +512,7 @@ def test_stop_does_not_wait_for_hung_requests():
 
 # -- limits and keys ------------------------------------------------------------------------------
 
+
 def test_rpm_limit_answers_429_with_both_retry_after_headers(sv, http, clock):
     assert [msgs(sv, http, name="limited").status_code for _ in range(2)] == [200, 200]
     clock.now += 20.0
@@ -491,6 +539,7 @@ def test_required_key_is_checked_and_never_echoed(sv, http):
 
 # -- timing ---------------------------------------------------------------------------------------
 
+
 def test_latency_ttft_and_pacing(sv, http):
     sv.update("o", latency_s=0.2)
     t0 = time.monotonic()
@@ -498,8 +547,11 @@ def test_latency_ttft_and_pacing(sv, http):
     assert time.monotonic() - t0 >= 0.2
     sv.update("o", latency_s=0.0, ttft_s=0.1, tokens_per_s=50.0)
     t0 = time.monotonic()
-    with http.stream("POST", f"{sv.url}/o/v1/chat/completions",
-                     json={"model": "m", "messages": HELLO, "max_tokens": 11, "stream": True}) as r:
+    with http.stream(
+        "POST",
+        f"{sv.url}/o/v1/chat/completions",
+        json={"model": "m", "messages": HELLO, "max_tokens": 11, "stream": True},
+    ) as r:
         arrivals = []
         for line in r.iter_lines():
             if '"content":"' in line and '"content":""' not in line:
@@ -516,15 +568,23 @@ def test_a_client_that_leaves_during_latency_is_not_billed(sv, http):
     deadline = time.monotonic() + 3
     while counters(sv, "o")["statuses"] != {"disconnected": 1} and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert counters(sv, "o") == {"requests": 1, "statuses": {"disconnected": 1}, "input_tokens": 0,
-                                 "output_tokens": 0, "cost": 0.0, "max_in_flight": 1}
+    assert counters(sv, "o") == {
+        "requests": 1,
+        "statuses": {"disconnected": 1},
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cost": 0.0,
+        "max_in_flight": 1,
+    }
 
 
 def test_zero_latency_answers_are_fast(sv):
     """Benchmarks compare clients against this server, so its own cost must be small (and no Nagle stalls)."""
     body = json.dumps({"model": "m", "messages": HELLO}).encode()
-    request = (b"POST /o/v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-               b"Content-Length: %d\r\n\r\n" % len(body)) + body
+    request = (
+        b"POST /o/v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    ) + body
     with socket.create_connection(("127.0.0.1", sv.port)) as s:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         times = []
@@ -533,13 +593,15 @@ def test_zero_latency_answers_are_fast(sv):
             s.sendall(request)
             buf = b""
             while b"\r\n\r\n" not in buf or len(buf.partition(b"\r\n\r\n")[2]) < int(
-                    buf.lower().split(b"content-length: ")[1].split(b"\r\n")[0]):
+                buf.lower().split(b"content-length: ")[1].split(b"\r\n")[0]
+            ):
                 buf += s.recv(65536)
             times.append(time.perf_counter() - t0)
     assert statistics.median(times[10:]) < 0.015  # ~0.5 ms here; a 40 ms delayed-ACK stall would show
 
 
 # -- control at run time --------------------------------------------------------------------------
+
 
 def test_update_over_python_changes_the_live_profile(sv, http):
     new = sv.update("o", faults={"server_error": 1.0}, output_price=3.0)
@@ -595,18 +657,37 @@ def test_stats_are_consistent_under_concurrent_load(sv):
 
 # -- packaging and the command line -------------------------------------------------------------------
 
+
 def test_import_is_light():
-    code = ("import sys, llmroute_magic.sim; "
-            "print(sorted(m for m in ('pandas', 'httpx', 'starlette', 'uvicorn', 'IPython') if m in sys.modules))")
+    code = (
+        "import sys, llmroute_magic.sim; "
+        "print(sorted(m for m in ('pandas', 'httpx', 'starlette', 'uvicorn', 'IPython') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
 def test_fault_kinds_are_the_contracts():
     assert set(FAULT_KINDS) == {
-        "rate_limit", "rate_limit_no_retry_after", "insufficient_quota", "server_error", "bad_gateway",
-        "unavailable", "gateway_timeout", "overloaded", "invalid_request", "context_length", "unauthorized",
-        "forbidden", "model_not_found", "hang", "reset", "malformed_json", "truncated_stream", "stream_error"}
+        "rate_limit",
+        "rate_limit_no_retry_after",
+        "insufficient_quota",
+        "server_error",
+        "bad_gateway",
+        "unavailable",
+        "gateway_timeout",
+        "overloaded",
+        "invalid_request",
+        "context_length",
+        "unauthorized",
+        "forbidden",
+        "model_not_found",
+        "hang",
+        "reset",
+        "malformed_json",
+        "truncated_stream",
+        "stream_error",
+    }
 
 
 def _free_port() -> int:
@@ -617,8 +698,12 @@ def _free_port() -> int:
 
 def test_cli_serves_until_terminated(tmp_path):
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llmroute_magic._cli", "sim", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmroute_magic._cli", "sim", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         lines = [proc.stdout.readline() for _ in range(5)]
         assert f"http://127.0.0.1:{port}" in lines[0]
@@ -635,8 +720,12 @@ def test_cli_serves_until_terminated(tmp_path):
 def test_cli_bad_profile_file_exits_2_with_the_message(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text('[[providers]]\nname = "sim-openai"\nfaults = { foo = 0.1 }\n')
-    proc = subprocess.run([sys.executable, "-m", "llmroute_magic._cli", "sim", "--port", "0", "--profiles", str(path)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "llmroute_magic._cli", "sim", "--port", "0", "--profiles", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "profiles.sim-openai.faults.foo: unknown fault kind 'foo'; allowed: rate_limit" in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
@@ -645,9 +734,12 @@ def test_cli_bad_profile_file_exits_2_with_the_message(tmp_path):
 def test_cli_loads_a_profile_file(tmp_path):
     path = tmp_path / "p.toml"
     path.write_text(GOOD_TOML)
-    proc = subprocess.Popen([sys.executable, "-m", "llmroute_magic._cli", "sim", "--port", "0",
-                             "--profiles", str(path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmroute_magic._cli", "sim", "--port", "0", "--profiles", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = proc.stdout.readline().split(" on ")[1].split()[0]
         assert set(httpx.get(f"{url}/_sim/stats", timeout=5).json()["providers"]) == {"fast", "claude"}
@@ -669,13 +761,19 @@ def test_profiles_may_be_given_as_a_dict_keyed_by_name():
 
 # -- tools, schemas, images: each format's exact wire shapes ------------------------------------------
 
-WEATHER_PARAMS = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
-                  "required": ["city", "days"]}
-O_TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather",
-                                             "parameters": WEATHER_PARAMS}},
-           {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}]
-A_TOOLS = [{"name": "get_weather", "description": "Weather", "input_schema": WEATHER_PARAMS},
-           {"name": "get_time", "input_schema": {"type": "object"}}]
+WEATHER_PARAMS = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+    "required": ["city", "days"],
+}
+O_TOOLS = [
+    {"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": WEATHER_PARAMS}},
+    {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}},
+]
+A_TOOLS = [
+    {"name": "get_weather", "description": "Weather", "input_schema": WEATHER_PARAMS},
+    {"name": "get_time", "input_schema": {"type": "object"}},
+]
 ASK_BOTH = [{"role": "user", "content": "Use get_weather and get_time for Oslo."}]
 
 
@@ -691,14 +789,14 @@ def test_openai_streamed_tool_calls_come_as_a_header_then_argument_pieces(sv, ht
     chunks = sse_data(r.text)
     first = chunks[0]["choices"][0]["delta"]
     assert (first["role"], first["content"]) == ("assistant", None)
-    assert first["tool_calls"] == [{"index": 0, "id": calls[0]["id"], "type": "function",
-                                    "function": {"name": "get_weather", "arguments": ""}}]
+    assert first["tool_calls"] == [
+        {"index": 0, "id": calls[0]["id"], "type": "function", "function": {"name": "get_weather", "arguments": ""}}
+    ]
     pieces: dict[int, list[str]] = {0: [], 1: []}
     for c in chunks[1:-2]:
         (tc,) = c["choices"][0]["delta"]["tool_calls"]
         if "id" in tc:  # the second call's header
-            assert (tc["index"], tc["id"], tc["function"]) == (1, calls[1]["id"], {"name": "get_time",
-                                                                                 "arguments": ""})
+            assert (tc["index"], tc["id"], tc["function"]) == (1, calls[1]["id"], {"name": "get_time", "arguments": ""})
         else:
             assert set(tc) == {"index", "function"} and set(tc["function"]) == {"arguments"}
             pieces[tc["index"]].append(tc["function"]["arguments"])
@@ -715,34 +813,71 @@ def test_anthropic_streamed_tool_use_event_order(sv, http):
     data = sse_data(r.text)
     n0, n1 = (len(json.dumps(b["input"], separators=(",", ":"))) for b in plain["content"])
     per_block = lambda n: ["content_block_delta"] * (1 + math.ceil(n / 4))  # noqa: E731 - a "" delta, then pieces
-    assert sse_events(r.text) == (["message_start", "content_block_start", "ping"] + per_block(n0)
-                                  + ["content_block_stop", "content_block_start"] + per_block(n1)
-                                  + ["content_block_stop", "message_delta", "message_stop"])
+    assert sse_events(r.text) == (
+        ["message_start", "content_block_start", "ping"]
+        + per_block(n0)
+        + ["content_block_stop", "content_block_start"]
+        + per_block(n1)
+        + ["content_block_stop", "message_delta", "message_stop"]
+    )
     starts = [d for d in data if d["type"] == "content_block_start"]
-    assert [s["content_block"] for s in starts] == [{"type": "tool_use", "id": b["id"], "name": b["name"], "input": {}}
-                                                    for b in plain["content"]]
+    assert [s["content_block"] for s in starts] == [
+        {"type": "tool_use", "id": b["id"], "name": b["name"], "input": {}} for b in plain["content"]
+    ]
     for i, block in enumerate(plain["content"]):
         deltas = [d["delta"] for d in data if d["type"] == "content_block_delta" and d["index"] == i]
         assert deltas[0] == {"type": "input_json_delta", "partial_json": ""}
         assert json.loads("".join(d["partial_json"] for d in deltas)) == block["input"]
     assert data[-2]["delta"]["stop_reason"] == "tool_use" and data[-2]["usage"] == {
-        "output_tokens": plain["usage"]["output_tokens"]}
+        "output_tokens": plain["usage"]["output_tokens"]
+    }
 
 
 def test_tool_results_in_the_conversation_are_counted_and_answered_with_text(sv, http):
     args = '{"city":"Oslo","days":1}'
-    o = chat(sv, http, tools=O_TOOLS, messages=ASK_BOTH + [
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": args}}]},
-        {"role": "tool", "tool_call_id": "call_1", "content": "Sunny, 21 degrees."}]).json()
+    o = chat(
+        sv,
+        http,
+        tools=O_TOOLS,
+        messages=ASK_BOTH
+        + [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": args}}
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "Sunny, 21 degrees."},
+        ],
+    ).json()
     assert o["choices"][0]["finish_reason"] == "stop" and o["choices"][0]["message"]["content"]
     chars = len(ASK_BOTH[0]["content"]) + len("get_weather" + f"({args})") + len("Sunny, 21 degrees.")
     assert o["usage"]["prompt_tokens"] == math.ceil(chars / 4) + 3 * 3
-    a = msgs(sv, http, tools=A_TOOLS, messages=ASK_BOTH + [
-        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather",
-                                           "input": {"city": "Oslo", "days": 1}}]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
-                                      "content": [{"type": "text", "text": "Sunny, 21 degrees."}]}]}]).json()
+    a = msgs(
+        sv,
+        http,
+        tools=A_TOOLS,
+        messages=ASK_BOTH
+        + [
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Oslo", "days": 1}}
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "toolu_1",
+                        "content": [{"type": "text", "text": "Sunny, 21 degrees."}],
+                    }
+                ],
+            },
+        ],
+    ).json()
     assert a["stop_reason"] == "end_turn" and a["content"][0]["type"] == "text"
 
 
@@ -756,41 +891,73 @@ def test_json_answers_in_both_shapes(sv, http):
     assert o.json()["usage"]["completion_tokens"] == math.ceil(len(o_text) / 4)
 
 
-@pytest.mark.parametrize("extra, param", [
-    ({"tools": {"type": "function"}}, "tools"),
-    ({"tools": [{"type": "retrieval"}]}, "tools.0"),
-    ({"tools": [{"type": "function", "function": {"name": "has space"}}]}, "tools.0.function.name"),
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": "x"}}]}, "tools.0.function.parameters"),
-    ({"tool_choice": "required"}, "tool_choice"),
-    ({"tools": O_TOOLS, "tool_choice": "sometimes"}, "tool_choice"),
-    ({"tools": O_TOOLS, "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice"),
-    ({"response_format": {"type": "xml"}}, "response_format"),
-    ({"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}}, "response_format.json_schema"),
-    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}]}]},
-     "messages.0.content.0.image_url.url"),
-    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "data:image/png;base64,AA"}]}]},
-     "messages.0.content.0.image_url.url"),
-])
+@pytest.mark.parametrize(
+    "extra, param",
+    [
+        ({"tools": {"type": "function"}}, "tools"),
+        ({"tools": [{"type": "retrieval"}]}, "tools.0"),
+        ({"tools": [{"type": "function", "function": {"name": "has space"}}]}, "tools.0.function.name"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": "x"}}]},
+            "tools.0.function.parameters",
+        ),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"tools": O_TOOLS, "tool_choice": "sometimes"}, "tool_choice"),
+        ({"tools": O_TOOLS, "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice"),
+        ({"response_format": {"type": "xml"}}, "response_format"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}}, "response_format.json_schema"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}]}]},
+            "messages.0.content.0.image_url.url",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": "data:image/png;base64,AA"}]}
+                ]
+            },
+            "messages.0.content.0.image_url.url",
+        ),
+    ],
+)
 def test_openai_bad_tools_formats_and_images_are_400s_naming_the_param(sv, http, extra, param):
     r = chat(sv, http, **extra)
     assert r.status_code == 400 and r.json()["error"]["param"] == param, r.json()
     assert counters(sv, "o")["statuses"] == {"400": 1} and counters(sv, "o")["input_tokens"] == 0
 
 
-@pytest.mark.parametrize("extra, needle", [
-    ({"tools": [{"name": "f"}]}, "tools.0.input_schema"),
-    ({"tools": [{"name": "", "input_schema": {}}]}, "tools.0.name"),
-    ({"tools": A_TOOLS, "tool_choice": {"type": "sometimes"}}, "tool_choice"),
-    ({"tools": A_TOOLS, "tool_choice": {"type": "tool", "name": "nope"}}, "tool_choice.name"),
-    ({"tool_choice": {"type": "any"}}, "tool_choice"),
-    ({"output_config": {"format": {"type": "xml"}}}, "output_config.format"),
-    ({"messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "file"}}]}]},
-     "messages.0.content.0.source"),
-    ({"messages": [{"role": "user", "content": [{"type": "image", "source": {
-        "type": "base64", "media_type": "image/bmp", "data": "AA"}}]}]}, "messages.0.content.0.source.media_type"),
-    ({"messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "x"}}]}]},
-     "messages.0.content.0.source.url"),
-])
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        ({"tools": [{"name": "f"}]}, "tools.0.input_schema"),
+        ({"tools": [{"name": "", "input_schema": {}}]}, "tools.0.name"),
+        ({"tools": A_TOOLS, "tool_choice": {"type": "sometimes"}}, "tool_choice"),
+        ({"tools": A_TOOLS, "tool_choice": {"type": "tool", "name": "nope"}}, "tool_choice.name"),
+        ({"tool_choice": {"type": "any"}}, "tool_choice"),
+        ({"output_config": {"format": {"type": "xml"}}}, "output_config.format"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "file"}}]}]},
+            "messages.0.content.0.source",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image", "source": {"type": "base64", "media_type": "image/bmp", "data": "AA"}}
+                        ],
+                    }
+                ]
+            },
+            "messages.0.content.0.source.media_type",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "x"}}]}]},
+            "messages.0.content.0.source.url",
+        ),
+    ],
+)
 def test_anthropic_bad_tools_formats_and_images_are_400s_naming_the_field(sv, http, extra, needle):
     r = msgs(sv, http, **extra)
     assert r.status_code == 400 and r.json()["type"] == "error"
@@ -798,8 +965,12 @@ def test_anthropic_bad_tools_formats_and_images_are_400s_naming_the_field(sv, ht
 
 
 def test_anthropic_server_tools_are_accepted_and_never_called(sv, http):
-    r = msgs(sv, http, messages=[{"role": "user", "content": "web_search for cats"}],
-             tools=[{"type": "web_search_20250305", "name": "web_search"}])
+    r = msgs(
+        sv,
+        http,
+        messages=[{"role": "user", "content": "web_search for cats"}],
+        tools=[{"type": "web_search_20250305", "name": "web_search"}],
+    )
     assert r.status_code == 200 and r.json()["content"][0]["type"] == "text"
 
 

@@ -48,31 +48,63 @@ class Node(pydantic.BaseModel):  # recursive: generation must stop
 SCHEMAS = {
     "pydantic person": Person.model_json_schema(),
     "pydantic recursive": Node.model_json_schema(),
-    "scalars": {"type": "object", "properties": {
-        "s": {"type": "string", "minLength": 3, "maxLength": 6}, "i": {"type": "integer", "multipleOf": 5,
-                                                                        "minimum": 7, "maximum": 40},
-        "n": {"type": "number", "exclusiveMinimum": 1.5, "exclusiveMaximum": 1.6},
-        "m": {"type": "number", "multipleOf": 0.25, "minimum": 1, "maximum": 2},
-        "b": {"type": "boolean"}, "z": {"type": "null"}, "c": {"const": 42},
-        "e": {"enum": ["x", 1, None]}}, "required": ["s", "i", "n", "m", "b", "z", "c", "e"]},
-    "formats": {"type": "object", "properties": {f: {"type": "string", "format": f} for f in (
-        "date", "date-time", "time", "email", "uri", "uuid", "ipv4")}, "required": ["date", "uuid"]},
-    "nullable and type lists": {"type": "object", "properties": {
-        "a": {"type": ["string", "null"]}, "b": {"anyOf": [{"type": "null"}, {"type": "integer", "minimum": 3}]},
-        "c": {"oneOf": [{"type": "string", "enum": ["only"]}, {"type": "integer"}]}}, "required": ["a", "b", "c"]},
-    "allOf": {"allOf": [{"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]},
-                        {"properties": {"b": {"type": "integer"}}, "required": ["b"]}]},
-    "arrays": {"type": "object", "properties": {
-        "unique": {"type": "array", "items": {"enum": [1, 2, 3]}, "minItems": 3, "uniqueItems": True},
-        "empty": {"type": "array", "maxItems": 0}, "tuple": {"type": "array", "prefixItems": [
-            {"type": "integer"}, {"type": "boolean"}], "minItems": 2},
-        "nested": {"type": "array", "items": {"type": "array", "items": {"type": "number"}, "minItems": 2}}},
-        "required": ["unique", "empty", "tuple", "nested"]},
-    "additional and min properties": {"type": "object", "additionalProperties": {"type": "integer"},
-                                      "minProperties": 2},
-    "top-level array": {"type": "array", "items": {"$ref": "#/definitions/Item"}, "minItems": 2,
-                        "definitions": {"Item": {"type": "object", "properties": {"id": {"type": "integer"}},
-                                                 "required": ["id"]}}},
+    "scalars": {
+        "type": "object",
+        "properties": {
+            "s": {"type": "string", "minLength": 3, "maxLength": 6},
+            "i": {"type": "integer", "multipleOf": 5, "minimum": 7, "maximum": 40},
+            "n": {"type": "number", "exclusiveMinimum": 1.5, "exclusiveMaximum": 1.6},
+            "m": {"type": "number", "multipleOf": 0.25, "minimum": 1, "maximum": 2},
+            "b": {"type": "boolean"},
+            "z": {"type": "null"},
+            "c": {"const": 42},
+            "e": {"enum": ["x", 1, None]},
+        },
+        "required": ["s", "i", "n", "m", "b", "z", "c", "e"],
+    },
+    "formats": {
+        "type": "object",
+        "properties": {
+            f: {"type": "string", "format": f} for f in ("date", "date-time", "time", "email", "uri", "uuid", "ipv4")
+        },
+        "required": ["date", "uuid"],
+    },
+    "nullable and type lists": {
+        "type": "object",
+        "properties": {
+            "a": {"type": ["string", "null"]},
+            "b": {"anyOf": [{"type": "null"}, {"type": "integer", "minimum": 3}]},
+            "c": {"oneOf": [{"type": "string", "enum": ["only"]}, {"type": "integer"}]},
+        },
+        "required": ["a", "b", "c"],
+    },
+    "allOf": {
+        "allOf": [
+            {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]},
+            {"properties": {"b": {"type": "integer"}}, "required": ["b"]},
+        ]
+    },
+    "arrays": {
+        "type": "object",
+        "properties": {
+            "unique": {"type": "array", "items": {"enum": [1, 2, 3]}, "minItems": 3, "uniqueItems": True},
+            "empty": {"type": "array", "maxItems": 0},
+            "tuple": {"type": "array", "prefixItems": [{"type": "integer"}, {"type": "boolean"}], "minItems": 2},
+            "nested": {"type": "array", "items": {"type": "array", "items": {"type": "number"}, "minItems": 2}},
+        },
+        "required": ["unique", "empty", "tuple", "nested"],
+    },
+    "additional and min properties": {
+        "type": "object",
+        "additionalProperties": {"type": "integer"},
+        "minProperties": 2,
+    },
+    "top-level array": {
+        "type": "array",
+        "items": {"$ref": "#/definitions/Item"},
+        "minItems": 2,
+        "definitions": {"Item": {"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"]}},
+    },
     "empty schema": {},
     "no type, properties only": {"properties": {"x": {"type": "integer"}}, "required": ["x"]},
     "required but not described": {"type": "object", "required": ["mystery"]},
@@ -103,8 +135,7 @@ def req(prompt="hello", *, turns=None, **optional) -> SimRequest:
     return SimRequest("m", "", turns or [("user", prompt)], **optional)
 
 
-WEATHER = Tool("get_weather", "", {"type": "object", "properties": {"city": {"type": "string"}},
-                                   "required": ["city"]})
+WEATHER = Tool("get_weather", "", {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
 TIME = Tool("get_time", "", {"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]})
 
 
@@ -116,7 +147,8 @@ def test_tool_choice_rules_on_the_neutral_request():
     tools = (WEATHER, TIME)
     assert names(chosen_tools(req("use get_time then get_weather", tools=tools))) == ["get_weather", "get_time"]
     assert names(chosen_tools(req("use get_time then get_weather", tools=tools, parallel_tool_calls=False))) == [
-        "get_weather"]
+        "get_weather"
+    ]
     assert names(chosen_tools(req("nothing named", tools=tools, tool_choice="required"))) == ["get_weather"]
     assert names(chosen_tools(req("x", tools=tools, tool_choice="tool", tool_name="get_time"))) == ["get_time"]
     assert chosen_tools(req("use get_time", tools=tools, tool_choice="none")) == []
@@ -143,8 +175,11 @@ def test_tool_answers_count_json_tokens_and_max_tokens_cuts_across_calls():
 
 
 def test_ignore_schema_only_changes_structured_requests():
-    structured = [req(json_schema={"type": "object"}, json_mode=True), req(json_mode=True),
-                  req(tools=(WEATHER,), tool_choice="tool", tool_name="get_weather")]
+    structured = [
+        req(json_schema={"type": "object"}, json_mode=True),
+        req(json_mode=True),
+        req(tools=(WEATHER,), tool_choice="tool", tool_name="get_weather"),
+    ]
     for r in structured:
         a = make_answer(r, 1, ignore_schema=True)
         assert a.ignored_schema and a.kind == "text" and a.text == make_answer(req(), 1).text
@@ -168,8 +203,15 @@ def test_input_tokens_rule():
 
 
 def test_gemini_style_schemas_with_upper_case_types():
-    schema = {"type": "OBJECT", "properties": {"name": {"type": "STRING"}, "n": {"type": "INTEGER", "nullable": True},
-                                               "xs": {"type": "ARRAY", "items": {"type": "NUMBER"}}},
-              "required": ["name", "n", "xs"], "propertyOrdering": ["name", "n", "xs"]}
+    schema = {
+        "type": "OBJECT",
+        "properties": {
+            "name": {"type": "STRING"},
+            "n": {"type": "INTEGER", "nullable": True},
+            "xs": {"type": "ARRAY", "items": {"type": "NUMBER"}},
+        },
+        "required": ["name", "n", "xs"],
+        "propertyOrdering": ["name", "n", "xs"],
+    }
     value = instance(schema, random.Random(0))
     assert isinstance(value["name"], str) and isinstance(value["n"], int) and isinstance(value["xs"], list)

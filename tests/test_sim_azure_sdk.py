@@ -27,8 +27,16 @@ FORMS = ["legacy", "v1"]
 
 @pytest.fixture(scope="module")
 def sim():
-    profile = ProviderProfile("az", api="azure", model=DEPLOYMENT, input_price=0.15, output_price=0.6,
-                              retry_after_s=2.5, require_api_key=KEY, seed=5)
+    profile = ProviderProfile(
+        "az",
+        api="azure",
+        model=DEPLOYMENT,
+        input_price=0.15,
+        output_price=0.6,
+        retry_after_s=2.5,
+        require_api_key=KEY,
+        seed=5,
+    )
     with Simulator([profile]) as s:
         yield s
 
@@ -43,8 +51,9 @@ def s(sim):
 @pytest.fixture(scope="module")
 def clients(sim):
     legacy = openai.AzureOpenAI(azure_endpoint=sim.base_url("az"), api_key=KEY, api_version=VERSION, max_retries=0)
-    v1 = openai.OpenAI(base_url=sim.base_url("az") + "/openai/v1/", api_key=KEY, default_headers={"api-key": KEY},
-                       max_retries=0)
+    v1 = openai.OpenAI(
+        base_url=sim.base_url("az") + "/openai/v1/", api_key=KEY, default_headers={"api-key": KEY}, max_retries=0
+    )
     with legacy, v1:
         yield {"legacy": legacy, "v1": v1}
 
@@ -68,6 +77,7 @@ def assert_billed(sim, usages, statuses):
 
 # -- answers ---------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("form", FORMS)
 def test_plain_and_streamed_answers_agree_with_the_stats(s, clients, form):
     client = clients[form]
@@ -76,21 +86,27 @@ def test_plain_and_streamed_answers_agree_with_the_stats(s, clients, form):
     assert text and plain.choices[0].finish_reason == "stop" and plain.model == DEPLOYMENT
     assert plain.usage.prompt_tokens_details.cached_tokens == 0
     assert plain.usage.completion_tokens_details.reasoning_tokens == 0
-    assert plain.prompt_filter_results[0]["content_filter_results"]["hate"] == {"filtered": False,
-                                                                                 "severity": "safe"}
+    assert plain.prompt_filter_results[0]["content_filter_results"]["hate"] == {"filtered": False, "severity": "safe"}
     chunks = list(ask(client, stream=True, stream_options={"include_usage": True}))
     assert chunks[0].choices == [] and chunks[0].prompt_filter_results  # Azure's annotation chunk comes first
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text
     usage = chunks[-1].usage
     assert chunks[-1].choices == [] and (usage.prompt_tokens, usage.completion_tokens) == (
-        plain.usage.prompt_tokens, plain.usage.completion_tokens)
+        plain.usage.prompt_tokens,
+        plain.usage.completion_tokens,
+    )
     assert_billed(s, [(plain.usage.prompt_tokens, plain.usage.completion_tokens)] * 2, {"200": 2})
 
 
 def test_the_legacy_client_sends_the_deployment_in_the_path(s):
     """``azure_deployment=`` puts the deployment in the base URL: the path decides, whatever the body says."""
-    with openai.AzureOpenAI(azure_endpoint=s.base_url("az"), azure_deployment="team-deployment", api_key=KEY,
-                            api_version=VERSION, max_retries=0) as client:
+    with openai.AzureOpenAI(
+        azure_endpoint=s.base_url("az"),
+        azure_deployment="team-deployment",
+        api_key=KEY,
+        api_version=VERSION,
+        max_retries=0,
+    ) as client:
         answer = client.chat.completions.create(model="ignored", messages=[{"role": "user", "content": PROMPT}])
     assert answer.model == "team-deployment"
 
@@ -111,6 +127,7 @@ def test_max_tokens_and_max_completion_tokens_both_cut_the_answer(s, clients, fo
 
 
 # -- tools, structured output, images ------------------------------------------------------------
+
 
 class GetWeather(pydantic.BaseModel):
     """Current weather for a city."""
@@ -138,8 +155,9 @@ def test_tool_calls_plain_parsed_and_streamed(s, clients, form):
     args = GetWeather.model_validate_json(call.function.arguments)
     parsed = client.chat.completions.parse(model=DEPLOYMENT, messages=WEATHER_Q, tools=[tool])
     assert parsed.choices[0].message.tool_calls[0].function.parsed_arguments == args
-    with client.chat.completions.stream(model=DEPLOYMENT, messages=WEATHER_Q, tools=[tool],
-                                        stream_options={"include_usage": True}) as stream:
+    with client.chat.completions.stream(
+        model=DEPLOYMENT, messages=WEATHER_Q, tools=[tool], stream_options={"include_usage": True}
+    ) as stream:
         deltas = [e for e in stream if e.type == "tool_calls.function.arguments.delta"]
         final = stream.get_final_completion()
     assert len(deltas) > 1
@@ -157,8 +175,9 @@ def test_structured_output_with_a_pydantic_model(s, clients, form):
     plain = client.chat.completions.parse(model=DEPLOYMENT, messages=messages, response_format=Person)
     person = plain.choices[0].message.parsed
     assert isinstance(person, Person)
-    with client.chat.completions.stream(model=DEPLOYMENT, messages=messages, response_format=Person,
-                                        stream_options={"include_usage": True}) as stream:
+    with client.chat.completions.stream(
+        model=DEPLOYMENT, messages=messages, response_format=Person, stream_options={"include_usage": True}
+    ) as stream:
         final = stream.get_final_completion()
     assert final.choices[0].message.parsed == person
     s.inject("az", ["ignore_schema"])
@@ -174,9 +193,11 @@ def test_structured_output_with_a_pydantic_model(s, clients, form):
 def test_images_by_data_url_and_https_url(s, clients, form):
     client = clients[form]
     text = "What is in these pictures?"
-    content = [{"type": "text", "text": text},
-               {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_B64}"}},
-               {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg", "detail": "low"}}]
+    content = [
+        {"type": "text", "text": text},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_B64}"}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg", "detail": "low"}},
+    ]
     with_images = ask(client, messages=[{"role": "user", "content": content}])
     text_only = ask(client, messages=[{"role": "user", "content": text}])
     assert with_images.usage.prompt_tokens == text_only.usage.prompt_tokens + 2 * 85
@@ -189,16 +210,21 @@ def test_images_by_data_url_and_https_url(s, clients, form):
 
 # -- the content filter ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("form", FORMS)
 def test_a_filtered_prompt_is_a_400_with_azures_innererror(s, clients, form):
     for streamed in (False, True):
         with pytest.raises(openai.BadRequestError) as info:
-            ask(clients[form], messages=[{"role": "user", "content": f"Tell me {PROMPT_FILTER_TRIGGER}"}],
-                stream=streamed)
+            ask(
+                clients[form],
+                messages=[{"role": "user", "content": f"Tell me {PROMPT_FILTER_TRIGGER}"}],
+                stream=streamed,
+            )
         assert info.value.status_code == 400 and info.value.code == "content_filter"
         inner = info.value.body["innererror"]
-        assert inner["code"] == "ResponsibleAIPolicyViolation" and inner["content_filter_result"]["violence"][
-            "filtered"]
+        assert (
+            inner["code"] == "ResponsibleAIPolicyViolation" and inner["content_filter_result"]["violence"]["filtered"]
+        )
     st = s.stats()["providers"]["az"]
     assert st["statuses"] == {"400": 2} and st["input_tokens"] == 0  # refused prompts are not billed
 
@@ -215,7 +241,9 @@ def test_a_filtered_completion_says_content_filter_and_is_billed(s, clients, for
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert shown and finishes == ["content_filter"]
     assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (
-        plain.usage.prompt_tokens, plain.usage.completion_tokens)
+        plain.usage.prompt_tokens,
+        plain.usage.completion_tokens,
+    )
     assert_billed(s, [(plain.usage.prompt_tokens, plain.usage.completion_tokens)] * 2, {"200": 2})
 
 
@@ -284,8 +312,10 @@ def test_malformed_and_truncated_answers_fail_to_parse(s, clients, form):
 
 def test_unknown_provider_is_not_found_for_both_clients(s):
     url = s.base_url("az").replace("/az", "/nobody")
-    with openai.AzureOpenAI(azure_endpoint=url, api_key=KEY, api_version=VERSION, max_retries=0) as legacy, \
-            openai.OpenAI(base_url=url + "/openai/v1/", api_key=KEY, max_retries=0) as v1:
+    with (
+        openai.AzureOpenAI(azure_endpoint=url, api_key=KEY, api_version=VERSION, max_retries=0) as legacy,
+        openai.OpenAI(base_url=url + "/openai/v1/", api_key=KEY, max_retries=0) as v1,
+    ):
         for client in (legacy, v1):
             with pytest.raises(openai.NotFoundError, match="known providers: az"):
                 ask(client)

@@ -20,16 +20,20 @@ from llmroute_magic.sim import ProviderProfile, Simulator
 
 MODEL = "gemini-2.5-flash"
 PROMPT = "Name three prime numbers."
-PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9aw"
-                       "AAAABJRU5ErkJggg==")
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
 PRICES = {"input_price": 0.3, "output_price": 2.5}
 
 
 @pytest.fixture(scope="module")
 def sim():
-    with Simulator([ProviderProfile("sdk-gemini", api="gemini", model=MODEL, retry_after_s=2.5, seed=7, **PRICES),
-                    ProviderProfile("sdk-gemini-keyed", api="gemini", model=MODEL, require_api_key="AIza-right",
-                                    **PRICES)]) as s:
+    with Simulator(
+        [
+            ProviderProfile("sdk-gemini", api="gemini", model=MODEL, retry_after_s=2.5, seed=7, **PRICES),
+            ProviderProfile("sdk-gemini-keyed", api="gemini", model=MODEL, require_api_key="AIza-right", **PRICES),
+        ]
+    ) as s:
         yield s
 
 
@@ -41,8 +45,11 @@ def s(sim):
 
 
 def client_for(sim, version: str | None = None, name: str = "sdk-gemini", key: str = "test") -> genai.Client:
-    options = types.HttpOptions(base_url=sim.base_url(name), api_version=version) if version else \
-        types.HttpOptions(base_url=sim.base_url(name))
+    options = (
+        types.HttpOptions(base_url=sim.base_url(name), api_version=version)
+        if version
+        else types.HttpOptions(base_url=sim.base_url(name))
+    )
     return genai.Client(api_key=key, http_options=options)
 
 
@@ -77,6 +84,7 @@ def usage(response) -> tuple[int, int]:
 
 # -- text ------------------------------------------------------------------------------------------
 
+
 def test_plain_and_streamed_text_agree_with_the_stats(s, gc):
     config = types.GenerateContentConfig(system_instruction="Be brief.", temperature=0.2)
     plain = gc.models.generate_content(model=MODEL, contents=PROMPT, config=config)
@@ -93,8 +101,9 @@ def test_plain_and_streamed_text_agree_with_the_stats(s, gc):
 
 
 def test_max_output_tokens_cuts_the_answer(s, gc):
-    cut = gc.models.generate_content(model=MODEL, contents=PROMPT,
-                                     config=types.GenerateContentConfig(max_output_tokens=4))
+    cut = gc.models.generate_content(
+        model=MODEL, contents=PROMPT, config=types.GenerateContentConfig(max_output_tokens=4)
+    )
     assert cut.candidates[0].finish_reason == types.FinishReason.MAX_TOKENS
     assert cut.usage_metadata.candidates_token_count == 4
 
@@ -108,6 +117,7 @@ async def test_the_async_client_streams_too(s, gc):
 
 # -- function calling ------------------------------------------------------------------------------
 
+
 class GetWeather(pydantic.BaseModel):
     """Current weather for a city."""
 
@@ -116,28 +126,40 @@ class GetWeather(pydantic.BaseModel):
     days: int = pydantic.Field(ge=1, le=7)
 
 
-WEATHER = types.FunctionDeclaration(name="get_weather", description="Current weather for a city",
-                                    parameters_json_schema=GetWeather.model_json_schema())
+WEATHER = types.FunctionDeclaration(
+    name="get_weather", description="Current weather for a city", parameters_json_schema=GetWeather.model_json_schema()
+)
 NO_AFC = types.AutomaticFunctionCallingConfig(disable=True)
 
 
 def test_function_calls_plain_and_streamed(s, gc):
     config = types.GenerateContentConfig(
-        tools=[types.Tool(function_declarations=[WEATHER])], automatic_function_calling=NO_AFC,
-        tool_config=types.ToolConfig(function_calling_config=types.FunctionCallingConfig(
-            mode=types.FunctionCallingConfigMode.ANY, allowed_function_names=["get_weather"])))
+        tools=[types.Tool(function_declarations=[WEATHER])],
+        automatic_function_calling=NO_AFC,
+        tool_config=types.ToolConfig(
+            function_calling_config=types.FunctionCallingConfig(
+                mode=types.FunctionCallingConfigMode.ANY, allowed_function_names=["get_weather"]
+            )
+        ),
+    )
     plain = gc.models.generate_content(model=MODEL, contents="What is the weather in Paris?", config=config)
     call = plain.function_calls[0]
     assert call.name == "get_weather" and plain.candidates[0].finish_reason == types.FinishReason.STOP
     args = GetWeather.model_validate(call.args)
     signature = plain.candidates[0].content.parts[0].thought_signature
     assert isinstance(signature, bytes) and signature  # decoded from base64 by the SDK, as from Gemini
-    chunks = list(gc.models.generate_content_stream(model=MODEL, contents="What is the weather in Paris?",
-                                                    config=config))
+    chunks = list(
+        gc.models.generate_content_stream(model=MODEL, contents="What is the weather in Paris?", config=config)
+    )
     streamed = [c for chunk in chunks for c in chunk.function_calls or ()]
     assert [GetWeather.model_validate(c.args) for c in streamed] == [args]  # a call comes whole
-    auto = gc.models.generate_content(model=MODEL, contents="Just say hello.", config=types.GenerateContentConfig(
-        tools=[types.Tool(function_declarations=[WEATHER])], automatic_function_calling=NO_AFC))
+    auto = gc.models.generate_content(
+        model=MODEL,
+        contents="Just say hello.",
+        config=types.GenerateContentConfig(
+            tools=[types.Tool(function_declarations=[WEATHER])], automatic_function_calling=NO_AFC
+        ),
+    )
     assert auto.function_calls is None and auto.text  # AUTO, no tool named: text
     assert_billed(s, [usage(plain), usage(chunks[-1]), usage(auto)], {"200": 3})
 
@@ -150,17 +172,22 @@ def test_automatic_function_calling_sends_the_result_back(s, gc):
         seen.append(city)
         return "18 C and sunny"
 
-    answer = gc.models.generate_content(model=MODEL, contents="Weather in Oslo? Use get_weather.",
-                                        config=types.GenerateContentConfig(tools=[get_weather]))
+    answer = gc.models.generate_content(
+        model=MODEL,
+        contents="Weather in Oslo? Use get_weather.",
+        config=types.GenerateContentConfig(tools=[get_weather]),
+    )
     assert len(seen) == 1 and answer.text  # the SDK ran the function, sent its result, got text back
     history = answer.automatic_function_calling_history
     assert [p.function_call.name for c in history for p in c.parts if p.function_call] == ["get_weather"]
     assert [p.function_response.response for c in history for p in c.parts if p.function_response] == [
-        {"result": "18 C and sunny"}]
+        {"result": "18 C and sunny"}
+    ]
     assert stats(s)["statuses"] == {"200": 2}
 
 
 # -- structured output -----------------------------------------------------------------------------
+
 
 class Address(pydantic.BaseModel):
     street: str
@@ -185,8 +212,11 @@ def test_structured_output_with_a_pydantic_model(s, gc, how):
     assert isinstance(person, Person)
     chunks = list(gc.models.generate_content_stream(model=MODEL, contents="Describe a person.", config=config))
     assert Person.model_validate_json("".join(c.text for c in chunks)) == person
-    json_mode = gc.models.generate_content(model=MODEL, contents="Describe a person.",
-                                           config=types.GenerateContentConfig(response_mime_type="application/json"))
+    json_mode = gc.models.generate_content(
+        model=MODEL,
+        contents="Describe a person.",
+        config=types.GenerateContentConfig(response_mime_type="application/json"),
+    )
     assert isinstance(json.loads(json_mode.text), dict)  # schema-less JSON mode
     assert_billed(s, [usage(plain), usage(chunks[-1]), usage(json_mode)], {"200": 3})
 
@@ -201,15 +231,23 @@ def test_ignore_schema_gives_prose_the_sdk_cannot_parse(s, gc):
 
 # -- images ----------------------------------------------------------------------------------------
 
+
 def test_images_inline_and_by_uri(s, gc):
     text = "What is in these pictures?"
-    with_images = gc.models.generate_content(model=MODEL, contents=[
-        text, types.Part.from_bytes(data=PNG, mime_type="image/png"),
-        types.Part.from_uri(file_uri="https://example.com/cat.jpg", mime_type="image/jpeg")])
+    with_images = gc.models.generate_content(
+        model=MODEL,
+        contents=[
+            text,
+            types.Part.from_bytes(data=PNG, mime_type="image/png"),
+            types.Part.from_uri(file_uri="https://example.com/cat.jpg", mime_type="image/jpeg"),
+        ],
+    )
     text_only = gc.models.generate_content(model=MODEL, contents=text)
     assert with_images.usage_metadata.prompt_token_count == text_only.usage_metadata.prompt_token_count + 2 * 85
     assert [d.modality for d in with_images.usage_metadata.prompt_tokens_details] == [
-        types.MediaModality.TEXT, types.MediaModality.IMAGE]
+        types.MediaModality.TEXT,
+        types.MediaModality.IMAGE,
+    ]
     assert with_images.text == text_only.text
     assert_billed(s, [usage(with_images), usage(text_only)], {"200": 2})
     s.update("sdk-gemini", vision=False)
@@ -239,8 +277,12 @@ ERRORS = [
 ]
 
 
-CASES = [pytest.param(*e, streamed, id=f"{e[0]}-{'stream' if streamed else 'plain'}") for e in ERRORS
-         for streamed in (False, True) if not (streamed and e[0] == "stream_error")]  # that one: a frame, below
+CASES = [
+    pytest.param(*e, streamed, id=f"{e[0]}-{'stream' if streamed else 'plain'}")
+    for e in ERRORS
+    for streamed in (False, True)
+    if not (streamed and e[0] == "stream_error")
+]  # that one: a frame, below
 
 
 @pytest.mark.parametrize("fault, exc, code, status, streamed", CASES)

@@ -38,9 +38,14 @@ def get_weather(city: str, unit: str) -> str:
 
 @pytest.fixture(scope="module")
 def server():
-    with Simulator([ProviderProfile("sdk-ollama", api="ollama", model=MODEL, input_price=1.0, output_price=3.0,
-                                    retry_after_s=2.0, seed=5),
-                    ProviderProfile("sdk-blind", api="ollama", model=MODEL, vision=False)]) as s:
+    with Simulator(
+        [
+            ProviderProfile(
+                "sdk-ollama", api="ollama", model=MODEL, input_price=1.0, output_price=3.0, retry_after_s=2.0, seed=5
+            ),
+            ProviderProfile("sdk-blind", api="ollama", model=MODEL, vision=False),
+        ]
+    ) as s:
         yield s
 
 
@@ -67,6 +72,7 @@ def billed(s, name="sdk-ollama") -> dict:
 
 # -- answers -------------------------------------------------------------------------------------------------
 
+
 def test_plain_and_streamed_answers_agree_with_the_stats(s, client):
     plain = chat(client)
     assert plain.message.content and plain.done and plain.done_reason == "stop" and plain.model == MODEL
@@ -75,8 +81,11 @@ def test_plain_and_streamed_answers_agree_with_the_stats(s, client):
     assert [p.done for p in parts] == [False] * (len(parts) - 1) + [True]
     assert "".join(p.message.content for p in parts) == plain.message.content
     last = parts[-1]
-    assert (last.prompt_eval_count, last.eval_count, last.done_reason) == (plain.prompt_eval_count,
-                                                                           plain.eval_count, "stop")
+    assert (last.prompt_eval_count, last.eval_count, last.done_reason) == (
+        plain.prompt_eval_count,
+        plain.eval_count,
+        "stop",
+    )
     st = billed(s)
     assert st["statuses"] == {"200": 2}
     assert (st["input_tokens"], st["output_tokens"]) == (2 * plain.prompt_eval_count, 2 * plain.eval_count)
@@ -95,7 +104,8 @@ def test_tool_calls_plain_and_streamed(s, client):
     parts = list(chat(client, "Use get_weather for Oslo.", tools=[get_weather], stream=True))
     streamed = [c for p in parts for c in p.message.tool_calls or []]
     assert [(c.function.name, dict(c.function.arguments)) for c in streamed] == [
-        (call.function.name, dict(call.function.arguments))]
+        (call.function.name, dict(call.function.arguments))
+    ]
     assert parts[-1].eval_count == plain.eval_count
     assert billed(s)["output_tokens"] == 2 * plain.eval_count
 
@@ -105,7 +115,8 @@ def test_a_format_schema_answer_parses(s, client):
     assert isinstance(City.model_validate_json(answer.message.content), City)
     parts = list(chat(client, "The biggest city in Norway?", format=City.model_json_schema(), stream=True))
     assert City.model_validate_json("".join(p.message.content for p in parts)) == City.model_validate_json(
-        answer.message.content)
+        answer.message.content
+    )
     assert isinstance(json.loads(chat(client, format="json").message.content), dict)
 
 
@@ -115,16 +126,29 @@ def test_images_are_sent_as_base64_and_cost_input_tokens(s, client):
     assert image.prompt_eval_count - text.prompt_eval_count == 85 and image.message.content == text.message.content
     with pytest.raises(ollama.ResponseError) as info:
         ollama.Client(host=s.base_url("sdk-blind")).chat(
-            model=MODEL, messages=[{"role": "user", "content": "What is this?", "images": [PNG]}])
+            model=MODEL, messages=[{"role": "user", "content": "What is this?", "images": [PNG]}]
+        )
     assert info.value.status_code == 400 and "does not accept images" in info.value.error
 
 
 # -- errors --------------------------------------------------------------------------------------------------
 
-ERRORS = [("rate_limit", 429), ("rate_limit_no_retry_after", 429), ("insufficient_quota", 402),
-          ("server_error", 500), ("bad_gateway", 502), ("unavailable", 503), ("gateway_timeout", 504),
-          ("overloaded", 503), ("invalid_request", 400), ("context_length", 400), ("unauthorized", 401),
-          ("forbidden", 403), ("model_not_found", 404), ("stream_error", 500)]
+ERRORS = [
+    ("rate_limit", 429),
+    ("rate_limit_no_retry_after", 429),
+    ("insufficient_quota", 402),
+    ("server_error", 500),
+    ("bad_gateway", 502),
+    ("unavailable", 503),
+    ("gateway_timeout", 504),
+    ("overloaded", 503),
+    ("invalid_request", 400),
+    ("context_length", 400),
+    ("unauthorized", 401),
+    ("forbidden", 403),
+    ("model_not_found", 404),
+    ("stream_error", 500),
+]
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
@@ -147,8 +171,10 @@ def test_every_error_status_is_a_response_error_with_that_status(s, client, faul
 
 def test_rate_limit_carries_retry_after(s):
     s.inject("sdk-ollama", ["rate_limit"])
-    r = httpx.post(s.base_url("sdk-ollama") + "/api/chat", json={"model": MODEL, "stream": False,
-                                                                  "messages": [{"role": "user", "content": "hi"}]})
+    r = httpx.post(
+        s.base_url("sdk-ollama") + "/api/chat",
+        json={"model": MODEL, "stream": False, "messages": [{"role": "user", "content": "hi"}]},
+    )
     assert r.status_code == 429 and r.headers["retry-after"] == "2" and "retry-after-ms" not in r.headers
 
 
@@ -170,6 +196,7 @@ def test_a_truncated_stream_ends_without_done(s, client):
 
 
 def test_without_stream_the_server_streams_as_ollama_does(s):
-    r = httpx.post(s.base_url("sdk-ollama") + "/api/chat", json={
-        "model": MODEL, "messages": [{"role": "user", "content": "hi"}]})  # no "stream": Ollama streams
+    r = httpx.post(
+        s.base_url("sdk-ollama") + "/api/chat", json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+    )  # no "stream": Ollama streams
     assert r.headers["content-type"] == "application/x-ndjson" and json.loads(r.text.splitlines()[-1])["done"]

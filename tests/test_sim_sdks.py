@@ -52,11 +52,16 @@ def ask_openai(client, **extra):
 
 
 def ask_claude(client, **extra):
-    return client.messages.create(model="claude-3-5-haiku-latest", max_tokens=extra.pop("max_tokens", 200),
-                                  messages=[{"role": "user", "content": PROMPT}], **extra)
+    return client.messages.create(
+        model="claude-3-5-haiku-latest",
+        max_tokens=extra.pop("max_tokens", 200),
+        messages=[{"role": "user", "content": PROMPT}],
+        **extra,
+    )
 
 
 # -- answers ---------------------------------------------------------------------------------------
+
 
 def test_openai_plain_and_streamed_answers_agree_with_the_stats(s, oai):
     plain = ask_openai(oai)
@@ -72,8 +77,11 @@ def test_openai_plain_and_streamed_answers_agree_with_the_stats(s, oai):
     assert st["statuses"] == {"200": 2}
     assert st["input_tokens"] == plain.usage.prompt_tokens + usage.prompt_tokens
     assert st["output_tokens"] == plain.usage.completion_tokens + usage.completion_tokens
-    assert st["cost"] == pytest.approx(openai_cost(plain.usage.prompt_tokens, plain.usage.completion_tokens)
-                                       + openai_cost(usage.prompt_tokens, usage.completion_tokens), rel=1e-12)
+    assert st["cost"] == pytest.approx(
+        openai_cost(plain.usage.prompt_tokens, plain.usage.completion_tokens)
+        + openai_cost(usage.prompt_tokens, usage.completion_tokens),
+        rel=1e-12,
+    )
 
 
 def test_openai_max_tokens_cuts_the_answer(s, oai):
@@ -84,23 +92,29 @@ def test_openai_max_tokens_cuts_the_answer(s, oai):
 def test_anthropic_plain_and_streamed_answers_agree_with_the_stats(s, claude):
     plain = ask_claude(claude)
     assert plain.content[0].text and plain.stop_reason == "end_turn"
-    with claude.messages.stream(model="claude-3-5-haiku-latest", max_tokens=200,
-                                messages=[{"role": "user", "content": PROMPT}]) as stream:
+    with claude.messages.stream(
+        model="claude-3-5-haiku-latest", max_tokens=200, messages=[{"role": "user", "content": PROMPT}]
+    ) as stream:
         streamed = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert streamed == final.content[0].text == plain.content[0].text
-    assert (final.usage.input_tokens, final.usage.output_tokens) == (plain.usage.input_tokens,
-                                                                     plain.usage.output_tokens)
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (
+        plain.usage.input_tokens,
+        plain.usage.output_tokens,
+    )
     raw_events = [e.type for e in ask_claude(claude, stream=True)]
     assert raw_events[:3] == ["message_start", "content_block_start", "ping"] or raw_events[:2] == [
-        "message_start", "content_block_start"]  # older SDKs drop pings
+        "message_start",
+        "content_block_start",
+    ]  # older SDKs drop pings
     assert raw_events[-2:] == ["message_delta", "message_stop"]
     st = counters(s, "sim-anthropic")
     assert st["statuses"] == {"200": 3}
     assert st["input_tokens"] == 3 * plain.usage.input_tokens
     assert st["output_tokens"] == 3 * plain.usage.output_tokens
-    assert st["cost"] == pytest.approx(3 * anthropic_cost(plain.usage.input_tokens, plain.usage.output_tokens),
-                                       rel=1e-12)
+    assert st["cost"] == pytest.approx(
+        3 * anthropic_cost(plain.usage.input_tokens, plain.usage.output_tokens), rel=1e-12
+    )
 
 
 def test_anthropic_max_tokens_cuts_the_answer(s, claude):
@@ -250,8 +264,9 @@ def test_openai_tool_calls_plain_parsed_and_streamed(s, oai):
     args = GetWeather.model_validate_json(call.function.arguments)
     parsed = oai.chat.completions.parse(model="gpt-4o-mini", messages=WEATHER_Q, tools=[tool])
     assert parsed.choices[0].message.tool_calls[0].function.parsed_arguments == args
-    with oai.chat.completions.stream(model="gpt-4o-mini", messages=WEATHER_Q, tools=[tool],
-                                     stream_options={"include_usage": True}) as stream:
+    with oai.chat.completions.stream(
+        model="gpt-4o-mini", messages=WEATHER_Q, tools=[tool], stream_options={"include_usage": True}
+    ) as stream:
         deltas = [e for e in stream if e.type == "tool_calls.function.arguments.delta"]
         final = stream.get_final_completion()
     assert len(deltas) > 1  # the arguments string arrives over several chunks, as from OpenAI
@@ -268,15 +283,23 @@ def test_openai_structured_output_with_a_pydantic_model(s, oai):
     plain = oai.chat.completions.parse(model="gpt-4o-mini", messages=messages, response_format=Person)
     person = plain.choices[0].message.parsed
     assert isinstance(person, Person) and plain.choices[0].finish_reason == "stop"
-    with oai.chat.completions.stream(model="gpt-4o-mini", messages=messages, response_format=Person,
-                                     stream_options={"include_usage": True}) as stream:
+    with oai.chat.completions.stream(
+        model="gpt-4o-mini", messages=messages, response_format=Person, stream_options={"include_usage": True}
+    ) as stream:
         final = stream.get_final_completion()
     assert final.choices[0].message.parsed == person
-    raw = oai.chat.completions.create(model="gpt-4o-mini", messages=messages, response_format={
-        "type": "json_schema", "json_schema": {"name": "person", "schema": Person.model_json_schema()}})
+    raw = oai.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=messages,
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "person", "schema": Person.model_json_schema()},
+        },
+    )
     Person.model_validate_json(raw.choices[0].message.content)
-    json_mode = oai.chat.completions.create(model="gpt-4o-mini", messages=messages,
-                                            response_format={"type": "json_object"})
+    json_mode = oai.chat.completions.create(
+        model="gpt-4o-mini", messages=messages, response_format={"type": "json_object"}
+    )
     assert isinstance(json.loads(json_mode.choices[0].message.content), dict)
     usages = [(r.usage.prompt_tokens, r.usage.completion_tokens) for r in (plain, final, raw, json_mode)]
     assert_billed(s, "sim-openai", usages, {"200": 4}, openai_cost)
@@ -294,9 +317,11 @@ def test_openai_ignore_schema_gives_prose_the_sdk_cannot_parse(s, oai):
 
 def test_openai_images_by_data_url_and_https_url(s, oai):
     text = "What is in these pictures?"
-    content = [{"type": "text", "text": text},
-               {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_B64}"}},
-               {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg", "detail": "low"}}]
+    content = [
+        {"type": "text", "text": text},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_B64}"}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg", "detail": "low"}},
+    ]
     with_images = oai.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": content}])
     text_only = oai.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": text}])
     assert with_images.usage.prompt_tokens == text_only.usage.prompt_tokens + 2 * 85
@@ -309,13 +334,21 @@ def test_openai_images_by_data_url_and_https_url(s, oai):
     assert counters(s, "sim-openai")["statuses"] == {"200": 2, "400": 1}
 
 
-WEATHER_TOOL = {"name": "get_weather", "description": "Current weather for a city",
-                "input_schema": GetWeather.model_json_schema()}
+WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "Current weather for a city",
+    "input_schema": GetWeather.model_json_schema(),
+}
 
 
 def test_anthropic_tool_use_plain_and_streamed(s, claude):
-    kwargs = dict(model="claude-3-5-haiku-latest", max_tokens=300, messages=WEATHER_Q, tools=[WEATHER_TOOL],
-                  tool_choice={"type": "tool", "name": "get_weather"})
+    kwargs = dict(
+        model="claude-3-5-haiku-latest",
+        max_tokens=300,
+        messages=WEATHER_Q,
+        tools=[WEATHER_TOOL],
+        tool_choice={"type": "tool", "name": "get_weather"},
+    )
     plain = claude.messages.create(**kwargs)
     block = plain.content[0]
     assert plain.stop_reason == "tool_use" and block.type == "tool_use" and block.id.startswith("toolu_")
@@ -326,8 +359,12 @@ def test_anthropic_tool_use_plain_and_streamed(s, claude):
     assert len(partials) > 1  # input_json_delta events, several
     assert final.stop_reason == "tool_use" and GetWeather.model_validate(final.content[0].input) == args
     assert (final.content[0].id, final.content[0].name) == (block.id, "get_weather")
-    auto = claude.messages.create(model="claude-3-5-haiku-latest", max_tokens=300, tools=[WEATHER_TOOL],
-                                  messages=[{"role": "user", "content": "Just say hello."}])
+    auto = claude.messages.create(
+        model="claude-3-5-haiku-latest",
+        max_tokens=300,
+        tools=[WEATHER_TOOL],
+        messages=[{"role": "user", "content": "Just say hello."}],
+    )
     assert auto.stop_reason == "end_turn" and auto.content[0].type == "text"  # auto, no tool named: text
     usages = [(m.usage.input_tokens, m.usage.output_tokens) for m in (plain, final, auto)]
     assert usages[0] == usages[1]
@@ -335,8 +372,9 @@ def test_anthropic_tool_use_plain_and_streamed(s, claude):
 
 
 def test_anthropic_structured_output_with_a_pydantic_model(s, claude):
-    kwargs = dict(model="claude-3-5-haiku-latest", max_tokens=500,
-                  messages=[{"role": "user", "content": "Describe a person."}])
+    kwargs = dict(
+        model="claude-3-5-haiku-latest", max_tokens=500, messages=[{"role": "user", "content": "Describe a person."}]
+    )
     parsed = claude.messages.parse(output_format=Person, **kwargs)
     person = parsed.parsed_output
     assert isinstance(person, Person) and parsed.stop_reason == "end_turn"
@@ -353,17 +391,22 @@ def test_anthropic_structured_output_with_a_pydantic_model(s, claude):
 
 def test_anthropic_images_base64_and_url(s, claude):
     text = "What is in these pictures?"
-    content = [{"type": "text", "text": text},
-               {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_B64}},
-               {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}}]
-    with_images = claude.messages.create(model="claude-3-5-haiku-latest", max_tokens=200,
-                                         messages=[{"role": "user", "content": content}])
-    text_only = claude.messages.create(model="claude-3-5-haiku-latest", max_tokens=200,
-                                       messages=[{"role": "user", "content": text}])
+    content = [
+        {"type": "text", "text": text},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_B64}},
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
+    ]
+    with_images = claude.messages.create(
+        model="claude-3-5-haiku-latest", max_tokens=200, messages=[{"role": "user", "content": content}]
+    )
+    text_only = claude.messages.create(
+        model="claude-3-5-haiku-latest", max_tokens=200, messages=[{"role": "user", "content": text}]
+    )
     assert with_images.usage.input_tokens == text_only.usage.input_tokens + 2 * 85
     usages = [(m.usage.input_tokens, m.usage.output_tokens) for m in (with_images, text_only)]
     assert_billed(s, "sim-anthropic", usages, {"200": 2}, anthropic_cost)
     s.update("sim-anthropic", vision=False)
     with pytest.raises(anthropic.BadRequestError, match="does not accept images"):
-        claude.messages.create(model="claude-3-5-haiku-latest", max_tokens=200,
-                               messages=[{"role": "user", "content": content}])
+        claude.messages.create(
+            model="claude-3-5-haiku-latest", max_tokens=200, messages=[{"role": "user", "content": content}]
+        )

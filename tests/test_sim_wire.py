@@ -27,32 +27,61 @@ from llmroute_magic import ConfigError
 from llmroute_magic.sim import ProviderProfile, Simulator
 from llmroute_magic.sim._answers import JSON_CHARS_PER_TOKEN
 from llmroute_magic.sim._neutral import IMAGE_TOKENS, BadRequest, SimRequest
-from llmroute_magic.sim._wire import (FAULT_STATUS, FORMATS, ROUTES, Call, Reply, Route, RouteTable, Step, Usage,
-                                      WireFormat, broken_stream, register, unregister)
+from llmroute_magic.sim._wire import (
+    FAULT_STATUS,
+    FORMATS,
+    ROUTES,
+    Call,
+    Reply,
+    Route,
+    RouteTable,
+    Step,
+    Usage,
+    WireFormat,
+    broken_stream,
+    register,
+    unregister,
+)
 from llmroute_magic.sim._wire._base import ERROR_STATUS, dumps, json_object, ndjson
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32).decode()
-WEATHER = {"type": "object", "properties": {
-    "city": {"type": "string", "minLength": 2},
-    "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-    "days": {"type": "integer", "minimum": 1, "maximum": 7}}, "required": ["city", "unit"]}
+WEATHER = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "minLength": 2},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+        "days": {"type": "integer", "minimum": 1, "maximum": 7},
+    },
+    "required": ["city", "unit"],
+}
 TIME = {"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]}
 TOOLS = [("get_weather", "Current weather for a city", WEATHER), ("get_time", "Time in a zone", TIME)]
-PERSON = {"type": "object", "properties": {
-    "name": {"type": "string"}, "age": {"type": "integer", "minimum": 0, "maximum": 120},
-    "email": {"type": "string", "format": "email"}, "tags": {"type": "array", "items": {"type": "string"},
-                                                             "minItems": 1, "maxItems": 4},
-    "address": {"$ref": "#/$defs/Address"}, "active": {"type": "boolean"},
-    "score": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}},
+PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "age": {"type": "integer", "minimum": 0, "maximum": 120},
+        "email": {"type": "string", "format": "email"},
+        "tags": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 4},
+        "address": {"$ref": "#/$defs/Address"},
+        "active": {"type": "boolean"},
+        "score": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+    },
     "required": ["name", "age", "email", "tags", "address", "active", "score"],
     "additionalProperties": False,
-    "$defs": {"Address": {"type": "object", "properties": {"street": {"type": "string"},
-                                                           "zip": {"type": "string", "minLength": 5,
-                                                                   "maxLength": 5}},
-                          "required": ["street", "zip"], "additionalProperties": False}}}
+    "$defs": {
+        "Address": {
+            "type": "object",
+            "properties": {"street": {"type": "string"}, "zip": {"type": "string", "minLength": 5, "maxLength": 5}},
+            "required": ["street", "zip"],
+            "additionalProperties": False,
+        }
+    },
+}
 
 
 # -- the neutral test request, and what a client read back --------------------------------------------
+
 
 @dataclass
 class Ask:
@@ -98,19 +127,27 @@ class OpenAIClient:
         content: Any = a.prompt
         if a.images:
             content = [{"type": "text", "text": a.prompt}] + [
-                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}} for _ in range(a.images)]
+                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}} for _ in range(a.images)
+            ]
         messages = ([{"role": "system", "content": a.system}] if a.system else []) + [
-            {"role": "user", "content": content}]
+            {"role": "user", "content": content}
+        ]
         body: dict[str, Any] = {"model": "m", "messages": messages}
         if a.tools:
-            body["tools"] = [{"type": "function", "function": {"name": n, "description": d, "parameters": p}}
-                             for n, d, p in a.tools]
+            body["tools"] = [
+                {"type": "function", "function": {"name": n, "description": d, "parameters": p}} for n, d, p in a.tools
+            ]
         if a.tool_choice is not None:
-            body["tool_choice"] = a.tool_choice if isinstance(a.tool_choice, str) else {
-                "type": "function", "function": {"name": a.tool_choice[1]}}
+            body["tool_choice"] = (
+                a.tool_choice
+                if isinstance(a.tool_choice, str)
+                else {"type": "function", "function": {"name": a.tool_choice[1]}}
+            )
         if a.schema is not None:
-            body["response_format"] = {"type": "json_schema",
-                                       "json_schema": {"name": "answer", "schema": a.schema, "strict": True}}
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": a.schema, "strict": True},
+            }
         elif a.json_mode:
             body["response_format"] = {"type": "json_object"}
         if a.max_tokens is not None:
@@ -122,8 +159,9 @@ class OpenAIClient:
     def read(self, data: dict) -> Reading:
         choice = data["choices"][0]
         r = Reading(text=choice["message"]["content"] or "", finish=choice["finish_reason"], complete=True)
-        r.tool_calls = [(c["function"]["name"], c["function"]["arguments"])
-                        for c in choice["message"].get("tool_calls") or []]
+        r.tool_calls = [
+            (c["function"]["name"], c["function"]["arguments"]) for c in choice["message"].get("tool_calls") or []
+        ]
         if "usage" in data:
             r.input_tokens, r.output_tokens = data["usage"]["prompt_tokens"], data["usage"]["completion_tokens"]
             r.usage_seen = True
@@ -167,16 +205,23 @@ class AnthropicClient:
         if a.images:
             content = [{"type": "text", "text": a.prompt}] + [
                 {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}
-                for _ in range(a.images)]
-        body: dict[str, Any] = {"model": "m", "max_tokens": a.max_tokens or 1000,
-                                "messages": [{"role": "user", "content": content}]}
+                for _ in range(a.images)
+            ]
+        body: dict[str, Any] = {
+            "model": "m",
+            "max_tokens": a.max_tokens or 1000,
+            "messages": [{"role": "user", "content": content}],
+        }
         if a.system:
             body["system"] = a.system
         if a.tools:
             body["tools"] = [{"name": n, "description": d, "input_schema": p} for n, d, p in a.tools]
         if a.tool_choice is not None:
-            body["tool_choice"] = {"type": {"required": "any"}.get(a.tool_choice, a.tool_choice)} \
-                if isinstance(a.tool_choice, str) else {"type": "tool", "name": a.tool_choice[1]}
+            body["tool_choice"] = (
+                {"type": {"required": "any"}.get(a.tool_choice, a.tool_choice)}
+                if isinstance(a.tool_choice, str)
+                else {"type": "tool", "name": a.tool_choice[1]}
+            )
         if a.schema is not None:
             body["output_config"] = {"format": {"type": "json_schema", "schema": a.schema}}
         if a.stream:
@@ -235,16 +280,20 @@ class ResponsesClient:
         if a.images:
             content = [{"type": "input_text", "text": a.prompt}] + [
                 {"type": "input_image", "image_url": f"data:image/png;base64,{PNG}", "detail": "auto"}
-                for _ in range(a.images)]
+                for _ in range(a.images)
+            ]
         body: dict[str, Any] = {"model": "m", "input": [{"role": "user", "content": content}], "store": False}
         if a.system:
             body["instructions"] = a.system
         if a.tools:
-            body["tools"] = [{"type": "function", "name": n, "description": d, "parameters": p, "strict": False}
-                             for n, d, p in a.tools]
+            body["tools"] = [
+                {"type": "function", "name": n, "description": d, "parameters": p, "strict": False}
+                for n, d, p in a.tools
+            ]
         if a.tool_choice is not None:
-            body["tool_choice"] = a.tool_choice if isinstance(a.tool_choice, str) else {
-                "type": "function", "name": a.tool_choice[1]}
+            body["tool_choice"] = (
+                a.tool_choice if isinstance(a.tool_choice, str) else {"type": "function", "name": a.tool_choice[1]}
+            )
         if a.schema is not None:
             body["text"] = {"format": {"type": "json_schema", "name": "answer", "schema": a.schema, "strict": True}}
         elif a.json_mode:
@@ -317,17 +366,26 @@ class GeminiClient:
         return "/v1beta/models/m:streamGenerateContent?alt=sse" if a.stream else self.path
 
     def body(self, a: Ask) -> dict:
-        parts: list[dict] = [{"text": a.prompt}] + [{"inline_data": {"mime_type": "image/png", "data": PNG}}
-                                                   for _ in range(a.images)]
+        parts: list[dict] = [{"text": a.prompt}] + [
+            {"inline_data": {"mime_type": "image/png", "data": PNG}} for _ in range(a.images)
+        ]
         body: dict[str, Any] = {"contents": [{"role": "user", "parts": parts}]}
         if a.system:
             body["systemInstruction"] = {"parts": [{"text": a.system}]}
         if a.tools:
-            body["tools"] = [{"functionDeclarations": [{"name": n, "description": d, "parametersJsonSchema": p}
-                                                       for n, d, p in a.tools]}]
+            body["tools"] = [
+                {
+                    "functionDeclarations": [
+                        {"name": n, "description": d, "parametersJsonSchema": p} for n, d, p in a.tools
+                    ]
+                }
+            ]
         if a.tool_choice is not None:
-            mode = {"auto": "AUTO", "none": "NONE", "required": "ANY"}.get(a.tool_choice, "ANY") \
-                if isinstance(a.tool_choice, str) else "ANY"
+            mode = (
+                {"auto": "AUTO", "none": "NONE", "required": "ANY"}.get(a.tool_choice, "ANY")
+                if isinstance(a.tool_choice, str)
+                else "ANY"
+            )
             calling: dict[str, Any] = {"mode": mode}
             if not isinstance(a.tool_choice, str):
                 calling["allowedFunctionNames"] = [a.tool_choice[1]]
@@ -402,13 +460,17 @@ class OllamaClient:
         user: dict[str, Any] = {"role": "user", "content": a.prompt}
         if a.images:
             user["images"] = [PNG] * a.images
-        body: dict[str, Any] = {"model": "m", "messages": ([{"role": "system", "content": a.system}]
-                                                           if a.system else []) + [user], "stream": a.stream}
+        body: dict[str, Any] = {
+            "model": "m",
+            "messages": ([{"role": "system", "content": a.system}] if a.system else []) + [user],
+            "stream": a.stream,
+        }
         if a.tool_choice not in (None, "auto", "none"):
             pytest.skip("Ollama's API has no tool_choice: a call cannot be forced on the wire")
         if a.tools and a.tool_choice != "none":  # "none": a model that sees no tools calls none
-            body["tools"] = [{"type": "function", "function": {"name": n, "description": d, "parameters": p}}
-                             for n, d, p in a.tools]
+            body["tools"] = [
+                {"type": "function", "function": {"name": n, "description": d, "parameters": p}} for n, d, p in a.tools
+            ]
         if a.schema is not None or a.json_mode:
             body["format"] = a.schema if a.schema is not None else "json"
         if a.max_tokens is not None:
@@ -419,8 +481,9 @@ class OllamaClient:
     def _take(r: Reading, obj: dict) -> None:
         message = obj.get("message") or {}
         r.text += message.get("content") or ""
-        r.tool_calls += [(c["function"]["name"], json.dumps(c["function"]["arguments"]))
-                         for c in message.get("tool_calls") or []]
+        r.tool_calls += [
+            (c["function"]["name"], json.dumps(c["function"]["arguments"])) for c in message.get("tool_calls") or []
+        ]
         if obj.get("done"):
             r.complete = True
             r.finish = "length" if obj["done_reason"] == "length" else "tool_calls" if r.tool_calls else "stop"
@@ -448,9 +511,14 @@ class OllamaClient:
 
 
 # One client per registered format. A new format adds its own here.
-CLIENTS: dict[str, Any] = {"openai": OpenAIClient(), "anthropic": AnthropicClient(),
-                           "openai-responses": ResponsesClient(), "gemini": GeminiClient(), "azure": AzureClient(),
-                           "ollama": OllamaClient()}
+CLIENTS: dict[str, Any] = {
+    "openai": OpenAIClient(),
+    "anthropic": AnthropicClient(),
+    "openai-responses": ResponsesClient(),
+    "gemini": GeminiClient(),
+    "azure": AzureClient(),
+    "ollama": OllamaClient(),
+}
 
 APIS = sorted(FORMATS)
 PRICES = {"input_price": 2.0, "output_price": 8.0}
@@ -464,8 +532,10 @@ def test_every_registered_format_has_a_test_client():
 def server():
     profiles = []
     for api in APIS:
-        profiles += [ProviderProfile(f"w-{api}", api=api, seed=11, **PRICES),
-                     ProviderProfile(f"w-{api}-blind", api=api, seed=11, vision=False, **PRICES)]
+        profiles += [
+            ProviderProfile(f"w-{api}", api=api, seed=11, **PRICES),
+            ProviderProfile(f"w-{api}-blind", api=api, seed=11, vision=False, **PRICES),
+        ]
     with Simulator(profiles) as s:
         yield s
 
@@ -513,6 +583,7 @@ def expected_input_tokens(text: str, system: str | None = None, images: int = 0)
 
 # -- text ----------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("api", APIS)
 def test_text_plain_and_streamed_agree_and_are_billed_as_reported(sv, http, api):
     a = Ask(system="Be brief.")
@@ -538,6 +609,7 @@ def test_max_tokens_cuts_text(sv, http, api, stream):
 
 
 # -- tool calls ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 @pytest.mark.parametrize("api", APIS)
@@ -586,6 +658,7 @@ def test_tool_arguments_count_one_token_per_4_characters(sv, http, api, stream):
 
 # -- JSON schemas ---------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 @pytest.mark.parametrize("api", APIS)
 def test_a_schema_request_gets_json_that_satisfies_it(sv, http, api, stream):
@@ -631,6 +704,7 @@ def test_ignore_schema_answers_prose_billed_and_counted_under_its_name(sv, http,
 
 # -- images -----------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 @pytest.mark.parametrize("api", APIS)
 def test_images_cost_a_fixed_number_of_input_tokens(sv, http, api, stream):
@@ -662,12 +736,16 @@ def test_vision_false_leaves_vision_out_of_the_specs_capabilities(sv):
 
 # -- faults in the body -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["text", "tools", "schema"])
 @pytest.mark.parametrize("fault", ["truncated_stream", "stream_error"])
 @pytest.mark.parametrize("api", APIS)
 def test_broken_streams_bill_only_what_was_reported(sv, http, api, fault, kind):
-    a = {"text": Ask(stream=True), "tools": Ask(tools=TOOLS, tool_choice="required", stream=True),
-         "schema": Ask(schema=PERSON, stream=True)}[kind]
+    a = {
+        "text": Ask(stream=True),
+        "tools": Ask(tools=TOOLS, tool_choice="required", stream=True),
+        "schema": Ask(schema=PERSON, stream=True),
+    }[kind]
     _, whole = ask(sv, http, api, a)
     sv.inject(f"w-{api}", [fault])
     resp, broken = ask(sv, http, api, a)
@@ -695,8 +773,19 @@ def test_malformed_answers_are_200_unparseable_and_unbilled(sv, http, api, strea
     assert (s["statuses"], s["input_tokens"], s["output_tokens"]) == ({"malformed_json": 1}, 0, 0)
 
 
-@pytest.mark.parametrize("fault", ["rate_limit", "rate_limit_no_retry_after", "server_error", "overloaded",
-                                   "unauthorized", "model_not_found", "context_length", "invalid_request"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "rate_limit",
+        "rate_limit_no_retry_after",
+        "server_error",
+        "overloaded",
+        "unauthorized",
+        "model_not_found",
+        "context_length",
+        "invalid_request",
+    ],
+)
 @pytest.mark.parametrize("api", APIS)
 def test_http_faults_answer_in_the_formats_error_shape(sv, http, api, fault):
     sv.inject(f"w-{api}", [fault])
@@ -724,6 +813,7 @@ def test_unknown_provider_and_wrong_method_in_the_formats_shape(sv, http, api):
 
 # -- the route table -------------------------------------------------------------------------------------
 
+
 def test_route_table_matches_fixed_paths_then_patterns_and_refuses_clashes():
     class A(WireFormat):
         api = "a"
@@ -731,8 +821,10 @@ def test_route_table_matches_fixed_paths_then_patterns_and_refuses_clashes():
 
     class G(WireFormat):
         api = "g"
-        routes = (Route("v1beta/models/{model}:generateContent"),
-                  Route("v1beta/models/{model}:streamGenerateContent", "stream"))
+        routes = (
+            Route("v1beta/models/{model}:generateContent"),
+            Route("v1beta/models/{model}:streamGenerateContent", "stream"),
+        )
 
     table = RouteTable()
     a, g = A(), G()
@@ -773,6 +865,7 @@ def test_api_must_be_a_registered_format():
 
 # -- a whole new format: one module (here, a class in this file) and one registration -----------------------
 
+
 class ToyChat(WireFormat):
     """A made-up format: model in the path, NDJSON streams, its own error shape and key header."""
 
@@ -789,12 +882,14 @@ class ToyChat(WireFormat):
         data = json_object(body)
         if not isinstance(data.get("say"), str):
             raise BadRequest("say: text is required.", "say")
-        return SimRequest(call.params["model"], "", [("user", data["say"])], None,
-                          call.query.get("stream") == "1", True, 0)
+        return SimRequest(
+            call.params["model"], "", [("user", data["say"])], None, call.query.get("stream") == "1", True, 0
+        )
 
     def render(self, rid: str, req: SimRequest, answer, usage: Usage | None) -> bytes:
-        return dumps({"id": rid, "model": req.model, "reply": answer.text,
-                      "tokens": list(usage) if usage is not None else None})
+        return dumps(
+            {"id": rid, "model": req.model, "reply": answer.text, "tokens": list(usage) if usage is not None else None}
+        )
 
     def render_stream(self, rid, req, answer, usage, fault) -> list[Step]:
         if fault == "malformed_json":
@@ -803,14 +898,22 @@ class ToyChat(WireFormat):
         if fault == "stream_error":
             steps.append((ndjson({"oops": "boom"}), False, None))
         elif fault is None:
-            steps.append((ndjson({"done": True, "tokens": list(usage) if usage else None}), False,
-                          tuple(usage) if usage else None))
+            steps.append(
+                (
+                    ndjson({"done": True, "tokens": list(usage) if usage else None}),
+                    False,
+                    tuple(usage) if usage else None,
+                )
+            )
         return steps
 
     def fault(self, kind: str, req: SimRequest, profile, retry_after_s: float) -> Reply:
         status, message = FAULT_STATUS[kind]
-        return Reply(status, dumps({"oops": kind, "message": message}),
-                     {"x-toy-wait": str(retry_after_s)} if kind == "rate_limit" else None)
+        return Reply(
+            status,
+            dumps({"oops": kind, "message": message}),
+            {"x-toy-wait": str(retry_after_s)} if kind == "rate_limit" else None,
+        )
 
     def error(self, kind: str, message: str, param: str | None = None) -> Reply:
         return Reply(ERROR_STATUS[kind], dumps({"oops": kind, "message": message}))
@@ -819,8 +922,12 @@ class ToyChat(WireFormat):
 def test_a_new_format_is_one_module_and_one_registry_line(http):
     register(ToyChat())
     try:
-        with Simulator([ProviderProfile("t", api="toy", input_price=1.0, output_price=1.0),
-                        ProviderProfile("tk", api="toy", require_api_key="k")]) as s:
+        with Simulator(
+            [
+                ProviderProfile("t", api="toy", input_price=1.0, output_price=1.0),
+                ProviderProfile("tk", api="toy", require_api_key="k"),
+            ]
+        ) as s:
             assert s.base_url("t") == f"{s.url}/t/toy"  # (no ProviderSpec: the router has no "toy" adapter)
             plain = http.post(f"{s.base_url('t')}/mini:chat", json={"say": "hi"}).json()
             assert plain["model"] == "mini" and plain["reply"] and plain["tokens"][0] > 0
@@ -837,8 +944,10 @@ def test_a_new_format_is_one_module_and_one_registry_line(http):
             assert http.post(f"{s.base_url('t')}/mini:chat", json={}).json()["oops"] == "invalid_request"
             assert http.post(f"{s.url}/nobody/toy/mini:chat", json={}).json()["oops"] == "not_found"
             assert http.post(f"{s.base_url('tk')}/mini:chat", json={"say": "hi"}).status_code == 401
-            assert http.post(f"{s.base_url('tk')}/mini:chat", json={"say": "hi"},
-                             headers={"x-toy-key": "k"}).status_code == 200
+            assert (
+                http.post(f"{s.base_url('tk')}/mini:chat", json={"say": "hi"}, headers={"x-toy-key": "k"}).status_code
+                == 200
+            )
             st = s.stats()["providers"]["t"]
             assert st["statuses"] == {"200": 2, "429": 1, "stream_error": 1, "400": 1}
             assert st["input_tokens"] == 2 * plain["tokens"][0] and st["output_tokens"] == 2 * plain["tokens"][1]
@@ -863,8 +972,10 @@ def test_a_format_bug_is_a_counted_error_never_an_uncounted_crash(sv, http, monk
 
 
 def test_a_schema_that_nests_forever_still_gets_an_answer(sv, http):
-    forever = {"$ref": "#/$defs/N", "$defs": {"N": {"type": "object", "properties": {"n": {"$ref": "#/$defs/N"}},
-                                                     "required": ["n"]}}}
+    forever = {
+        "$ref": "#/$defs/N",
+        "$defs": {"N": {"type": "object", "properties": {"n": {"$ref": "#/$defs/N"}}, "required": ["n"]}},
+    }
     for api in APIS:
         _, r = ask(sv, http, api, Ask(schema=forever))
         assert r.text.startswith('{"n":{"n":') and r.finish == "stop"

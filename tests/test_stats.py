@@ -16,9 +16,23 @@ from llmroute_magic.sim import ProviderProfile, Simulator
 
 
 def rec(i, provider="p1", *, cost=0.01, tokens=(10, 5), status="ok", latency=0.05):
-    return AttemptRecord(f"r{i}", 1, 1.7e9 + i, provider, "m", "round_robin", status,
-                         None if status == "ok" else "server_error", 200 if status == "ok" else 500,
-                         tokens[0], tokens[1], cost, latency, None, False)
+    return AttemptRecord(
+        f"r{i}",
+        1,
+        1.7e9 + i,
+        provider,
+        "m",
+        "round_robin",
+        status,
+        None if status == "ok" else "server_error",
+        200 if status == "ok" else 500,
+        tokens[0],
+        tokens[1],
+        cost,
+        latency,
+        None,
+        False,
+    )
 
 
 def stats_of(records, providers=()):
@@ -71,19 +85,28 @@ def test_latency_percentiles_one_definition():
     records = [rec(i, latency=float(x)) for i, x in enumerate(lat)]
     records += [rec(900 + i, status="error", latency=9.0) for i in range(20)]  # failures are not in it
     s = stats_of(records)
-    assert (s.by_provider.at["p1", "latency_p50_s"], s.by_provider.at["p1", "latency_p95_s"]) == \
-        pytest.approx(latency_percentiles(lat), rel=1e-12)
+    assert (s.by_provider.at["p1", "latency_p50_s"], s.by_provider.at["p1", "latency_p95_s"]) == pytest.approx(
+        latency_percentiles(lat), rel=1e-12
+    )
 
 
 def test_running_sums_equal_a_full_recount():
-    records = [rec(i, ("a", "b", "c")[i % 3], cost=math.nan if i % 50 == 7 else 0.001 * i,
-                   tokens=(None, None) if i % 41 == 3 else (i, 2 * i), status="error" if i % 9 == 0 else "ok",
-                   latency=0.01 + (i % 13) / 100) for i in range(300)]
+    records = [
+        rec(
+            i,
+            ("a", "b", "c")[i % 3],
+            cost=math.nan if i % 50 == 7 else 0.001 * i,
+            tokens=(None, None) if i % 41 == 3 else (i, 2 * i),
+            status="error" if i % 9 == 0 else "ok",
+            latency=0.01 + (i % 13) / 100,
+        )
+        for i in range(300)
+    ]
     ledger = Ledger()
     from_rows, from_records = UsageSummary(), UsageSummary()
     cursor = None
     for start in range(0, 300, 37):
-        for r in records[start:start + 37]:
+        for r in records[start : start + 37]:
             ledger.append(r)
             from_records.add(r)  # what a listener of the router's events sees
         new, cursor = ledger.rows_since(cursor)
@@ -97,10 +120,11 @@ def test_running_sums_equal_a_full_recount():
 
 
 def test_a_provider_without_a_price_shows_unknown_over_the_simulator():
-    with Simulator([ProviderProfile("priced", input_price=1.0, output_price=2.0),
-                    ProviderProfile("house")]) as sim:
-        specs = [sim.provider_specs(["priced"])[0],
-                 ProviderSpec("house", "house-model-1", base_url=sim.base_url("house"))]  # no price anywhere
+    with Simulator([ProviderProfile("priced", input_price=1.0, output_price=2.0), ProviderProfile("house")]) as sim:
+        specs = [
+            sim.provider_specs(["priced"])[0],
+            ProviderSpec("house", "house-model-1", base_url=sim.base_url("house")),
+        ]  # no price anywhere
         with pytest.warns(UserWarning, match="no price known"):
             with ModelClientRouter(ProviderRoutingConfig(specs, strategy="round_robin")) as r:
                 for i in range(6):

@@ -34,8 +34,7 @@ PRICES = {"a": (2.5, 10.0), "b": (0.15, 0.6), "c": (0.8, 4.0)}
 
 
 def strategy(kind, clock=None, seed=0):
-    return make_strategy(kind, prices=lambda s: PRICES.get(s.name), clock=clock or FakeClock(),
-                         rng=random.Random(seed))
+    return make_strategy(kind, prices=lambda s: PRICES.get(s.name), clock=clock or FakeClock(), rng=random.Random(seed))
 
 
 def names(order):
@@ -329,7 +328,7 @@ def test_one_slow_cold_start_sample_is_won_back_within_a_few_dozen_sequential_re
 
     heads = run_sequential(ll, [fast, steady], clock, latency_of, 300)
     assert heads[0] == "fast"  # explored first: the slow cold start
-    won_back = next(i for i in range(1, len(heads)) if heads[i:i + 10] == ["fast"] * 10)
+    won_back = next(i for i in range(1, len(heads)) if heads[i : i + 10] == ["fast"] * 10)
     assert won_back <= 36, heads[:60]  # a few dozen requests (1.8 s of the batch), not 10 s (200 requests)
     after = heads[won_back:]
     assert after.count("steady") <= 1 + 0.05 * len(heads)  # then "steady" gets only its probes
@@ -490,10 +489,13 @@ _op = st.one_of(
 
 
 @settings(max_examples=150, deadline=None)
-@given(kind=st.sampled_from(list(RoutingStrategy)),
-       weights=st.lists(st.floats(0.1, 5.0), min_size=1, max_size=7),
-       priorities=st.lists(st.none() | st.integers(0, 3), min_size=7, max_size=7),
-       ops=st.lists(_op, max_size=80), seed=st.integers(0, 2**16))
+@given(
+    kind=st.sampled_from(list(RoutingStrategy)),
+    weights=st.lists(st.floats(0.1, 5.0), min_size=1, max_size=7),
+    priorities=st.lists(st.none() | st.integers(0, 3), min_size=7, max_size=7),
+    ops=st.lists(_op, max_size=80),
+    seed=st.integers(0, 2**16),
+)
 def test_order_is_always_a_permutation_of_its_candidates(kind, weights, priorities, ops, seed):
     clock = FakeClock()
     prices = {f"p{i}": (0.1 * i, 0.4 * i) if i % 3 else None for i in range(7)}
@@ -524,8 +526,12 @@ def test_order_is_always_a_permutation_of_its_candidates(kind, weights, prioriti
 
 
 @settings(max_examples=150, deadline=None)
-@given(latencies=st.lists(st.none() | st.floats(0.001, 5.0), min_size=2, max_size=8),
-       burst=st.integers(1, 80), seed=st.integers(0, 2**16), age=st.floats(0.0, 30.0))
+@given(
+    latencies=st.lists(st.none() | st.floats(0.001, 5.0), min_size=2, max_size=8),
+    burst=st.integers(1, 80),
+    seed=st.integers(0, 2**16),
+    age=st.floats(0.0, 30.0),
+)
 def test_a_burst_never_puts_two_requests_on_a_provider_it_knows_nothing_about(latencies, burst, seed, age):
     clock = FakeClock()
     hs = [ProviderHealth(spec(f"p{i}"), clock) for i in range(len(latencies))]

@@ -74,8 +74,18 @@ def test_each_public_module_exports_exactly_its_all():
 
 
 def test_the_design_names_are_exported():
-    wanted = {"ProviderSpec", "ProviderRoutingConfig", "RoutingStrategy", "ModelClientRouter", "Completion",
-              "UsageStats", "LLMRouteError", "ConfigError", "ProviderError", "AllProvidersFailed"}
+    wanted = {
+        "ProviderSpec",
+        "ProviderRoutingConfig",
+        "RoutingStrategy",
+        "ModelClientRouter",
+        "Completion",
+        "UsageStats",
+        "LLMRouteError",
+        "ConfigError",
+        "ProviderError",
+        "AllProvidersFailed",
+    }
     assert wanted <= set(llmroute_magic.__all__)
 
 

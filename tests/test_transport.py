@@ -47,6 +47,7 @@ PASSWORD = "s3cret-Pw9"
 
 # -- servers on their own threads ------------------------------------------------------------
 
+
 class _ThreadServer:
     """An asyncio server on a private loop in a daemon thread."""
 
@@ -60,7 +61,8 @@ class _ThreadServer:
         def run() -> None:
             asyncio.set_event_loop(self.loop)
             self.server = self.loop.run_until_complete(
-                asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.ssl_context))
+                asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.ssl_context)
+            )
             self.port = self.server.sockets[0].getsockname()[1]
             ready.set()
             self.loop.run_forever()
@@ -139,9 +141,11 @@ class ForwardingProxy(_ThreadServer):
             expected = "Basic " + base64.b64encode(":".join(self.credentials).encode()).decode()
             if auth != expected:
                 self.refused += 1
-                writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
-                             b"proxy-authenticate: Basic realm=\"test\"\r\ncontent-length: 0\r\n"
-                             b"connection: close\r\n\r\n")
+                writer.write(
+                    b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                    b'proxy-authenticate: Basic realm="test"\r\ncontent-length: 0\r\n'
+                    b"connection: close\r\n\r\n"
+                )
                 await writer.drain()
                 writer.close()
                 return
@@ -181,6 +185,7 @@ class TLSFront(_ThreadServer):
 
 
 # -- fixtures ----------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def clean_env(monkeypatch):
@@ -243,6 +248,7 @@ async def ask(spec: ProviderSpec, client=None, *, streamed: bool = False):
 
 # -- environment proxies -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("var", ["HTTP_PROXY", "http_proxy", "ALL_PROXY"])
 async def test_environment_proxy_carries_plain_http_requests(clean_env, proxy, fresh_sim, var):
     clean_env.setenv(var, proxy.url)
@@ -250,8 +256,9 @@ async def test_environment_proxy_carries_plain_http_requests(clean_env, proxy, f
         plain = await r.acomplete("hello through the proxy", max_tokens=8)
         chunks = [c async for c in r.astream("and streamed", max_tokens=8)]
     assert plain.text and "".join(chunks)
-    assert proxy.forwarded and all(f"127.0.0.1:{fresh_sim.port}/sim-openai/v1/chat/completions" in f
-                                   for f in proxy.forwarded)
+    assert proxy.forwarded and all(
+        f"127.0.0.1:{fresh_sim.port}/sim-openai/v1/chat/completions" in f for f in proxy.forwarded
+    )
     assert requests_seen(fresh_sim) == 2
 
 
@@ -309,6 +316,7 @@ async def test_direct_requests_share_one_pool_beside_a_proxy_route(clean_env, pr
 
 # -- per-provider proxy ----------------------------------------------------------------------------
 
+
 async def test_provider_proxy_with_credentials_wins_over_the_environment(clean_env, fresh_sim):
     guarded = ForwardingProxy(credentials=("alice", PASSWORD)).start()
     try:
@@ -345,10 +353,16 @@ async def test_a_refused_proxy_login_is_an_error_that_never_shows_the_password(c
 async def test_the_router_uses_each_providers_proxy_and_verify(clean_env, tls_sim, ca, fresh_sim):
     guarded = ForwardingProxy(credentials=("alice", "the-right-one")).start()
     try:
-        wrong = sim_spec(fresh_sim.base_url("sim-openai"), proxy=f"http://alice:{PASSWORD}@127.0.0.1:{guarded.port}",
-                         name="wrong-login")
-        right = sim_spec(tls_sim.base_url("sim-openai"), verify=str(ca.path),
-                         proxy=f"http://alice:the-right-one@127.0.0.1:{guarded.port}")
+        wrong = sim_spec(
+            fresh_sim.base_url("sim-openai"),
+            proxy=f"http://alice:{PASSWORD}@127.0.0.1:{guarded.port}",
+            name="wrong-login",
+        )
+        right = sim_spec(
+            tls_sim.base_url("sim-openai"),
+            verify=str(ca.path),
+            proxy=f"http://alice:the-right-one@127.0.0.1:{guarded.port}",
+        )
         with router_for(wrong.with_priority(1), right.with_priority(2), max_retries=1) as r:
             c = await r.acomplete("hello", max_tokens=8)
             df = r.usage_df()
@@ -362,40 +376,71 @@ async def test_the_router_uses_each_providers_proxy_and_verify(clean_env, tls_si
 async def test_a_refused_proxy_tunnel_login_is_an_authentication_error(clean_env, tls_sim, ca, fresh_sim):
     guarded = ForwardingProxy(credentials=("alice", "the-right-one")).start()
     try:
-        spec = sim_spec(tls_sim.base_url("sim-openai"), verify=str(ca.path),
-                        proxy=f"http://alice:{PASSWORD}@127.0.0.1:{guarded.port}")
+        spec = sim_spec(
+            tls_sim.base_url("sim-openai"),
+            verify=str(ca.path),
+            proxy=f"http://alice:{PASSWORD}@127.0.0.1:{guarded.port}",
+        )
         with pytest.raises(ProviderError) as info:
             await ask(spec)
         assert info.value.error_type == "authentication" and "407" in info.value.message
         assert PASSWORD not in str(info.value) and guarded.refused == 1
-        good = sim_spec(tls_sim.base_url("sim-openai"), verify=str(ca.path),
-                        proxy=f"http://alice:the-right-one@127.0.0.1:{guarded.port}")
+        good = sim_spec(
+            tls_sim.base_url("sim-openai"),
+            verify=str(ca.path),
+            proxy=f"http://alice:the-right-one@127.0.0.1:{guarded.port}",
+        )
         assert (await ask(good)).text and guarded.tunnels == [f"127.0.0.1:{tls_sim.port}"]
     finally:
         guarded.stop()
 
 
-@pytest.mark.parametrize("bad", ["ftp://proxy:21", "http://", "proxy.example:3128", "http://h:70000",
-                                 f"socks5://bob:{PASSWORD}@h:1080", f"http://bob:{PASSWORD}@h:3128/path", 3128])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "ftp://proxy:21",
+        "http://",
+        "proxy.example:3128",
+        "http://h:70000",
+        f"socks5://bob:{PASSWORD}@h:1080",
+        f"http://bob:{PASSWORD}@h:3128/path",
+        3128,
+    ],
+)
 def test_a_malformed_proxy_is_a_config_error_naming_the_field(bad):
     with pytest.raises(ConfigError) as info:
         ProviderSpec("p", "m", base_url="http://127.0.0.1:1/v1", proxy=bad)
     assert info.value.field == "proxy" and "proxy" in str(info.value)
     assert PASSWORD not in str(info.value)
     with pytest.raises(ConfigError) as info:
-        ProviderRoutingConfig.from_dict({"providers": [{"name": "p", "model": "m",
-                                                        "base_url": "http://127.0.0.1:1/v1", "proxy": bad}]})
+        ProviderRoutingConfig.from_dict(
+            {"providers": [{"name": "p", "model": "m", "base_url": "http://127.0.0.1:1/v1", "proxy": bad}]}
+        )
     assert info.value.field == "proxy" and PASSWORD not in str(info.value)
 
 
 def test_config_files_take_verify_and_proxy(tmp_path, ca):
-    cfg = ProviderRoutingConfig.from_dict({"providers": [
-        {"name": "a", "model": "m", "base_url": "https://127.0.0.1:1/v1", "verify": str(ca.path),
-         "proxy": f"http://bob:{PASSWORD}@127.0.0.1:3128"},
-        {"name": "b", "model": "m", "base_url": "https://127.0.0.1:2/v1", "verify": False}]})
+    cfg = ProviderRoutingConfig.from_dict(
+        {
+            "providers": [
+                {
+                    "name": "a",
+                    "model": "m",
+                    "base_url": "https://127.0.0.1:1/v1",
+                    "verify": str(ca.path),
+                    "proxy": f"http://bob:{PASSWORD}@127.0.0.1:3128",
+                },
+                {"name": "b", "model": "m", "base_url": "https://127.0.0.1:2/v1", "verify": False},
+            ]
+        }
+    )
     a, b = cfg.providers
-    assert (a.verify, a.proxy, b.verify, b.proxy) == (str(ca.path), f"http://bob:{PASSWORD}@127.0.0.1:3128",
-                                                     False, None)
+    assert (a.verify, a.proxy, b.verify, b.proxy) == (
+        str(ca.path),
+        f"http://bob:{PASSWORD}@127.0.0.1:3128",
+        False,
+        None,
+    )
     assert PASSWORD not in repr(a) and PASSWORD not in str(cfg.to_dict())
 
 
@@ -408,6 +453,7 @@ def test_a_bad_verify_is_a_config_error_naming_the_field(bad):
 
 # -- TLS ---------------------------------------------------------------------------------------------
 
+
 async def test_ssl_cert_file_trusts_a_private_ca(clean_env, tls_sim, ca, fresh_sim):
     clean_env.setenv("SSL_CERT_FILE", str(ca.path))
     with router_for(sim_spec(tls_sim.base_url("sim-openai"))) as r:
@@ -418,8 +464,9 @@ async def test_ssl_cert_file_trusts_a_private_ca(clean_env, tls_sim, ca, fresh_s
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to name a CA directory's files")
 async def test_ssl_cert_dir_trusts_a_private_ca(clean_env, tls_sim, ca, fresh_sim, tmp_path):
-    subject_hash = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", str(ca.path)], check=True,
-                                  capture_output=True, text=True).stdout.strip()
+    subject_hash = subprocess.run(
+        ["openssl", "x509", "-hash", "-noout", "-in", str(ca.path)], check=True, capture_output=True, text=True
+    ).stdout.strip()
     ca.cert_pem.write_to_path(str(tmp_path / f"{subject_hash}.0"))
     clean_env.setenv("SSL_CERT_DIR", str(tmp_path))
     with router_for(sim_spec(tls_sim.base_url("sim-openai"))) as r:
@@ -473,13 +520,16 @@ def test_tls_contexts_follow_the_environment_and_are_reused(clean_env, ca):
 
 # -- clients per (verify, proxy) and closing them ------------------------------------------------------
 
+
 async def test_make_clients_gives_one_client_per_verify_and_proxy_pair(ca):
-    specs = [ProviderSpec("a", "m", base_url="https://127.0.0.1:1/v1"),
-             ProviderSpec("b", "m", base_url="https://127.0.0.1:2/v1"),
-             ProviderSpec("c", "m", base_url="https://127.0.0.1:3/v1", verify=str(ca.path)),
-             ProviderSpec("d", "m", base_url="https://127.0.0.1:4/v1", verify=str(ca.path)),
-             ProviderSpec("e", "m", base_url="https://127.0.0.1:5/v1", proxy="http://127.0.0.1:3128"),
-             ProviderSpec("f", "m", base_url="https://127.0.0.1:6/v1", verify=False)]
+    specs = [
+        ProviderSpec("a", "m", base_url="https://127.0.0.1:1/v1"),
+        ProviderSpec("b", "m", base_url="https://127.0.0.1:2/v1"),
+        ProviderSpec("c", "m", base_url="https://127.0.0.1:3/v1", verify=str(ca.path)),
+        ProviderSpec("d", "m", base_url="https://127.0.0.1:4/v1", verify=str(ca.path)),
+        ProviderSpec("e", "m", base_url="https://127.0.0.1:5/v1", proxy="http://127.0.0.1:3128"),
+        ProviderSpec("f", "m", base_url="https://127.0.0.1:6/v1", verify=False),
+    ]
     clients = make_clients(specs, timeout=7.0)
     assert isinstance(clients, ClientSet) and list(clients) == list("abcdef") and len(clients) == 6
     assert clients["a"] is clients["b"] and clients["c"] is clients["d"]
@@ -518,8 +568,10 @@ def test_close_client_without_loop_after_its_loop_is_gone(clean_env, fresh_sim, 
     del client
     loop.close()
     if from_a_running_loop:
+
         async def inside(client=closed) -> None:
             close_client_without_loop(client)
+
         asyncio.run(inside())
     else:
         close_client_without_loop(closed)

@@ -105,9 +105,23 @@ def test_changes_made_elsewhere_show_up_in_the_controls(panel, router):
 
 def record(request_id, provider="sim-openai", *, status="ok", cost=0.001, latency_s=0.05, attempt=1):
     """An attempt record as the router reports it to subscribers."""
-    return AttemptRecord(request_id, attempt, time.time(), provider, "m", "priority", status,
-                         None if status == "ok" else "server_error", 200 if status == "ok" else 500,
-                         10, 20, cost, latency_s, None, False)
+    return AttemptRecord(
+        request_id,
+        attempt,
+        time.time(),
+        provider,
+        "m",
+        "priority",
+        status,
+        None if status == "ok" else "server_error",
+        200 if status == "ok" else 500,
+        10,
+        20,
+        cost,
+        latency_s,
+        None,
+        False,
+    )
 
 
 class ManualTimer:
@@ -188,6 +202,7 @@ def test_widget_state_never_holds_an_api_key(sim):
 
 # -- running totals: each row of the ledger is read once -----------------------------------------------
 
+
 class CountingRouter(ModelClientRouter):
     """A real router over the simulator that counts whole-ledger reads and the rows the panel pulls."""
 
@@ -216,8 +231,9 @@ class CountingRouter(ModelClientRouter):
 def assert_table_is_the_routers_stats(panel, router):
     import pandas as pd
 
-    pd.testing.assert_frame_equal(panel.stats_frame(), router.get_usage_stats().by_provider,
-                                  check_exact=False, rtol=1e-12, check_index_type=False)
+    pd.testing.assert_frame_equal(
+        panel.stats_frame(), router.get_usage_stats().by_provider, check_exact=False, rtol=1e-12, check_index_type=False
+    )
 
 
 def test_refreshes_read_only_the_new_rows(sim):
@@ -247,8 +263,9 @@ def test_refreshes_read_only_the_new_rows(sim):
 
 
 def test_attempts_that_end_while_the_panel_reads_count_once(sim):
-    router = CountingRouter(ProviderRoutingConfig(sim.provider_specs()),
-                            during_read=lambda r: r.complete("during the read"))
+    router = CountingRouter(
+        ProviderRoutingConfig(sim.provider_specs()), during_read=lambda r: r.complete("during the read")
+    )
     try:
         router.complete("before")
         panel = RouterPanel(router, interval_s=0.05)
@@ -291,6 +308,7 @@ def test_unknown_cost_in_the_panel_is_unknown_with_the_count(sim):
 
 
 # -- where widgets cannot run ---------------------------------------------------------------------
+
 
 def test_mime_bundle_carries_a_static_snapshot_beside_the_widget_view(panel, router):
     router.set_strategy("round_robin")

@@ -43,8 +43,9 @@ Estimate = Callable[[list[dict[str, Any]], "str | None"], int]
 def check_name(name: str) -> str:
     """A conversation name: letters, digits, ``_ . -`` (up to 64), so it reads well in the ledger."""
     if not _NAME.match(name or ""):
-        raise ValueError(f"conversation name {name!r}: use letters, digits, '_', '.' or '-' (up to 64, "
-                         "not starting with '.' or '-')")
+        raise ValueError(
+            f"conversation name {name!r}: use letters, digits, '_', '.' or '-' (up to 64, not starting with '.' or '-')"
+        )
     return name
 
 
@@ -126,10 +127,17 @@ class Plan:
         return " · ".join(parts)
 
     def metadata(self) -> dict[str, Any]:
-        return {"name": self.name, "turn": self.turn, "replaced": self.replaces, "earlier_turns": self.earlier,
-                "sent_turns": self.sent, "left_out_by_turns": self.left_out_turns,
-                "left_out_by_tokens": self.left_out_tokens, "prompt_tokens_estimate": self.prompt_tokens,
-                "token_budget": self.budget}
+        return {
+            "name": self.name,
+            "turn": self.turn,
+            "replaced": self.replaces,
+            "earlier_turns": self.earlier,
+            "sent_turns": self.sent,
+            "left_out_by_turns": self.left_out_turns,
+            "left_out_by_tokens": self.left_out_tokens,
+            "prompt_tokens_estimate": self.prompt_tokens,
+            "token_budget": self.budget,
+        }
 
 
 @dataclass
@@ -153,9 +161,19 @@ class Conversation:
             return None
         return len(self.turns) - 1 if self.turns and self.turns[-1].key == key else None
 
-    def plan(self, key: str, prompt: str, *, anywhere: bool = True, provider: str | None = None,
-             model: str | None = None, system: str | None = None, max_turns: int = 0,
-             budget: int | None = None, estimate: Estimate = default_estimate) -> Plan:
+    def plan(
+        self,
+        key: str,
+        prompt: str,
+        *,
+        anywhere: bool = True,
+        provider: str | None = None,
+        model: str | None = None,
+        system: str | None = None,
+        max_turns: int = 0,
+        budget: int | None = None,
+        estimate: Estimate = default_estimate,
+    ) -> Plan:
         """What the cell with ``key`` sends with ``prompt``. Changes nothing until ``commit``.
 
         ``provider``: where it goes (the caller picks: the cell's -p, else the conversation's
@@ -180,8 +198,22 @@ class Conversation:
             by_tokens += 1
             messages = _messages(kept, prompt)
             size = estimate(messages, system)
-        return Plan(self.name, key, messages, system, provider, chosen_model, position, found is not None,
-                    len(earlier), len(kept), by_turns, by_tokens, size, budget)
+        return Plan(
+            self.name,
+            key,
+            messages,
+            system,
+            provider,
+            chosen_model,
+            position,
+            found is not None,
+            len(earlier),
+            len(kept),
+            by_turns,
+            by_tokens,
+            size,
+            budget,
+        )
 
     def commit(self, plan: Plan, turn: Turn, *, pinned_model: str | None = None, system: str | None = None) -> None:
         """Keep the answer of the cell ``plan`` was made for. ``pinned_model``: the cell's -m."""
@@ -209,15 +241,19 @@ class Conversation:
 
     def messages(self) -> list[dict[str, Any]]:
         """Every turn as chat messages (what a cell after the last one would send, before limits)."""
-        return [m for t in self.turns for m in ({"role": "user", "content": t.prompt},
-                                                {"role": "assistant", "content": t.answer})]
+        return [
+            m
+            for t in self.turns
+            for m in ({"role": "user", "content": t.prompt}, {"role": "assistant", "content": t.answer})
+        ]
 
     def context_tokens(self, estimate: Estimate = default_estimate) -> int:
         return estimate(self.messages(), self.system) if self.turns else 0
 
     def cost_text(self) -> str:
-        return cost_total(math.nan if self.unpriced else self.cost, self.unpriced,
-                          priced=self.cost if self.unpriced else None)
+        return cost_total(
+            math.nan if self.unpriced else self.cost, self.unpriced, priced=self.cost if self.unpriced else None
+        )
 
     def tokens_text(self) -> str:
         return count(self.tokens) + (f" (+{self.unknown_tokens} unreported)" if self.unknown_tokens else "")

@@ -16,8 +16,16 @@ from typing import Any
 from .._errors import ConfigError
 from ..sim._bound import release, simulated_router, simulator_for
 
-__all__ = ["config_source", "default_router", "describe_config", "missing_keys", "release", "router_sim_url",
-           "simulated_router", "simulator_for"]
+__all__ = [
+    "config_source",
+    "default_router",
+    "describe_config",
+    "missing_keys",
+    "release",
+    "router_sim_url",
+    "simulated_router",
+    "simulator_for",
+]
 
 CONFIG_ENV = "LLMROUTE_CONFIG"
 SIMULATE_ENV = "LLMROUTE_SIMULATE"
@@ -34,15 +42,19 @@ KEY_PROVIDERS: tuple[tuple[str, str, str], ...] = (
     ("OPENROUTER_API_KEY", "openrouter", "openai/gpt-4o-mini"),
 )
 
-HOW_TO_CONFIGURE = (f"set OPENAI_API_KEY / ANTHROPIC_API_KEY / GROQ_API_KEY, or write ./{CONFIG_FILE} "
-                    f"(or point ${CONFIG_ENV} at one) and run %llm config PATH")
+HOW_TO_CONFIGURE = (
+    f"set OPENAI_API_KEY / ANTHROPIC_API_KEY / GROQ_API_KEY, or write ./{CONFIG_FILE} "
+    f"(or point ${CONFIG_ENV} at one) and run %llm config PATH"
+)
+
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def config_source(environ: Mapping[str, str] | None = None,
-                  cwd: str | os.PathLike[str] | None = None) -> tuple[str, Any]:
+def config_source(
+    environ: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None
+) -> tuple[str, Any]:
     """Where the default router comes from: ("simulate", None) | ("file", path) | ("keys", names) | ("sim", None)."""
     env = os.environ if environ is None else environ
     if _truthy(env.get(SIMULATE_ENV)):
@@ -51,8 +63,10 @@ def config_source(environ: Mapping[str, str] | None = None,
     if named:
         path = Path(named).expanduser()
         if not path.is_file():
-            raise ConfigError(f"${CONFIG_ENV} points to {str(path)!r}, which is not a file; "
-                              f"fix the path or unset {CONFIG_ENV}", field=CONFIG_ENV)
+            raise ConfigError(
+                f"${CONFIG_ENV} points to {str(path)!r}, which is not a file; fix the path or unset {CONFIG_ENV}",
+                field=CONFIG_ENV,
+            )
         return "file", path
     local = Path(cwd or os.getcwd()) / CONFIG_FILE
     if local.is_file():
@@ -63,8 +77,12 @@ def config_source(environ: Mapping[str, str] | None = None,
     return "sim", None
 
 
-def default_router(*, environ: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
-                   announce: Callable[[str], None] | None = print) -> Any:
+def default_router(
+    *,
+    environ: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    announce: Callable[[str], None] | None = print,
+) -> Any:
     """Build the router the magics start with; ``announce`` gets a one-line notice when it matters."""
     from .. import ModelClientRouter, ProviderRoutingConfig, ProviderSpec
 
@@ -79,14 +97,18 @@ def default_router(*, environ: Mapping[str, str] | None = None, cwd: str | os.Pa
     if kind == "keys":
         specs = [ProviderSpec(name, model, priority=i) for i, (name, model) in enumerate(detail)]
         if announce:
-            announce(f"llmroute: using {', '.join(n for n, _ in detail)} (API keys found in the environment); "
-                     "`%llm status` shows the setup")
+            announce(
+                f"llmroute: using {', '.join(n for n, _ in detail)} (API keys found in the environment); "
+                "`%llm status` shows the setup"
+            )
         return ModelClientRouter(ProviderRoutingConfig(specs))
     router = simulated_router()
     if announce:
         why = f"${SIMULATE_ENV} is set" if kind == "simulate" else "no providers are configured"
-        announce(f"llmroute: answers are SIMULATED ({why}; local simulator at {router_sim_url(router)}); "
-                 f"for real providers {HOW_TO_CONFIGURE}")
+        announce(
+            f"llmroute: answers are SIMULATED ({why}; local simulator at {router_sim_url(router)}); "
+            f"for real providers {HOW_TO_CONFIGURE}"
+        )
     return router
 
 
@@ -96,8 +118,11 @@ def missing_keys(config: Any, environ: Mapping[str, str] | None = None) -> list[
     Only whether a key is there is looked at; no key's value is read out or shown.
     """
     env = os.environ if environ is None else environ
-    return [(p.name, p.key_env_var) for p in config.providers
-            if p.api_key is None and not p.is_local and not env.get(p.key_env_var)]
+    return [
+        (p.name, p.key_env_var)
+        for p in config.providers
+        if p.api_key is None and not p.is_local and not env.get(p.key_env_var)
+    ]
 
 
 def describe_config(config: Any, source: str, *, environ: Mapping[str, str] | None = None) -> str:
@@ -109,8 +134,10 @@ def describe_config(config: Any, source: str, *, environ: Mapping[str, str] | No
     missing = missing_keys(config, environ)
     if missing:
         which = ", ".join(f"{var} ({name})" for name, var in missing)
-        line += (f"\nllmroute: missing API keys: {which}; set them in the environment (or api_key_env in the "
-                 "config), or those providers' requests fail with missing_api_key")
+        line += (
+            f"\nllmroute: missing API keys: {which}; set them in the environment (or api_key_env in the "
+            "config), or those providers' requests fail with missing_api_key"
+        )
     return line
 
 

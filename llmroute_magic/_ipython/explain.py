@@ -19,15 +19,18 @@ from typing import Any
 
 MAX_CHARS = 6000
 
-SYSTEM = ("You help a Python user working in a Jupyter notebook. Explain the error below in a few sentences: "
-          "what went wrong, the most likely cause in their code, and how to fix it, with a short corrected "
-          "snippet when it helps. Use Markdown.")
+SYSTEM = (
+    "You help a Python user working in a Jupyter notebook. Explain the error below in a few sentences: "
+    "what went wrong, the most likely cause in their code, and how to fix it, with a short corrected "
+    "snippet when it helps. Use Markdown."
+)
 
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.I)
 # Common API key shapes: OpenAI / Anthropic (sk-...), Google (AIza...), GitHub, Slack, AWS, Groq, bearer tokens.
 _KEY_SHAPES = re.compile(
     r"\b(?:sk-[A-Za-z0-9_\-]{12,}|AIza[0-9A-Za-z_\-]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|xox[baprs]-[A-Za-z0-9-]{10,}"
-    r"|AKIA[0-9A-Z]{16}|gsk_[A-Za-z0-9]{20,})|(?<=Bearer )[A-Za-z0-9._\-]{16,}")
+    r"|AKIA[0-9A-Z]{16}|gsk_[A-Za-z0-9]{20,})|(?<=Bearer )[A-Za-z0-9._\-]{16,}"
+)
 MASK = "***"
 
 

@@ -20,8 +20,8 @@ from typing import Any
 _TOKEN = re.compile(r"\{\{|\}\}|\{([^{}\n]*)\}")
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _PART = re.compile(
-    r"\.(?P<attr>[A-Za-z][A-Za-z0-9_]*)"            # .attr (no leading underscore)
-    r"|\[(?P<key>-?\d+|'[^'\\]*'|\"[^\"\\]*\")\]"   # [0], ['key'], ["key"]
+    r"\.(?P<attr>[A-Za-z][A-Za-z0-9_]*)"  # .attr (no leading underscore)
+    r"|\[(?P<key>-?\d+|'[^'\\]*'|\"[^\"\\]*\")\]"  # [0], ['key'], ["key"]
 )
 _HEAD = re.compile(_NAME)
 _MISSING = object()
@@ -41,8 +41,14 @@ def is_reference(inner: str) -> bool:
 IMAGE_MARK = "\ufffc"  # object replacement character: where an image goes between text parts
 
 
-def interpolate(text: str, namespace: Mapping[str, Any], *, unresolved: list[str] | None = None,
-                images: list[Any] | None = None, image_of: Callable[[Any], Any] | None = None) -> str:
+def interpolate(
+    text: str,
+    namespace: Mapping[str, Any],
+    *,
+    unresolved: list[str] | None = None,
+    images: list[Any] | None = None,
+    image_of: Callable[[Any], Any] | None = None,
+) -> str:
     """Return ``text`` with ``{name}`` references filled from ``namespace``.
 
     References that cannot be resolved are kept verbatim and, if ``unresolved`` is given, the

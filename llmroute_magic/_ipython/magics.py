@@ -68,11 +68,15 @@ def _writable_file(path_text: str, command: str, suffixes: tuple[str, ...]) -> P
     """The path a subcommand will write, checked first so a typo costs one line, not a traceback."""
     path = Path(path_text).expanduser()
     if path.is_dir():
-        raise UsageError(f"{command}: {str(path)!r} is a directory; give a file name inside it, "
-                         f"e.g. {str(path / ('usage' + suffixes[0]))!r}")
+        raise UsageError(
+            f"{command}: {str(path)!r} is a directory; give a file name inside it, "
+            f"e.g. {str(path / ('usage' + suffixes[0]))!r}"
+        )
     if path.suffix.lower() not in suffixes:
-        raise UsageError(f"{command}: unsupported file type {path.suffix or '(none)'!r}; "
-                         f"use a name ending in {' or '.join(suffixes)}")
+        raise UsageError(
+            f"{command}: unsupported file type {path.suffix or '(none)'!r}; "
+            f"use a name ending in {' or '.join(suffixes)}"
+        )
     if not path.parent.is_dir():
         raise UsageError(f"{command}: no such directory: {str(path.parent)!r}; create it first or pick another path")
     return path
@@ -108,8 +112,6 @@ def _key_state(spec: Any) -> str:
     return f"{var} missing"
 
 
-
-
 @magics_class
 class LLMRouteMagics(Magics, Configurable):
     """The ``%llm`` / ``%%llm`` magics. One instance per shell, created by ``%load_ext``."""
@@ -117,23 +119,36 @@ class LLMRouteMagics(Magics, Configurable):
     shell: Any  # the InteractiveShell (IPython types it as optional; the magics always have one)
 
     router_var = Unicode("llm", config=True, help="Name of the user-namespace variable holding the router.")
-    default_format = Enum(list(FORMATS), "markdown", config=True,
-                          help="How answers are shown when -f is not given.")
+    default_format = Enum(list(FORMATS), "markdown", config=True, help="How answers are shown when -f is not given.")
     stream = Bool(True, config=True, help="Stream answers as they arrive (--no-stream turns it off per cell).")
     interpolate = Bool(True, config=True, help="Fill {name} from the user namespace (--no-interpolate per cell).")
     footer = Bool(True, config=True, help="End answers with provider, model, latency, tokens and cost.")
-    short_errors = Bool(True, config=True,
-                        help="Show failed requests as a short message instead of a traceback.")
-    display_mode = Enum(["auto", "rich", "text"], "auto", config=True,
-                        help="rich: Jupyter display updates; text: plain stdout (terminal); auto: detect.")
+    short_errors = Bool(True, config=True, help="Show failed requests as a short message instead of a traceback.")
+    display_mode = Enum(
+        ["auto", "rich", "text"],
+        "auto",
+        config=True,
+        help="rich: Jupyter display updates; text: plain stdout (terminal); auto: detect.",
+    )
     stream_interval_s = Float(0.1, config=True, help="Least time between display updates while streaming.")
-    chat_max_turns = Int(20, config=True, help="Earlier turns a --chat cell sends at most (0: no limit); "
-                                               "the oldest are left out first and the footer says so.")
-    chat_max_tokens = Int(0, config=True, help="Most tokens (estimated as the router does) a --chat cell's prompt "
-                                               "may take; 0: only the provider's context window limits it.")
-    format_instructions = Bool(True, config=True,
-                               help="-f json/code/markdown/html add a short instruction to the system prompt "
-                                    "(--raw leaves it out for one cell).")
+    chat_max_turns = Int(
+        20,
+        config=True,
+        help="Earlier turns a --chat cell sends at most (0: no limit); "
+        "the oldest are left out first and the footer says so.",
+    )
+    chat_max_tokens = Int(
+        0,
+        config=True,
+        help="Most tokens (estimated as the router does) a --chat cell's prompt "
+        "may take; 0: only the provider's context window limits it.",
+    )
+    format_instructions = Bool(
+        True,
+        config=True,
+        help="-f json/code/markdown/html add a short instruction to the system prompt "
+        "(--raw leaves it out for one cell).",
+    )
     code_to_cell = Bool(True, config=True, help="-f code in Jupyter: put the code into a new cell below (never run).")
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
@@ -157,12 +172,16 @@ class LLMRouteMagics(Magics, Configurable):
     def router(self) -> Any:
         obj = self.shell.user_ns.get(self.router_var)
         if obj is None:
-            raise UsageError(f"no router in variable {self.router_var!r}; create one "
-                             f"({self.router_var} = ModelClientRouter(config)), load one with %llm config PATH, "
-                             "or point the magics at another variable with %llm use VAR")
+            raise UsageError(
+                f"no router in variable {self.router_var!r}; create one "
+                f"({self.router_var} = ModelClientRouter(config)), load one with %llm config PATH, "
+                "or point the magics at another variable with %llm use VAR"
+            )
         if not _is_router(obj):
-            raise UsageError(f"variable {self.router_var!r} holds a {type(obj).__name__}, not a router; "
-                             "use %llm use VAR to pick the variable that holds your ModelClientRouter")
+            raise UsageError(
+                f"variable {self.router_var!r} holds a {type(obj).__name__}, not a router; "
+                "use %llm use VAR to pick the variable that holds your ModelClientRouter"
+            )
         return obj
 
     def release_all(self) -> None:
@@ -195,14 +214,20 @@ class LLMRouteMagics(Magics, Configurable):
             return error
         if isinstance(error, ConfigError):
             return UsageError(str(error))
-        return UsageError(f"request failed: {error}\n{hint + chr(10) if hint else ''}"
-                          "(every attempt is recorded: %llm usage)")
+        return UsageError(
+            f"request failed: {error}\n{hint + chr(10) if hint else ''}(every attempt is recorded: %llm usage)"
+        )
 
     @staticmethod
     def _key_hint(error: BaseException, router: Any) -> str | None:
         """For attempts that had no API key: the %env line that sets each missing variable."""
-        attempts = (error.attempts if isinstance(error, AllProvidersFailed)
-                    else [error] if isinstance(error, ProviderError) else [])
+        attempts = (
+            error.attempts
+            if isinstance(error, AllProvidersFailed)
+            else [error]
+            if isinstance(error, ProviderError)
+            else []
+        )
         names = list(dict.fromkeys(a.provider for a in attempts if a.error_type == "missing_api_key"))
         if not names or router is None:
             return None
@@ -211,8 +236,10 @@ class LLMRouteMagics(Magics, Configurable):
         if not variables:
             return None
         lines = "\n".join(f"  %env {var}=..." for var in variables)
-        return (f"to set the missing key{'s' if len(variables) > 1 else ''} for this session, run (with your key "
-                f"in place of ...):\n{lines}\nthen run the cell again (%llm providers shows which keys are set)")
+        return (
+            f"to set the missing key{'s' if len(variables) > 1 else ''} for this session, run (with your key "
+            f"in place of ...):\n{lines}\nthen run the cell again (%llm providers shows which keys are set)"
+        )
 
     # -- %%llm and %llm ---------------------------------------------------------------------------
     @_with_arguments(CELL_OPTIONS, name="%llm")  # shown as %%llm: IPython adds a "%"
@@ -298,21 +325,36 @@ class LLMRouteMagics(Magics, Configurable):
         self._images: list[Any] = []
         if self.interpolate and not args.no_interpolate:
             unresolved: list[str] = []
-            prompt = interpolate(prompt, self.shell.user_ns, unresolved=unresolved, images=self._images,
-                                 image_of=image_part)
+            prompt = interpolate(
+                prompt, self.shell.user_ns, unresolved=unresolved, images=self._images, image_of=image_part
+            )
             if unresolved:
                 names = list(dict.fromkeys(unresolved))
                 shown = ", ".join("{" + n + "}" for n in names)
                 verb = "is" if len(names) == 1 else "are"
-                print(f"llmroute: {shown} {verb} not defined, so the prompt keeps it as written "
-                      "(define it, write {{ }} for literal braces, or use --no-interpolate)", file=sys.stderr)
+                print(
+                    f"llmroute: {shown} {verb} not defined, so the prompt keeps it as written "
+                    "(define it, write {{ }} for literal braces, or use --no-interpolate)",
+                    file=sys.stderr,
+                )
         prompt = prompt.strip("\r\n").rstrip()  # the cell's trailing newline is not part of the prompt
         if not prompt.replace(IMAGE_MARK, "").strip() and not self._images:
             raise UsageError("the prompt is empty: write it in the cell below the %%llm line")
         return prompt
 
-    def _send(self, router: Any, cell: str, prompt: str, args: Any, kwargs: dict[str, Any], fmt: str,
-              chat_name: str | None, instruction: str | None, lines: list[str], metadata: dict[str, Any]) -> None:
+    def _send(
+        self,
+        router: Any,
+        cell: str,
+        prompt: str,
+        args: Any,
+        kwargs: dict[str, Any],
+        fmt: str,
+        chat_name: str | None,
+        instruction: str | None,
+        lines: list[str],
+        metadata: dict[str, Any],
+    ) -> None:
         """Ask (as a turn of conversation ``chat_name``, if given), show, and keep what the cell asked to keep."""
         stream = self.stream and not args.no_stream
         plan = conv = None
@@ -327,8 +369,11 @@ class LLMRouteMagics(Magics, Configurable):
             send = plan.messages
             if images:  # the images go with this turn; the conversation keeps "[image]" in its text
                 send = [*send[:-1], {**send[-1], "content": image_content(marked, images)}]
-            for k, v in (("provider", plan.provider), ("model", plan.model),
-                         ("system", with_instruction(plan.system, instruction))):
+            for k, v in (
+                ("provider", plan.provider),
+                ("model", plan.model),
+                ("system", with_instruction(plan.system, instruction)),
+            ):
                 if v is not None:
                     kwargs[k] = v
             kwargs["conversation"] = chat_name
@@ -338,15 +383,27 @@ class LLMRouteMagics(Magics, Configurable):
         if to_cell:
             lines.append("the code is in a new cell below (not run)")
         try:
-            completion = self._ask(router, send, kwargs, fmt, stream, lines=tuple(lines),
-                                   tooltip=instruction and f"asked with -f {fmt}: {instruction}", metadata=metadata)
+            completion = self._ask(
+                router,
+                send,
+                kwargs,
+                fmt,
+                stream,
+                lines=tuple(lines),
+                tooltip=instruction and f"asked with -f {fmt}: {instruction}",
+                metadata=metadata,
+            )
         except BaseException:
             if conv is not None and not conv.turns:
                 self.conversations.reset(conv.name)  # a conversation whose first cell failed was never begun
             raise
         if conv is not None and plan is not None:
-            conv.commit(plan, Turn.of(plan.key, prompt, completion),
-                        pinned_model=kwargs["model"] if args.model else None, system=args.system)
+            conv.commit(
+                plan,
+                Turn.of(plan.key, prompt, completion),
+                pinned_model=kwargs["model"] if args.model else None,
+                system=args.system,
+            )
         if to_cell:
             self.shell.set_next_input(code_of(completion.text), replace=False)
         if completion.tool_calls:
@@ -391,8 +448,9 @@ class LLMRouteMagics(Magics, Configurable):
         digest = hashlib.sha256(cell.strip().encode("utf-8", "surrogatepass")).hexdigest()[:20]
         return f"text:{digest}", False
 
-    def _chat_plan(self, router: Any, name: str, cell: str, prompt: str, args: Any,
-                   kwargs: dict[str, Any]) -> tuple[Conversation, Plan, str | None]:
+    def _chat_plan(
+        self, router: Any, name: str, cell: str, prompt: str, args: Any, kwargs: dict[str, Any]
+    ) -> tuple[Conversation, Plan, str | None]:
         conv = self.conversations.open(name)
         provider, moved = kwargs.get("provider"), None
         if provider is None and conv.provider is not None:
@@ -400,8 +458,16 @@ class LLMRouteMagics(Magics, Configurable):
         key, anywhere = self._cell_key(cell)
         window = self._context_window(router, provider)
         budget = token_budget(window, kwargs.get("max_tokens"), self.chat_max_tokens or None)
-        plan = conv.plan(key, prompt, anywhere=anywhere, provider=provider, model=kwargs.get("model"),
-                         system=args.system, max_turns=max(0, self.chat_max_turns), budget=budget)
+        plan = conv.plan(
+            key,
+            prompt,
+            anywhere=anywhere,
+            provider=provider,
+            model=kwargs.get("model"),
+            system=args.system,
+            max_turns=max(0, self.chat_max_turns),
+            budget=budget,
+        )
         return conv, plan, moved
 
     def _kept_provider(self, router: Any, kept: str) -> tuple[str | None, str | None]:
@@ -428,10 +494,20 @@ class LLMRouteMagics(Magics, Configurable):
             return RichRenderer(display, interval_s=self.stream_interval_s)
         return TextRenderer()
 
-    def _ask(self, router: Any, prompt: Any, kwargs: dict[str, Any], fmt: str, stream: bool, *,
-             lines: tuple[str, ...] = (), tooltip: str | None = None, metadata: dict[str, Any] | None = None) -> Any:
+    def _ask(
+        self,
+        router: Any,
+        prompt: Any,
+        kwargs: dict[str, Any],
+        fmt: str,
+        stream: bool,
+        *,
+        lines: tuple[str, ...] = (),
+        tooltip: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Any:
         renderer = self._renderer()
-        interrupted = ("interrupted: the request was cancelled (recorded in %llm usage as 'cancelled')")
+        interrupted = "interrupted: the request was cancelled (recorded in %llm usage as 'cancelled')"
         if stream:
             try:
                 s = router.stream(prompt, **kwargs)
@@ -521,8 +597,10 @@ class LLMRouteMagics(Magics, Configurable):
         r = self.router
         enabled, cooling = set(r.enabled), set(r.cooling_down())
         fallback = "on" if r.fallback_enabled else "off"
-        lines = [f"llmroute router {self.router_var!r}: strategy {r.strategy.value} · fallback {fallback} · "
-                 f"max retries {r.max_retries}"]
+        lines = [
+            f"llmroute router {self.router_var!r}: strategy {r.strategy.value} · fallback {fallback} · "
+            f"max retries {r.max_retries}"
+        ]
         specs = list(r.providers)
         w = max(len(p.name) for p in specs)
         wm = max(len(p.model) for p in specs)
@@ -584,17 +662,31 @@ class LLMRouteMagics(Magics, Configurable):
                 price, source = f"{money(p.input_price)} / {money(p.output_price)}", "spec"
             else:
                 rates = book.rates(p)
-                price, source = ((f"{money(rates[0])} / {money(rates[1])}", "genai-prices") if rates
-                                 else ("–", "unknown"))
+                price, source = (
+                    (f"{money(rates[0])} / {money(rates[1])}", "genai-prices") if rates else ("–", "unknown")
+                )
             state = ("enabled" if p.name in enabled else "disabled") + (", cooling down" if p.name in cooling else "")
-            rows.append((p.name, p.api or "", p.model, _host(p.base_url or ""), key, price, source,
-                         "–" if p.priority is None else str(p.priority), state))
+            rows.append(
+                (
+                    p.name,
+                    p.api or "",
+                    p.model,
+                    _host(p.base_url or ""),
+                    key,
+                    price,
+                    source,
+                    "–" if p.priority is None else str(p.priority),
+                    state,
+                )
+            )
         widths = [max(len(x) for x in col) for col in zip(header, *rows)]
         fmt = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
         out = [fmt(header)] + [fmt(row) for row in rows]
         for p in missing:
-            out.append(f"{p.name}: no API key; set one for this session with  %env {p.key_env_var}=...  "
-                       "(or api_key_env= in the config)")
+            out.append(
+                f"{p.name}: no API key; set one for this session with  %env {p.key_env_var}=...  "
+                "(or api_key_env= in the config)"
+            )
         if any(row[6] == "unknown" for row in rows):
             out.append("unknown price: costs show as unknown, never $0; give input_price/output_price (USD per 1M)")
         print("\n".join(out))
@@ -613,8 +705,10 @@ class LLMRouteMagics(Magics, Configurable):
 
     def _cmd_usage(self, rest: list[str]) -> Any:
         if rest not in ([], ["--all"]):
-            raise UsageError("usage: %llm usage [--all]  (--all: every row of the ledger file, "
-                             "earlier resets and other kernels included)")
+            raise UsageError(
+                "usage: %llm usage [--all]  (--all: every row of the ledger file, "
+                "earlier resets and other kernels included)"
+            )
         return self.router.usage_df(all=bool(rest))
 
     def _cmd_stats(self, rest: list[str]) -> Any:
@@ -672,8 +766,10 @@ class LLMRouteMagics(Magics, Configurable):
         r.reset_usage()
         ledger_path = r.config.ledger_path
         kept = f"the ledger file {str(ledger_path)!r} keeps" if ledger_path is not None else "the ledger keeps"
-        print(f"llmroute: new usage view from now: usage, stats, plots and the panel count from here; "
-              f"{kept} every earlier row (%llm usage --all shows them)")
+        print(
+            f"llmroute: new usage view from now: usage, stats, plots and the panel count from here; "
+            f"{kept} every earlier row (%llm usage --all shows them)"
+        )
 
     def _cmd_save(self, rest: list[str]) -> None:
         (path_text,) = self._expect(rest, 1, "save PATH (.csv or .parquet)")
@@ -701,40 +797,65 @@ class LLMRouteMagics(Magics, Configurable):
         if sub == "reset" and len(more) <= 1:
             if more == ["--all"]:
                 names = self.conversations.reset()
-                print(f"llmroute: forgot {plural(len(names), 'conversation')}"
-                      + (f" ({', '.join(names)})" if names else "") + "; the next --chat cell starts afresh")
+                print(
+                    f"llmroute: forgot {plural(len(names), 'conversation')}"
+                    + (f" ({', '.join(names)})" if names else "")
+                    + "; the next --chat cell starts afresh"
+                )
                 return None
             name = more[0] if more else DEFAULT_NAME
             if not self.conversations.reset(name):
                 raise UsageError(f"%llm chat reset: no conversation {name!r}; {self._known_conversations()}")
-            print(f"llmroute: forgot conversation {name!r}; its next --chat cell starts afresh "
-                  "(its requests stay in %llm usage, conversation column)")
+            print(
+                f"llmroute: forgot conversation {name!r}; its next --chat cell starts afresh "
+                "(its requests stay in %llm usage, conversation column)"
+            )
             return None
         raise UsageError(f"usage: %llm {usage}")
 
     def _known_conversations(self) -> str:
         names = self.conversations.names
-        return f"conversations: {', '.join(names)}" if names else \
-            "there are none yet: start one with %%llm --chat (or -c NAME)"
+        return (
+            f"conversations: {', '.join(names)}"
+            if names
+            else "there are none yet: start one with %%llm --chat (or -c NAME)"
+        )
 
     def _chat_list(self) -> None:
         if not len(self.conversations):
             print(f"llmroute: {self._known_conversations()}")
             return
         header = ("name", "turns", "context", "tokens spent", "cost", "provider", "model")
-        rows = [(c.name, str(len(c.turns)), f"≈{count(c.context_tokens())}", c.tokens_text(), c.cost_text(),
-                 c.provider or "–", c.model or "(the provider's)") for c in self.conversations]
+        rows = [
+            (
+                c.name,
+                str(len(c.turns)),
+                f"≈{count(c.context_tokens())}",
+                c.tokens_text(),
+                c.cost_text(),
+                c.provider or "–",
+                c.model or "(the provider's)",
+            )
+            for c in self.conversations
+        ]
         widths = [max(len(x) for x in col) for col in zip(header, *rows)]
         fmt = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
-        print("\n".join([fmt(header)] + [fmt(row) for row in rows]
-                        + ["(context: what the next cell would send, before limits; %llm chat show NAME)"]))
+        print(
+            "\n".join(
+                [fmt(header)]
+                + [fmt(row) for row in rows]
+                + ["(context: what the next cell would send, before limits; %llm chat show NAME)"]
+            )
+        )
 
     def _chat_show(self, name: str) -> None:
         conv = self.conversations.get(name)
         if conv is None:
             raise UsageError(f"%llm chat show: no conversation {name!r}; {self._known_conversations()}")
-        head = (f"chat {conv.name}: {plural(len(conv.turns), 'turn')} · {conv.tokens_text()} tokens · "
-                f"{conv.cost_text()}" + (f" · system: {conv.system}" if conv.system else ""))
+        head = (
+            f"chat {conv.name}: {plural(len(conv.turns), 'turn')} · {conv.tokens_text()} tokens · "
+            f"{conv.cost_text()}" + (f" · system: {conv.system}" if conv.system else "")
+        )
         if not self._rich():
             parts = [head]
             for i, t in enumerate(conv.turns, 1):
@@ -748,12 +869,18 @@ class LLMRouteMagics(Magics, Configurable):
         md = [f"**{html.escape(head)}**"]
         for i, t in enumerate(conv.turns, 1):
             quoted = "\n".join("> " + line for line in t.prompt.splitlines())
-            md.append(f"<small>turn {i} · you</small>\n\n{quoted}\n\n"
-                      f"<small>{html.escape(t.provider)} · {html.escape(t.model)}</small>\n\n{t.answer}")
-        plain = "\n\n".join([head] + [f"[{i}] you: {t.prompt}\n[{i}] {t.provider}: {t.answer}"
-                                      for i, t in enumerate(conv.turns, 1)])
-        display({"text/markdown": "\n\n---\n\n".join(md), "text/plain": plain}, raw=True,
-                metadata={"llmroute": {"chat": {"name": conv.name, "turns": len(conv.turns)}}})
+            md.append(
+                f"<small>turn {i} · you</small>\n\n{quoted}\n\n"
+                f"<small>{html.escape(t.provider)} · {html.escape(t.model)}</small>\n\n{t.answer}"
+            )
+        plain = "\n\n".join(
+            [head] + [f"[{i}] you: {t.prompt}\n[{i}] {t.provider}: {t.answer}" for i, t in enumerate(conv.turns, 1)]
+        )
+        display(
+            {"text/markdown": "\n\n---\n\n".join(md), "text/plain": plain},
+            raw=True,
+            metadata={"llmroute": {"chat": {"name": conv.name, "turns": len(conv.turns)}}},
+        )
 
     # -- setup help ---------------------------------------------------------------------------
     def _cmd_explain(self, rest: list[str]) -> None:
@@ -766,8 +893,10 @@ class LLMRouteMagics(Magics, Configurable):
         if self._explain_failed is not None and error is self._explain_failed[0]:
             error = self._explain_failed[1]  # explaining failed last time: still the error to explain
         if error is None:
-            print("llmroute: no error to explain: nothing has failed in this session yet "
-                  "(run the cell that fails, then %llm explain)")
+            print(
+                "llmroute: no error to explain: nothing has failed in this session yet "
+                "(run the cell that fails, then %llm explain)"
+            )
             return None
         tb = getattr(sys, "last_traceback", None) if error is getattr(sys, "last_value", None) else None
         secrets = explain.secret_values(extra=_keys_to_mask(router))
@@ -780,9 +909,15 @@ class LLMRouteMagics(Magics, Configurable):
             kwargs["model"] = args.model
         print(f"llmroute: explaining {headline}", file=sys.stderr)
         try:
-            self._ask(router, explain.prompt_for(text), kwargs, "markdown", self.stream and not args.no_stream,
-                      lines=(f"explained: {headline} (its traceback was sent, no variables' values)",),
-                      metadata={"explain": {"error": headline}})
+            self._ask(
+                router,
+                explain.prompt_for(text),
+                kwargs,
+                "markdown",
+                self.stream and not args.no_stream,
+                lines=(f"explained: {headline} (its traceback was sent, no variables' values)",),
+                metadata={"explain": {"error": headline}},
+            )
         except BaseException as failure:
             self._explain_failed = (failure, error)
             raise

@@ -91,12 +91,23 @@ CELL_OPTIONS: tuple[Option, ...] = (
         "FORMAT",
     ),
     Option(("--raw",), "send no format instruction (-f only formats)", parse={"action": "store_true"}),
-    Option(("--schema",), "answer as this pydantic model or JSON schema (a variable); -o then keeps the object "
-           "itself; an answer that does not fit fails over to the next provider", "VAR"),
-    Option(("--tools",), "offer these tools: functions (their signatures are the schemas) or tool dicts, as "
-           "comma-separated variables; the calls the model asks for are shown, never run", "NAMES"),
-    Option(("-o", "--output"), "store the Completion (with --compare, the DataFrame; with --schema, the object) "
-           "in VAR", "VAR"),
+    Option(
+        ("--schema",),
+        "answer as this pydantic model or JSON schema (a variable); -o then keeps the object "
+        "itself; an answer that does not fit fails over to the next provider",
+        "VAR",
+    ),
+    Option(
+        ("--tools",),
+        "offer these tools: functions (their signatures are the schemas) or tool dicts, as "
+        "comma-separated variables; the calls the model asks for are shown, never run",
+        "NAMES",
+    ),
+    Option(
+        ("-o", "--output"),
+        "store the Completion (with --compare, the DataFrame; with --schema, the object) in VAR",
+        "VAR",
+    ),
     Option(("--system",), "system prompt (with --chat: kept by the conversation)", "TEXT"),
     Option(("-t", "--temperature"), "sampling temperature (>= 0)", "TEMP", {"type": float}),
     Option(("--max-tokens",), "most tokens to generate (> 0)", "N", {"type": int}),

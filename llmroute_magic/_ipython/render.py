@@ -27,8 +27,10 @@ FORMATS = ("markdown", "text", "code", "json", "html")
 # and paid for, with every cell of that format.
 FORMAT_INSTRUCTIONS: dict[str, str] = {
     "json": "Reply with one valid JSON value and nothing else: no prose, no Markdown code fences.",
-    "code": ("Reply with the code only, in one fenced code block tagged with its language, "
-             "with no explanation outside the block."),
+    "code": (
+        "Reply with the code only, in one fenced code block tagged with its language, "
+        "with no explanation outside the block."
+    ),
     "markdown": "Format the reply as Markdown.",
     "html": "Reply with an HTML fragment only: no <html>, <head> or <body> tags, no Markdown code fences.",
 }
@@ -41,6 +43,7 @@ def with_instruction(system: str | None, instruction: str | None) -> str | None:
     if not instruction:
         return system
     return f"{system.rstrip()}\n\n{instruction}" if system and system.strip() else instruction
+
 
 _FENCE = re.compile(r"^\s*```([\w+#.-]*)[^\n]*\n(.*?)\n?```\s*$", re.S)
 _FIRST_FENCE = re.compile(r"```([\w+#.-]*)[^\n]*\n(.*?)\n?```", re.S)
@@ -55,8 +58,18 @@ def _clean_number(value: Any) -> Any:
 
 def completion_metadata(c: Any) -> dict[str, Any]:
     """The figures of one answer, as stored under ``metadata["llmroute"]``."""
-    fields = ("provider", "model", "latency_s", "ttft_s", "input_tokens", "output_tokens", "cost",
-              "request_id", "attempts", "finish_reason")
+    fields = (
+        "provider",
+        "model",
+        "latency_s",
+        "ttft_s",
+        "input_tokens",
+        "output_tokens",
+        "cost",
+        "request_id",
+        "attempts",
+        "finish_reason",
+    )
     return {f: _clean_number(getattr(c, f)) for f in fields}
 
 
@@ -122,9 +135,10 @@ def answer_bundle(text: str, fmt: str, footer: str, *, tooltip: str | None = Non
             why = f"{e.msg} at line {e.lineno}, column {e.colno}" if isinstance(e, json.JSONDecodeError) else str(e)
             return {"text/plain": plain}, f"the answer is not valid JSON ({why}); shown as text"
         pretty = json.dumps(data, indent=2, ensure_ascii=False)
-        bundle: dict[str, Any] = {"text/plain": f"{pretty}{plain_foot}",
-                                  "text/markdown": f"```json\n{pretty}\n```"
-                                  + (f"\n\n{_small(footer, tooltip)}" if footer else "")}
+        bundle: dict[str, Any] = {
+            "text/plain": f"{pretty}{plain_foot}",
+            "text/markdown": f"```json\n{pretty}\n```" + (f"\n\n{_small(footer, tooltip)}" if footer else ""),
+        }
         if isinstance(data, (dict, list)):
             bundle["application/json"] = data
         return bundle, None
@@ -136,6 +150,7 @@ def answer_bundle(text: str, fmt: str, footer: str, *, tooltip: str | None = Non
 
 
 # -- compare ---------------------------------------------------------------------------------
+
 
 def _row_figures(row: dict[str, Any]) -> str:
     if row.get("error"):
@@ -166,25 +181,37 @@ def compare_bundle(df: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     head = "".join(
         f"<th style='text-align:left'>{html.escape(str(r.get('provider')))}"
         f"<br><small style='font-weight:normal'>{html.escape(str(r.get('model') or ''))}</small></th>"
-        for r in rows)
+        for r in rows
+    )
     cells = "".join(
         "<td style='vertical-align:top;text-align:left;white-space:pre-wrap;max-width:40em'>"
-        + (html.escape(str(r.get("text") or "")) if not r["error"]
-           else f"<span style='color:#b00'>{html.escape(str(r['error']))}</span>")
-        + "</td>" for r in rows)
-    figures = "".join(f"<td style='text-align:left'><small>{html.escape(_row_figures(r))}</small></td>"
-                      for r in rows)
-    table = (f"<table class='llmroute-compare'><thead><tr>{head}</tr></thead>"
-             f"<tbody><tr>{cells}</tr><tr>{figures}</tr></tbody></table>")
+        + (
+            html.escape(str(r.get("text") or ""))
+            if not r["error"]
+            else f"<span style='color:#b00'>{html.escape(str(r['error']))}</span>"
+        )
+        + "</td>"
+        for r in rows
+    )
+    figures = "".join(f"<td style='text-align:left'><small>{html.escape(_row_figures(r))}</small></td>" for r in rows)
+    table = (
+        f"<table class='llmroute-compare'><thead><tr>{head}</tr></thead>"
+        f"<tbody><tr>{cells}</tr><tr>{figures}</tr></tbody></table>"
+    )
     plain_blocks = []
     for r in rows:
         title = f"== {r.get('provider')} ({r.get('model')}) =="
         body = str(r.get("text") or "") if not r["error"] else ""
         plain_blocks.append(f"{title}\n{body}\n— {_row_figures(r)}".replace("\n\n— ", "\n— "))
-    metadata = {"compare": [
-        {k: _clean_number(r.get(k)) for k in ("provider", "model", "latency_s", "input_tokens",
-                                              "output_tokens", "cost", "error")}
-        for r in rows]}
+    metadata = {
+        "compare": [
+            {
+                k: _clean_number(r.get(k))
+                for k in ("provider", "model", "latency_s", "input_tokens", "output_tokens", "cost", "error")
+            }
+            for r in rows
+        ]
+    }
     for m in metadata["compare"]:
         for k in ("input_tokens", "output_tokens"):
             if m[k] is not None:
@@ -198,11 +225,13 @@ def compare_bundle(df: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 
 # -- front ends ------------------------------------------------------------------------------
 
+
 class RichRenderer:
     """Streams into one display handle and finishes it with the formatted answer."""
 
-    def __init__(self, display: Callable[..., Any], *, interval_s: float = 0.1,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, display: Callable[..., Any], *, interval_s: float = 0.1, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._display = display  # IPython.display.display, injected for tests
         self._interval = interval_s
         self._clock = clock
@@ -228,9 +257,17 @@ class RichRenderer:
             self._last = now
             self._show({"text/plain": self._text + " ▌", "text/markdown": self._text + " ▌"})
 
-    def finish(self, completion: Any, fmt: str, *, footer: bool = True, note: str | None = None,
-               lines: tuple[str, ...] = (), tooltip: str | None = None,
-               metadata: dict[str, Any] | None = None) -> str | None:
+    def finish(
+        self,
+        completion: Any,
+        fmt: str,
+        *,
+        footer: bool = True,
+        note: str | None = None,
+        lines: tuple[str, ...] = (),
+        tooltip: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> str | None:
         """Replace the streamed text with the formatted answer; ``lines`` go under the footer,
         ``metadata`` beside the figures under ``"llmroute"``. Returns a note for the user, if any."""
         text = "\n".join([footer_text(completion), *lines]) if footer else ""
@@ -265,9 +302,17 @@ class TextRenderer:
         self.out.write(text)
         self.out.flush()
 
-    def finish(self, completion: Any, fmt: str, *, footer: bool = True, note: str | None = None,
-               lines: tuple[str, ...] = (), tooltip: str | None = None,
-               metadata: dict[str, Any] | None = None) -> str | None:
+    def finish(
+        self,
+        completion: Any,
+        fmt: str,
+        *,
+        footer: bool = True,
+        note: str | None = None,
+        lines: tuple[str, ...] = (),
+        tooltip: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> str | None:
         """The answer formatted as plain text: when it was streamed raw, and the format changes it
         (pretty JSON, the code out of its fence, HTML out of its fence), that form follows the
         stream under a rule. Then the footer and ``lines``."""

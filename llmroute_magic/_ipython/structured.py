@@ -15,26 +15,36 @@ import inspect
 import io
 import json
 import typing
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from IPython.core.error import UsageError
 
 from .._content import sniff_media_type
 
-_JSON_TYPES: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean",
-                               list: "array", dict: "object"}
+_JSON_TYPES: dict[Any, str] = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    list: "array",
+    dict: "object",
+}
 
 
 def schema_option(name: str, namespace: Mapping[str, Any]) -> Any:
     """``--schema VAR``: a pydantic model class or a JSON schema dict from the namespace."""
     value = namespace.get(name, None)
     if value is None:
-        raise UsageError(f"--schema: no variable {name!r}; define a pydantic model (class City(BaseModel): ...) "
-                         "or a JSON schema dict with that name")
+        raise UsageError(
+            f"--schema: no variable {name!r}; define a pydantic model (class City(BaseModel): ...) "
+            "or a JSON schema dict with that name"
+        )
     is_model = isinstance(value, type) and hasattr(value, "model_json_schema")
     if not is_model and not isinstance(value, Mapping):
-        raise UsageError(f"--schema: {name!r} is a {type(value).__name__}; give a pydantic model class or a JSON "
-                         "schema dict")
+        raise UsageError(
+            f"--schema: {name!r} is a {type(value).__name__}; give a pydantic model class or a JSON schema dict"
+        )
     return value
 
 
@@ -45,8 +55,10 @@ def tools_option(names: str, namespace: Mapping[str, Any]) -> list[dict[str, Any
         if not name:
             continue
         if name not in namespace:
-            raise UsageError(f"--tools: no variable {name!r}; give Python functions or tool dicts "
-                             "({'name', 'description', 'parameters'}) by name, separated by commas")
+            raise UsageError(
+                f"--tools: no variable {name!r}; give Python functions or tool dicts "
+                "({'name', 'description', 'parameters'}) by name, separated by commas"
+            )
         value = namespace[name]
         if callable(value) and not isinstance(value, type):
             tools.append(tool_from_function(value))
@@ -77,8 +89,11 @@ def tool_from_function(fn: Callable[..., Any]) -> dict[str, Any]:
         if p.default is p.empty:
             required.append(p.name)
     doc = inspect.getdoc(fn) or ""
-    return {"name": fn.__name__, "description": doc.split("\n\n")[0].strip(),
-            "parameters": {"type": "object", "properties": properties, "required": required}}
+    return {
+        "name": fn.__name__,
+        "description": doc.split("\n\n")[0].strip(),
+        "parameters": {"type": "object", "properties": properties, "required": required},
+    }
 
 
 def _json_schema_of(annotation: Any) -> dict[str, Any]:

@@ -42,6 +42,7 @@ def _timer(delay: float, fn: Callable[[], None]) -> threading.Timer:
 
 # -- the table ------------------------------------------------------------------------------------
 
+
 def _state(name: str, enabled: set[str], cooling: set[str]) -> str:
     return ("enabled" if name in enabled else "disabled") + (" · cooling" if name in cooling else "")
 
@@ -53,13 +54,31 @@ def stats_rows(router: Any, summary: UsageSummary) -> tuple[list[tuple[str, ...]
     rows: list[tuple[str, ...]] = []
     for name in names:
         r = summary.provider(name)
-        rows.append((name, _state(name, enabled, cooling), count(r["requests"]), count(r["errors"]),
-                     count(r["input_tokens"]), count(r["output_tokens"]),
-                     cost_total(r["priced_cost"], r["unpriced"], priced=r["priced_cost"]),
-                     millis(r["latency_p50_s"]), millis(r["latency_p95_s"])))
+        rows.append(
+            (
+                name,
+                _state(name, enabled, cooling),
+                count(r["requests"]),
+                count(r["errors"]),
+                count(r["input_tokens"]),
+                count(r["output_tokens"]),
+                cost_total(r["priced_cost"], r["unpriced"], priced=r["priced_cost"]),
+                millis(r["latency_p50_s"]),
+                millis(r["latency_p95_s"]),
+            )
+        )
     t = summary.totals()
-    total = ("total", "", count(t["attempts"]), count(t["errors"]), count(t["input_tokens"]),
-             count(t["output_tokens"]), cost_total(t["cost"], t["unpriced"], priced=t["cost"]), "", "")
+    total = (
+        "total",
+        "",
+        count(t["attempts"]),
+        count(t["errors"]),
+        count(t["input_tokens"]),
+        count(t["output_tokens"]),
+        cost_total(t["cost"], t["unpriced"], priced=t["cost"]),
+        "",
+        "",
+    )
     return rows, total
 
 
@@ -70,27 +89,39 @@ def stats_table_html(router: Any, summary: UsageSummary) -> str:
     left = "padding:2px 8px;text-align:left"
 
     def cells(values: tuple[str, ...], tag: str = "td") -> str:
-        return "".join(f"<{tag} style='{left if i < 2 else right}'>{html.escape(v)}</{tag}>"
-                       for i, v in enumerate(values))
+        return "".join(
+            f"<{tag} style='{left if i < 2 else right}'>{html.escape(v)}</{tag}>" for i, v in enumerate(values)
+        )
 
     body = "".join(f"<tr>{cells(r)}</tr>" for r in rows)
-    return (f"<table class='llmroute-stats' style='border-collapse:collapse'><thead><tr>{cells(HEAD, 'th')}</tr>"
-            f"</thead><tbody>{body}<tr style='font-weight:bold'>{cells(total)}</tr></tbody></table>")
+    return (
+        f"<table class='llmroute-stats' style='border-collapse:collapse'><thead><tr>{cells(HEAD, 'th')}</tr>"
+        f"</thead><tbody>{body}<tr style='font-weight:bold'>{cells(total)}</tr></tbody></table>"
+    )
 
 
 def settings_line(router: Any) -> str:
     enabled = set(router.enabled)
     providers = ", ".join(f"{p.name} ({'on' if p.name in enabled else 'off'})" for p in router.providers)
-    return (f"strategy {router.strategy.value} · fallback {'on' if router.fallback_enabled else 'off'} · "
-            f"max retries {router.max_retries} · providers: {providers}")
+    return (
+        f"strategy {router.strategy.value} · fallback {'on' if router.fallback_enabled else 'off'} · "
+        f"max retries {router.max_retries} · providers: {providers}"
+    )
 
 
 class RouterPanel(w.VBox):
     """Strategy dropdown, a checkbox per provider, fallback toggle, retries slider, live stats and plot."""
 
-    def __init__(self, router: Any, *, interval_s: float = 0.5, plot_kind: str = "requests",
-                 show_plot: bool = True, clock: Callable[[], float] = time.monotonic,
-                 timer_factory: TimerFactory = _timer) -> None:
+    def __init__(
+        self,
+        router: Any,
+        *,
+        interval_s: float = 0.5,
+        plot_kind: str = "requests",
+        show_plot: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        timer_factory: TimerFactory = _timer,
+    ) -> None:
         self.router = router
         self.interval_s = interval_s
         self._clock = clock
@@ -104,16 +135,22 @@ class RouterPanel(w.VBox):
         self._summary = UsageSummary()
         self._cursor: Any = None  # where the last look at the ledger ended
 
-        self.strategy = w.Dropdown(options=[s.value for s in RoutingStrategy], value=router.strategy.value,
-                                   description="strategy")
-        self.provider_boxes = {spec.name: w.Checkbox(value=spec.name in router.enabled, description=spec.name,
-                                                     indent=False, layout=w.Layout(width="auto"))
-                               for spec in router.providers}
-        self.fallback = w.ToggleButton(value=bool(router.fallback_enabled), icon="random",
-                                       tooltip="on failure, move to the next provider")
+        self.strategy = w.Dropdown(
+            options=[s.value for s in RoutingStrategy], value=router.strategy.value, description="strategy"
+        )
+        self.provider_boxes = {
+            spec.name: w.Checkbox(
+                value=spec.name in router.enabled, description=spec.name, indent=False, layout=w.Layout(width="auto")
+            )
+            for spec in router.providers
+        }
+        self.fallback = w.ToggleButton(
+            value=bool(router.fallback_enabled), icon="random", tooltip="on failure, move to the next provider"
+        )
         self._show_fallback()
-        self.retries = w.IntSlider(value=int(router.max_retries), min=0, max=max(10, int(router.max_retries)),
-                                   description="retries")
+        self.retries = w.IntSlider(
+            value=int(router.max_retries), min=0, max=max(10, int(router.max_retries)), description="retries"
+        )
         self.plot_kind = w.Dropdown(options=list(PLOT_KINDS), value=plot_kind, description="plot")
         self.table = w.HTML()
         self.plot = w.Image(format="png", layout=w.Layout(max_width="640px"))
@@ -135,8 +172,7 @@ class RouterPanel(w.VBox):
             children += [self.plot_kind, self.plot]
         children.append(self.status)
         super().__init__(children)
-        self._unsubscribe = [router.subscribe(self._on_record),
-                             router.events.subscribe(UsageReset, self._on_record)]
+        self._unsubscribe = [router.subscribe(self._on_record), router.events.subscribe(UsageReset, self._on_record)]
         self.refresh()
 
     # -- controls -> router ---------------------------------------------------------------------
@@ -247,18 +283,21 @@ class RouterPanel(w.VBox):
     # -- where widgets cannot run -------------------------------------------------------------------
     def snapshot_html(self) -> str:
         """Settings and stats table as static HTML: what an export or a non-widget frontend shows."""
-        return (f"<div class='llmroute-panel-snapshot'><p><b>llmroute panel</b> · "
-                f"{html.escape(settings_line(self.router))}</p>"
-                f"{stats_table_html(self.router, self._summary)}"
-                "<p><small>A snapshot from when the cell ran; the live panel needs a frontend with "
-                "ipywidgets (Jupyter Lab, Notebook, VS Code).</small></p></div>")
+        return (
+            f"<div class='llmroute-panel-snapshot'><p><b>llmroute panel</b> · "
+            f"{html.escape(settings_line(self.router))}</p>"
+            f"{stats_table_html(self.router, self._summary)}"
+            "<p><small>A snapshot from when the cell ran; the live panel needs a frontend with "
+            "ipywidgets (Jupyter Lab, Notebook, VS Code).</small></p></div>"
+        )
 
     def snapshot_text(self) -> str:
         rows, total = stats_rows(self.router, self._summary)
         table = [HEAD, *rows, total]
         widths = [max(len(r[i]) for r in table) for i in range(len(HEAD))]
-        lines = ["  ".join(c.ljust(wd) if i < 2 else c.rjust(wd) for i, (c, wd) in enumerate(zip(r, widths)))
-                 for r in table]
+        lines = [
+            "  ".join(c.ljust(wd) if i < 2 else c.rjust(wd) for i, (c, wd) in enumerate(zip(r, widths))) for r in table
+        ]
         return "llmroute panel · " + settings_line(self.router) + "\n" + "\n".join(x.rstrip() for x in lines)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
@@ -277,7 +316,15 @@ class RouterPanel(w.VBox):
         for unsubscribe in getattr(self, "_unsubscribe", ()):
             unsubscribe()
         self._unsubscribe = []
-        for child in [self.strategy, self.fallback, self.retries, self.plot_kind, self.table, self.plot,
-                      self.status, *self.provider_boxes.values()]:
+        for child in [
+            self.strategy,
+            self.fallback,
+            self.retries,
+            self.plot_kind,
+            self.table,
+            self.plot,
+            self.status,
+            *self.provider_boxes.values(),
+        ]:
             child.close()
         super().close()

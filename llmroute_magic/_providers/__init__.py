@@ -22,8 +22,9 @@ ADAPTERS: dict[str, tuple[str, str]] = {
 
 def check_supported(api: str) -> None:
     if api not in ADAPTERS:
-        raise ConfigError(f"providers.api: {api!r} has no adapter in this version; available: "
-                          f"{', '.join(ADAPTERS)}", field="api")
+        raise ConfigError(
+            f"providers.api: {api!r} has no adapter in this version; available: {', '.join(ADAPTERS)}", field="api"
+        )
 
 
 def adapter_for(api: str) -> type[ProviderAdapter]:

@@ -7,8 +7,9 @@ It never retries, never falls back and never records usage: the router does that
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, AsyncIterator, Union
+from typing import TYPE_CHECKING, Any
 
 from .._content import text_of
 
@@ -34,9 +35,9 @@ class ChatRequest:
     temperature: float | None = None
     params: dict[str, Any] = field(default_factory=dict)
     model: str | None = None
-    tools: "tuple[Tool, ...]" = ()
-    tool_choice: "ToolChoice | None" = None
-    response_format: "ResponseFormat | None" = None
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None
+    response_format: ResponseFormat | None = None
 
     def prompt_chars(self) -> int:
         n = len(self.system or "")
@@ -45,7 +46,7 @@ class ChatRequest:
             n += len(c) if isinstance(c, str) else len(text_of(c)) + 1000 * _images(c)
         return n
 
-    def model_for(self, spec: "ProviderSpec") -> str:
+    def model_for(self, spec: ProviderSpec) -> str:
         return self.model or spec.model
 
 
@@ -67,16 +68,18 @@ class ProviderResult:
     cache_write_tokens: int = 0
     finish_reason: str | None = None
     http_status: int = 200
-    tool_calls: "tuple[ToolCall, ...]" = ()
+    tool_calls: tuple[ToolCall, ...] = ()
     ttft_s: float | None = None  # set by streaming calls: seconds from send to first text
 
 
 def _images(content: Any) -> int:
-    return sum(1 for p in content if isinstance(p, dict) and p.get("type") == "image") if isinstance(content, list) else 0
+    return (
+        sum(1 for p in content if isinstance(p, dict) and p.get("type") == "image") if isinstance(content, list) else 0
+    )
 
 
 # A stream yields text deltas (str) and ends with exactly one ProviderResult.
-StreamItem = Union[str, ProviderResult]
+StreamItem = str | ProviderResult
 
 
 class ProviderAdapter:
@@ -84,17 +87,18 @@ class ProviderAdapter:
 
     api: str = ""
 
-    def __init__(self, spec: "ProviderSpec", client: "httpx.AsyncClient") -> None:
+    def __init__(self, spec: ProviderSpec, client: httpx.AsyncClient) -> None:
         self.spec = spec
         self.client = client
 
-    async def complete(self, request: ChatRequest, ctx: "AttemptContext | None" = None) -> ProviderResult:
+    async def complete(self, request: ChatRequest, ctx: AttemptContext | None = None) -> ProviderResult:
         """The whole answer. ``ctx`` (made by the caller, who keeps it) collects what was received."""
         raise NotImplementedError
 
-    def stream(self, request: ChatRequest, ctx: "AttemptContext | None" = None) -> AsyncIterator[StreamItem]:
+    def stream(self, request: ChatRequest, ctx: AttemptContext | None = None) -> AsyncIterator[StreamItem]:
         """Text deltas, then exactly one ProviderResult. ``ctx`` as for ``complete``."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.spec.name!r}, model={self.spec.model!r}, base_url={self.spec.base_url!r})"
+        spec = self.spec
+        return f"{type(self).__name__}(name={spec.name!r}, model={spec.model!r}, base_url={spec.base_url!r})"

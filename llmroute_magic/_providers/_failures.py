@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
-from typing import Any, Mapping
+from typing import Any
 
 from .._errors import ProviderError
 
@@ -45,8 +46,17 @@ class AttemptContext:
     cancelled attempt must keep apart from a reported 0.
     """
 
-    __slots__ = ("provider", "model", "secret", "hidden", "parts", "input_tokens", "output_tokens",
-                 "cache_read_tokens", "cache_write_tokens")
+    __slots__ = (
+        "provider",
+        "model",
+        "secret",
+        "hidden",
+        "parts",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+    )
 
     def __init__(self, provider: str, model: str, secret: str | None = None) -> None:
         self.provider = provider
@@ -63,8 +73,9 @@ class AttemptContext:
     def partial_text(self) -> str:
         return "".join(self.parts)
 
-    def error(self, error_type: str, message: str, *, status_code: int | None = None,
-              retry_after: float | None = None) -> ProviderError:
+    def error(
+        self, error_type: str, message: str, *, status_code: int | None = None, retry_after: float | None = None
+    ) -> ProviderError:
         # ProviderError's tokens are ints: what a failed attempt was billed for, and providers bill
         # no failed request they did not report (a stream cut before its usage block gives 0 here).
         return ProviderError(
@@ -91,6 +102,7 @@ def _clean_message(message: str, secret: str | None, hidden: tuple[str, ...] = (
 
 
 # -- retry-after ------------------------------------------------------------------------------
+
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
     """Seconds to wait as the server asked: ``retry-after-ms`` wins over ``retry-after``.
@@ -128,6 +140,7 @@ def _finite_float(text: str) -> float | None:
 
 
 # -- HTTP error statuses ----------------------------------------------------------------------
+
 
 def _error_fields(body: bytes) -> tuple[str, str, str]:
     """(type, code, message) from an OpenAI ``{"error": {...}}`` or Anthropic ``{"type": "error", ...}`` body."""
@@ -179,8 +192,7 @@ _BY_STATUS = {
 }
 
 
-def error_from_status(ctx: AttemptContext, status: int, body: bytes,
-                      headers: Mapping[str, str]) -> ProviderError:
+def error_from_status(ctx: AttemptContext, status: int, body: bytes, headers: Mapping[str, str]) -> ProviderError:
     err_type, code, message = _error_fields(body)
     if status == 407 and not message:
         message = "proxy authentication required: check the user and password in the proxy URL"
@@ -191,6 +203,7 @@ def error_from_status(ctx: AttemptContext, status: int, body: bytes,
 
 
 # -- stream error events ----------------------------------------------------------------------
+
 
 def error_from_event(ctx: AttemptContext, payload: Any, *, status_code: int = 200) -> ProviderError:
     """An error event inside a 200 stream: ``overloaded_error`` stays overloaded, anything else is a stream error."""
@@ -210,6 +223,7 @@ def malformed(ctx: AttemptContext, what: str, *, status_code: int | None = 200) 
 
 
 # -- transport exceptions ---------------------------------------------------------------------
+
 
 def classify_exception(exc: BaseException) -> str | None:
     """The ``error_type`` for a transport failure, or None if ``exc`` is not one.
@@ -285,7 +299,7 @@ _EXCEPTION_WORDS = {
     "connect_error": "could not connect",
     "authentication": "the proxy refused its credentials (check the user and password in the proxy URL)",
     "tls_error": "TLS failed (for a server whose certificate is not trusted, give its CA bundle: "
-                 "SSL_CERT_FILE, or the provider's verify='ca.pem')",
+    "SSL_CERT_FILE, or the provider's verify='ca.pem')",
     "connection_reset": "connection closed by the server before the answer was complete",
     "malformed_response": "unparsable HTTP response",
     "invalid_request": "request could not be sent",

@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import AsyncIterator
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 from .._errors import ProviderError
 from ._base import ChatRequest, ProviderAdapter, ProviderResult, StreamItem
@@ -128,7 +129,7 @@ class _Auth:
 class JSONOverHTTPAdapter(ProviderAdapter):
     path = ""  # appended to the spec's base_url
 
-    def __init__(self, spec: "ProviderSpec", client: "httpx.AsyncClient") -> None:
+    def __init__(self, spec: ProviderSpec, client: httpx.AsyncClient) -> None:
         super().__init__(spec, client)
         import httpx
 
@@ -137,8 +138,9 @@ class JSONOverHTTPAdapter(ProviderAdapter):
         # httpx's timeouts bound each connect and each read; a plain answer also gets the same
         # number as a deadline for the whole of it, so a server that trickles bytes cannot hold a
         # request forever. (A stream may run long while text flows: only its reads are bounded.)
-        self._deadline_s: float | None = spec.timeout if spec.timeout is not None else \
-            getattr(getattr(client, "timeout", None), "read", None)
+        self._deadline_s: float | None = (
+            spec.timeout if spec.timeout is not None else getattr(getattr(client, "timeout", None), "read", None)
+        )
         self._needs_key = not spec.is_local
         self._env_var = spec.key_env_var
         # A key given on the spec never changes; one from the environment is looked up per call
@@ -152,7 +154,7 @@ class JSONOverHTTPAdapter(ProviderAdapter):
     def headers_for(self, key: str | None) -> dict[str, str]:
         raise NotImplementedError
 
-    def url_for(self, request: ChatRequest, stream: bool) -> "httpx.URL | str":
+    def url_for(self, request: ChatRequest, stream: bool) -> httpx.URL | str:
         return self._url
 
     def build_body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
@@ -170,7 +172,7 @@ class JSONOverHTTPAdapter(ProviderAdapter):
         error bodies; a format whose errors look otherwise overrides this (and may call them)."""
         return error_from_status(ctx, status, body, headers)
 
-    def events(self, response: "httpx.Response") -> AsyncIterator[ServerSentEvent]:
+    def events(self, response: httpx.Response) -> AsyncIterator[ServerSentEvent]:
         """The stream's events: server-sent events here; a format framed otherwise overrides this."""
         return iter_sse(response.aiter_bytes())
 
@@ -189,8 +191,9 @@ class JSONOverHTTPAdapter(ProviderAdapter):
         ctx.hidden = self._hidden
         return auth.headers, ctx
 
-    async def _send(self, url: "httpx.URL | str", headers: dict[str, str], content: bytes,
-                    stream: bool) -> "httpx.Response":
+    async def _send(
+        self, url: httpx.URL | str, headers: dict[str, str], content: bytes, stream: bool
+    ) -> httpx.Response:
         """One POST through the client's public API: its mounts pick the proxy route, if any; with
         ``stream=False`` the whole body has been read (and the connection released) on return."""
         client = self.client
@@ -256,8 +259,10 @@ class JSONOverHTTPAdapter(ProviderAdapter):
                     try:
                         text = parser.feed(event)
                     except _SHAPE_ERRORS as exc:
-                        raise malformed(ctx, f"stream event lacks an expected field ({type(exc).__name__}: "
-                                             f"{exc}): {event.data[:80]!r}") from None
+                        raise malformed(
+                            ctx,
+                            f"stream event lacks an expected field ({type(exc).__name__}: {exc}): {event.data[:80]!r}",
+                        ) from None
                     if text:
                         if ttft is None:
                             ttft = perf_counter() - started

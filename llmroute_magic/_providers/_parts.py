@@ -6,7 +6,8 @@ The neutral forms are ``_content.py``'s; each adapter module maps them onto its 
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from .._types import ToolCall
 
@@ -24,8 +25,7 @@ def parts_of(content: Any) -> Iterator[Mapping[str, Any]]:
         if content:
             yield {"type": "text", "text": content}
         return
-    for part in content or ():
-        yield part
+    yield from content or ()
 
 
 def tool_call(call_id: Any, name: Any, arguments: Any) -> ToolCall:
@@ -56,6 +56,11 @@ def calls_of(message: Mapping[str, Any]) -> list[ToolCall]:
         else:
             fn = c.get("function") if isinstance(c.get("function"), Mapping) else c
             args = fn.get("arguments") or {}
-            out.append(ToolCall(str(c.get("id") or ""), str(fn.get("name") or ""),
-                                json.loads(args) if isinstance(args, str) else dict(args)))
+            out.append(
+                ToolCall(
+                    str(c.get("id") or ""),
+                    str(fn.get("name") or ""),
+                    json.loads(args) if isinstance(args, str) else dict(args),
+                )
+            )
     return out

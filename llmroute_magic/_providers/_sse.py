@@ -21,7 +21,8 @@ carry raw, cutting a data line (and its JSON) in two.
 from __future__ import annotations
 
 import re
-from typing import AsyncIterable, AsyncIterator, NamedTuple
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import NamedTuple
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 

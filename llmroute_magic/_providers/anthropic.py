@@ -28,8 +28,7 @@ class AnthropicAdapter(JSONOverHTTPAdapter):
     path = "/v1/messages"
 
     def headers_for(self, key: str | None) -> dict[str, str]:
-        headers = {"content-type": "application/json", "accept": "application/json",
-                   "anthropic-version": API_VERSION}
+        headers = {"content-type": "application/json", "accept": "application/json", "anthropic-version": API_VERSION}
         if key is not None:
             headers["x-api-key"] = key
         return headers
@@ -95,10 +94,17 @@ def anthropic_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for m in messages:
         role = m["role"]
         if role == "tool":
-            block = {"type": "tool_result", "tool_use_id": m.get("tool_call_id", ""),
-                     "content": _as_text(m.get("content"))}
-            if out and out[-1]["role"] == "user" and isinstance(out[-1]["content"], list) \
-                    and all(b.get("type") == "tool_result" for b in out[-1]["content"]):
+            block = {
+                "type": "tool_result",
+                "tool_use_id": m.get("tool_call_id", ""),
+                "content": _as_text(m.get("content")),
+            }
+            if (
+                out
+                and out[-1]["role"] == "user"
+                and isinstance(out[-1]["content"], list)
+                and all(b.get("type") == "tool_result" for b in out[-1]["content"])
+            ):
                 out[-1]["content"].append(block)
             else:
                 out.append({"role": "user", "content": [block]})
@@ -123,12 +129,16 @@ def _block(part: dict[str, Any]) -> dict[str, Any]:
 
 
 def _add_tools_and_schema(body: dict[str, Any], request: ChatRequest) -> None:
-    tools = [{"name": t.name, "description": t.description, "input_schema": dict(t.parameters)}
-             for t in request.tools]
+    tools = [{"name": t.name, "description": t.description, "input_schema": dict(t.parameters)} for t in request.tools]
     fmt = request.response_format
     if fmt is not None:
-        tools.append({"name": SCHEMA_TOOL, "input_schema": dict(fmt.schema),
-                      "description": f"Give the answer as {fmt.name}: its input is the whole answer."})
+        tools.append(
+            {
+                "name": SCHEMA_TOOL,
+                "input_schema": dict(fmt.schema),
+                "description": f"Give the answer as {fmt.name}: its input is the whole answer.",
+            }
+        )
     if tools:
         body["tools"] = tools
     choice = request.tool_choice
@@ -151,8 +161,11 @@ def prompt_tokens(usage: dict[str, Any]) -> int | None:
     """
     if usage.get("input_tokens") is None:
         return None
-    return (int(usage["input_tokens"]) + int(usage.get("cache_read_input_tokens") or 0)
-            + int(usage.get("cache_creation_input_tokens") or 0))
+    return (
+        int(usage["input_tokens"])
+        + int(usage.get("cache_read_input_tokens") or 0)
+        + int(usage.get("cache_creation_input_tokens") or 0)
+    )
 
 
 def _as_text(content: Any) -> str:

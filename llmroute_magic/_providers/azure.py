@@ -88,8 +88,10 @@ class AzureAdapter(OpenAIAdapter):
         if url is None:
             import httpx
 
-            url = httpx.URL(f"{self._endpoint}/openai/deployments/{quote(deployment, safe='')}/chat/completions",
-                            params={"api-version": self._api_version})
+            url = httpx.URL(
+                f"{self._endpoint}/openai/deployments/{quote(deployment, safe='')}/chat/completions",
+                params={"api-version": self._api_version},
+            )
             if len(self._deployment_urls) >= _MAX_CACHED_URLS:
                 self._deployment_urls.clear()
             self._deployment_urls[deployment] = url
@@ -106,12 +108,20 @@ class AzureAdapter(OpenAIAdapter):
         if status == 429:
             wait = parse_retry_after(headers)
             if wait is not None and wait >= QUOTA_RETRY_AFTER_S:
-                return ctx.error("insufficient_quota", f"quota spent: Azure asks to retry after {wait:g} s "
-                                                       f"({message or code})", status_code=status, retry_after=wait)
+                return ctx.error(
+                    "insufficient_quota",
+                    f"quota spent: Azure asks to retry after {wait:g} s ({message or code})",
+                    status_code=status,
+                    retry_after=wait,
+                )
         if status == 404 and code == "DeploymentNotFound":
-            return ctx.error("not_found", f"DeploymentNotFound: no deployment {ctx.model!r} at {self._endpoint} "
-                                          f"(the model name is the deployment's name on Azure): {message}",
-                             status_code=status, retry_after=parse_retry_after(headers))
+            return ctx.error(
+                "not_found",
+                f"DeploymentNotFound: no deployment {ctx.model!r} at {self._endpoint} "
+                f"(the model name is the deployment's name on Azure): {message}",
+                status_code=status,
+                retry_after=parse_retry_after(headers),
+            )
         return error_from_status(ctx, status, body, headers)
 
 
@@ -126,8 +136,17 @@ def _error_object(body: bytes) -> dict[str, Any]:
 
 def _filtered_prompt(inner: dict[str, Any], message: str) -> str:
     results = inner.get("content_filter_result") or inner.get("content_filter_results") or {}
-    flagged = [f"{name}: {r.get('severity') or 'detected'}" for name, r in results.items()
-               if isinstance(r, dict) and r.get("filtered")] if isinstance(results, dict) else []
+    flagged = (
+        [
+            f"{name}: {r.get('severity') or 'detected'}"
+            for name, r in results.items()
+            if isinstance(r, dict) and r.get("filtered")
+        ]
+        if isinstance(results, dict)
+        else []
+    )
     why = f" ({', '.join(flagged)})" if flagged else ""
-    return (f"content_filter: Azure's content filter refused the prompt{why}; rephrase it, or change the "
-            f"deployment's content filter policy. {message}").strip()
+    return (
+        f"content_filter: Azure's content filter refused the prompt{why}; rephrase it, or change the "
+        f"deployment's content filter policy. {message}"
+    ).strip()

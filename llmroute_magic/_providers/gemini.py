@@ -67,9 +67,23 @@ SKIP_SIGNATURE = "skip_thought_signature_validator"  # Google's placeholder for 
 _VERSIONS = ("v1", "v1beta", "v1alpha")
 _MAX_SIGNATURES = 4096
 # GenerateContentRequest's own fields: such params go at the top of the body, the rest in generationConfig.
-_TOP_LEVEL = frozenset({"contents", "systemInstruction", "system_instruction", "tools", "toolConfig", "tool_config",
-                        "safetySettings", "safety_settings", "cachedContent", "cached_content", "serviceTier",
-                        "service_tier", "store"})
+_TOP_LEVEL = frozenset(
+    {
+        "contents",
+        "systemInstruction",
+        "system_instruction",
+        "tools",
+        "toolConfig",
+        "tool_config",
+        "safetySettings",
+        "safety_settings",
+        "cachedContent",
+        "cached_content",
+        "serviceTier",
+        "service_tier",
+        "store",
+    }
+)
 _CONFIG = ("generationConfig", "generation_config")
 _RETRY_IN = re.compile(r"retry in ([0-9]+(?:\.[0-9]+)?)\s*(ms|s)\b", re.IGNORECASE)
 _TOO_LONG = ("input token count", "exceeds the maximum number of tokens")
@@ -219,8 +233,11 @@ class GeminiAdapter(JSONOverHTTPAdapter):
         """A part's answer text, or None; a function call is added to ``calls`` (its signature kept)."""
         fn = part.get("functionCall")
         if fn is not None:
-            call = tool_call(fn.get("id") or made_id(len(calls), fn.get("name"), fn.get("args")), fn.get("name"),
-                             fn.get("args") or {})
+            call = tool_call(
+                fn.get("id") or made_id(len(calls), fn.get("name"), fn.get("args")),
+                fn.get("name"),
+                fn.get("args") or {},
+            )
             calls.append(call)
             signature = part.get("thoughtSignature")
             if signature:
@@ -292,6 +309,7 @@ class _GeminiStream(StreamParser):
 
 # -- pieces ---------------------------------------------------------------------------------------------
 
+
 def made_id(index: int, name: Any, args: Any) -> str:
     """A stable id for a call the API gave none: the same call in the same place gets the same id."""
     key = json.dumps([index, name, args], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -303,8 +321,11 @@ def usage_of(meta: Any) -> tuple[int, int, int] | None:
     if not isinstance(meta, dict):
         return None
     n = lambda key: int(meta.get(key) or 0)  # noqa: E731 - proto JSON leaves zero counts out
-    return (n("promptTokenCount") + n("toolUsePromptTokenCount"), n("candidatesTokenCount") + n("thoughtsTokenCount"),
-            n("cachedContentTokenCount"))
+    return (
+        n("promptTokenCount") + n("toolUsePromptTokenCount"),
+        n("candidatesTokenCount") + n("thoughtsTokenCount"),
+        n("cachedContentTokenCount"),
+    )
 
 
 def _parts_of(chunk: dict[str, Any]) -> list[dict[str, Any]]:
@@ -340,8 +361,10 @@ def _response_part(m: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
         value = json.loads(text)
     except ValueError:
         value = None
-    response: dict[str, Any] = {"name": names.get(call_id) or m.get("name") or call_id,
-                                "response": value if isinstance(value, dict) else {"output": text}}
+    response: dict[str, Any] = {
+        "name": names.get(call_id) or m.get("name") or call_id,
+        "response": value if isinstance(value, dict) else {"output": text},
+    }
     if call_id and not call_id.startswith(MADE_ID_PREFIX):
         response["id"] = call_id
     return {"functionResponse": response}
@@ -374,6 +397,7 @@ def _text(content: Any) -> str:
 
 # -- errors ---------------------------------------------------------------------------------------------
 
+
 def google_error(body: bytes) -> dict[str, Any] | None:
     """The ``error`` object of Google's error body (also inside a one-element list), or None."""
     try:
@@ -392,8 +416,11 @@ def classify(status: int, name: str, message: str, details: Any) -> str:
     details = details if isinstance(details, list) else []
     if status == 429 or name == "RESOURCE_EXHAUSTED":
         return "insufficient_quota" if _quota_spent(lowered, details) else "rate_limit"
-    if any(d.get("reason") == "API_KEY_INVALID" for d in details if isinstance(d, dict)) \
-            or "api key not valid" in lowered or "api key expired" in lowered:
+    if (
+        any(d.get("reason") == "API_KEY_INVALID" for d in details if isinstance(d, dict))
+        or "api key not valid" in lowered
+        or "api key expired" in lowered
+    ):
         return "authentication"
     if all(p in lowered for p in _TOO_LONG):
         return "context_length"
@@ -438,6 +465,9 @@ def stream_error(ctx: AttemptContext, err: Any) -> ProviderError:
     err = err if isinstance(err, dict) else {"message": str(err)}
     name, message = str(err.get("status") or err.get("code") or ""), str(err.get("message") or "error frame")
     kind = "overloaded" if "overloaded" in message.lower() else "stream_error"
-    return ctx.error(kind, f"mid-stream {name}: {message}" if name else f"mid-stream {message}", status_code=200,
-                     retry_after=retry_delay(err.get("details"), message))
-
+    return ctx.error(
+        kind,
+        f"mid-stream {name}: {message}" if name else f"mid-stream {message}",
+        status_code=200,
+        retry_after=retry_delay(err.get("details"), message),
+    )

@@ -24,7 +24,8 @@ a 503 "server busy" is Ollama's overload signal, a line ``{"error": ...}`` insid
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 from .._content import text_of
 from .._errors import ProviderError
@@ -40,10 +41,29 @@ if TYPE_CHECKING:
     from .._types import ToolCall
 
 # Model options of Ollama's Modelfile / api.Options: given as params, they go into "options".
-OPTION_NAMES = frozenset({
-    "num_keep", "seed", "num_predict", "top_k", "top_p", "min_p", "typical_p", "repeat_last_n", "temperature",
-    "repeat_penalty", "presence_penalty", "frequency_penalty", "stop", "num_ctx", "num_batch", "num_gpu",
-    "main_gpu", "use_mmap", "num_thread"})
+OPTION_NAMES = frozenset(
+    {
+        "num_keep",
+        "seed",
+        "num_predict",
+        "top_k",
+        "top_p",
+        "min_p",
+        "typical_p",
+        "repeat_last_n",
+        "temperature",
+        "repeat_penalty",
+        "presence_penalty",
+        "frequency_penalty",
+        "stop",
+        "num_ctx",
+        "num_batch",
+        "num_gpu",
+        "main_gpu",
+        "use_mmap",
+        "num_thread",
+    }
+)
 
 
 class OllamaAdapter(JSONOverHTTPAdapter):
@@ -57,8 +77,7 @@ class OllamaAdapter(JSONOverHTTPAdapter):
         return headers
 
     def build_body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": request.model_for(self.spec),
-                                "messages": self._messages(request)}
+        body: dict[str, Any] = {"model": request.model_for(self.spec), "messages": self._messages(request)}
         options: dict[str, Any] = {}
         if self.spec.context_window is not None:
             options["num_ctx"] = self.spec.context_window
@@ -114,8 +133,11 @@ class OllamaAdapter(JSONOverHTTPAdapter):
                 raise ProviderError(
                     f"Ollama takes images as bytes, not URLs ({str(part['url'])[:80]}): pass the image itself, "
                     "e.g. {'type': 'image', 'data': <bytes or base64>}, or route this request to a provider "
-                    "that fetches URLs", provider=self.spec.name, error_type="invalid_request",
-                    model=request.model_for(self.spec))
+                    "that fetches URLs",
+                    provider=self.spec.name,
+                    error_type="invalid_request",
+                    model=request.model_for(self.spec),
+                )
             images.append(part["data"])
         return images
 
@@ -129,10 +151,15 @@ class OllamaAdapter(JSONOverHTTPAdapter):
             try:
                 calls, text = [_forced_call(text, forced)], ""
             except ValueError as exc:  # a whole answer, billed: the error carries its tokens to the ledger
-                raise ProviderError(str(exc), provider=self.spec.name, error_type="malformed_response",
-                                    status_code=http_status, model=payload.get("model") or request.model_for(
-                                        self.spec), input_tokens=tokens[0] or 0, output_tokens=tokens[1] or 0,
-                                    ) from None
+                raise ProviderError(
+                    str(exc),
+                    provider=self.spec.name,
+                    error_type="malformed_response",
+                    status_code=http_status,
+                    model=payload.get("model") or request.model_for(self.spec),
+                    input_tokens=tokens[0] or 0,
+                    output_tokens=tokens[1] or 0,
+                ) from None
         return ProviderResult(
             text=text,
             model=payload.get("model") or request.model_for(self.spec),
@@ -146,7 +173,7 @@ class OllamaAdapter(JSONOverHTTPAdapter):
     def stream_parser(self, ctx: AttemptContext, request: ChatRequest) -> StreamParser:
         return _OllamaStream(ctx, request.model_for(self.spec), _forced(request))
 
-    def events(self, response: "httpx.Response") -> AsyncIterator[ServerSentEvent]:
+    def events(self, response: httpx.Response) -> AsyncIterator[ServerSentEvent]:
         return iter_ndjson(response.aiter_bytes())
 
     def error_for_status(self, ctx: AttemptContext, status: int, body: bytes, headers: Any) -> ProviderError:
@@ -170,12 +197,24 @@ def _add_tools_and_format(body: dict[str, Any], request: ChatRequest) -> None:
     tools, choice = request.tools, request.tool_choice
     mode = choice.mode if choice is not None and tools else "auto"
     if tools and mode == "auto":
-        body["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description,
-                                                           "parameters": dict(t.parameters)}} for t in tools]
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {"name": t.name, "description": t.description, "parameters": dict(t.parameters)},
+            }
+            for t in tools
+        ]
     elif mode in ("tool", "required"):
         allowed = [t for t in tools if mode == "required" or t.name == choice.name]
-        branches = [{"type": "object", "description": t.description, "required": ["name", "arguments"],
-                     "properties": {"name": {"const": t.name}, "arguments": dict(t.parameters)}} for t in allowed]
+        branches = [
+            {
+                "type": "object",
+                "description": t.description,
+                "required": ["name", "arguments"],
+                "properties": {"name": {"const": t.name}, "arguments": dict(t.parameters)},
+            }
+            for t in allowed
+        ]
         body["format"] = branches[0] if len(branches) == 1 else {"anyOf": branches}
     if request.response_format is not None and "format" not in body:
         body["format"] = dict(request.response_format.schema)
@@ -189,7 +228,7 @@ def _forced(request: ChatRequest) -> tuple[str, ...]:
     return tuple(t.name for t in tools if choice.mode == "required" or t.name == choice.name)
 
 
-def _forced_call(text: str, allowed: tuple[str, ...]) -> "ToolCall":
+def _forced_call(text: str, allowed: tuple[str, ...]) -> ToolCall:
     """The call a forced ``format`` asked for, from the answer's JSON; ValueError (a malformed,
     retryable answer) when the model answered anything else (a server too old to enforce ``format``)."""
     try:
@@ -197,12 +236,11 @@ def _forced_call(text: str, allowed: tuple[str, ...]) -> "ToolCall":
     except ValueError:
         raise ValueError(f"a forced tool call came back as text, not JSON: {text[:60]!r}") from None
     if not isinstance(value, dict) or value.get("name") not in allowed:
-        raise ValueError(f"a forced tool call came back without one of the tools {', '.join(allowed)}: "
-                         f"{text[:60]!r}")
+        raise ValueError(f"a forced tool call came back without one of the tools {', '.join(allowed)}: {text[:60]!r}")
     return tool_call(None, value["name"], value.get("arguments"))
 
 
-def _call(c: "ToolCall") -> dict[str, Any]:
+def _call(c: ToolCall) -> dict[str, Any]:
     out: dict[str, Any] = {"function": {"name": c.name, "arguments": c.arguments}}
     if c.id:
         out["id"] = c.id  # newer servers keep ids; older ones ignore the field
@@ -221,7 +259,7 @@ def _tool_result(m: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def _tool_call(c: dict[str, Any], index: int) -> "ToolCall":
+def _tool_call(c: dict[str, Any], index: int) -> ToolCall:
     fn = c["function"]
     return tool_call(c.get("id") or f"call_{index}", fn.get("name"), fn.get("arguments"))
 

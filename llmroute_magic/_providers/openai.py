@@ -64,9 +64,10 @@ class OpenAIAdapter(JSONOverHTTPAdapter):
         message = choice["message"]
         usage = payload.get("usage") or {}  # some compatible servers omit it: tokens unknown (None)
         details = usage.get("prompt_tokens_details") or {}
-        calls = tuple(tool_call(c.get("id"), (c.get("function") or {}).get("name"),
-                                (c.get("function") or {}).get("arguments"))
-                      for c in message.get("tool_calls") or ())
+        calls = tuple(
+            tool_call(c.get("id"), (c.get("function") or {}).get("name"), (c.get("function") or {}).get("arguments"))
+            for c in message.get("tool_calls") or ()
+        )
         return ProviderResult(
             text=message.get("content") or "",
             model=payload.get("model") or request.model_for(self.spec),
@@ -89,31 +90,44 @@ def openai_message(m: dict[str, Any]) -> dict[str, Any]:
         return {"role": "tool", "tool_call_id": m.get("tool_call_id", ""), "content": _text(content)}
     out: dict[str, Any] = {"role": role}
     if isinstance(content, list):
-        out["content"] = [{"type": "text", "text": p["text"]} if p["type"] == "text"
-                          else {"type": "image_url", "image_url": {"url": data_url(p)}} for p in parts_of(content)]
+        out["content"] = [
+            {"type": "text", "text": p["text"]}
+            if p["type"] == "text"
+            else {"type": "image_url", "image_url": {"url": data_url(p)}}
+            for p in parts_of(content)
+        ]
     else:
         out["content"] = content
     calls = calls_of(m) if role == "assistant" else []
     if calls:
         out["content"] = out["content"] or None
-        out["tool_calls"] = [{"id": c.id, "type": "function",
-                              "function": {"name": c.name, "arguments": arguments_json(c)}} for c in calls]
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": arguments_json(c)}}
+            for c in calls
+        ]
     return out
 
 
 def add_tools_and_schema(body: dict[str, Any], request: ChatRequest) -> None:
     if request.tools:
-        body["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description,
-                                                           "parameters": dict(t.parameters)}}
-                         for t in request.tools]
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {"name": t.name, "description": t.description, "parameters": dict(t.parameters)},
+            }
+            for t in request.tools
+        ]
     choice = request.tool_choice
     if choice is not None:
-        body["tool_choice"] = choice.mode if choice.mode != "tool" else \
-            {"type": "function", "function": {"name": choice.name}}
+        body["tool_choice"] = (
+            choice.mode if choice.mode != "tool" else {"type": "function", "function": {"name": choice.name}}
+        )
     fmt = request.response_format
     if fmt is not None:
-        body["response_format"] = {"type": "json_schema", "json_schema": {
-            "name": schema_name(fmt.name), "schema": dict(fmt.schema), "strict": False}}
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": schema_name(fmt.name), "schema": dict(fmt.schema), "strict": False},
+        }
 
 
 def schema_name(name: str) -> str:

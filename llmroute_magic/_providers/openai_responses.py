@@ -49,8 +49,11 @@ class OpenAIResponsesAdapter(JSONOverHTTPAdapter):
         return headers
 
     def build_body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": request.model_for(self.spec), "input": responses_input(request.messages),
-                                "store": False}
+        body: dict[str, Any] = {
+            "model": request.model_for(self.spec),
+            "input": responses_input(request.messages),
+            "store": False,
+        }
         if request.system is not None:
             body["instructions"] = request.system
         params = request.params
@@ -114,23 +117,34 @@ def responses_input(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for m in messages:
         role, content = m["role"], m.get("content")
         if role == "tool":  # a result with images goes as parts, as the API takes them
-            items.append({"type": "function_call_output", "call_id": m.get("tool_call_id", ""),
-                          "output": _input_parts(content) if _has_image(content) else _text(content)})
+            items.append(
+                {
+                    "type": "function_call_output",
+                    "call_id": m.get("tool_call_id", ""),
+                    "output": _input_parts(content) if _has_image(content) else _text(content),
+                }
+            )
             continue
         if role == "assistant":  # earlier answers are text (output_text); input_* parts are for the caller's turns
             text = _text(content)
             if text:
                 items.append({"role": "assistant", "content": text})
-            items.extend({"type": "function_call", "call_id": c.id, "name": c.name, "arguments": arguments_json(c)}
-                         for c in calls_of(m))
+            items.extend(
+                {"type": "function_call", "call_id": c.id, "name": c.name, "arguments": arguments_json(c)}
+                for c in calls_of(m)
+            )
             continue
         items.append({"role": role, "content": _input_parts(content) if isinstance(content, list) else content})
     return items
 
 
 def _input_parts(content: Any) -> list[dict[str, Any]]:
-    return [{"type": "input_text", "text": p["text"]} if p["type"] == "text"
-            else {"type": "input_image", "image_url": data_url(p), "detail": "auto"} for p in parts_of(content)]
+    return [
+        {"type": "input_text", "text": p["text"]}
+        if p["type"] == "text"
+        else {"type": "input_image", "image_url": data_url(p), "detail": "auto"}
+        for p in parts_of(content)
+    ]
 
 
 def _has_image(content: Any) -> bool:
@@ -139,15 +153,29 @@ def _has_image(content: Any) -> bool:
 
 def _add_tools_and_schema(body: dict[str, Any], request: ChatRequest) -> None:
     if request.tools:
-        body["tools"] = [{"type": "function", "name": t.name, "description": t.description,
-                          "parameters": dict(t.parameters), "strict": False} for t in request.tools]
+        body["tools"] = [
+            {
+                "type": "function",
+                "name": t.name,
+                "description": t.description,
+                "parameters": dict(t.parameters),
+                "strict": False,
+            }
+            for t in request.tools
+        ]
     choice = request.tool_choice
     if choice is not None:
         body["tool_choice"] = choice.mode if choice.mode != "tool" else {"type": "function", "name": choice.name}
     fmt = request.response_format
     if fmt is not None:
-        body["text"] = {"format": {"type": "json_schema", "name": schema_name(fmt.name), "schema": dict(fmt.schema),
-                                   "strict": False}}
+        body["text"] = {
+            "format": {
+                "type": "json_schema",
+                "name": schema_name(fmt.name),
+                "schema": dict(fmt.schema),
+                "strict": False,
+            }
+        }
 
 
 def _text(content: Any) -> str:
@@ -192,8 +220,9 @@ class _ResponsesStream(StreamParser):
             raise error_from_event(self.ctx, response.get("error") or {"message": "response.failed"})
         elif kind == "error":
             err = payload["error"] if isinstance(payload.get("error"), dict) else payload
-            raise error_from_event(self.ctx, {"code": err.get("code") or err.get("type"),
-                                              "message": err.get("message") or "error event"})
+            raise error_from_event(
+                self.ctx, {"code": err.get("code") or err.get("type"), "message": err.get("message") or "error event"}
+            )
         return None
 
     def _item(self, kind: str, index: int, item: dict[str, Any]) -> None:
@@ -206,8 +235,13 @@ class _ResponsesStream(StreamParser):
             return
         call = self._calls.pop(index, None) or [None, None, []]
         arguments = item.get("arguments")  # the whole string; the deltas if a server left it out
-        self.tool_calls.append(tool_call(item.get("call_id") or call[0], item.get("name") or call[1],
-                                         arguments if arguments is not None else "".join(call[2])))
+        self.tool_calls.append(
+            tool_call(
+                item.get("call_id") or call[0],
+                item.get("name") or call[1],
+                arguments if arguments is not None else "".join(call[2]),
+            )
+        )
 
     def _end(self, response: dict[str, Any]) -> None:
         for index in sorted(self._calls):  # calls a server never sent output_item.done for: their deltas

@@ -18,5 +18,13 @@ from ._bound import simulated_router, simulator_for
 from ._profiles import ANSWER_FAULTS, DEFAULT_PROFILES, FAULT_KINDS, ProviderProfile, load_profiles
 from ._server import Simulator
 
-__all__ = ["ANSWER_FAULTS", "DEFAULT_PROFILES", "FAULT_KINDS", "ProviderProfile", "Simulator", "load_profiles",
-           "simulated_router", "simulator_for"]
+__all__ = [
+    "ANSWER_FAULTS",
+    "DEFAULT_PROFILES",
+    "FAULT_KINDS",
+    "ProviderProfile",
+    "Simulator",
+    "load_profiles",
+    "simulated_router",
+    "simulator_for",
+]

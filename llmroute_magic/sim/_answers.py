@@ -27,9 +27,10 @@ import json
 import math
 import random
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
 
 from ._neutral import USER, SimRequest, Tool
 
@@ -85,7 +86,7 @@ class Answer:
             return len(self.pieces)
         return len(self.pieces) + sum(len(c.pieces) for c in self.tool_calls)
 
-    def prefix(self, tokens: int) -> "Answer":
+    def prefix(self, tokens: int) -> Answer:
         """The first ``tokens`` tokens (what a stream had sent when it broke off)."""
         if self.kind != "tool_calls":
             return replace(self, pieces=self.pieces[:tokens])
@@ -146,6 +147,7 @@ def make_answer(req: SimRequest, seed: int, *, ignore_schema: bool = False) -> A
 
 # -- tool calls --------------------------------------------------------------------------------
 
+
 def _mentions(text: str, name: str) -> bool:
     return re.search(r"(?<![A-Za-z0-9_])" + re.escape(name) + r"(?![A-Za-z0-9_])", text, re.IGNORECASE) is not None
 
@@ -169,7 +171,7 @@ def chosen_tools(req: SimRequest) -> list[Tool]:
 
 def _json_pieces(text: str) -> tuple[str, ...]:
     n = JSON_CHARS_PER_TOKEN
-    return tuple(text[i:i + n] for i in range(0, len(text), n))
+    return tuple(text[i : i + n] for i in range(0, len(text), n))
 
 
 def _tool_answer(req: SimRequest, seed: int, tools: list[Tool]) -> Answer:
@@ -200,7 +202,7 @@ def _json_answer(req: SimRequest, seed: int) -> Answer:
         value = {"answer": "".join(answer_pieces(req.key, seed)[0])}
     pieces = _json_pieces(_json_text(value))
     cut = req.max_tokens is not None and len(pieces) > req.max_tokens
-    return Answer("json", pieces[:req.max_tokens] if cut else pieces, cut=cut)
+    return Answer("json", pieces[: req.max_tokens] if cut else pieces, cut=cut)
 
 
 # -- values for a JSON schema ------------------------------------------------------------------
@@ -302,8 +304,11 @@ class _Gen:
 
     def obj(self, schema: Mapping, depth: int) -> dict:
         props = schema.get("properties") if isinstance(schema.get("properties"), Mapping) else {}
-        required = [r for r in schema.get("required", []) if isinstance(r, str)] \
-            if isinstance(schema.get("required"), list) else []
+        required = (
+            [r for r in schema.get("required", []) if isinstance(r, str)]
+            if isinstance(schema.get("required"), list)
+            else []
+        )
         names = list(props) if depth < _MAX_DEPTH else [p for p in props if p in required]
         out = {name: self.value(props[name], depth + 1) for name in names}
         for name in required:
@@ -316,8 +321,7 @@ class _Gen:
         low = schema.get("minProperties")
         if isinstance(low, int) and len(out) < low and extra is not False:
             for i in range(low - len(out)):
-                out[f"field_{i}"] = self.value(extra if isinstance(extra, Mapping) else {"type": "string"},
-                                               depth + 1)
+                out[f"field_{i}"] = self.value(extra if isinstance(extra, Mapping) else {"type": "string"}, depth + 1)
         return out
 
     def array(self, schema: Mapping, depth: int) -> list:
@@ -393,8 +397,10 @@ class _Gen:
         rng = self.rng
         fmt = schema.get("format")
         if fmt == "date-time":
-            value = f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:" \
-                    f"{rng.randint(0, 59):02d}:00Z"
+            value = (
+                f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:"
+                f"{rng.randint(0, 59):02d}:00Z"
+            )
         elif fmt == "date":
             value = f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
         elif fmt == "time":

@@ -21,7 +21,8 @@ import itertools
 import json
 import socket
 import struct
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -137,7 +138,7 @@ class _Reset:
 class _Hang:
     """Accept the request and never answer; give up when the client leaves, the server stops, or after the cap."""
 
-    def __init__(self, app: "SimApp") -> None:
+    def __init__(self, app: SimApp) -> None:
         self._app = app
 
     async def __call__(self, scope, receive, send) -> None:
@@ -153,8 +154,9 @@ class _Stream:
     pacing, frames are coalesced up to each billing point so a fast stream costs few writes.
     """
 
-    def __init__(self, app: "SimApp", plan: Plan, rid: str, steps: list[Step], content_type: bytes, status: str,
-                 close: bool) -> None:
+    def __init__(
+        self, app: SimApp, plan: Plan, rid: str, steps: list[Step], content_type: bytes, status: str, close: bool
+    ) -> None:
         self._app = app
         self._plan = plan
         self._rid = rid
@@ -174,8 +176,11 @@ class _Stream:
         if plan.delay_s > 0 and not await _wait_unless_gone(plan.delay_s, receive):
             state.record(name, "disconnected")
             return
-        headers = [(b"content-type", self._content_type), (b"cache-control", b"no-cache"),
-                   (b"x-request-id", self._rid.encode())]
+        headers = [
+            (b"content-type", self._content_type),
+            (b"cache-control", b"no-cache"),
+            (b"x-request-id", self._rid.encode()),
+        ]
         if self._close:
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -216,14 +221,16 @@ class SimApp:
         self.state = state
         self._ids = itertools.count(1)
         self.stopping: asyncio.Event | None = None
-        self.starlette = Starlette(routes=[
-            Route("/_sim/stats", self._stats, methods=["GET"]),
-            Route("/_sim/reset", self._reset, methods=["POST"]),
-            Route("/_sim/profiles", self._list_profiles, methods=["GET"]),
-            Route("/_sim/profiles/{name}", self._update_profile, methods=["POST"]),
-            Route("/_sim/inject/{name}", self._inject, methods=["POST"]),
-            Route("/{path:path}", self._unknown, methods=_ALL_METHODS),
-        ])
+        self.starlette = Starlette(
+            routes=[
+                Route("/_sim/stats", self._stats, methods=["GET"]),
+                Route("/_sim/reset", self._reset, methods=["POST"]),
+                Route("/_sim/profiles", self._list_profiles, methods=["GET"]),
+                Route("/_sim/profiles/{name}", self._update_profile, methods=["POST"]),
+                Route("/_sim/inject/{name}", self._inject, methods=["POST"]),
+                Route("/{path:path}", self._unknown, methods=_ALL_METHODS),
+            ]
+        )
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
@@ -239,8 +246,12 @@ class SimApp:
                 fmt, route, params = hit
                 name = parts[1]
                 if self.state.get(name) is None:
-                    responder: Any = _reply(fmt.error("not_found", (
-                        f"Unknown simulated provider {name!r}; known providers: {', '.join(self.state.names())}.")))
+                    responder: Any = _reply(
+                        fmt.error(
+                            "not_found",
+                            (f"Unknown simulated provider {name!r}; known providers: {', '.join(self.state.names())}."),
+                        )
+                    )
                 elif scope["method"] != "POST":
                     reply = fmt.error("method_not_allowed", f"Method {scope['method']} not allowed; use POST.")
                     responder = _JSON(reply.status, reply.body, {**(reply.headers or {}), "allow": "POST"})
@@ -261,9 +272,15 @@ class SimApp:
         first = path.split("/")[1] if path.count("/") >= 2 else ""
         profile = self.state.get(first)
         fmt = FORMATS.get(profile.api, DEFAULT_FORMAT) if profile is not None else ROUTES.guess(path)
-        return _reply(fmt.error("not_found", (
-            f"Unknown path {path!r}. The simulator serves {ROUTES.describe()}; known providers: "
-            f"{', '.join(self.state.names())}.")))
+        return _reply(
+            fmt.error(
+                "not_found",
+                (
+                    f"Unknown path {path!r}. The simulator serves {ROUTES.describe()}; known providers: "
+                    f"{', '.join(self.state.names())}."
+                ),
+            )
+        )
 
     # -- a provider call, in any format -----------------------------------------------------------
     async def _provider(self, scope, receive, fmt: WireFormat, call: Call) -> Any:
@@ -276,10 +293,12 @@ class SimApp:
             return _reply(fmt.error("invalid_request", exc.message, exc.param))
         except Exception as exc:  # noqa: BLE001 - a format bug still ends as a counted answer, never a bare crash
             state.count_unadmitted(name, "400")
-            return _reply(fmt.error("invalid_request", f"The simulator could not read this request "
-                                                       f"({type(exc).__name__}: {exc})."))
-        plan = state.admit(name, stream=req.stream,
-                           key_ok=lambda p: _key_matches(fmt.api_key(call), p.require_api_key))
+            return _reply(
+                fmt.error(
+                    "invalid_request", f"The simulator could not read this request ({type(exc).__name__}: {exc})."
+                )
+            )
+        plan = state.admit(name, stream=req.stream, key_ok=lambda p: _key_matches(fmt.api_key(call), p.require_api_key))
         profile, fault = plan.profile, plan.fault
         try:  # zero-cost in Python 3.11; a failure below still ends the admitted request under one status
             if fault is not None and fault not in _ANSWERED_FAULTS and (fault != "stream_error" or not req.stream):
@@ -301,8 +320,15 @@ class SimApp:
             if req.stream:
                 body_fault = fault if fault in _BODY_FAULTS else None
                 steps = fmt.render_stream(rid, req, answer, usage, body_fault)
-                return _Stream(self, plan, rid, steps, fmt.stream_media_type(req), status=body_fault or status,
-                               close=body_fault is not None)
+                return _Stream(
+                    self,
+                    plan,
+                    rid,
+                    steps,
+                    fmt.stream_media_type(req),
+                    status=body_fault or status,
+                    close=body_fault is not None,
+                )
 
             if plan.delay_s > 0 and not await _wait_unless_gone(plan.delay_s, receive):
                 state.record(name, "disconnected")

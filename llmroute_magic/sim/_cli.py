@@ -13,10 +13,14 @@ DEFAULT_PORT = 8765
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
-                        help=f"port on 127.0.0.1 (default {DEFAULT_PORT}; 0 picks a free one)")
-    parser.add_argument("--profiles", metavar="FILE.toml",
-                        help="TOML file of [[providers]] tables (default: sim-openai, sim-anthropic, sim-local)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT}; 0 picks a free one)"
+    )
+    parser.add_argument(
+        "--profiles",
+        metavar="FILE.toml",
+        help="TOML file of [[providers]] tables (default: sim-openai, sim-anthropic, sim-local)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

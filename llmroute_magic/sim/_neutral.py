@@ -11,8 +11,9 @@ Tool definitions and response schemas are not counted.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 IMAGE_TOKENS = 85  # input tokens per image (OpenAI's flat price of a low-detail image)
 

@@ -91,21 +91,24 @@ def _whole(name: str, field_name: str, value: Any, *, strictly_positive: bool) -
 def _faults(name: str, value: Any) -> dict[str, float]:
     where = _where(name, "faults")
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{where}: expected a table of fault kind -> probability (0..1), got {value!r}",
-                          field=where)
+        raise ConfigError(f"{where}: expected a table of fault kind -> probability (0..1), got {value!r}", field=where)
     out: dict[str, float] = {}
     for kind, p in value.items():
         if kind not in INJECTABLE:
-            raise ConfigError(f"{where}.{kind}: unknown fault kind {kind!r}; allowed: {', '.join(INJECTABLE)}",
-                              field=f"{where}.{kind}")
+            raise ConfigError(
+                f"{where}.{kind}: unknown fault kind {kind!r}; allowed: {', '.join(INJECTABLE)}",
+                field=f"{where}.{kind}",
+            )
         p = _number(name, f"faults.{kind}", p)
         if p > 1:
-            raise ConfigError(f"{where}.{kind}: a probability must be between 0 and 1, got {p!r}",
-                              field=f"{where}.{kind}")
+            raise ConfigError(
+                f"{where}.{kind}: a probability must be between 0 and 1, got {p!r}", field=f"{where}.{kind}"
+            )
         out[kind] = p
     if sum(out.values()) > 1 + 1e-9:
-        raise ConfigError(f"{where}: probabilities add up to {sum(out.values()):g}; they must add up to at most 1",
-                          field=where)
+        raise ConfigError(
+            f"{where}: probabilities add up to {sum(out.values()):g}; they must add up to at most 1", field=where
+        )
     return out
 
 
@@ -147,19 +150,27 @@ class ProviderProfile:
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise ConfigError(
                 f"profiles.name: expected a name of letters, digits, '.', '_' or '-' (usable in a URL path), "
-                f"got {name!r}", field="profiles.name")
+                f"got {name!r}",
+                field="profiles.name",
+            )
         if not isinstance(self.api, str) or self.api not in FORMATS:
             from .._types import APIS as ROUTER_APIS
 
-            why = ("has no simulated wire format yet (no module registered in sim/_wire)"
-                   if self.api in ROUTER_APIS else "is unknown")
-            raise ConfigError(f"{_where(name, 'api')}: api {self.api!r} {why}; allowed: {', '.join(FORMATS)}",
-                              field=_where(name, "api"))
+            why = (
+                "has no simulated wire format yet (no module registered in sim/_wire)"
+                if self.api in ROUTER_APIS
+                else "is unknown"
+            )
+            raise ConfigError(
+                f"{_where(name, 'api')}: api {self.api!r} {why}; allowed: {', '.join(FORMATS)}",
+                field=_where(name, "api"),
+            )
         if not isinstance(self.model, str) or not self.model.strip():
-            raise ConfigError(f"{_where(name, 'model')}: expected a non-empty model name, got {self.model!r}",
-                              field=_where(name, "model"))
-        for f in ("latency_s", "jitter_s", "ttft_s", "tokens_per_s", "input_price", "output_price",
-                  "retry_after_s"):
+            raise ConfigError(
+                f"{_where(name, 'model')}: expected a non-empty model name, got {self.model!r}",
+                field=_where(name, "model"),
+            )
+        for f in ("latency_s", "jitter_s", "ttft_s", "tokens_per_s", "input_price", "output_price", "retry_after_s"):
             set_(f, _number(name, f, getattr(self, f)))
         set_("context_window", _whole(name, "context_window", self.context_window, strictly_positive=True))
         if self.rate_limit_rpm is not None:
@@ -168,12 +179,16 @@ class ProviderProfile:
         set_("faults", _faults(name, self.faults))
         for flag in ("no_usage", "vision"):
             if not isinstance(getattr(self, flag), bool):
-                raise ConfigError(f"{_where(name, flag)}: expected true or false, got {getattr(self, flag)!r}",
-                                  field=_where(name, flag))
+                raise ConfigError(
+                    f"{_where(name, flag)}: expected true or false, got {getattr(self, flag)!r}",
+                    field=_where(name, flag),
+                )
         key = self.require_api_key
         if key is not None and (not isinstance(key, str) or not key):
-            raise ConfigError(f"{_where(name, 'require_api_key')}: expected a non-empty string or nothing",
-                              field=_where(name, "require_api_key"))
+            raise ConfigError(
+                f"{_where(name, 'require_api_key')}: expected a non-empty string or nothing",
+                field=_where(name, "require_api_key"),
+            )
 
     def replace(self, **changes: Any) -> ProviderProfile:
         """A validated copy with some fields changed; unknown field names are an error.
@@ -185,8 +200,9 @@ class ProviderProfile:
         unknown = sorted(set(changes) - set(PROFILE_FIELDS))
         if unknown:
             where = _where(self.name, unknown[0])
-            raise ConfigError(f"{where}: unknown field {unknown[0]!r}; allowed: {', '.join(PROFILE_FIELDS)}",
-                              field=where)
+            raise ConfigError(
+                f"{where}: unknown field {unknown[0]!r}; allowed: {', '.join(PROFILE_FIELDS)}", field=where
+            )
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -205,23 +221,91 @@ class ProviderProfile:
 PROFILE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ProviderProfile))
 
 DEFAULT_PROFILES: tuple[ProviderProfile, ...] = (
-    ProviderProfile("sim-openai", api="openai", model="gpt-4o-mini", latency_s=0.04, jitter_s=0.02,
-                    ttft_s=0.03, tokens_per_s=1000.0, input_price=0.15, output_price=0.60, seed=1),
-    ProviderProfile("sim-anthropic", api="anthropic", model="claude-3-5-haiku-latest", latency_s=0.12,
-                    jitter_s=0.04, ttft_s=0.08, tokens_per_s=500.0, input_price=0.80, output_price=4.00,
-                    context_window=200_000, seed=2),
-    ProviderProfile("sim-local", api="openai", model="llama-3.1-8b", latency_s=0.3, jitter_s=0.1, ttft_s=0.2,
-                    tokens_per_s=200.0, context_window=8_192, seed=3),
+    ProviderProfile(
+        "sim-openai",
+        api="openai",
+        model="gpt-4o-mini",
+        latency_s=0.04,
+        jitter_s=0.02,
+        ttft_s=0.03,
+        tokens_per_s=1000.0,
+        input_price=0.15,
+        output_price=0.60,
+        seed=1,
+    ),
+    ProviderProfile(
+        "sim-anthropic",
+        api="anthropic",
+        model="claude-3-5-haiku-latest",
+        latency_s=0.12,
+        jitter_s=0.04,
+        ttft_s=0.08,
+        tokens_per_s=500.0,
+        input_price=0.80,
+        output_price=4.00,
+        context_window=200_000,
+        seed=2,
+    ),
+    ProviderProfile(
+        "sim-local",
+        api="openai",
+        model="llama-3.1-8b",
+        latency_s=0.3,
+        jitter_s=0.1,
+        ttft_s=0.2,
+        tokens_per_s=200.0,
+        context_window=8_192,
+        seed=3,
+    ),
     # One of each native format (DESIGN 12), priced as their vendors price these models.
-    ProviderProfile("sim-gemini", api="gemini", model="gemini-2.5-flash", latency_s=0.06, jitter_s=0.02,
-                    ttft_s=0.04, tokens_per_s=800.0, input_price=0.30, output_price=2.50,
-                    context_window=1_048_576, seed=4),
-    ProviderProfile("sim-azure", api="azure", model="gpt-4o-mini", latency_s=0.05, jitter_s=0.02, ttft_s=0.04,
-                    tokens_per_s=800.0, input_price=0.15, output_price=0.60, seed=5),
-    ProviderProfile("sim-ollama", api="ollama", model="gemma3:4b", latency_s=0.15, jitter_s=0.05, ttft_s=0.1,
-                    tokens_per_s=300.0, context_window=32_768, seed=6),
-    ProviderProfile("sim-responses", api="openai-responses", model="gpt-4o-mini", latency_s=0.04, jitter_s=0.02,
-                    ttft_s=0.03, tokens_per_s=1000.0, input_price=0.15, output_price=0.60, seed=7),
+    ProviderProfile(
+        "sim-gemini",
+        api="gemini",
+        model="gemini-2.5-flash",
+        latency_s=0.06,
+        jitter_s=0.02,
+        ttft_s=0.04,
+        tokens_per_s=800.0,
+        input_price=0.30,
+        output_price=2.50,
+        context_window=1_048_576,
+        seed=4,
+    ),
+    ProviderProfile(
+        "sim-azure",
+        api="azure",
+        model="gpt-4o-mini",
+        latency_s=0.05,
+        jitter_s=0.02,
+        ttft_s=0.04,
+        tokens_per_s=800.0,
+        input_price=0.15,
+        output_price=0.60,
+        seed=5,
+    ),
+    ProviderProfile(
+        "sim-ollama",
+        api="ollama",
+        model="gemma3:4b",
+        latency_s=0.15,
+        jitter_s=0.05,
+        ttft_s=0.1,
+        tokens_per_s=300.0,
+        context_window=32_768,
+        seed=6,
+    ),
+    ProviderProfile(
+        "sim-responses",
+        api="openai-responses",
+        model="gpt-4o-mini",
+        latency_s=0.04,
+        jitter_s=0.02,
+        ttft_s=0.03,
+        tokens_per_s=1000.0,
+        input_price=0.15,
+        output_price=0.60,
+        seed=7,
+    ),
 )
 """The providers a ``Simulator()`` serves when given no profiles (and ``llmroute sim`` without
 ``--profiles``): sim-openai (fast, cheap), sim-anthropic (slower, dearer, 200k context) and
@@ -270,13 +354,15 @@ def profiles_from_data(data: Mapping[str, Any]) -> list[ProviderProfile]:
     for i, table in enumerate(tables):
         name = table.get("name")
         if name is None:
-            raise ConfigError(f"providers[{i}].name: every [[providers]] table needs a name",
-                              field=f"providers[{i}].name")
+            raise ConfigError(
+                f"providers[{i}].name: every [[providers]] table needs a name", field=f"providers[{i}].name"
+            )
         unknown = sorted(set(table) - set(PROFILE_FIELDS))
         if unknown:
             where = _where(name, unknown[0])
-            raise ConfigError(f"{where}: unknown field {unknown[0]!r}; allowed: {', '.join(PROFILE_FIELDS)}",
-                              field=where)
+            raise ConfigError(
+                f"{where}: unknown field {unknown[0]!r}; allowed: {', '.join(PROFILE_FIELDS)}", field=where
+            )
         profile = ProviderProfile(**table)
         if profile.name in seen:
             raise ConfigError(f"{_where(name, 'name')}: duplicate provider name {name!r}", field=_where(name, "name"))

@@ -58,8 +58,14 @@ class Simulator:
         (1, True)
     """
 
-    def __init__(self, profiles: Iterable[ProviderProfile] | Mapping[str, ProviderProfile] | None = None,
-                 port: int = 0, *, host: str = "127.0.0.1", clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        profiles: Iterable[ProviderProfile] | Mapping[str, ProviderProfile] | None = None,
+        port: int = 0,
+        *,
+        host: str = "127.0.0.1",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ConfigError(f"port: expected a whole number 0..65535, got {port!r}", field="port")
         from ._app import SimApp  # starlette is only needed once a simulator is built
@@ -101,10 +107,19 @@ class Simulator:
                 raise
             self._port = sock.getsockname()[1]
             config = uvicorn.Config(
-                self._app, host=self._host, port=self._port, log_config=None, log_level="warning",
-                access_log=False, lifespan="off", timeout_keep_alive=_KEEP_ALIVE_S, timeout_graceful_shutdown=2,
+                self._app,
+                host=self._host,
+                port=self._port,
+                log_config=None,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                timeout_keep_alive=_KEEP_ALIVE_S,
+                timeout_graceful_shutdown=2,
                 http="httptools" if importlib.util.find_spec("httptools") else "h11",
-                ws="none", server_header=False)
+                ws="none",
+                server_header=False,
+            )
             server = uvicorn.Server(config)
             errors: list[BaseException] = []
 
@@ -231,11 +246,23 @@ class Simulator:
         for n in chosen:
             p = self._profile(n)
             fmt = FORMATS[p.api]
-            extra = {"capabilities": frozenset(CAPABILITIES) - (set() if p.vision else {"vision"}),
-                     **fmt.spec_fields(p)}
-            specs.append(ProviderSpec(name=n, model=p.model, api=p.api, base_url=fmt.base_url(self.url, n),
-                                      api_key=p.require_api_key or "sim", input_price=p.input_price,
-                                      output_price=p.output_price, context_window=p.context_window, **extra))
+            extra = {
+                "capabilities": frozenset(CAPABILITIES) - (set() if p.vision else {"vision"}),
+                **fmt.spec_fields(p),
+            }
+            specs.append(
+                ProviderSpec(
+                    name=n,
+                    model=p.model,
+                    api=p.api,
+                    base_url=fmt.base_url(self.url, n),
+                    api_key=p.require_api_key or "sim",
+                    input_price=p.input_price,
+                    output_price=p.output_price,
+                    context_window=p.context_window,
+                    **extra,
+                )
+            )
         return specs
 
     # -- profiles and faults --------------------------------------------------------------------
@@ -248,7 +275,7 @@ class Simulator:
 
         Examples:
             >>> list(sim.profiles)
-            ['sim-openai', 'sim-anthropic', 'sim-local']
+            ['sim-openai', 'sim-anthropic', 'sim-local', 'sim-gemini', 'sim-azure', 'sim-ollama', 'sim-responses']
         """
         return self._state.profiles()
 

@@ -84,8 +84,9 @@ class SimState:
         """The profile of ``name``, or a ConfigError naming the providers there are."""
         profile = self._profiles.get(name)
         if profile is None:
-            raise ConfigError(f"provider: unknown simulated provider {name!r}; known: {', '.join(self._profiles)}",
-                              field="provider")
+            raise ConfigError(
+                f"provider: unknown simulated provider {name!r}; known: {', '.join(self._profiles)}", field="provider"
+            )
         return profile
 
     def update(self, name: str, **changes: Any) -> ProviderProfile:
@@ -100,8 +101,10 @@ class SimState:
         faults = list(faults)
         for f in faults:
             if f is not None and f not in INJECTABLE:
-                raise ConfigError(f"inject: unknown fault kind {f!r}; allowed: None (a normal answer), "
-                                  f"{', '.join(INJECTABLE)}", field="inject")
+                raise ConfigError(
+                    f"inject: unknown fault kind {f!r}; allowed: None (a normal answer), {', '.join(INJECTABLE)}",
+                    field="inject",
+                )
         with self._lock:
             self.known(name)
             self._queued[name].extend(faults)

@@ -428,8 +428,12 @@ def open_notebook(browser, lab_server: LabServer, artifacts_dir: Path, request: 
                     pass
             shutil.copy(lab_server.log_path, artifacts_dir / "jupyterlab.log")
             (artifacts_dir / "browser-console.txt").write_text(
-                "\n".join([*(f"console error: {e}" for nb in notebooks for e in nb.console_errors),
-                           *(f"page error: {e}" for nb in notebooks for e in nb.page_errors)])
+                "\n".join(
+                    [
+                        *(f"console error: {e}" for nb in notebooks for e in nb.console_errors),
+                        *(f"page error: {e}" for nb in notebooks for e in nb.page_errors),
+                    ]
+                )
             )
         for context in contexts:
             context.close()

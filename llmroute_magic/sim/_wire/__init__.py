@@ -66,11 +66,10 @@ How to add a format (e.g. Ollama's native API)
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Mapping
 
-from ._base import (ERROR_STATUS, FAULT_STATUS, HTTP_FAULTS, Call, Reply, Route, Step, Usage, WireFormat,
-                    broken_stream)
+from ._base import ERROR_STATUS, FAULT_STATUS, HTTP_FAULTS, Call, Reply, Route, Step, Usage, WireFormat, broken_stream
 from .anthropic import AnthropicMessages
 from .azure import AzureChat
 from .gemini import GeminiGenerateContent
@@ -92,8 +91,9 @@ class RouteTable:
         for route in fmt.routes:
             if route.is_static and route.pattern in self.static_hits:
                 other = self.static_hits[route.pattern][0]
-                raise RuntimeError(f"sim wire formats {other.api!r} and {fmt.api!r} both serve "
-                                   f"/<provider>/{route.pattern}")
+                raise RuntimeError(
+                    f"sim wire formats {other.api!r} and {fmt.api!r} both serve /<provider>/{route.pattern}"
+                )
         for route in fmt.routes:
             if route.is_static:
                 self.static_hits[route.pattern] = (fmt, route, _NO_PARAMS)
@@ -163,5 +163,21 @@ for _format in (
 
 DEFAULT_FORMAT = FORMATS["openai"]  # the shape of errors that belong to no format (control routes, unknown paths)
 
-__all__ = ["DEFAULT_FORMAT", "ERROR_STATUS", "FAULT_STATUS", "FORMATS", "HTTP_FAULTS", "ROUTES", "Call", "Reply",
-           "Route", "RouteTable", "Step", "Usage", "WireFormat", "broken_stream", "register", "unregister"]
+__all__ = [
+    "DEFAULT_FORMAT",
+    "ERROR_STATUS",
+    "FAULT_STATUS",
+    "FORMATS",
+    "HTTP_FAULTS",
+    "ROUTES",
+    "Call",
+    "Reply",
+    "Route",
+    "RouteTable",
+    "Step",
+    "Usage",
+    "WireFormat",
+    "broken_stream",
+    "register",
+    "unregister",
+]

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 from urllib.parse import parse_qs
 
 from .._answers import Answer
@@ -82,7 +83,7 @@ class Route:
     def regex(self) -> re.Pattern:
         out, pos = [], 0
         for m in re.finditer(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", self.pattern):
-            out.append(re.escape(self.pattern[pos:m.start()]))
+            out.append(re.escape(self.pattern[pos : m.start()]))
             out.append(f"(?P<{m.group(1)}>[^/]+)")
             pos = m.end()
         out.append(re.escape(self.pattern[pos:]))
@@ -121,17 +122,32 @@ class Call:
 
 # Faults that answer with an HTTP error; the other fault kinds are handled by the app
 # (hang, reset) or change a 200 answer (malformed_json, truncated_stream, stream_error, ignore_schema).
-HTTP_FAULTS = frozenset({
-    "rate_limit", "rate_limit_no_retry_after", "insufficient_quota", "server_error", "bad_gateway", "unavailable",
-    "gateway_timeout", "overloaded", "invalid_request", "context_length", "unauthorized", "forbidden",
-    "model_not_found"})
+HTTP_FAULTS = frozenset(
+    {
+        "rate_limit",
+        "rate_limit_no_retry_after",
+        "insufficient_quota",
+        "server_error",
+        "bad_gateway",
+        "unavailable",
+        "gateway_timeout",
+        "overloaded",
+        "invalid_request",
+        "context_length",
+        "unauthorized",
+        "forbidden",
+        "model_not_found",
+    }
+)
 
 # fault kind -> (HTTP status most providers use, a message formats may reuse)
 FAULT_STATUS: dict[str, tuple[int, str]] = {
     "rate_limit": (429, "Rate limit reached for requests (simulated). Please try again later."),
     "rate_limit_no_retry_after": (429, "Rate limit reached for requests (simulated). Please try again later."),
-    "insufficient_quota": (429, "You exceeded your current quota, please check your plan and billing details "
-                                "(simulated)."),
+    "insufficient_quota": (
+        429,
+        "You exceeded your current quota, please check your plan and billing details (simulated).",
+    ),
     "server_error": (500, "The server had an error while processing your request (simulated)."),
     "stream_error": (500, "The server had an error while processing your request (simulated)."),
     "bad_gateway": (502, "Bad gateway (simulated)."),
@@ -189,7 +205,7 @@ class WireFormat:
         """The base URL the format's official SDK takes for ``provider`` on a server at ``root``."""
         return f"{root}/{provider}{self.base_path}"
 
-    def spec_fields(self, profile: "ProviderProfile") -> dict[str, Any]:
+    def spec_fields(self, profile: ProviderProfile) -> dict[str, Any]:
         """Extra ``ProviderSpec`` fields for a provider of this format (e.g. Azure's ``api_version``)."""
         return {}
 
@@ -219,8 +235,9 @@ class WireFormat:
         Gemini's JSON-array streams without ``?alt=sse`` do)."""
         return self.stream_content_type
 
-    def render_stream(self, rid: str, req: SimRequest, answer: Answer, usage: Usage | None,
-                      fault: str | None) -> list[Step]:
+    def render_stream(
+        self, rid: str, req: SimRequest, answer: Answer, usage: Usage | None, fault: str | None
+    ) -> list[Step]:
         """The frames of a streamed answer.
 
         ``fault`` is None (a whole stream), ``"truncated_stream"`` (stop after ``broken_stream(answer,
@@ -239,7 +256,7 @@ class WireFormat:
         return body[: len(body) // 2]
 
     # -- errors ---------------------------------------------------------------------------------
-    def fault(self, kind: str, req: SimRequest, profile: "ProviderProfile", retry_after_s: float) -> Reply:
+    def fault(self, kind: str, req: SimRequest, profile: ProviderProfile, retry_after_s: float) -> Reply:
         """The HTTP error answer for a fault kind in ``HTTP_FAULTS`` (and ``stream_error`` on a plain request).
 
         Uses the format's own error shape; ``rate_limit`` carries the format's retry headers
@@ -316,7 +333,7 @@ def content_text(content: Any) -> str:
 def image_url(value: Any, param: str) -> str:
     """An image given by URL: an http(s) URL or a base64 data: URL."""
     if not isinstance(value, str) or not (value.startswith(("http://", "https://")) or _DATA_URL.match(value)):
-        raise BadRequest(f"{param}: expected an http(s) URL or a data:image/...;base64, URL, got "
-                         f"{str(value)[:40]!r}.", param)
+        raise BadRequest(
+            f"{param}: expected an http(s) URL or a data:image/...;base64, URL, got {str(value)[:40]!r}.", param
+        )
     return value
-

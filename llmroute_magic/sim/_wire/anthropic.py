@@ -22,23 +22,52 @@ from typing import TYPE_CHECKING, Any
 
 from .._answers import Answer
 from .._neutral import ASSISTANT, TOOL, BadRequest, SimRequest, Tool
-from ._base import (ERROR_STATUS, FAULT_STATUS, Call, Reply, Route, Step, Usage, WireFormat, broken_stream,
-                    content_text, dumps, image_url, json_object, positive_int, retry_after_headers, schema_object,
-                    sse, tool_name)
+from ._base import (
+    ERROR_STATUS,
+    FAULT_STATUS,
+    Call,
+    Reply,
+    Route,
+    Step,
+    Usage,
+    WireFormat,
+    broken_stream,
+    content_text,
+    dumps,
+    image_url,
+    json_object,
+    positive_int,
+    retry_after_headers,
+    schema_object,
+    sse,
+    tool_name,
+)
 
 if TYPE_CHECKING:
     from .._profiles import ProviderProfile
 
 _FAULT_TYPES = {
-    "rate_limit": "rate_limit_error", "rate_limit_no_retry_after": "rate_limit_error", "server_error": "api_error",
-    "stream_error": "api_error", "bad_gateway": "api_error", "unavailable": "api_error",
-    "gateway_timeout": "api_error", "overloaded": "overloaded_error", "invalid_request": "invalid_request_error",
-    "unauthorized": "authentication_error", "forbidden": "permission_error",
+    "rate_limit": "rate_limit_error",
+    "rate_limit_no_retry_after": "rate_limit_error",
+    "server_error": "api_error",
+    "stream_error": "api_error",
+    "bad_gateway": "api_error",
+    "unavailable": "api_error",
+    "gateway_timeout": "api_error",
+    "overloaded": "overloaded_error",
+    "invalid_request": "invalid_request_error",
+    "unauthorized": "authentication_error",
+    "forbidden": "permission_error",
 }
-_ERROR_TYPES = {"invalid_request": "invalid_request_error", "not_found": "not_found_error",
-                "method_not_allowed": "invalid_request_error"}
-LOW_CREDIT = ("Your credit balance is too low to access the Anthropic API. "
-              "Please go to Plans & Billing to upgrade or purchase credits.")
+_ERROR_TYPES = {
+    "invalid_request": "invalid_request_error",
+    "not_found": "not_found_error",
+    "method_not_allowed": "invalid_request_error",
+}
+LOW_CREDIT = (
+    "Your credit balance is too low to access the Anthropic API. "
+    "Please go to Plans & Billing to upgrade or purchase credits."
+)
 _MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 
 
@@ -51,15 +80,19 @@ def _image(block: dict, where: str) -> None:
     kind = source.get("type") if isinstance(source, dict) else None
     if kind == "base64":
         if source.get("media_type") not in _MEDIA_TYPES:
-            raise BadRequest(f"{where}.source.media_type: expected one of {', '.join(_MEDIA_TYPES)}, got "
-                             f"{source.get('media_type')!r}.", f"{where}.source.media_type")
+            raise BadRequest(
+                f"{where}.source.media_type: expected one of {', '.join(_MEDIA_TYPES)}, got "
+                f"{source.get('media_type')!r}.",
+                f"{where}.source.media_type",
+            )
         if not isinstance(source.get("data"), str) or not source["data"]:
             raise BadRequest(f"{where}.source.data: base64 image data is required.", f"{where}.source.data")
     elif kind == "url":
         image_url(source.get("url"), f"{where}.source.url")
     else:
-        raise BadRequest(f"{where}.source: expected {{\"type\": \"base64\", ...}} or {{\"type\": \"url\", ...}}.",
-                         f"{where}.source")
+        raise BadRequest(
+            f'{where}.source: expected {{"type": "base64", ...}} or {{"type": "url", ...}}.', f"{where}.source"
+        )
 
 
 class AnthropicMessages(WireFormat):
@@ -82,8 +115,9 @@ class AnthropicMessages(WireFormat):
         images = 0
         for i, m in enumerate(messages):
             if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-                raise BadRequest(f"messages.{i}: each message must be an object with a role and content.",
-                                 f"messages.{i}")
+                raise BadRequest(
+                    f"messages.{i}: each message must be an object with a role and content.", f"messages.{i}"
+                )
             content, role = m.get("content"), m["role"]
             text = content if isinstance(content, str) else content_text(content)
             if isinstance(content, list):
@@ -114,8 +148,9 @@ class AnthropicMessages(WireFormat):
         if config is not None and isinstance(config, dict) and config.get("format") is not None:
             fmt = config["format"]
             if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
-                raise BadRequest("output_config.format: expected {\"type\": \"json_schema\", \"schema\": {...}}.",
-                                 "output_config.format")
+                raise BadRequest(
+                    'output_config.format: expected {"type": "json_schema", "schema": {...}}.', "output_config.format"
+                )
             req.json_schema = schema_object(fmt.get("schema"), "output_config.format.schema")
             req.json_mode = True
         return req
@@ -132,24 +167,28 @@ class AnthropicMessages(WireFormat):
             if t.get("type") not in (None, "custom"):
                 continue  # a server tool (web search, code execution, ...): the simulator never calls those
             description = t.get("description")
-            parsed.append(Tool(tool_name(t.get("name"), f"tools.{i}.name"),
-                               description if isinstance(description, str) else "",
-                               schema_object(t.get("input_schema"), f"tools.{i}.input_schema")))
+            parsed.append(
+                Tool(
+                    tool_name(t.get("name"), f"tools.{i}.name"),
+                    description if isinstance(description, str) else "",
+                    schema_object(t.get("input_schema"), f"tools.{i}.input_schema"),
+                )
+            )
         req.tools = tuple(parsed)
         choice = data.get("tool_choice")
         if choice is None:
             return
         kind = choice.get("type") if isinstance(choice, dict) else None
         if kind not in ("auto", "any", "tool", "none"):
-            raise BadRequest("tool_choice: expected {\"type\": \"auto\" | \"any\" | \"tool\" | \"none\"}.",
-                             "tool_choice")
+            raise BadRequest('tool_choice: expected {"type": "auto" | "any" | "tool" | "none"}.', "tool_choice")
         if kind != "none" and not req.tools:
             raise BadRequest("tool_choice: may only be specified while providing tools.", "tool_choice")
         if kind == "tool":
             name = choice.get("name")
             if req.tool(name) is None:
-                raise BadRequest(f"tool_choice.name: the tool {name!r} is not among the tools given.",
-                                 "tool_choice.name")
+                raise BadRequest(
+                    f"tool_choice.name: the tool {name!r} is not among the tools given.", "tool_choice.name"
+                )
             req.tool_choice, req.tool_name = "tool", name
         else:
             req.tool_choice = {"any": "required"}.get(kind, kind)
@@ -165,34 +204,59 @@ class AnthropicMessages(WireFormat):
 
     def render(self, rid: str, req: SimRequest, answer: Answer, usage: Usage | None) -> bytes:
         if answer.tool_calls:
-            content = [{"type": "tool_use", "id": "toolu_" + c.id, "name": c.name,
-                        "input": c.value if c.whole else {}} for c in answer.tool_calls]
+            content = [
+                {"type": "tool_use", "id": "toolu_" + c.id, "name": c.name, "input": c.value if c.whole else {}}
+                for c in answer.tool_calls
+            ]
         else:
             content = [{"type": "text", "text": answer.text}]
         body: dict[str, Any] = {
-            "id": rid, "type": "message", "role": "assistant", "model": req.model, "content": content,
-            "stop_reason": self._stop(answer), "stop_sequence": None,
+            "id": rid,
+            "type": "message",
+            "role": "assistant",
+            "model": req.model,
+            "content": content,
+            "stop_reason": self._stop(answer),
+            "stop_sequence": None,
         }
         if usage is not None:
             body["usage"] = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
         return dumps(body)
 
-    def render_stream(self, rid: str, req: SimRequest, answer: Answer, usage: Usage | None,
-                      fault: str | None) -> list[Step]:
+    def render_stream(
+        self, rid: str, req: SimRequest, answer: Answer, usage: Usage | None, fault: str | None
+    ) -> list[Step]:
         if fault == "malformed_json":
             return [(b'event: message_start\ndata: {"type": "message_start", <<not json>>\n\n', False, None)]
-        message: dict[str, Any] = {"id": rid, "type": "message", "role": "assistant", "model": req.model,
-                                   "content": [], "stop_reason": None, "stop_sequence": None}
+        message: dict[str, Any] = {
+            "id": rid,
+            "type": "message",
+            "role": "assistant",
+            "model": req.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+        }
         if usage is not None:
             message["usage"] = {"input_tokens": usage.input_tokens, "output_tokens": 0}
-        steps: list[Step] = [(sse({"type": "message_start", "message": message}, "message_start"), False,
-                              (usage.input_tokens, 0) if usage is not None else None)]
+        steps: list[Step] = [
+            (
+                sse({"type": "message_start", "message": message}, "message_start"),
+                False,
+                (usage.input_tokens, 0) if usage is not None else None,
+            )
+        ]
         ping = sse({"type": "ping"}, "ping")
         sent = broken_stream(answer, fault)
 
         def block_start(index: int, block: dict) -> None:
-            steps.append((sse({"type": "content_block_start", "index": index, "content_block": block},
-                              "content_block_start"), False, None))
+            steps.append(
+                (
+                    sse({"type": "content_block_start", "index": index, "content_block": block}, "content_block_start"),
+                    False,
+                    None,
+                )
+            )
             if index == 0:
                 steps.append((ping, False, None))
 
@@ -215,11 +279,18 @@ class AnthropicMessages(WireFormat):
             if fault is None:
                 steps.append(block_stop(0))
         if fault == "stream_error":
-            steps.append((sse({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
-                              "error"), False, None))
+            steps.append(
+                (
+                    sse({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, "error"),
+                    False,
+                    None,
+                )
+            )
         elif fault is None:
-            event: dict[str, Any] = {"type": "message_delta",
-                                     "delta": {"stop_reason": self._stop(answer), "stop_sequence": None}}
+            event: dict[str, Any] = {
+                "type": "message_delta",
+                "delta": {"stop_reason": self._stop(answer), "stop_sequence": None},
+            }
             if usage is not None:
                 event["usage"] = {"output_tokens": usage.output_tokens}
             steps.append((sse(event, "message_delta"), False, (0, usage.output_tokens) if usage is not None else None))
@@ -227,17 +298,25 @@ class AnthropicMessages(WireFormat):
         return steps
 
     # -- errors ---------------------------------------------------------------------------------
-    def fault(self, kind: str, req: SimRequest, profile: "ProviderProfile", retry_after_s: float) -> Reply:
+    def fault(self, kind: str, req: SimRequest, profile: ProviderProfile, retry_after_s: float) -> Reply:
         if kind == "insufficient_quota":
             return Reply(400, error_body("invalid_request_error", LOW_CREDIT))
         if kind == "context_length":
-            return Reply(400, error_body("invalid_request_error", f"prompt is too long: {req.input_tokens} tokens > "
-                                                                  f"{profile.context_window} maximum"))
+            return Reply(
+                400,
+                error_body(
+                    "invalid_request_error",
+                    f"prompt is too long: {req.input_tokens} tokens > {profile.context_window} maximum",
+                ),
+            )
         if kind == "model_not_found":
             return Reply(404, error_body("not_found_error", f"model: {req.model}"))
         status, message = FAULT_STATUS[kind]
-        return Reply(status, error_body(_FAULT_TYPES[kind], message),
-                     retry_after_headers(retry_after_s) if kind == "rate_limit" else None)
+        return Reply(
+            status,
+            error_body(_FAULT_TYPES[kind], message),
+            retry_after_headers(retry_after_s) if kind == "rate_limit" else None,
+        )
 
     def error(self, kind: str, message: str, param: str | None = None) -> Reply:
         return Reply(ERROR_STATUS[kind], error_body(_ERROR_TYPES[kind], message))

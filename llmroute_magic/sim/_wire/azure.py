@@ -44,35 +44,55 @@ if TYPE_CHECKING:
 
 PROMPT_FILTER_TRIGGER = "[[azure-content-filter:prompt]]"
 COMPLETION_FILTER_TRIGGER = "[[azure-content-filter:completion]]"
-PROMPT_FILTERED = ("The response was filtered due to the prompt triggering Azure OpenAI's content management "
-                   "policy. Please modify your prompt and retry. To learn more about our content filtering "
-                   "policies please read our documentation: https://go.microsoft.com/fwlink/?linkid=2198766")
+PROMPT_FILTERED = (
+    "The response was filtered due to the prompt triggering Azure OpenAI's content management "
+    "policy. Please modify your prompt and retry. To learn more about our content filtering "
+    "policies please read our documentation: https://go.microsoft.com/fwlink/?linkid=2198766"
+)
 QUOTA_RETRY_AFTER_S = 86_400  # a daily token quota: Azure's 429 asks to come back tomorrow
 
 _CATEGORIES = ("hate", "self_harm", "sexual", "violence")
 _SAFE = {c: {"filtered": False, "severity": "safe"} for c in _CATEGORIES}
 _FLAGGED = {**_SAFE, "violence": {"filtered": True, "severity": "medium"}}  # what the simulated filter "found"
-_ANNOTATION = b"data: " + dumps({"choices": [], "created": 0, "id": "", "model": "", "object": "",
-                                 "prompt_filter_results": [{"prompt_index": 0,
-                                                            "content_filter_results": _SAFE}]}) + b"\n\n"
+_ANNOTATION = (
+    b"data: "
+    + dumps(
+        {
+            "choices": [],
+            "created": 0,
+            "id": "",
+            "model": "",
+            "object": "",
+            "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": _SAFE}],
+        }
+    )
+    + b"\n\n"
+)
 
 # fault kind -> (error code, message) in Azure's gateway shape
 _FAULTS: dict[str, tuple[str, str]] = {
     "server_error": ("InternalServerError", FAULT_STATUS["server_error"][1]),
     "stream_error": ("InternalServerError", FAULT_STATUS["stream_error"][1]),
     "bad_gateway": ("BadGateway", FAULT_STATUS["bad_gateway"][1]),
-    "unavailable": ("ServiceUnavailable", "The service is temporarily unable to process your request. Please try "
-                                          "again later (simulated)."),
+    "unavailable": (
+        "ServiceUnavailable",
+        "The service is temporarily unable to process your request. Please try again later (simulated).",
+    ),
     "gateway_timeout": ("Timeout", "The operation was timeout (simulated)."),
     "overloaded": ("Overloaded", "The service is overloaded (simulated)."),
-    "unauthorized": ("401", "Access denied due to invalid subscription key or wrong API endpoint. Make sure to "
-                            "provide a valid key for an active subscription and use a correct regional API "
-                            "endpoint for your resource (simulated)."),
-    "forbidden": ("PermissionDenied", "The principal does not have permission to use this deployment "
-                                      "(simulated)."),
-    "model_not_found": ("DeploymentNotFound", "The API deployment for this resource does not exist. If you created "
-                                              "the deployment within the last 5 minutes, please wait a moment and "
-                                              "try again (simulated)."),
+    "unauthorized": (
+        "401",
+        "Access denied due to invalid subscription key or wrong API endpoint. Make sure to "
+        "provide a valid key for an active subscription and use a correct regional API "
+        "endpoint for your resource (simulated).",
+    ),
+    "forbidden": ("PermissionDenied", "The principal does not have permission to use this deployment (simulated)."),
+    "model_not_found": (
+        "DeploymentNotFound",
+        "The API deployment for this resource does not exist. If you created "
+        "the deployment within the last 5 minutes, please wait a moment and "
+        "try again (simulated).",
+    ),
 }
 
 
@@ -82,23 +102,34 @@ def error_body(code: str, message: str, **extra: Any) -> bytes:
 
 
 def _rate_limit(version: str, retry_after_s: float | None) -> Reply:
-    when = f"Please retry after {math.ceil(retry_after_s)} seconds." if retry_after_s is not None \
+    when = (
+        f"Please retry after {math.ceil(retry_after_s)} seconds."
+        if retry_after_s is not None
         else "Please retry later."
-    message = (f"Requests to the ChatCompletions_Create Operation under Azure OpenAI API version {version} have "
-               f"exceeded token rate limit of your current OpenAI S0 pricing tier. {when} Please go here: "
-               "https://aka.ms/oai/quotaincrease if you would like to further increase the default rate limit "
-               "(simulated).")
+    )
+    message = (
+        f"Requests to the ChatCompletions_Create Operation under Azure OpenAI API version {version} have "
+        f"exceeded token rate limit of your current OpenAI S0 pricing tier. {when} Please go here: "
+        "https://aka.ms/oai/quotaincrease if you would like to further increase the default rate limit "
+        "(simulated)."
+    )
     headers = None
     if retry_after_s is not None:
-        headers = {"retry-after": str(math.ceil(retry_after_s)), "retry-after-ms": str(math.ceil(retry_after_s * 1000)),
-                   "x-ratelimit-remaining-requests": "0", "x-ratelimit-remaining-tokens": "0"}
+        headers = {
+            "retry-after": str(math.ceil(retry_after_s)),
+            "retry-after-ms": str(math.ceil(retry_after_s * 1000)),
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-remaining-tokens": "0",
+        }
     return Reply(429, error_body("429", message), headers)
 
 
 class AzureChat(OpenAIChat):
     api = "azure"
-    routes = (Route("openai/v1/chat/completions"),
-              Route("openai/deployments/{deployment}/chat/completions", "deployments"))
+    routes = (
+        Route("openai/v1/chat/completions"),
+        Route("openai/deployments/{deployment}/chat/completions", "deployments"),
+    )
     base_path = ""
     id_prefix = "chatcmpl-azsim"
 
@@ -109,7 +140,7 @@ class AzureChat(OpenAIChat):
         auth = call.header(b"authorization") or ""
         return auth[7:] if auth[:7].lower() == "bearer " else None
 
-    def spec_fields(self, profile: "ProviderProfile") -> dict[str, Any]:
+    def spec_fields(self, profile: ProviderProfile) -> dict[str, Any]:
         # A profile that asks for the legacy deployments URL (an ``api_version`` field) gets specs that use it.
         version = getattr(profile, "api_version", None)
         return {"api_version": version} if version else {}
@@ -120,9 +151,11 @@ class AzureChat(OpenAIChat):
         if call.endpoint == "deployments":
             version = call.query.get("api-version") or ""
             if not version:
-                raise BadRequest("api-version: the query parameter api-version is required on "
-                                 "/openai/deployments/{deployment}/chat/completions (e.g. ?api-version=2024-10-21).",
-                                 "api-version")
+                raise BadRequest(
+                    "api-version: the query parameter api-version is required on "
+                    "/openai/deployments/{deployment}/chat/completions (e.g. ?api-version=2024-10-21).",
+                    "api-version",
+                )
             data = json_object(body)
             data["model"] = call.params["deployment"]  # the deployment in the path decides
             body = dumps(data)
@@ -136,12 +169,18 @@ class AzureChat(OpenAIChat):
     # -- answers --------------------------------------------------------------------------------
     @staticmethod
     def _usage(usage: Usage) -> dict:
-        return {"completion_tokens": usage.output_tokens,
-                "completion_tokens_details": {"accepted_prediction_tokens": 0, "audio_tokens": 0,
-                                              "reasoning_tokens": 0, "rejected_prediction_tokens": 0},
-                "prompt_tokens": usage.input_tokens,
-                "prompt_tokens_details": {"audio_tokens": 0, "cached_tokens": 0},
-                "total_tokens": usage.input_tokens + usage.output_tokens}
+        return {
+            "completion_tokens": usage.output_tokens,
+            "completion_tokens_details": {
+                "accepted_prediction_tokens": 0,
+                "audio_tokens": 0,
+                "reasoning_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+            "prompt_tokens": usage.input_tokens,
+            "prompt_tokens_details": {"audio_tokens": 0, "cached_tokens": 0},
+            "total_tokens": usage.input_tokens + usage.output_tokens,
+        }
 
     @staticmethod
     def _filtered(req: SimRequest, answer: Answer) -> bool:
@@ -161,18 +200,20 @@ class AzureChat(OpenAIChat):
             body["usage"] = self._usage(usage)
         return dumps(body)
 
-    def render_stream(self, rid: str, req: SimRequest, answer: Answer, usage: Usage | None,
-                      fault: str | None) -> list[Step]:
+    def render_stream(
+        self, rid: str, req: SimRequest, answer: Answer, usage: Usage | None, fault: str | None
+    ) -> list[Step]:
         if fault == "malformed_json":
             return super().render_stream(rid, req, answer, usage, fault)
         filtered = fault is None and self._filtered(req, answer)
         shown = answer.prefix(max(1, answer.output_tokens // 2)) if filtered else answer
         steps = super().render_stream(rid, req, shown, usage, fault)
-        return [(_ANNOTATION, False, None)] + [(_annotate(frame, filtered), paced, bill)
-                                               for frame, paced, bill in steps]
+        return [(_ANNOTATION, False, None)] + [
+            (_annotate(frame, filtered), paced, bill) for frame, paced, bill in steps
+        ]
 
     # -- errors ---------------------------------------------------------------------------------
-    def fault(self, kind: str, req: SimRequest, profile: "ProviderProfile", retry_after_s: float) -> Reply:
+    def fault(self, kind: str, req: SimRequest, profile: ProviderProfile, retry_after_s: float) -> Reply:
         version = (req.extras or {}).get("api_version", "v1")
         if kind == "rate_limit":
             return _rate_limit(version, retry_after_s)
@@ -187,8 +228,16 @@ class AzureChat(OpenAIChat):
 
     def error(self, kind: str, message: str, param: str | None = None) -> Reply:
         if kind == "invalid_request" and message == PROMPT_FILTERED:
-            return Reply(400, error_body("content_filter", message, param="prompt", status=400, innererror={
-                "code": "ResponsibleAIPolicyViolation", "content_filter_result": _FLAGGED}))
+            return Reply(
+                400,
+                error_body(
+                    "content_filter",
+                    message,
+                    param="prompt",
+                    status=400,
+                    innererror={"code": "ResponsibleAIPolicyViolation", "content_filter_result": _FLAGGED},
+                ),
+            )
         if kind == "invalid_request":
             return super().error(kind, message, param)  # body validation, as the model's API words it
         return Reply(ERROR_STATUS[kind], error_body(str(ERROR_STATUS[kind]), message))

@@ -43,8 +43,21 @@ from typing import TYPE_CHECKING, Any
 
 from .._answers import Answer, ToolCall
 from .._neutral import ASSISTANT, IMAGE_TOKENS, TOOL, USER, BadRequest, SimRequest, Tool
-from ._base import (ERROR_STATUS, FAULT_STATUS, Call, Reply, Route, Step, Usage, WireFormat, broken_stream, dumps,
-                    json_object, positive_int, schema_object)
+from ._base import (
+    ERROR_STATUS,
+    FAULT_STATUS,
+    Call,
+    Reply,
+    Route,
+    Step,
+    Usage,
+    WireFormat,
+    broken_stream,
+    dumps,
+    json_object,
+    positive_int,
+    schema_object,
+)
 
 if TYPE_CHECKING:
     from .._profiles import ProviderProfile
@@ -56,18 +69,32 @@ _BASE64 = re.compile(r"^[A-Za-z0-9+/_-]+={0,2}$")
 _MODES = ("AUTO", "ANY", "NONE", "VALIDATED", "MODE_UNSPECIFIED")
 _TEXT_MIMES = ("text/plain", "application/xml", "application/yaml", "text/x.enum")  # answered as prose
 _DOCS = "https://ai.google.dev/gemini-api/docs/rate-limits"
-_QUOTA = ("You exceeded your current quota, please check your plan and billing details. For more information on "
-          f"this error, head to: {_DOCS}. To monitor your current usage, head to: https://ai.dev/rate-limit. ")
+_QUOTA = (
+    "You exceeded your current quota, please check your plan and billing details. For more information on "
+    f"this error, head to: {_DOCS}. To monitor your current usage, head to: https://ai.dev/rate-limit. "
+)
 _CRLF2 = b"\r\n\r\n"
 
 # HTTP status -> Google's canonical status name
-_STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-                 405: "UNIMPLEMENTED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 502: "UNAVAILABLE",
-                 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 # fault kind -> (HTTP status, message) where Gemini's differ from FAULT_STATUS
 _FAULTS = {
-    "server_error": (500, "An internal error has occurred. Please retry or report in "
-                          "https://developers.generativeai.google/guide/troubleshooting"),
+    "server_error": (
+        500,
+        "An internal error has occurred. Please retry or report in "
+        "https://developers.generativeai.google/guide/troubleshooting",
+    ),
     "unavailable": (503, "The service is currently unavailable."),
     "overloaded": (503, "The model is overloaded. Please try again later."),
     "gateway_timeout": (504, "Deadline expired before operation could complete."),
@@ -117,8 +144,12 @@ def error_body(code: int, message: str, details: list | None = None, status: str
 def _violation(param: str | None, message: str) -> list | None:
     if not param:
         return None
-    return [{"@type": "type.googleapis.com/google.rpc.BadRequest",
-             "fieldViolations": [{"field": param, "description": message}]}]
+    return [
+        {
+            "@type": "type.googleapis.com/google.rpc.BadRequest",
+            "fieldViolations": [{"field": param, "description": message}],
+        }
+    ]
 
 
 def thought_signature(call: ToolCall) -> str:
@@ -128,8 +159,11 @@ def thought_signature(call: ToolCall) -> str:
 
 class GeminiGenerateContent(WireFormat):
     api = "gemini"
-    routes = tuple(Route(f"{v}/models/{{model}}:{m}", f"{v} {m}") for v in VERSIONS
-                   for m in ("generateContent", "streamGenerateContent"))
+    routes = tuple(
+        Route(f"{v}/models/{{model}}:{m}", f"{v} {m}")
+        for v in VERSIONS
+        for m in ("generateContent", "streamGenerateContent")
+    )
     base_path = ""
     id_prefix = "gemini-sim-"
 
@@ -154,12 +188,14 @@ class GeminiGenerateContent(WireFormat):
         turns, images = _contents(field(data, "contents"))
         config = field(data, "generationConfig")
         if config is not None and not isinstance(config, dict):
-            raise BadRequest("Invalid value at 'generation_config': expected a GenerationConfig object.",
-                             "generation_config")
+            raise BadRequest(
+                "Invalid value at 'generation_config': expected a GenerationConfig object.", "generation_config"
+            )
         config = config or {}
         max_tokens = positive_int(field(config, "maxOutputTokens"), "generation_config.max_output_tokens")
-        req = SimRequest(call.params["model"], system, turns, max_tokens, method == "streamGenerateContent", True,
-                         images)
+        req = SimRequest(
+            call.params["model"], system, turns, max_tokens, method == "streamGenerateContent", True, images
+        )
         req.extras = {"version": version, "method": method, "sse": call.query.get("alt") == "sse"}
         _tools(data, req)
         _output(config, req)
@@ -167,16 +203,21 @@ class GeminiGenerateContent(WireFormat):
 
     # -- answers --------------------------------------------------------------------------------
     def render(self, rid: str, req: SimRequest, answer: Answer, usage: Usage | None) -> bytes:
-        parts = [{"text": answer.text}] if not answer.tool_calls else \
-            [_call_part(c, i == 0) for i, c in enumerate(answer.tool_calls)]
+        parts = (
+            [{"text": answer.text}]
+            if not answer.tool_calls
+            else [_call_part(c, i == 0) for i, c in enumerate(answer.tool_calls)]
+        )
         return dumps(_response(rid, req, parts, usage, answer))
 
-    def render_stream(self, rid: str, req: SimRequest, answer: Answer, usage: Usage | None,
-                      fault: str | None) -> list[Step]:
+    def render_stream(
+        self, rid: str, req: SimRequest, answer: Answer, usage: Usage | None, fault: str | None
+    ) -> list[Step]:
         sse = req.extras["sse"]
         if fault == "malformed_json":
-            return [((b"data: " if sse else b"[") + b'{"candidates": [<<not json>>' + (_CRLF2 if sse else b""),
-                     False, None)]
+            return [
+                ((b"data: " if sse else b"[") + b'{"candidates": [<<not json>>' + (_CRLF2 if sse else b""), False, None)
+            ]
         sent = broken_stream(answer, fault)
         if answer.tool_calls:  # a call comes whole or not at all
             chunks = [[_call_part(c, i == 0)] for i, c in enumerate(sent.tool_calls) if fault is None or c.whole]
@@ -198,24 +239,52 @@ class GeminiGenerateContent(WireFormat):
         return steps
 
     # -- errors ---------------------------------------------------------------------------------
-    def fault(self, kind: str, req: SimRequest, profile: "ProviderProfile", retry_after_s: float) -> Reply:
+    def fault(self, kind: str, req: SimRequest, profile: ProviderProfile, retry_after_s: float) -> Reply:
         if kind in ("rate_limit", "rate_limit_no_retry_after", "insufficient_quota"):
             return Reply(429, _quota_error(kind, req.model, retry_after_s))
         if kind == "unauthorized":
-            return Reply(400, error_body(400, "API key not valid. Please pass a valid API key.", [
-                {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
-                 "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}},
-                {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",
-                 "message": "API key not valid. Please pass a valid API key."}]))
+            return Reply(
+                400,
+                error_body(
+                    400,
+                    "API key not valid. Please pass a valid API key.",
+                    [
+                        {
+                            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                            "reason": "API_KEY_INVALID",
+                            "domain": "googleapis.com",
+                            "metadata": {"service": "generativelanguage.googleapis.com"},
+                        },
+                        {
+                            "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+                            "locale": "en-US",
+                            "message": "API key not valid. Please pass a valid API key.",
+                        },
+                    ],
+                ),
+            )
         if kind == "context_length":
-            return Reply(400, error_body(400, f"The input token count ({req.input_tokens}) exceeds the maximum "
-                                              f"number of tokens allowed ({profile.context_window})."))
+            return Reply(
+                400,
+                error_body(
+                    400,
+                    f"The input token count ({req.input_tokens}) exceeds the maximum "
+                    f"number of tokens allowed ({profile.context_window}).",
+                ),
+            )
         if kind == "model_not_found":
             extras = req.extras or {}
-            return Reply(404, error_body(404, (
-                f"models/{req.model} is not found for API version {extras.get('version', 'v1beta')}, or is not "
-                f"supported for {extras.get('method', 'generateContent')}. Call ListModels to see the list of "
-                "available models and their supported methods.")))
+            return Reply(
+                404,
+                error_body(
+                    404,
+                    (
+                        f"models/{req.model} is not found for API version {extras.get('version', 'v1beta')}, or is not "
+                        f"supported for {extras.get('method', 'generateContent')}. Call ListModels to see the list of "
+                        "available models and their supported methods."
+                    ),
+                ),
+            )
         status, message = _FAULTS.get(kind) or FAULT_STATUS[kind]
         return Reply(status, error_body(status, message))
 
@@ -226,12 +295,16 @@ class GeminiGenerateContent(WireFormat):
 
 # -- parsing --------------------------------------------------------------------------------------------
 
+
 def _system(value: Any) -> str:
     if value is None:
         return ""
     if not isinstance(value, dict) or not isinstance(value.get("parts"), list):
-        raise BadRequest(f"Invalid value at 'system_instruction' (type.googleapis.com/google.ai.generativelanguage."
-                         f"v1beta.Content), {json.dumps(value)[:60]}", "system_instruction")
+        raise BadRequest(
+            f"Invalid value at 'system_instruction' (type.googleapis.com/google.ai.generativelanguage."
+            f"v1beta.Content), {json.dumps(value)[:60]}",
+            "system_instruction",
+        )
     return "".join(p["text"] for p in value["parts"] if isinstance(p, dict) and isinstance(p.get("text"), str))
 
 
@@ -249,8 +322,9 @@ def _contents(contents: Any) -> tuple[list[tuple[str, str]], int]:
             raise BadRequest("Please use a valid role: user, model.", f"{where}.role")
         parts = content.get("parts")
         if not isinstance(parts, list) or not parts:
-            raise BadRequest(f"* GenerateContentRequest.{where}.parts: contents.parts must not be empty.\n",
-                             f"{where}.parts")
+            raise BadRequest(
+                f"* GenerateContentRequest.{where}.parts: contents.parts must not be empty.\n", f"{where}.parts"
+            )
         text, media, answered = _parts(parts, where, role == "model")
         images += media
         turns.append((TOOL if answered else ASSISTANT if role == "model" else USER, text))
@@ -275,40 +349,52 @@ def _parts(parts: list, where: str, model_turn: bool) -> tuple[str, int, bool]:
         elif field(part, "functionCall") is not None:
             call = field(part, "functionCall")
             if not model_turn or not isinstance(call, dict) or not isinstance(call.get("name"), str):
-                raise BadRequest(f"* GenerateContentRequest.{at}.function_call: a function call needs a name and "
-                                 "belongs to a model turn.\n", f"{at}.function_call")
+                raise BadRequest(
+                    f"* GenerateContentRequest.{at}.function_call: a function call needs a name and "
+                    "belongs to a model turn.\n",
+                    f"{at}.function_call",
+                )
             text += f"{call['name']}({json.dumps(call.get('args') or {})})"
         elif field(part, "functionResponse") is not None:
             response = field(part, "functionResponse")
             if not isinstance(response, dict) or not isinstance(response.get("name"), str):
-                raise BadRequest(f"* GenerateContentRequest.{at}.function_response.name: name is not specified.\n",
-                                 f"{at}.function_response.name")
+                raise BadRequest(
+                    f"* GenerateContentRequest.{at}.function_response.name: name is not specified.\n",
+                    f"{at}.function_response.name",
+                )
             text += json.dumps(response.get("response") or {})
             answered = True
         elif field(part, "executableCode") is not None or field(part, "codeExecutionResult") is not None:
             text += json.dumps(field(part, "executableCode") or field(part, "codeExecutionResult"))
         else:
-            raise BadRequest(f"* GenerateContentRequest.{at}.data: required oneof field 'data' must have one "
-                             "initialized field\n", f"{at}.data")
+            raise BadRequest(
+                f"* GenerateContentRequest.{at}.data: required oneof field 'data' must have one initialized field\n",
+                f"{at}.data",
+            )
     return text, media, answered
 
 
 def _blob(blob: Any, at: str) -> None:
     mime = field(blob, "mimeType")
     if not isinstance(mime, str) or "/" not in mime:
-        raise BadRequest(f"* GenerateContentRequest.{at}.mime_type: a MIME type such as image/png is required.\n",
-                         f"{at}.mime_type")
+        raise BadRequest(
+            f"* GenerateContentRequest.{at}.mime_type: a MIME type such as image/png is required.\n", f"{at}.mime_type"
+        )
     data = blob.get("data")
     if not isinstance(data, str) or not _BASE64.match(data):
-        raise BadRequest(f"Invalid value at '{at}.data' (TYPE_BYTES), Base64 decoding failed for "
-                         f"\"{str(data)[:20]}\"", f"{at}.data")
+        raise BadRequest(
+            f"Invalid value at '{at}.data' (TYPE_BYTES), Base64 decoding failed for \"{str(data)[:20]}\"", f"{at}.data"
+        )
 
 
 def _file(data: Any, at: str) -> None:
     uri = field(data, "fileUri")
     if not isinstance(uri, str) or not uri.startswith(("https://", "http://", "gs://")):
-        raise BadRequest(f"* GenerateContentRequest.{at}.file_uri: expected a Files API, gs:// or http(s) URI, "
-                         f"got {str(uri)[:40]!r}.\n", f"{at}.file_uri")
+        raise BadRequest(
+            f"* GenerateContentRequest.{at}.file_uri: expected a Files API, gs:// or http(s) URI, "
+            f"got {str(uri)[:40]!r}.\n",
+            f"{at}.file_uri",
+        )
 
 
 def _tools(data: dict, req: SimRequest) -> None:
@@ -323,8 +409,10 @@ def _tools(data: dict, req: SimRequest) -> None:
         if declarations is None:
             continue  # googleSearch, codeExecution, urlContext...: server tools the simulator never calls
         if not isinstance(declarations, list):
-            raise BadRequest(f"Invalid value at 'tools[{i}].function_declarations': expected a list.",
-                             f"tools[{i}].function_declarations")
+            raise BadRequest(
+                f"Invalid value at 'tools[{i}].function_declarations': expected a list.",
+                f"tools[{i}].function_declarations",
+            )
         declared += [_declaration(d, f"tools[{i}].function_declarations[{j}]") for j, d in enumerate(declarations)]
     req.tools = tuple(declared)
     config = field(field(data, "toolConfig"), "functionCallingConfig")
@@ -335,40 +423,57 @@ def _tools(data: dict, req: SimRequest) -> None:
 def _declaration(decl: Any, at: str) -> Tool:
     name = decl.get("name") if isinstance(decl, dict) else None
     if not isinstance(name, str) or not _FUNCTION_NAME.match(name):
-        raise BadRequest(f"* GenerateContentRequest.{at}.name: Invalid function name. Must start with a letter or an "
-                         "underscore. Must be a-z, A-Z, 0-9, or contain underscores, dots, colons and dashes, with a "
-                         "maximum length of 128.\n", f"{at}.name")
+        raise BadRequest(
+            f"* GenerateContentRequest.{at}.name: Invalid function name. Must start with a letter or an "
+            "underscore. Must be a-z, A-Z, 0-9, or contain underscores, dots, colons and dashes, with a "
+            "maximum length of 128.\n",
+            f"{at}.name",
+        )
     openapi, schema = field(decl, "parameters"), field(decl, "parametersJsonSchema")
     if openapi is not None and schema is not None:
-        raise BadRequest(f"* GenerateContentRequest.{at}: parameters and parameters_json_schema cannot both be set.\n",
-                         at)
+        raise BadRequest(
+            f"* GenerateContentRequest.{at}: parameters and parameters_json_schema cannot both be set.\n", at
+        )
     description = decl.get("description")
-    return Tool(name, description if isinstance(description, str) else "",
-                schema_object(openapi if openapi is not None else schema, f"{at}.parameters", _EMPTY_PARAMETERS))
+    return Tool(
+        name,
+        description if isinstance(description, str) else "",
+        schema_object(openapi if openapi is not None else schema, f"{at}.parameters", _EMPTY_PARAMETERS),
+    )
 
 
 def _calling(config: Any, req: SimRequest) -> None:
     at = "tool_config.function_calling_config"
     mode = str(field(config, "mode") or "AUTO").upper()
     if mode not in _MODES:
-        raise BadRequest(f"Invalid value at '{at}.mode' (type.googleapis.com/google.ai.generativelanguage.v1beta."
-                         f"FunctionCallingConfig.Mode), \"{mode}\"", f"{at}.mode")
+        raise BadRequest(
+            f"Invalid value at '{at}.mode' (type.googleapis.com/google.ai.generativelanguage.v1beta."
+            f'FunctionCallingConfig.Mode), "{mode}"',
+            f"{at}.mode",
+        )
     allowed = field(config, "allowedFunctionNames")
     if allowed:
         if mode not in ("ANY", "VALIDATED"):
-            raise BadRequest(f"* GenerateContentRequest.{at}.allowed_function_names: only allowed when the mode is "
-                             "ANY or VALIDATED.\n", f"{at}.allowed_function_names")
+            raise BadRequest(
+                f"* GenerateContentRequest.{at}.allowed_function_names: only allowed when the mode is "
+                "ANY or VALIDATED.\n",
+                f"{at}.allowed_function_names",
+            )
         unknown = [n for n in allowed if req.tool(n) is None]
         if unknown:
-            raise BadRequest(f"* GenerateContentRequest.{at}.allowed_function_names: function {unknown[0]!r} is not "
-                             "declared in tools.\n", f"{at}.allowed_function_names")
+            raise BadRequest(
+                f"* GenerateContentRequest.{at}.allowed_function_names: function {unknown[0]!r} is not "
+                "declared in tools.\n",
+                f"{at}.allowed_function_names",
+            )
         req.tools = tuple(t for t in req.tools if t.name in allowed)
     if mode == "NONE":
         req.tool_choice = "none"
     elif mode == "ANY":
         if not req.tools:
-            raise BadRequest(f"* GenerateContentRequest.{at}.mode: ANY needs function declarations in tools.\n",
-                             f"{at}.mode")
+            raise BadRequest(
+                f"* GenerateContentRequest.{at}.mode: ANY needs function declarations in tools.\n", f"{at}.mode"
+            )
         if allowed and len(req.tools) == 1:
             req.tool_choice, req.tool_name = "tool", req.tools[0].name
         else:
@@ -380,23 +485,32 @@ def _output(config: dict, req: SimRequest) -> None:
     mime = field(config, "responseMimeType")
     openapi, schema = field(config, "responseSchema"), field(config, "responseJsonSchema")
     if openapi is not None and schema is not None:
-        raise BadRequest(f"* GenerateContentRequest.{at}.response_schema: response_schema and response_json_schema "
-                         "cannot both be set.\n", f"{at}.response_schema")
+        raise BadRequest(
+            f"* GenerateContentRequest.{at}.response_schema: response_schema and response_json_schema "
+            "cannot both be set.\n",
+            f"{at}.response_schema",
+        )
     if (openapi is not None or schema is not None) and mime not in ("application/json", "text/x.enum"):
-        raise BadRequest(f"* GenerateContentRequest.{at}.response_mime_type: When using response_schema, "
-                         "response_mime_type must be application/json or text/x.enum.\n", f"{at}.response_mime_type")
+        raise BadRequest(
+            f"* GenerateContentRequest.{at}.response_mime_type: When using response_schema, "
+            "response_mime_type must be application/json or text/x.enum.\n",
+            f"{at}.response_mime_type",
+        )
     if mime is None or mime in _TEXT_MIMES:
         return
     if mime != "application/json":
-        raise BadRequest(f"* GenerateContentRequest.{at}.response_mime_type: allowed mimetypes are `text/plain`, "
-                         "`application/json`, `application/xml`, `application/yaml` and `text/x.enum`.\n",
-                         f"{at}.response_mime_type")
+        raise BadRequest(
+            f"* GenerateContentRequest.{at}.response_mime_type: allowed mimetypes are `text/plain`, "
+            "`application/json`, `application/xml`, `application/yaml` and `text/x.enum`.\n",
+            f"{at}.response_mime_type",
+        )
     req.json_mode = True
     if openapi is not None or schema is not None:
         req.json_schema = schema_object(openapi if openapi is not None else schema, f"{at}.response_schema")
 
 
 # -- rendering ------------------------------------------------------------------------------------------
+
 
 def _call_part(call: ToolCall, first: bool) -> dict:
     part: dict[str, Any] = {"functionCall": {"name": call.name, "args": call.value if call.whole else {}}}
@@ -411,9 +525,14 @@ def _usage(req: SimRequest, usage: Usage, final: bool) -> dict:
         return {"promptTokenCount": i, "totalTokenCount": i}
     media = IMAGE_TOKENS * req.images
     details = [{"modality": "TEXT", "tokenCount": i - media}] + (
-        [{"modality": "IMAGE", "tokenCount": media}] if media else [])
-    return {"promptTokenCount": i, "candidatesTokenCount": usage.output_tokens,
-            "totalTokenCount": i + usage.output_tokens, "promptTokensDetails": details}
+        [{"modality": "IMAGE", "tokenCount": media}] if media else []
+    )
+    return {
+        "promptTokenCount": i,
+        "candidatesTokenCount": usage.output_tokens,
+        "totalTokenCount": i + usage.output_tokens,
+        "promptTokensDetails": details,
+    }
 
 
 def _response(rid: str, req: SimRequest, parts: list, usage: Usage | None, final: Answer | None) -> dict:
@@ -442,16 +561,30 @@ def _quota_error(kind: str, model: str, retry_after_s: float) -> bytes:
     if kind == "rate_limit_no_retry_after":
         return error_body(429, "Resource has been exhausted (e.g. check quota).")
     daily = kind == "insufficient_quota"
-    quota_id = "GenerateRequestsPerDayPerProjectPerModel-FreeTier" if daily else \
-        "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+    quota_id = (
+        "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
+        if daily
+        else "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+    )
     limit = 250 if daily else 15
     metric = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
     details: list[dict] = [
-        {"@type": "type.googleapis.com/google.rpc.Help",
-         "links": [{"description": "Learn more about Gemini API quotas", "url": _DOCS}]},
-        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [
-            {"quotaMetric": metric, "quotaId": quota_id, "quotaDimensions": {"location": "global", "model": model},
-             "quotaValue": str(limit)}]}]
+        {
+            "@type": "type.googleapis.com/google.rpc.Help",
+            "links": [{"description": "Learn more about Gemini API quotas", "url": _DOCS}],
+        },
+        {
+            "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+            "violations": [
+                {
+                    "quotaMetric": metric,
+                    "quotaId": quota_id,
+                    "quotaDimensions": {"location": "global", "model": model},
+                    "quotaValue": str(limit),
+                }
+            ],
+        },
+    ]
     message = f"{_QUOTA}\n* Quota exceeded for metric: {metric}, limit: {limit}, model: {model}"
     if not daily:
         details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": duration(retry_after_s)})

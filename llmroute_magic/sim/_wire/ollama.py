@@ -27,20 +27,36 @@ import binascii
 import json
 import math
 from base64 import b64decode
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .._answers import Answer
 from .._neutral import ASSISTANT, IMAGE_TOKENS, TOOL, USER, BadRequest, SimRequest, Tool
-from ._base import (ERROR_STATUS, FAULT_STATUS, Call, Reply, Route, Step, Usage, WireFormat, broken_stream, dumps,
-                    json_object, ndjson, schema_object, tool_name)
+from ._base import (
+    ERROR_STATUS,
+    FAULT_STATUS,
+    Call,
+    Reply,
+    Route,
+    Step,
+    Usage,
+    WireFormat,
+    broken_stream,
+    dumps,
+    json_object,
+    ndjson,
+    schema_object,
+    tool_name,
+)
 
 if TYPE_CHECKING:
     from .._profiles import ProviderProfile
 
 DEFAULT_NUM_CTX = 4096  # docs/faq: "By default, Ollama uses a context window size of 4096 tokens"
-PROMPT_TOO_LONG = ("the prompt is longer than the context length currently available to the model; shorten the "
-                   "prompt, adjust the context length in settings, or use a model with a longer context length")
+PROMPT_TOO_LONG = (
+    "the prompt is longer than the context length currently available to the model; shorten the "
+    "prompt, adjust the context length in settings, or use a model with a longer context length"
+)
 SERVER_BUSY = "server busy, please try again.  maximum pending requests exceeded"  # server/sched.go ErrMaxQueue
 USAGE_LIMIT = "you've reached your usage limit, please upgrade to continue (simulated)"
 _MESSAGES = {
@@ -65,8 +81,11 @@ def _check_images(images: Any, where: str) -> int:
     if images is None:
         return 0
     if not isinstance(images, list):
-        raise BadRequest(f"json: cannot unmarshal {type(images).__name__} into Go struct field Message.{where} of "
-                         "type []api.ImageData", where)
+        raise BadRequest(
+            f"json: cannot unmarshal {type(images).__name__} into Go struct field Message.{where} of "
+            "type []api.ImageData",
+            where,
+        )
     for image in images:
         try:
             if not isinstance(image, str):
@@ -85,7 +104,7 @@ def _call_text(calls: Any, where: str) -> str:
     for call in calls:
         fn = call.get("function") if isinstance(call, dict) else None
         if not isinstance(fn, dict) or not isinstance(fn.get("arguments", {}), dict):
-            raise BadRequest(f"{where}: expected {{\"function\": {{\"name\": ..., \"arguments\": {{...}}}}}}.", where)
+            raise BadRequest(f'{where}: expected {{"function": {{"name": ..., "arguments": {{...}}}}}}.', where)
         text += f"{fn.get('name', '')}({json.dumps(fn.get('arguments') or {})})"
     return text
 
@@ -110,8 +129,10 @@ class OllamaChat(WireFormat):
         system, turns = self._messages(data.get("messages"))
         stream = data.get("stream")
         if stream is not None and not isinstance(stream, bool):
-            raise BadRequest(f"json: cannot unmarshal {type(stream).__name__} into Go struct field "
-                             "ChatRequest.stream of type bool", "stream")
+            raise BadRequest(
+                f"json: cannot unmarshal {type(stream).__name__} into Go struct field ChatRequest.stream of type bool",
+                "stream",
+            )
         options = data.get("options") or {}
         if not isinstance(options, dict):
             raise BadRequest("options: expected an object of model options.", "options")
@@ -123,8 +144,15 @@ class OllamaChat(WireFormat):
             num_ctx = DEFAULT_NUM_CTX
         elif isinstance(num_ctx, bool) or not isinstance(num_ctx, int) or num_ctx < 1:
             raise BadRequest(f"options.num_ctx: expected an integer >= 1, got {num_ctx!r}.", "options.num_ctx")
-        req = SimRequest(model, "\n".join(system), [t[:2] for t in turns], predict if predict and predict > 0 else None,
-                         stream is not False, True, sum(t[2] for t in turns))
+        req = SimRequest(
+            model,
+            "\n".join(system),
+            [t[:2] for t in turns],
+            predict if predict and predict > 0 else None,
+            stream is not False,
+            True,
+            sum(t[2] for t in turns),
+        )
         if data.get("tools") is not None:
             req.tools = self._tools(data["tools"])
         self._format(data.get("format"), req)
@@ -143,12 +171,16 @@ class OllamaChat(WireFormat):
         turns: list[tuple[str, str, int]] = []
         for i, m in enumerate(messages):
             if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-                raise BadRequest(f"messages.{i}: each message must be an object with a role and content.",
-                                 f"messages.{i}")
+                raise BadRequest(
+                    f"messages.{i}: each message must be an object with a role and content.", f"messages.{i}"
+                )
             content = m.get("content")
             if content is not None and not isinstance(content, str):
-                raise BadRequest(f"json: cannot unmarshal {type(content).__name__} into Go struct field "
-                                 f"Message.messages.content of type string", f"messages.{i}.content")
+                raise BadRequest(
+                    f"json: cannot unmarshal {type(content).__name__} into Go struct field "
+                    f"Message.messages.content of type string",
+                    f"messages.{i}.content",
+                )
             text, role = content or "", m["role"]
             images = _check_images(m.get("images"), f"messages.{i}.images")
             if role == "system":
@@ -167,15 +199,21 @@ class OllamaChat(WireFormat):
             raise BadRequest("tools: expected an array of tools.", "tools")
         parsed = []
         for i, t in enumerate(tools):
-            if not isinstance(t, dict) or t.get("type", "function") != "function" or not isinstance(t.get("function"),
-                                                                                                   dict):
-                raise BadRequest(f"tools.{i}: expected {{\"type\": \"function\", \"function\": {{...}}}}.", f"tools.{i}")
+            if (
+                not isinstance(t, dict)
+                or t.get("type", "function") != "function"
+                or not isinstance(t.get("function"), dict)
+            ):
+                raise BadRequest(f'tools.{i}: expected {{"type": "function", "function": {{...}}}}.', f"tools.{i}")
             f = t["function"]
             description = f.get("description")
-            parsed.append(Tool(tool_name(f.get("name"), f"tools.{i}.function.name"),
-                               description if isinstance(description, str) else "",
-                               schema_object(f.get("parameters"), f"tools.{i}.function.parameters",
-                                             _EMPTY_PARAMETERS)))
+            parsed.append(
+                Tool(
+                    tool_name(f.get("name"), f"tools.{i}.function.name"),
+                    description if isinstance(description, str) else "",
+                    schema_object(f.get("parameters"), f"tools.{i}.function.parameters", _EMPTY_PARAMETERS),
+                )
+            )
         return tuple(parsed)
 
     @staticmethod
@@ -187,7 +225,7 @@ class OllamaChat(WireFormat):
         elif isinstance(fmt, dict):
             req.json_schema, req.json_mode = fmt, True
         else:
-            raise BadRequest(f"invalid format: {json.dumps(fmt)}; expected \"json\" or a valid JSON Schema", "format")
+            raise BadRequest(f'invalid format: {json.dumps(fmt)}; expected "json" or a valid JSON Schema', "format")
 
     @staticmethod
     def _truncate(req: SimRequest, turns: list[tuple[str, str, int]], num_ctx: int) -> None:
@@ -201,12 +239,12 @@ class OllamaChat(WireFormat):
         role, text, images = turns[0]
         overhead = 3 * (1 + (1 if req.system else 0)) + IMAGE_TOKENS * images
         keep = max(0, (num_ctx - overhead) * 4 - len(req.system))
-        req.turns = [(role, text[len(text) - keep:] if keep else "")]
+        req.turns = [(role, text[len(text) - keep :] if keep else "")]
 
     # -- answers --------------------------------------------------------------------------------
     @staticmethod
     def _head(req: SimRequest) -> dict[str, Any]:
-        now = datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        now = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
         return {"model": req.model, "created_at": now}
 
     @staticmethod
@@ -231,8 +269,7 @@ class OllamaChat(WireFormat):
         calls, text = [], ""
         for i, c in enumerate(answer.tool_calls):
             if c.whole:
-                calls.append({"id": "call_" + c.id[:8], "function": {"index": i, "name": c.name,
-                                                                      "arguments": c.value}})
+                calls.append({"id": "call_" + c.id[:8], "function": {"index": i, "name": c.name, "arguments": c.value}})
             else:
                 text += c.sent
         return calls, text
@@ -245,8 +282,9 @@ class OllamaChat(WireFormat):
                 message["tool_calls"] = calls
         return dumps({**self._head(req), "message": message, **self._end(answer, usage)})
 
-    def render_stream(self, rid: str, req: SimRequest, answer: Answer, usage: Usage | None,
-                      fault: str | None) -> list[Step]:
+    def render_stream(
+        self, rid: str, req: SimRequest, answer: Answer, usage: Usage | None, fault: str | None
+    ) -> list[Step]:
         if fault == "malformed_json":
             return [(b'{"model":"' + req.model.encode() + b'","created_at":<<not json>>\n', False, None)]
         head = self._head(req)
@@ -268,7 +306,7 @@ class OllamaChat(WireFormat):
         return steps
 
     # -- errors ---------------------------------------------------------------------------------
-    def fault(self, kind: str, req: SimRequest, profile: "ProviderProfile", retry_after_s: float) -> Reply:
+    def fault(self, kind: str, req: SimRequest, profile: ProviderProfile, retry_after_s: float) -> Reply:
         if kind == "model_not_found":
             return Reply(404, error_body(f"model '{req.model}' not found, try pulling it first"))
         if kind == "context_length":
@@ -283,4 +321,3 @@ class OllamaChat(WireFormat):
 
     def error(self, kind: str, message: str, param: str | None = None) -> Reply:
         return Reply(ERROR_STATUS[kind], error_body(message))
-

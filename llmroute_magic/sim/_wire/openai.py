@@ -21,9 +21,25 @@ from typing import TYPE_CHECKING, Any
 
 from .._answers import Answer
 from .._neutral import ASSISTANT, BadRequest, SimRequest, Tool
-from ._base import (ERROR_STATUS, FAULT_STATUS, Call, Reply, Route, Step, Usage, WireFormat, broken_stream,
-                    content_text, dumps, image_url, json_object, positive_int, retry_after_headers, schema_object,
-                    tool_name)
+from ._base import (
+    ERROR_STATUS,
+    FAULT_STATUS,
+    Call,
+    Reply,
+    Route,
+    Step,
+    Usage,
+    WireFormat,
+    broken_stream,
+    content_text,
+    dumps,
+    image_url,
+    json_object,
+    positive_int,
+    retry_after_headers,
+    schema_object,
+    tool_name,
+)
 
 if TYPE_CHECKING:
     from .._profiles import ProviderProfile
@@ -70,8 +86,9 @@ class OpenAIChat(WireFormat):
         images = 0
         for i, m in enumerate(messages):
             if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-                raise BadRequest(f"messages.{i}: each message must be an object with a role and content.",
-                                 f"messages.{i}")
+                raise BadRequest(
+                    f"messages.{i}: each message must be an object with a role and content.", f"messages.{i}"
+                )
             content = m.get("content")
             if isinstance(content, list):
                 for j, part in enumerate(content):
@@ -98,8 +115,15 @@ class OpenAIChat(WireFormat):
             max_tokens = positive_int(data["max_completion_tokens"], "max_completion_tokens")
         stream = data.get("stream") is True
         options = data.get("stream_options") if stream else None
-        req = SimRequest(model, "\n".join(system_parts) if system_parts else "", turns, max_tokens, stream,
-                         isinstance(options, dict) and options.get("include_usage") is True, images)
+        req = SimRequest(
+            model,
+            "\n".join(system_parts) if system_parts else "",
+            turns,
+            max_tokens,
+            stream,
+            isinstance(options, dict) and options.get("include_usage") is True,
+            images,
+        )
         if "tools" in data or "tool_choice" in data:
             self._parse_tools(data, req)
         if data.get("response_format") is not None:
@@ -114,29 +138,33 @@ class OpenAIChat(WireFormat):
         parsed = []
         for i, t in enumerate(tools or []):
             if not isinstance(t, dict) or t.get("type") != "function" or not isinstance(t.get("function"), dict):
-                raise BadRequest(f"tools.{i}: expected {{\"type\": \"function\", \"function\": {{...}}}}.",
-                                 f"tools.{i}")
+                raise BadRequest(f'tools.{i}: expected {{"type": "function", "function": {{...}}}}.', f"tools.{i}")
             f = t["function"]
             description = f.get("description")
-            parsed.append(Tool(tool_name(f.get("name"), f"tools.{i}.function.name"),
-                               description if isinstance(description, str) else "",
-                               schema_object(f.get("parameters"), f"tools.{i}.function.parameters",
-                                             _EMPTY_PARAMETERS)))
+            parsed.append(
+                Tool(
+                    tool_name(f.get("name"), f"tools.{i}.function.name"),
+                    description if isinstance(description, str) else "",
+                    schema_object(f.get("parameters"), f"tools.{i}.function.parameters", _EMPTY_PARAMETERS),
+                )
+            )
         req.tools = tuple(parsed)
         choice = data.get("tool_choice")
         if choice is not None and not req.tools:
             raise BadRequest("tool_choice: only allowed when tools are specified.", "tool_choice")
         if choice in (None, "auto", "none", "required"):
             req.tool_choice = choice or "auto"
-        elif isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("function"),
-                                                                                          dict):
+        elif isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("function"), dict):
             name = choice["function"].get("name")
             if req.tool(name) is None:
                 raise BadRequest(f"tool_choice: the tool {name!r} is not among the tools given.", "tool_choice")
             req.tool_choice, req.tool_name = "tool", name
         else:
-            raise BadRequest("tool_choice: expected 'auto', 'none', 'required' or "
-                             "{\"type\": \"function\", \"function\": {\"name\": ...}}.", "tool_choice")
+            raise BadRequest(
+                "tool_choice: expected 'auto', 'none', 'required' or "
+                '{"type": "function", "function": {"name": ...}}.',
+                "tool_choice",
+            )
         if data.get("parallel_tool_calls") is False:
             req.parallel_tool_calls = False
 
@@ -151,14 +179,16 @@ class OpenAIChat(WireFormat):
         if kind == "json_schema":
             spec = fmt.get("json_schema")
             if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
-                raise BadRequest("response_format.json_schema: expected {\"name\": ..., \"schema\": {...}}.",
-                                 "response_format.json_schema")
-            req.json_schema = schema_object(spec.get("schema"), "response_format.json_schema.schema",
-                                            _EMPTY_PARAMETERS)
+                raise BadRequest(
+                    'response_format.json_schema: expected {"name": ..., "schema": {...}}.',
+                    "response_format.json_schema",
+                )
+            req.json_schema = schema_object(spec.get("schema"), "response_format.json_schema.schema", _EMPTY_PARAMETERS)
             req.json_mode = True
             return
-        raise BadRequest("response_format: expected a type of 'text', 'json_object' or 'json_schema'.",
-                         "response_format")
+        raise BadRequest(
+            "response_format: expected a type of 'text', 'json_object' or 'json_schema'.", "response_format"
+        )
 
     # -- answers --------------------------------------------------------------------------------
     @staticmethod
@@ -169,21 +199,38 @@ class OpenAIChat(WireFormat):
 
     @staticmethod
     def _usage(usage: Usage) -> dict:
-        return {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
-                "total_tokens": usage.input_tokens + usage.output_tokens}
+        return {
+            "prompt_tokens": usage.input_tokens,
+            "completion_tokens": usage.output_tokens,
+            "total_tokens": usage.input_tokens + usage.output_tokens,
+        }
 
     def render(self, rid: str, req: SimRequest, answer: Answer, usage: Usage | None) -> bytes:
         if answer.tool_calls:
             message: dict[str, Any] = {
-                "role": "assistant", "content": None, "refusal": None,
-                "tool_calls": [{"id": "call_" + c.id, "type": "function",
-                                "function": {"name": c.name, "arguments": c.sent}} for c in answer.tool_calls]}
+                "role": "assistant",
+                "content": None,
+                "refusal": None,
+                "tool_calls": [
+                    {"id": "call_" + c.id, "type": "function", "function": {"name": c.name, "arguments": c.sent}}
+                    for c in answer.tool_calls
+                ],
+            }
         else:
             message = {"role": "assistant", "content": "".join(answer.pieces), "refusal": None}
         body: dict[str, Any] = {
-            "id": rid, "object": "chat.completion", "created": int(time.time()), "model": req.model,
-            "choices": [{"index": 0, "message": message, "logprobs": None,
-                         "finish_reason": "length" if answer.cut else "tool_calls" if answer.tool_calls else "stop"}],
+            "id": rid,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": req.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": "length" if answer.cut else "tool_calls" if answer.tool_calls else "stop",
+                }
+            ],
         }
         if usage is not None:
             i, o = usage
@@ -191,12 +238,18 @@ class OpenAIChat(WireFormat):
         body["system_fingerprint"] = None
         return dumps(body)
 
-    def render_stream(self, rid: str, req: SimRequest, answer: Answer, usage: Usage | None,
-                      fault: str | None) -> list[Step]:
+    def render_stream(
+        self, rid: str, req: SimRequest, answer: Answer, usage: Usage | None, fault: str | None
+    ) -> list[Step]:
         if fault == "malformed_json":
             return [(b'data: {"id": "' + rid.encode() + b'", "choices": [<<not json>>\n\n', False, None)]
-        base = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()), "model": req.model,
-                "system_fingerprint": None}
+        base = {
+            "id": rid,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": req.model,
+            "system_fingerprint": None,
+        }
         with_usage = req.stream_usage and usage is not None
 
         def frame(delta: dict, finish: str | None = None) -> bytes:
@@ -209,21 +262,30 @@ class OpenAIChat(WireFormat):
         steps: list[Step] = []
         if answer.tool_calls:
             for i, c in enumerate(sent.tool_calls):
-                head = {"index": i, "id": "call_" + c.id, "type": "function",
-                        "function": {"name": c.name, "arguments": ""}}
-                delta = {"role": "assistant", "content": None, "tool_calls": [head], "refusal": None} if i == 0 \
+                head = {
+                    "index": i,
+                    "id": "call_" + c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": ""},
+                }
+                delta = (
+                    {"role": "assistant", "content": None, "tool_calls": [head], "refusal": None}
+                    if i == 0
                     else {"tool_calls": [head]}
+                )
                 steps.append((frame(delta), False, None))
-                steps.extend((frame({"tool_calls": [{"index": i, "function": {"arguments": p}}]}), True, None)
-                             for p in c.pieces)
+                steps.extend(
+                    (frame({"tool_calls": [{"index": i, "function": {"arguments": p}}]}), True, None) for p in c.pieces
+                )
             if not sent.tool_calls:
                 steps.append((frame({"role": "assistant", "content": None, "refusal": None}), False, None))
         else:
             steps.append((frame({"role": "assistant", "content": "", "refusal": None}), False, None))
             steps.extend((frame({"content": p}), True, None) for p in sent.pieces)
         if fault == "stream_error":
-            steps.append((b"data: " + error_body(FAULT_STATUS["server_error"][1], "server_error") + b"\n\n", False,
-                          None))
+            steps.append(
+                (b"data: " + error_body(FAULT_STATUS["server_error"][1], "server_error") + b"\n\n", False, None)
+            )
         elif fault is None:
             steps.append((frame({}, self._finish(answer)), False, None))
             if with_usage:
@@ -233,21 +295,36 @@ class OpenAIChat(WireFormat):
         return steps
 
     # -- errors ---------------------------------------------------------------------------------
-    def fault(self, kind: str, req: SimRequest, profile: "ProviderProfile", retry_after_s: float) -> Reply:
+    def fault(self, kind: str, req: SimRequest, profile: ProviderProfile, retry_after_s: float) -> Reply:
         if kind == "insufficient_quota":
             return Reply(429, error_body(FAULT_STATUS[kind][1], "insufficient_quota", "insufficient_quota"))
         if kind == "context_length":
-            return Reply(400, error_body(
-                f"This model's maximum context length is {profile.context_window} tokens. However, your messages "
-                f"resulted in {req.input_tokens} tokens. Please reduce the length of the messages.",
-                "invalid_request_error", "context_length_exceeded", "messages"))
+            return Reply(
+                400,
+                error_body(
+                    f"This model's maximum context length is {profile.context_window} tokens. However, your messages "
+                    f"resulted in {req.input_tokens} tokens. Please reduce the length of the messages.",
+                    "invalid_request_error",
+                    "context_length_exceeded",
+                    "messages",
+                ),
+            )
         if kind == "model_not_found":
-            return Reply(404, error_body(f"The model `{req.model}` does not exist or you do not have access to it.",
-                                         "invalid_request_error", "model_not_found"))
+            return Reply(
+                404,
+                error_body(
+                    f"The model `{req.model}` does not exist or you do not have access to it.",
+                    "invalid_request_error",
+                    "model_not_found",
+                ),
+            )
         status, message = FAULT_STATUS[kind]
         type_, code = _FAULT_TYPES[kind]
-        return Reply(status, error_body(message, type_, code),
-                     retry_after_headers(retry_after_s) if kind == "rate_limit" else None)
+        return Reply(
+            status,
+            error_body(message, type_, code),
+            retry_after_headers(retry_after_s) if kind == "rate_limit" else None,
+        )
 
     def error(self, kind: str, message: str, param: str | None = None) -> Reply:
         return Reply(ERROR_STATUS[kind], error_body(message, "invalid_request_error", _ERROR_CODES[kind], param))

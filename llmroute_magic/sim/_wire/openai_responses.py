@@ -38,8 +38,24 @@ from typing import TYPE_CHECKING, Any
 
 from .._answers import Answer, ToolCall
 from .._neutral import ASSISTANT, TOOL, USER, BadRequest, SimRequest, Tool
-from ._base import (FAULT_STATUS, Call, Reply, Route, Step, Usage, WireFormat, broken_stream, content_text, dumps,
-                    image_url, json_object, positive_int, schema_object, sse, tool_name)
+from ._base import (
+    FAULT_STATUS,
+    Call,
+    Reply,
+    Route,
+    Step,
+    Usage,
+    WireFormat,
+    broken_stream,
+    content_text,
+    dumps,
+    image_url,
+    json_object,
+    positive_int,
+    schema_object,
+    sse,
+    tool_name,
+)
 from .openai import OpenAIChat, error_body
 
 if TYPE_CHECKING:
@@ -86,8 +102,11 @@ class OpenAIResponses(WireFormat):
             raise BadRequest("model: a non-empty string is required.", "model")
         for field in ("previous_response_id", "conversation"):
             if data.get(field) is not None:
-                raise BadRequest(f"{field}: the simulator stores no responses; send the whole conversation in "
-                                 "input (and store: false).", field)
+                raise BadRequest(
+                    f"{field}: the simulator stores no responses; send the whole conversation in "
+                    "input (and store: false).",
+                    field,
+                )
         instructions = data.get("instructions")
         if instructions is not None and not isinstance(instructions, str):
             raise BadRequest("instructions: expected a string.", "instructions")
@@ -129,10 +148,14 @@ class OpenAIResponses(WireFormat):
                     turns.append((role, text))
             elif kind == "function_call":
                 name, arguments = item.get("name"), item.get("arguments")
-                if not isinstance(item.get("call_id"), str) or not isinstance(name, str) \
-                        or not isinstance(arguments, str):
-                    raise BadRequest(f"{where}: a function_call needs call_id, name and arguments (a JSON string).",
-                                     where)
+                if (
+                    not isinstance(item.get("call_id"), str)
+                    or not isinstance(name, str)
+                    or not isinstance(arguments, str)
+                ):
+                    raise BadRequest(
+                        f"{where}: a function_call needs call_id, name and arguments (a JSON string).", where
+                    )
                 call = f"{name}({arguments})"
                 if turns and turns[-1][0] == ASSISTANT:  # the calls of one answer are one assistant turn
                     turns[-1] = (ASSISTANT, turns[-1][1] + call)
@@ -140,14 +163,17 @@ class OpenAIResponses(WireFormat):
                     turns.append((ASSISTANT, call))
             elif kind == "function_call_output":
                 if not isinstance(item.get("call_id"), str):
-                    raise BadRequest(f"{where}.call_id: the id of the function call answered is required.",
-                                     f"{where}.call_id")
+                    raise BadRequest(
+                        f"{where}.call_id: the id of the function call answered is required.", f"{where}.call_id"
+                    )
                 text, n = self._content(item.get("output"), f"{where}.output")
                 images += n
                 turns.append((TOOL, text))
             elif kind != "reasoning":
-                raise BadRequest(f"{where}.type: expected 'message', 'function_call' or 'function_call_output', "
-                                 f"got {kind!r}.", f"{where}.type")
+                raise BadRequest(
+                    f"{where}.type: expected 'message', 'function_call' or 'function_call_output', got {kind!r}.",
+                    f"{where}.type",
+                )
         if not turns:
             raise BadRequest("input: at least one user, assistant or tool item is required.", "input")
         return system, turns, images
@@ -176,8 +202,11 @@ class OpenAIResponses(WireFormat):
                     raise BadRequest(f"{where}.{j}: an input_image needs image_url or file_id.", f"{where}.{j}")
                 images += 1
             elif kind != "refusal" and (kind not in _TEXT_PARTS or not isinstance(part.get("text"), str)):
-                raise BadRequest(f"{where}.{j}: expected a part of type input_text, input_image, output_text or "
-                                 f"refusal, got {kind!r}.", f"{where}.{j}")
+                raise BadRequest(
+                    f"{where}.{j}: expected a part of type input_text, input_image, output_text or "
+                    f"refusal, got {kind!r}.",
+                    f"{where}.{j}",
+                )
         return content_text(content), images
 
     @staticmethod
@@ -192,9 +221,13 @@ class OpenAIResponses(WireFormat):
             if t["type"] != "function":
                 continue  # a hosted tool (web_search, file_search, ...): the simulator never calls those
             description = t.get("description")
-            parsed.append(Tool(tool_name(t.get("name"), f"tools.{i}.name"),
-                               description if isinstance(description, str) else "",
-                               schema_object(t.get("parameters"), f"tools.{i}.parameters", _EMPTY_PARAMETERS)))
+            parsed.append(
+                Tool(
+                    tool_name(t.get("name"), f"tools.{i}.name"),
+                    description if isinstance(description, str) else "",
+                    schema_object(t.get("parameters"), f"tools.{i}.parameters", _EMPTY_PARAMETERS),
+                )
+            )
         req.tools = tuple(parsed)
         choice = data.get("tool_choice")
         if choice in (None, "auto", "none"):
@@ -206,12 +239,15 @@ class OpenAIResponses(WireFormat):
         elif isinstance(choice, dict) and choice.get("type") == "function":
             name = choice.get("name")
             if req.tool(name) is None:
-                raise BadRequest(f"tool_choice.name: the function {name!r} is not among the tools given.",
-                                 "tool_choice.name")
+                raise BadRequest(
+                    f"tool_choice.name: the function {name!r} is not among the tools given.", "tool_choice.name"
+                )
             req.tool_choice, req.tool_name = "tool", name
         else:
-            raise BadRequest("tool_choice: expected 'auto', 'none', 'required' or "
-                             "{\"type\": \"function\", \"name\": ...}.", "tool_choice")
+            raise BadRequest(
+                "tool_choice: expected 'auto', 'none', 'required' or {\"type\": \"function\", \"name\": ...}.",
+                "tool_choice",
+            )
 
     @staticmethod
     def _parse_format(fmt: Any, req: SimRequest) -> None:
@@ -234,32 +270,62 @@ class OpenAIResponses(WireFormat):
         """The response object, as every answer and lifecycle event carries it."""
         x = req.extras or {}
         return {
-            "id": rid, "object": "response", "created_at": int(time.time()), "status": status, "background": False,
+            "id": rid,
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": status,
+            "background": False,
             "error": None,
             "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
-            "instructions": x.get("instructions"), "max_output_tokens": req.max_tokens, "max_tool_calls": None,
-            "model": req.model, "output": output, "parallel_tool_calls": req.parallel_tool_calls,
-            "previous_response_id": None, "reasoning": {"effort": None, "summary": None}, "service_tier": "default",
-            "store": x.get("store", True), "temperature": x.get("temperature", 1.0),
-            "text": x.get("text", {"format": {"type": "text"}}), "tool_choice": x.get("tool_choice", "auto"),
-            "tools": x.get("tools", []), "top_p": x.get("top_p", 1.0), "truncation": "disabled",
-            "usage": None if usage is None else {
+            "instructions": x.get("instructions"),
+            "max_output_tokens": req.max_tokens,
+            "max_tool_calls": None,
+            "model": req.model,
+            "output": output,
+            "parallel_tool_calls": req.parallel_tool_calls,
+            "previous_response_id": None,
+            "reasoning": {"effort": None, "summary": None},
+            "service_tier": "default",
+            "store": x.get("store", True),
+            "temperature": x.get("temperature", 1.0),
+            "text": x.get("text", {"format": {"type": "text"}}),
+            "tool_choice": x.get("tool_choice", "auto"),
+            "tools": x.get("tools", []),
+            "top_p": x.get("top_p", 1.0),
+            "truncation": "disabled",
+            "usage": None
+            if usage is None
+            else {
                 "input_tokens": usage.input_tokens,
                 "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-                "output_tokens": usage.output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
-                "total_tokens": usage.input_tokens + usage.output_tokens},
-            "user": None, "metadata": x.get("metadata", {}),
+                "output_tokens": usage.output_tokens,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": usage.input_tokens + usage.output_tokens,
+            },
+            "user": None,
+            "metadata": x.get("metadata", {}),
         }
 
     @staticmethod
     def _call(c: ToolCall, status: str) -> dict:
-        return {"id": "fc_" + c.id, "type": "function_call", "status": status, "arguments": c.sent,
-                "call_id": "call_" + c.id, "name": c.name}
+        return {
+            "id": "fc_" + c.id,
+            "type": "function_call",
+            "status": status,
+            "arguments": c.sent,
+            "call_id": "call_" + c.id,
+            "name": c.name,
+        }
 
     @staticmethod
     def _message_item(rid: str, text: str, status: str) -> dict:
-        return {"id": _message_id(rid), "type": "message", "status": status, "content": [_text_part(text)],
-                "role": "assistant"}
+        return {
+            "id": _message_id(rid),
+            "type": "message",
+            "status": status,
+            "content": [_text_part(text)],
+            "role": "assistant",
+        }
 
     def _output(self, rid: str, answer: Answer, sent: Answer, whole: bool) -> list[dict]:
         """The output items of ``sent``: ``answer`` itself (``whole``), or what a broken stream had sent of it.
@@ -268,18 +334,27 @@ class OpenAIResponses(WireFormat):
         if not answer.tool_calls:
             return [self._message_item(rid, sent.text, "incomplete" if cut else "completed")]
         last = len(sent.tool_calls) - 1
-        return [self._call(c, "incomplete" if cut and i == last else "completed")
-                for i, c in enumerate(sent.tool_calls)]
+        return [
+            self._call(c, "incomplete" if cut and i == last else "completed") for i, c in enumerate(sent.tool_calls)
+        ]
 
     def render(self, rid: str, req: SimRequest, answer: Answer, usage: Usage | None) -> bytes:
         status = "incomplete" if answer.cut else "completed"
         return dumps(self._response(rid, req, status, self._output(rid, answer, answer, True), usage))
 
-    def render_stream(self, rid: str, req: SimRequest, answer: Answer, usage: Usage | None,
-                      fault: str | None) -> list[Step]:
+    def render_stream(
+        self, rid: str, req: SimRequest, answer: Answer, usage: Usage | None, fault: str | None
+    ) -> list[Step]:
         if fault == "malformed_json":
-            return [(b'event: response.created\ndata: {"type":"response.created","response":{"id":"' + rid.encode()
-                     + b'", <<not json>>\n\n', False, None)]
+            return [
+                (
+                    b'event: response.created\ndata: {"type":"response.created","response":{"id":"'
+                    + rid.encode()
+                    + b'", <<not json>>\n\n',
+                    False,
+                    None,
+                )
+            ]
         events = _Events()
         started = self._response(rid, req, "in_progress", [], None)
         events.add("response.created", {"response": started})
@@ -295,15 +370,22 @@ class OpenAIResponses(WireFormat):
             events.add("response.failed", {"response": failed})
         elif fault is None:
             status = "incomplete" if answer.cut else "completed"
-            events.add(f"response.{status}", {"response": self._response(
-                rid, req, status, self._output(rid, answer, answer, True), usage)},
-                bill=None if usage is None else (usage.input_tokens, usage.output_tokens))
+            events.add(
+                f"response.{status}",
+                {"response": self._response(rid, req, status, self._output(rid, answer, answer, True), usage)},
+                bill=None if usage is None else (usage.input_tokens, usage.output_tokens),
+            )
         return events.steps
 
     def _stream_message(self, events: _Events, rid: str, answer: Answer, sent: Answer, whole: bool) -> None:
         item_id = _message_id(rid)
-        events.add("response.output_item.added", {"output_index": 0, "item": {
-            "id": item_id, "type": "message", "status": "in_progress", "content": [], "role": "assistant"}})
+        events.add(
+            "response.output_item.added",
+            {
+                "output_index": 0,
+                "item": {"id": item_id, "type": "message", "status": "in_progress", "content": [], "role": "assistant"},
+            },
+        )
         at = {"item_id": item_id, "output_index": 0, "content_index": 0}
         events.add("response.content_part.added", {**at, "part": _text_part("")})
         for piece in sent.pieces:
@@ -312,8 +394,10 @@ class OpenAIResponses(WireFormat):
             text = answer.text
             events.add("response.output_text.done", {**at, "text": text, "logprobs": []})
             events.add("response.content_part.done", {**at, "part": _text_part(text)})
-            events.add("response.output_item.done", {"output_index": 0, "item": self._message_item(
-                rid, text, "incomplete" if answer.cut else "completed")})
+            events.add(
+                "response.output_item.done",
+                {"output_index": 0, "item": self._message_item(rid, text, "incomplete" if answer.cut else "completed")},
+            )
 
     def _stream_calls(self, events: _Events, answer: Answer, sent: Answer, whole: bool) -> None:
         last = len(sent.tool_calls) - 1
@@ -321,21 +405,39 @@ class OpenAIResponses(WireFormat):
             added = dict(self._call(c, "in_progress"), arguments="")
             events.add("response.output_item.added", {"output_index": i, "item": added})
             for piece in c.pieces:
-                events.add("response.function_call_arguments.delta",
-                           {"item_id": added["id"], "output_index": i, "delta": piece}, paced=True)
+                events.add(
+                    "response.function_call_arguments.delta",
+                    {"item_id": added["id"], "output_index": i, "delta": piece},
+                    paced=True,
+                )
             if whole or i < last:  # a broken stream stops inside its last call
-                events.add("response.function_call_arguments.done",
-                           {"item_id": added["id"], "output_index": i, "arguments": c.sent})
-                events.add("response.output_item.done", {"output_index": i, "item": self._call(
-                    c, "incomplete" if answer.cut and i == len(answer.tool_calls) - 1 else "completed")})
+                events.add(
+                    "response.function_call_arguments.done",
+                    {"item_id": added["id"], "output_index": i, "arguments": c.sent},
+                )
+                events.add(
+                    "response.output_item.done",
+                    {
+                        "output_index": i,
+                        "item": self._call(
+                            c, "incomplete" if answer.cut and i == len(answer.tool_calls) - 1 else "completed"
+                        ),
+                    },
+                )
 
     # -- errors ---------------------------------------------------------------------------------
-    def fault(self, kind: str, req: SimRequest, profile: "ProviderProfile", retry_after_s: float) -> Reply:
+    def fault(self, kind: str, req: SimRequest, profile: ProviderProfile, retry_after_s: float) -> Reply:
         if kind == "context_length":
-            return Reply(400, error_body(
-                f"Your input exceeds the context window of this model ({profile.context_window} tokens; the input "
-                f"has {req.input_tokens}). Please adjust your input and try again.",
-                "invalid_request_error", "context_length_exceeded", "input"))
+            return Reply(
+                400,
+                error_body(
+                    f"Your input exceeds the context window of this model ({profile.context_window} tokens; the input "
+                    f"has {req.input_tokens}). Please adjust your input and try again.",
+                    "invalid_request_error",
+                    "context_length_exceeded",
+                    "input",
+                ),
+            )
         return _CHAT.fault(kind, req, profile, retry_after_s)
 
     def error(self, kind: str, message: str, param: str | None = None) -> Reply:
