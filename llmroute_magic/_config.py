@@ -55,27 +55,7 @@ class ProviderRoutingConfig:
         cooldown_s: float = 30.0,
     ) -> None:
         set_: Callable[[str, Any], None] = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen
-        if isinstance(providers, ProviderSpec):
-            providers = [providers]
-        try:
-            provs = tuple(providers)
-        except TypeError:
-            raise ConfigError(
-                f"providers: expected a list of ProviderSpec, got {type(providers).__name__}", field="providers"
-            ) from None
-        if not provs:
-            raise ConfigError("providers: at least one provider is required", field="providers")
-        seen: set[str] = set()
-        for p in provs:
-            if not isinstance(p, ProviderSpec):
-                raise ConfigError(f"providers: expected ProviderSpec items, got {type(p).__name__}", field="providers")
-            if p.name in seen:
-                raise ConfigError(
-                    f"providers: duplicate provider name {p.name!r}; names must be unique (give each a distinct name=)",
-                    field="providers",
-                )
-            seen.add(p.name)
-        set_("providers", provs)
+        set_("providers", _checked_providers(providers))
         set_("strategy", RoutingStrategy.parse(strategy))
         if not isinstance(fallback_enabled, bool):
             raise ConfigError(
@@ -88,24 +68,8 @@ class ProviderRoutingConfig:
             )
         set_("max_retries", max_retries)
         for name, value in (("timeout", timeout), ("cooldown_s", cooldown_s)):
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not math.isfinite(value)
-                or value < 0
-                or (name == "timeout" and value == 0)
-            ):
-                raise ConfigError(f"{name}: expected a positive number of seconds, got {value!r}", field=name)
-            set_(name, float(value))
-        if ledger_path is not None and not isinstance(ledger_path, (str, os.PathLike)):
-            raise ConfigError(f"ledger_path: expected a file path, got {ledger_path!r}", field="ledger_path")
-        path = None if ledger_path is None else os.fspath(ledger_path)
-        # sqlite3 raises a bare ValueError for a NUL, and silently keeps "" in a temporary file
-        if path is not None and (not isinstance(path, str) or not path.strip() or "\x00" in path):
-            raise ConfigError(
-                f"ledger_path: expected a file path (non-empty, no NUL character), got {path!r}", field="ledger_path"
-            )
-        set_("ledger_path", path)
+            set_(name, _seconds(name, value))
+        set_("ledger_path", _ledger_path(ledger_path))
 
     # -- builders (the seed's API) --------------------------------------------------------------
     @classmethod
@@ -280,6 +244,54 @@ class ProviderRoutingConfig:
             if v is not None:
                 out[k] = v.value if isinstance(v, RoutingStrategy) else v
         return out
+
+
+def _checked_providers(providers: Iterable[ProviderSpec] | ProviderSpec) -> tuple[ProviderSpec, ...]:
+    if isinstance(providers, ProviderSpec):
+        providers = [providers]
+    try:
+        provs = tuple(providers)
+    except TypeError:
+        raise ConfigError(
+            f"providers: expected a list of ProviderSpec, got {type(providers).__name__}", field="providers"
+        ) from None
+    if not provs:
+        raise ConfigError("providers: at least one provider is required", field="providers")
+    seen: set[str] = set()
+    for p in provs:
+        if not isinstance(p, ProviderSpec):
+            raise ConfigError(f"providers: expected ProviderSpec items, got {type(p).__name__}", field="providers")
+        if p.name in seen:
+            raise ConfigError(
+                f"providers: duplicate provider name {p.name!r}; names must be unique (give each a distinct name=)",
+                field="providers",
+            )
+        seen.add(p.name)
+    return provs
+
+
+def _seconds(name: str, value: Any) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+        or (name == "timeout" and value == 0)
+    ):
+        raise ConfigError(f"{name}: expected a positive number of seconds, got {value!r}", field=name)
+    return float(value)
+
+
+def _ledger_path(ledger_path: Any) -> str | None:
+    if ledger_path is not None and not isinstance(ledger_path, (str, os.PathLike)):
+        raise ConfigError(f"ledger_path: expected a file path, got {ledger_path!r}", field="ledger_path")
+    path = None if ledger_path is None else os.fspath(ledger_path)
+    # sqlite3 raises a bare ValueError for a NUL, and silently keeps "" in a temporary file
+    if path is not None and (not isinstance(path, str) or not path.strip() or "\x00" in path):
+        raise ConfigError(
+            f"ledger_path: expected a file path (non-empty, no NUL character), got {path!r}", field="ledger_path"
+        )
+    return path
 
 
 def _spec_from_dict(index: int, item: Any) -> ProviderSpec:

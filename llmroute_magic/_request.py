@@ -117,11 +117,23 @@ def build_request(
             started,
             _needs(chat),
         )  # the size: estimate_tokens(chat), inlined on the hot path
+    chat = _chat(messages, options, config)
+    conversation = options.get("conversation")
+    if conversation is not None:
+        if not isinstance(conversation, str) or not conversation.strip():
+            raise ConfigError(f"conversation: expected a non-empty label, got {conversation!r}", field="conversation")
+        check_sendable(conversation, "conversation")
+    info = RequestInfo(estimate_tokens(chat), chat.max_tokens)
+    provider = options.get("provider")
+    return Request(request_id, chat, info, provider, settings, streamed, started, _needs(chat), conversation)
+
+
+def _chat(messages: list[dict[str, Any]], options: Mapping[str, Any], config: ProviderRoutingConfig) -> ChatRequest:
+    """The neutral request, each option checked; options not named in RequestOptions are params."""
     params = {k: v for k, v in options.items() if k not in _OPTION_NAMES}
     system = options.get("system")
     max_tokens = options.get("max_tokens")
     temperature = options.get("temperature")
-    provider = options.get("provider")
     if system is not None:
         if not isinstance(system, str):
             raise ConfigError(f"system: expected a string, got {type(system).__name__}", field="system")
@@ -132,13 +144,13 @@ def build_request(
         isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2
     ):
         raise ConfigError(f"temperature: expected a number from 0 to 2, got {temperature!r}", field="temperature")
-    if provider is not None:
-        config.provider(provider)  # raises ConfigError naming the configured providers
+    if options.get("provider") is not None:
+        config.provider(options["provider"])  # raises ConfigError naming the configured providers
     model = options.get("model")
     if model is not None and (not isinstance(model, str) or not model.strip()):
         raise ConfigError(f"model: expected a model name, got {model!r}", field="model")
     tools = normalise_tools(options.get("tools"))
-    chat = ChatRequest(
+    return ChatRequest(
         messages,
         system,
         max_tokens,
@@ -149,13 +161,6 @@ def build_request(
         normalise_tool_choice(options.get("tool_choice"), tools),
         normalise_response_format(options.get("response_format")),
     )
-    conversation = options.get("conversation")
-    if conversation is not None:
-        if not isinstance(conversation, str) or not conversation.strip():
-            raise ConfigError(f"conversation: expected a non-empty label, got {conversation!r}", field="conversation")
-        check_sendable(conversation, "conversation")
-    info = RequestInfo(estimate_tokens(chat), max_tokens)
-    return Request(request_id, chat, info, provider, settings, streamed, started, _needs(chat), conversation)
 
 
 def estimate_tokens(chat: ChatRequest) -> int:

@@ -61,6 +61,15 @@ def compare_target(entry: str, configured: list[str]) -> tuple[str, str | None]:
     )
 
 
+def _compare_row(name: str, sample: int, r: Completion | LLMRouteError, model: str, elapsed_s: float) -> dict[str, Any]:
+    """One answer of a comparison; a failed one shows its error, the model asked for and no tokens."""
+    if isinstance(r, Completion):
+        figures = (r.model, r.text, r.latency_s, r.ttft_s, r.input_tokens, r.output_tokens, r.cost, None)
+    else:
+        figures = (model, None, elapsed_s, None, 0, 0, 0.0, str(r))
+    return dict(zip(COMPARE_COLUMNS, (name, figures[0], sample, *figures[1:])))
+
+
 class ModelClientRouter(RouterCore):
     """Routes prompts across the providers of a ``ProviderRoutingConfig`` and records every attempt.
 
@@ -155,38 +164,11 @@ class ModelClientRouter(RouterCore):
                 return e
 
         results = await asyncio.gather(*(one(name, model) for name, model, _ in jobs))
-        rows = []
-        for (name, model, i), r in zip(jobs, results):
-            if isinstance(r, Completion):
-                rows.append(
-                    {
-                        "provider": name,
-                        "model": r.model,
-                        "sample": i,
-                        "text": r.text,
-                        "latency_s": r.latency_s,
-                        "ttft_s": r.ttft_s,
-                        "input_tokens": r.input_tokens,
-                        "output_tokens": r.output_tokens,
-                        "cost": r.cost,
-                        "error": None,
-                    }
-                )
-            else:
-                rows.append(
-                    {
-                        "provider": name,
-                        "model": model or self._config.provider(name).model,
-                        "sample": i,
-                        "text": None,
-                        "latency_s": time.perf_counter() - t0,
-                        "ttft_s": None,
-                        "input_tokens": 0,
-                        "output_tokens": 0,
-                        "cost": 0.0,
-                        "error": str(r),
-                    }
-                )
+        elapsed = time.perf_counter() - t0
+        rows = [
+            _compare_row(name, i, r, model or self._config.provider(name).model, elapsed)
+            for (name, model, i), r in zip(jobs, results)
+        ]
         df = pd.DataFrame(rows, columns=COMPARE_COLUMNS)
         return df.drop(columns="sample") if n == 1 else df
 

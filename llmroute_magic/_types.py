@@ -287,14 +287,34 @@ class ProviderSpec:
             raise ConfigError(
                 f"providers.model ({self.name}): a non-empty model name is required, got {self.model!r}", field="model"
             )
-        api = self.api
-        if api is None:
-            api = default_api(self.name)
+        api = self.api if self.api is not None else default_api(self.name)
         if api not in APIS:
             raise ConfigError(
                 f"providers.api ({self.name}): unknown api {api!r}; allowed: {', '.join(APIS)}", field="api"
             )
         set_("api", api)
+        set_("base_url", self._checked_base_url(api))
+        if self.api_key is not None and not isinstance(self.api_key, Secret):
+            if not isinstance(self.api_key, str):
+                raise ConfigError(f"providers.api_key ({self.name}): expected a string", field="api_key")
+            set_("api_key", Secret(self.api_key))
+        if self.priority is not None and (not isinstance(self.priority, int) or isinstance(self.priority, bool)):
+            raise ConfigError(
+                f"providers.priority ({self.name}): expected a whole number or None, got {self.priority!r}",
+                field="priority",
+            )
+        self._check_numbers(set_)
+        if self.capabilities is not None:
+            set_("capabilities", check_capabilities(self.name, self.capabilities))
+        if self.api_version is not None and (not isinstance(self.api_version, str) or not self.api_version.strip()):
+            raise ConfigError(
+                f"providers.api_version ({self.name}): expected a version string such as "
+                f"'2024-10-21', got {self.api_version!r}",
+                field="api_version",
+            )
+        set_("verify", _check_verify_and_proxy(self.name, self.verify, self.proxy))
+
+    def _checked_base_url(self, api: str) -> str:
         base_url = self.base_url
         if base_url is None:
             # Like the official SDKs (OPENAI_BASE_URL, ANTHROPIC_BASE_URL): a proxy or gateway
@@ -310,16 +330,10 @@ class ProviderSpec:
                 f"(and a port from 1 to 65535), got {base_url!r}",
                 field="base_url",
             )
-        set_("base_url", base_url.rstrip("/"))
-        if self.api_key is not None and not isinstance(self.api_key, Secret):
-            if not isinstance(self.api_key, str):
-                raise ConfigError(f"providers.api_key ({self.name}): expected a string", field="api_key")
-            set_("api_key", Secret(self.api_key))
-        if self.priority is not None and (not isinstance(self.priority, int) or isinstance(self.priority, bool)):
-            raise ConfigError(
-                f"providers.priority ({self.name}): expected a whole number or None, got {self.priority!r}",
-                field="priority",
-            )
+        return base_url.rstrip("/")
+
+    def _check_numbers(self, set_: Callable[[str, Any], None]) -> None:
+        """Weight, prices (in pairs), context window, concurrency and timeout."""
         _check_number(f"providers.weight ({self.name})", self.weight, allow_none=False, strictly_positive=True)
         set_("weight", float(self.weight))
         for f in ("input_price", "output_price"):
@@ -335,22 +349,9 @@ class ProviderSpec:
                 "with_prices(input=0, output=0) for a free model, or neither to use genai-prices",
                 field=missing,
             )
-        _check_number(
-            f"providers.context_window ({self.name})", self.context_window, integer=True, strictly_positive=True
-        )
-        _check_number(
-            f"providers.max_concurrency ({self.name})", self.max_concurrency, integer=True, strictly_positive=True
-        )
+        for f in ("context_window", "max_concurrency"):
+            _check_number(f"providers.{f} ({self.name})", getattr(self, f), integer=True, strictly_positive=True)
         _check_number(f"providers.timeout ({self.name})", self.timeout, strictly_positive=True)
-        if self.capabilities is not None:
-            set_("capabilities", check_capabilities(self.name, self.capabilities))
-        if self.api_version is not None and (not isinstance(self.api_version, str) or not self.api_version.strip()):
-            raise ConfigError(
-                f"providers.api_version ({self.name}): expected a version string such as "
-                f"'2024-10-21', got {self.api_version!r}",
-                field="api_version",
-            )
-        set_("verify", _check_verify_and_proxy(self.name, self.verify, self.proxy))
 
     def _base_url_otherwise(self, api: str) -> str:
         """No base_url, no ``<NAME>_BASE_URL``, no known name: Azure's endpoint from the environment as its

@@ -356,54 +356,63 @@ class LLMRouteMagics(Magics, Configurable):
         metadata: dict[str, Any],
     ) -> None:
         """Ask (as a turn of conversation ``chat_name``, if given), show, and keep what the cell asked to keep."""
-        stream = self.stream and not args.no_stream
-        plan = conv = None
         images, marked = self._images, prompt
         prompt = marked.replace(IMAGE_MARK, "[image]")  # what a conversation keeps of this turn
         send: Any = [{"role": "user", "content": image_content(marked, images)}] if images else prompt
+        plan = conv = None
         if chat_name is None:
             if args.system is not None or instruction:
                 kwargs["system"] = with_instruction(args.system, instruction)
         else:
-            conv, plan, moved = self._chat_plan(router, chat_name, cell, prompt, args, kwargs)
-            send = plan.messages
+            conv, plan, send = self._as_turn(router, chat_name, cell, prompt, args, kwargs, instruction, lines)
             if images:  # the images go with this turn; the conversation keeps "[image]" in its text
                 send = [*send[:-1], {**send[-1], "content": image_content(marked, images)}]
-            for k, v in (
-                ("provider", plan.provider),
-                ("model", plan.model),
-                ("system", with_instruction(plan.system, instruction)),
-            ):
-                if v is not None:
-                    kwargs[k] = v
-            kwargs["conversation"] = chat_name
-            lines.append(plan.note() + (f" · {moved}" if moved else ""))
             metadata["chat"] = plan.metadata()
         to_cell = fmt == "code" and self.code_to_cell and self._rich()
         if to_cell:
             lines.append("the code is in a new cell below (not run)")
         try:
+            tooltip = instruction and f"asked with -f {fmt}: {instruction}"
+            stream = self.stream and not args.no_stream
             completion = self._ask(
-                router,
-                send,
-                kwargs,
-                fmt,
-                stream,
-                lines=tuple(lines),
-                tooltip=instruction and f"asked with -f {fmt}: {instruction}",
-                metadata=metadata,
+                router, send, kwargs, fmt, stream, lines=tuple(lines), tooltip=tooltip, metadata=metadata
             )
         except BaseException:
             if conv is not None and not conv.turns:
                 self.conversations.reset(conv.name)  # a conversation whose first cell failed was never begun
             raise
         if conv is not None and plan is not None:
-            conv.commit(
-                plan,
-                Turn.of(plan.key, prompt, completion),
-                pinned_model=kwargs["model"] if args.model else None,
-                system=args.system,
-            )
+            pinned = kwargs["model"] if args.model else None
+            conv.commit(plan, Turn.of(plan.key, prompt, completion), pinned_model=pinned, system=args.system)
+        self._keep(completion, args, to_cell)
+        return None
+
+    def _as_turn(
+        self,
+        router: Any,
+        chat_name: str,
+        cell: str,
+        prompt: str,
+        args: Any,
+        kwargs: dict[str, Any],
+        instruction: str | None,
+        lines: list[str],
+    ) -> tuple[Conversation, Plan, list[dict[str, Any]]]:
+        """This cell as the next turn of ``chat_name``: the options it adds, and the messages to send."""
+        conv, plan, moved = self._chat_plan(router, chat_name, cell, prompt, args, kwargs)
+        for k, v in (
+            ("provider", plan.provider),
+            ("model", plan.model),
+            ("system", with_instruction(plan.system, instruction)),
+        ):
+            if v is not None:
+                kwargs[k] = v
+        kwargs["conversation"] = chat_name
+        lines.append(plan.note() + (f" · {moved}" if moved else ""))
+        return conv, plan, plan.messages
+
+    def _keep(self, completion: Any, args: Any, to_cell: bool) -> None:
+        """What follows the answer: the code cell, the tool calls asked for, the ``-o`` variable."""
         if to_cell:
             self.shell.set_next_input(code_of(completion.text), replace=False)
         if completion.tool_calls:
@@ -411,7 +420,6 @@ class LLMRouteMagics(Magics, Configurable):
         if args.output:
             keep = completion.parsed if args.schema is not None and completion.parsed is not None else completion
             self.shell.user_ns[args.output] = keep
-        return None
 
     def _show_markdown(self, text: str) -> None:
         if self._rich():

@@ -135,6 +135,15 @@ class RouterPanel(w.VBox):
         self._summary = UsageSummary()
         self._cursor: Any = None  # where the last look at the ledger ended
 
+        self._show_plot = show_plot
+        self._plotted: tuple[int, int, str] | None = None
+        self._build_controls(router, plot_kind)
+        super().__init__(self._layout(show_plot))
+        self._unsubscribe = [router.subscribe(self._on_record), router.events.subscribe(UsageReset, self._on_record)]
+        self.refresh()
+
+    def _build_controls(self, router: Any, plot_kind: str) -> None:
+        """The widgets, each wired to the router (a change in the panel is a change in the router)."""
         self.strategy = w.Dropdown(
             options=[s.value for s in RoutingStrategy], value=router.strategy.value, description="strategy"
         )
@@ -155,8 +164,6 @@ class RouterPanel(w.VBox):
         self.table = w.HTML()
         self.plot = w.Image(format="png", layout=w.Layout(max_width="640px"))
         self.status = w.HTML()
-        self._show_plot = show_plot
-        self._plotted: tuple[int, int, str] | None = None
 
         self.strategy.observe(self._on_strategy, names="value")
         for name, box in self.provider_boxes.items():
@@ -165,15 +172,14 @@ class RouterPanel(w.VBox):
         self.retries.observe(self._on_retries, names="value")
         self.plot_kind.observe(lambda change: self.refresh(), names="value")
 
+    def _layout(self, show_plot: bool) -> list[Any]:
         controls = w.HBox([self.strategy, self.fallback, self.retries])
         providers = w.HBox([w.Label("providers:"), *self.provider_boxes.values()])
         children = [controls, providers, self.table]
         if show_plot:
             children += [self.plot_kind, self.plot]
         children.append(self.status)
-        super().__init__(children)
-        self._unsubscribe = [router.subscribe(self._on_record), router.events.subscribe(UsageReset, self._on_record)]
-        self.refresh()
+        return children
 
     # -- controls -> router ---------------------------------------------------------------------
     def _on_strategy(self, change: dict) -> None:

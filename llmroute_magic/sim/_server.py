@@ -95,31 +95,9 @@ class Simulator:
                 return self
             import uvicorn
 
-            # proto must be IPPROTO_TCP: asyncio only sets TCP_NODELAY on accepted sockets whose proto says
-            # TCP, and without it Nagle + delayed ACK add ~40 ms to every answer.
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                sock.bind((self._host, self._requested_port))
-            except OSError:
-                sock.close()
-                raise
+            sock = self._listening_socket()
             self._port = sock.getsockname()[1]
-            config = uvicorn.Config(
-                self._app,
-                host=self._host,
-                port=self._port,
-                log_config=None,
-                log_level="warning",
-                access_log=False,
-                lifespan="off",
-                timeout_keep_alive=_KEEP_ALIVE_S,
-                timeout_graceful_shutdown=2,
-                http="httptools" if importlib.util.find_spec("httptools") else "h11",
-                ws="none",
-                server_header=False,
-            )
+            config = self._server_config(uvicorn)
             server = uvicorn.Server(config)
             errors: list[BaseException] = []
 
@@ -146,6 +124,35 @@ class Simulator:
                 time.sleep(0.002)
             self._server, self._thread = server, thread
             return self
+
+    def _listening_socket(self) -> socket.socket:
+        # proto must be IPPROTO_TCP: asyncio only sets TCP_NODELAY on accepted sockets whose proto says
+        # TCP, and without it Nagle + delayed ACK add ~40 ms to every answer.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.bind((self._host, self._requested_port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def _server_config(self, uvicorn: Any) -> Any:
+        return uvicorn.Config(
+            self._app,
+            host=self._host,
+            port=self._port,
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_keep_alive=_KEEP_ALIVE_S,
+            timeout_graceful_shutdown=2,
+            http="httptools" if importlib.util.find_spec("httptools") else "h11",
+            ws="none",
+            server_header=False,
+        )
 
     def stop(self) -> None:
         """Stop serving; requests still waiting are answered or dropped. Stopping twice is harmless.
