@@ -77,7 +77,9 @@ def error_body(type_: str, message: str) -> bytes:
 
 def _image(block: dict, where: str) -> None:
     source = block.get("source")
-    kind = source.get("type") if isinstance(source, dict) else None
+    if not isinstance(source, dict):
+        source = {}
+    kind = source.get("type")
     if kind == "base64":
         if source.get("media_type") not in _MEDIA_TYPES:
             raise BadRequest(
@@ -178,14 +180,14 @@ class AnthropicMessages(WireFormat):
         choice = data.get("tool_choice")
         if choice is None:
             return
-        kind = choice.get("type") if isinstance(choice, dict) else None
-        if kind not in ("auto", "any", "tool", "none"):
+        if not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "tool", "none"):
             raise BadRequest('tool_choice: expected {"type": "auto" | "any" | "tool" | "none"}.', "tool_choice")
+        kind: str = choice["type"]
         if kind != "none" and not req.tools:
             raise BadRequest("tool_choice: may only be specified while providing tools.", "tool_choice")
         if kind == "tool":
             name = choice.get("name")
-            if req.tool(name) is None:
+            if not isinstance(name, str) or req.tool(name) is None:
                 raise BadRequest(
                     f"tool_choice.name: the tool {name!r} is not among the tools given.", "tool_choice.name"
                 )
