@@ -316,41 +316,46 @@ class SimApp:
                 reply = fmt.error("invalid_request", NO_VISION, "messages")
                 state.record(name, str(reply.status))
                 return _reply(reply)
-
-            answer = make_answer(req, profile.seed, ignore_schema=fault == "ignore_schema")
-            usage = None if profile.no_usage else Usage((input_tokens, answer.output_tokens))
-            status = "ignore_schema" if answer.ignored_schema else "200"
-            rid = f"{fmt.id_prefix}{next(self._ids):08x}"
-            if req.stream:
-                body_fault = fault if fault in _BODY_FAULTS else None
-                steps = fmt.render_stream(rid, req, answer, usage, body_fault)
-                return _Stream(
-                    self,
-                    plan,
-                    rid,
-                    steps,
-                    fmt.stream_media_type(req),
-                    status=body_fault or status,
-                    close=body_fault is not None,
-                )
-
-            if plan.delay_s > 0 and not await _wait_unless_gone(plan.delay_s, receive):
-                state.record(name, "disconnected")
-                return _Nothing()
-            out = fmt.render(rid, req, answer, usage)
-            if fault == "malformed_json":
-                state.record(name, "malformed_json")
-                return _JSON(200, fmt.malformed(out), {"x-request-id": rid})
-            if fault == "truncated_stream":
-                state.record(name, "truncated_stream")
-                return _JSON(200, fmt.truncated(out), {"x-request-id": rid})
-            if usage is not None:  # tokens the client was never told of are not billed (the module's one rule)
-                state.bill(profile, usage.input_tokens, usage.output_tokens)
-            state.record(name, status)
-            return _JSON(200, out, {"x-request-id": rid})
+            return await self._answer(receive, fmt, req, plan, input_tokens)
         except Exception:  # noqa: BLE001 - a simulator bug: answer 500 and count it, never crash uncounted
             state.record(name, "500")
             return _reply(fmt.fault("server_error", req, profile, 0.0))
+
+    async def _answer(self, receive, fmt: WireFormat, req: SimRequest, plan: Plan, input_tokens: int) -> _Responder:
+        """The answer to an admitted request the profile can take: a stream, or a plain body after the
+        profile's latency. Either may carry the plan's body fault; ignore_schema answers in prose."""
+        state, profile, fault, name = self.state, plan.profile, plan.fault, plan.profile.name
+        answer = make_answer(req, profile.seed, ignore_schema=fault == "ignore_schema")
+        usage = None if profile.no_usage else Usage((input_tokens, answer.output_tokens))
+        status = "ignore_schema" if answer.ignored_schema else "200"
+        rid = f"{fmt.id_prefix}{next(self._ids):08x}"
+        if req.stream:
+            body_fault = fault if fault in _BODY_FAULTS else None
+            steps = fmt.render_stream(rid, req, answer, usage, body_fault)
+            return _Stream(
+                self,
+                plan,
+                rid,
+                steps,
+                fmt.stream_media_type(req),
+                status=body_fault or status,
+                close=body_fault is not None,
+            )
+
+        if plan.delay_s > 0 and not await _wait_unless_gone(plan.delay_s, receive):
+            state.record(name, "disconnected")
+            return _Nothing()
+        out = fmt.render(rid, req, answer, usage)
+        if fault == "malformed_json":
+            state.record(name, "malformed_json")
+            return _JSON(200, fmt.malformed(out), {"x-request-id": rid})
+        if fault == "truncated_stream":
+            state.record(name, "truncated_stream")
+            return _JSON(200, fmt.truncated(out), {"x-request-id": rid})
+        if usage is not None:  # tokens the client was never told of are not billed (the module's one rule)
+            state.bill(profile, usage.input_tokens, usage.output_tokens)
+        state.record(name, status)
+        return _JSON(200, out, {"x-request-id": rid})
 
     def _without_answer(self, fmt: WireFormat, req: SimRequest, plan: Plan, fault: str) -> _Responder:
         """A fault (``plan.fault``) that answers nothing: hang, reset, or an HTTP error in the format's shape."""
