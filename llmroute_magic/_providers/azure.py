@@ -100,7 +100,9 @@ class AzureAdapter(OpenAIAdapter):
     def error_for_status(self, ctx: AttemptContext, status: int, body: bytes, headers: Any) -> ProviderError:
         err = _error_object(body)
         code = str(err.get("code") or "")
-        message = err.get("message") if isinstance(err.get("message"), str) else ""
+        message = err.get("message")
+        if not isinstance(message, str):
+            message = ""
         inner = err.get("innererror") or err.get("inner_error")
         inner = inner if isinstance(inner, dict) else {}
         if status == 400 and (code == "content_filter" or inner.get("code") == "ResponsibleAIPolicyViolation"):

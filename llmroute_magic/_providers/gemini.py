@@ -48,6 +48,7 @@ import mimetypes
 import os
 import re
 import threading
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -343,7 +344,7 @@ def _finish(chunk: dict[str, Any]) -> str | None:
     return (chunk.get("promptFeedback") or {}).get("blockReason")
 
 
-def _part(part: dict[str, Any]) -> dict[str, Any]:
+def _part(part: Mapping[str, Any]) -> dict[str, Any]:
     if part["type"] == "text":
         return {"text": part["text"]}
     if "url" in part:
