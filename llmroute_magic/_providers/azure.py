@@ -28,13 +28,18 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .._errors import ProviderError
 from ._base import ChatRequest
 from ._failures import AttemptContext, error_from_status, parse_retry_after
 from .openai import OpenAIAdapter
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .._types import ProviderSpec
 
 # api-versions whose chat completions take max_completion_tokens: previews from this date on, and
 # any version dated after the last GA one that knows only max_tokens.
@@ -64,7 +69,7 @@ class AzureAdapter(OpenAIAdapter):
     api = "azure"
     path = "/openai/v1/chat/completions"
 
-    def __init__(self, spec, client) -> None:
+    def __init__(self, spec: ProviderSpec, client: httpx.AsyncClient) -> None:
         super().__init__(spec, client)
         import httpx
 

@@ -103,7 +103,7 @@ class OpenAIResponsesAdapter(JSONOverHTTPAdapter):
 
 def finish_reason(response: dict[str, Any], called: bool) -> str | None:
     """``stop``, ``tool_calls``, ``length`` (max_output_tokens), ``content_filter``, or the API's own word."""
-    status = response.get("status")
+    status: str | None = response.get("status")
     if status == "incomplete":
         reason = (response.get("incomplete_details") or {}).get("reason")
         return _INCOMPLETE.get(reason, reason) if reason else "incomplete"
