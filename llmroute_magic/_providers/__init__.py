@@ -30,4 +30,5 @@ def check_supported(api: str) -> None:
 def adapter_for(api: str) -> type[ProviderAdapter]:
     check_supported(api)
     module, name = ADAPTERS[api]
-    return getattr(importlib.import_module(module, __name__), name)
+    adapter: type[ProviderAdapter] = getattr(importlib.import_module(module, __name__), name)  # ADAPTERS names one
+    return adapter

@@ -10,6 +10,7 @@ JSON text (streamed as its ``input_json_delta`` pieces arrive), not as a tool ca
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from ._base import ChatRequest, ProviderResult
@@ -120,7 +121,7 @@ def anthropic_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _block(part: dict[str, Any]) -> dict[str, Any]:
+def _block(part: Mapping[str, Any]) -> dict[str, Any]:
     if part["type"] == "text":
         return {"type": "text", "text": part["text"]}
     if "url" in part:

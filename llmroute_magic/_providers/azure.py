@@ -28,13 +28,18 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .._errors import ProviderError
 from ._base import ChatRequest
 from ._failures import AttemptContext, error_from_status, parse_retry_after
 from .openai import OpenAIAdapter
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .._types import ProviderSpec
 
 # api-versions whose chat completions take max_completion_tokens: previews from this date on, and
 # any version dated after the last GA one that knows only max_tokens.
@@ -64,7 +69,7 @@ class AzureAdapter(OpenAIAdapter):
     api = "azure"
     path = "/openai/v1/chat/completions"
 
-    def __init__(self, spec, client) -> None:
+    def __init__(self, spec: ProviderSpec, client: httpx.AsyncClient) -> None:
         super().__init__(spec, client)
         import httpx
 
@@ -100,7 +105,9 @@ class AzureAdapter(OpenAIAdapter):
     def error_for_status(self, ctx: AttemptContext, status: int, body: bytes, headers: Any) -> ProviderError:
         err = _error_object(body)
         code = str(err.get("code") or "")
-        message = err.get("message") if isinstance(err.get("message"), str) else ""
+        message = err.get("message")
+        if not isinstance(message, str):
+            message = ""
         inner = err.get("innererror") or err.get("inner_error")
         inner = inner if isinstance(inner, dict) else {}
         if status == 400 and (code == "content_filter" or inner.get("code") == "ResponsibleAIPolicyViolation"):

@@ -48,7 +48,8 @@ import mimetypes
 import os
 import re
 import threading
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .._errors import ProviderError
@@ -58,6 +59,11 @@ from ._failures import AttemptContext, classify_status, error_from_status, malfo
 from ._json_http import JSONOverHTTPAdapter, StreamParser
 from ._parts import calls_of, parts_of, tool_call
 from ._sse import ServerSentEvent
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .._types import ProviderSpec
 
 API_VERSION = "v1"  # google-genai's default (GOOGLE_AI_API_DEFAULT_VERSION)
 GOOGLE_HOST = "generativelanguage.googleapis.com"
@@ -92,7 +98,7 @@ _TOO_LONG = ("input token count", "exceeds the maximum number of tokens")
 class GeminiAdapter(JSONOverHTTPAdapter):
     api = "gemini"
 
-    def __init__(self, spec, client) -> None:
+    def __init__(self, spec: ProviderSpec, client: httpx.AsyncClient) -> None:
         super().__init__(spec, client)
         base, version = spec.base_url or "", spec.api_version
         last = base.rsplit("/", 1)[-1]
@@ -320,7 +326,10 @@ def usage_of(meta: Any) -> tuple[int, int, int] | None:
     """(input, output, cache-read) tokens from a usageMetadata block, or None when there is none."""
     if not isinstance(meta, dict):
         return None
-    n = lambda key: int(meta.get(key) or 0)  # noqa: E731 - proto JSON leaves zero counts out
+
+    def n(key: str) -> int:
+        return int(meta.get(key) or 0)  # proto JSON leaves zero counts out
+
     return (
         n("promptTokenCount") + n("toolUsePromptTokenCount"),
         n("candidatesTokenCount") + n("thoughtsTokenCount"),
@@ -338,12 +347,13 @@ def _parts_of(chunk: dict[str, Any]) -> list[dict[str, Any]]:
 def _finish(chunk: dict[str, Any]) -> str | None:
     """The candidate's finishReason, or the reason a prompt was blocked (then there is no candidate)."""
     candidates = chunk.get("candidates")
-    if candidates:
-        return candidates[0].get("finishReason")
-    return (chunk.get("promptFeedback") or {}).get("blockReason")
+    reason: str | None = (
+        candidates[0].get("finishReason") if candidates else (chunk.get("promptFeedback") or {}).get("blockReason")
+    )
+    return reason
 
 
-def _part(part: dict[str, Any]) -> dict[str, Any]:
+def _part(part: Mapping[str, Any]) -> dict[str, Any]:
     if part["type"] == "text":
         return {"text": part["text"]}
     if "url" in part:
@@ -431,7 +441,7 @@ def classify(status: int, name: str, message: str, details: Any) -> str:
     return classify_status(status, "", "", message)
 
 
-def _quota_spent(lowered: str, details: list) -> bool:
+def _quota_spent(lowered: str, details: list[Any]) -> bool:
     """A 429 no retry soon will cure: a per-day quota, a quota of 0 (the model is not in the plan),
     prepaid credits used up."""
     if "limit: 0," in lowered or "credits are depleted" in lowered or "prepayment" in lowered:

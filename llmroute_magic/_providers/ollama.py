@@ -204,7 +204,7 @@ def _add_tools_and_format(body: dict[str, Any], request: ChatRequest) -> None:
             }
             for t in tools
         ]
-    elif mode in ("tool", "required"):
+    elif choice is not None and mode in ("tool", "required"):  # (mode is "auto" without a choice)
         allowed = [t for t in tools if mode == "required" or t.name == choice.name]
         branches = [
             {

@@ -10,7 +10,7 @@ streamed as ``delta.tool_calls`` pieces whose argument strings are joined per in
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ._base import ChatRequest, ProviderResult
@@ -19,12 +19,17 @@ from ._json_http import JSONOverHTTPAdapter, StreamParser, count
 from ._parts import arguments_json, calls_of, data_url, parts_of, tool_call
 from ._sse import ServerSentEvent
 
+if TYPE_CHECKING:
+    import httpx
+
+    from .._types import ProviderSpec
+
 
 class OpenAIAdapter(JSONOverHTTPAdapter):
     api = "openai"
     path = "/chat/completions"
 
-    def __init__(self, spec, client) -> None:
+    def __init__(self, spec: ProviderSpec, client: httpx.AsyncClient) -> None:
         super().__init__(spec, client)
         # OpenAI's own API deprecated max_tokens, and its reasoning models reject it; the
         # compatible servers (vLLM, Ollama, Groq, ...) know max_tokens, not always the new name.
@@ -191,4 +196,5 @@ class _OpenAIStream(StreamParser):
             call[1] = fn.get("name") or call[1]
             if fn.get("arguments"):
                 call[2].append(fn["arguments"])
-        return delta.get("content")
+        content: str | None = delta.get("content")
+        return content

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .._types import ToolCall
 from ._base import ChatRequest, ProviderResult
 from ._failures import AttemptContext, error_from_event, malformed
 from ._json_http import JSONOverHTTPAdapter, StreamParser, count
@@ -74,7 +75,8 @@ class OpenAIResponsesAdapter(JSONOverHTTPAdapter):
         if payload.get("status") == "failed":  # a 200 that says the response failed: nothing to use
             error = payload.get("error") or {}
             raise ValueError(f"the response failed: {error.get('code')}: {error.get('message')}")
-        text, calls = [], []
+        text: list[str] = []
+        calls: list[ToolCall] = []
         for item in payload["output"]:
             kind = item.get("type")
             if kind == "message" and item.get("phase") != "commentary":
@@ -101,10 +103,10 @@ class OpenAIResponsesAdapter(JSONOverHTTPAdapter):
 
 def finish_reason(response: dict[str, Any], called: bool) -> str | None:
     """``stop``, ``tool_calls``, ``length`` (max_output_tokens), ``content_filter``, or the API's own word."""
-    status = response.get("status")
+    status: str | None = response.get("status")
     if status == "incomplete":
         reason = (response.get("incomplete_details") or {}).get("reason")
-        return _INCOMPLETE.get(reason, reason or "incomplete")
+        return _INCOMPLETE.get(reason, reason) if reason else "incomplete"
     if status in (None, "completed"):
         return "tool_calls" if called else "stop"
     return status

@@ -226,6 +226,11 @@ def instance(schema: Any, rng: random.Random) -> Any:
     return _Gen(schema, rng).value(schema, 0)
 
 
+def _number(value: Any) -> float | None:
+    """``value`` when it is a JSON number (``True`` is not one), else None."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 class _Gen:
     def __init__(self, root: Any, rng: random.Random) -> None:
         self.root = root
@@ -303,12 +308,11 @@ class _Gen:
         return self.text(schema, depth)
 
     def obj(self, schema: Mapping, depth: int) -> dict:
-        props = schema.get("properties") if isinstance(schema.get("properties"), Mapping) else {}
-        required = (
-            [r for r in schema.get("required", []) if isinstance(r, str)]
-            if isinstance(schema.get("required"), list)
-            else []
-        )
+        props = schema.get("properties")
+        if not isinstance(props, Mapping):
+            props = {}
+        required = schema.get("required")
+        required = [r for r in required if isinstance(r, str)] if isinstance(required, list) else []
         names = list(props) if depth < _MAX_DEPTH else [p for p in props if p in required]
         out = {name: self.value(props[name], depth + 1) for name in names}
         for name in required:
@@ -325,9 +329,15 @@ class _Gen:
         return out
 
     def array(self, schema: Mapping, depth: int) -> list:
-        prefix = schema.get("prefixItems") if isinstance(schema.get("prefixItems"), list) else []
-        low = schema.get("minItems") if isinstance(schema.get("minItems"), int) else 0
-        high = schema.get("maxItems") if isinstance(schema.get("maxItems"), int) else None
+        prefix = schema.get("prefixItems")
+        if not isinstance(prefix, list):
+            prefix = []
+        low = schema.get("minItems")
+        if not isinstance(low, int):
+            low = 0
+        high = schema.get("maxItems")
+        if not isinstance(high, int):
+            high = None
         if depth >= _MAX_DEPTH:
             n = max(low, 0)
         else:
@@ -351,20 +361,15 @@ class _Gen:
         return out
 
     def _bounds(self, schema: Mapping, step: float) -> tuple[float, float]:
-        lo, hi = schema.get("minimum"), schema.get("maximum")
-        ex_lo, ex_hi = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
-        num = (int, float)
-        lo = lo if isinstance(lo, num) and not isinstance(lo, bool) else None
-        hi = hi if isinstance(hi, num) and not isinstance(hi, bool) else None
-        if isinstance(ex_lo, num) and not isinstance(ex_lo, bool):
+        lo, hi = _number(schema.get("minimum")), _number(schema.get("maximum"))
+        ex_lo, ex_hi = _number(schema.get("exclusiveMinimum")), _number(schema.get("exclusiveMaximum"))
+        if ex_lo is not None:
             lo = max(lo, ex_lo + step) if lo is not None else ex_lo + step
-        if isinstance(ex_hi, num) and not isinstance(ex_hi, bool):
+        if ex_hi is not None:
             hi = min(hi, ex_hi - step) if hi is not None else ex_hi - step
-        if lo is None and hi is None:
-            lo, hi = 0, 100
-        elif lo is None:
-            lo = hi - 100
-        elif hi is None:
+        if lo is None:  # 100 below the maximum, or 0..100 when neither bound is given
+            lo = hi - 100 if hi is not None else 0
+        if hi is None:
             hi = lo + 100
         return lo, max(lo, hi)
 
@@ -416,8 +421,12 @@ class _Gen:
             value = f"192.0.2.{rng.randint(1, 254)}"
         else:
             value = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 3)))
-        low = schema.get("minLength") if isinstance(schema.get("minLength"), int) else 0
-        high = schema.get("maxLength") if isinstance(schema.get("maxLength"), int) else None
+        low = schema.get("minLength")
+        if not isinstance(low, int):
+            low = 0
+        high = schema.get("maxLength")
+        if not isinstance(high, int):
+            high = None
         if len(value) < low:
             value += "x" * (low - len(value))
         if high is not None and len(value) > high:

@@ -31,7 +31,7 @@ from starlette.routing import Route
 
 from .._errors import ConfigError
 from ._answers import make_answer
-from ._neutral import BadRequest
+from ._neutral import BadRequest, SimRequest
 from ._state import Plan, SimState
 from ._wire import DEFAULT_FORMAT, FORMATS, ROUTES, Call, Reply, Step, Usage, WireFormat
 from ._wire._base import NO_VISION
@@ -213,6 +213,10 @@ class _Stream:
         await send({"type": "http.response.body", "body": b"".join(buffer), "more_body": False})
 
 
+# What a provider call answers with: an ASGI app for that one request.
+_Responder = _JSON | _Nothing | _Reset | _Hang | _Stream
+
+
 class SimApp:
     """ASGI entry point. Provider calls go straight to ``_provider``; /_sim control routes and unknown
     paths go through Starlette. Each request gets the raw transport (for resets)."""
@@ -246,7 +250,7 @@ class SimApp:
                 fmt, route, params = hit
                 name = parts[1]
                 if self.state.get(name) is None:
-                    responder: Any = _reply(
+                    responder: _Responder = _reply(
                         fmt.error(
                             "not_found",
                             (f"Unknown simulated provider {name!r}; known providers: {', '.join(self.state.names())}."),
@@ -267,7 +271,7 @@ class SimApp:
         if self.stopping is not None:
             self.stopping.set()
 
-    async def _unknown(self, request: Request) -> Response:
+    async def _unknown(self, request: Request) -> _JSON:
         path = request.url.path
         first = path.split("/")[1] if path.count("/") >= 2 else ""
         profile = self.state.get(first)
@@ -283,7 +287,7 @@ class SimApp:
         )
 
     # -- a provider call, in any format -----------------------------------------------------------
-    async def _provider(self, scope, receive, fmt: WireFormat, call: Call) -> Any:
+    async def _provider(self, scope, receive, fmt: WireFormat, call: Call) -> _Responder:
         state, name = self.state, call.provider
         body = await _read_body(receive)
         try:
@@ -298,11 +302,11 @@ class SimApp:
                     "invalid_request", f"The simulator could not read this request ({type(exc).__name__}: {exc})."
                 )
             )
-        plan = state.admit(name, stream=req.stream, key_ok=lambda p: _key_matches(fmt.api_key(call), p.require_api_key))
+        plan = state.admit(name, stream=req.stream, key_ok=lambda key: _key_matches(fmt.api_key(call), key))
         profile, fault = plan.profile, plan.fault
         try:  # zero-cost in Python 3.11; a failure below still ends the admitted request under one status
             if fault is not None and fault not in _ANSWERED_FAULTS and (fault != "stream_error" or not req.stream):
-                return self._without_answer(fmt, req, plan)
+                return self._without_answer(fmt, req, plan, fault)
             input_tokens = req.input_tokens
             if input_tokens > profile.context_window:
                 reply = fmt.fault("context_length", req, profile, 0.0)
@@ -312,45 +316,50 @@ class SimApp:
                 reply = fmt.error("invalid_request", NO_VISION, "messages")
                 state.record(name, str(reply.status))
                 return _reply(reply)
-
-            answer = make_answer(req, profile.seed, ignore_schema=fault == "ignore_schema")
-            usage = None if profile.no_usage else Usage((input_tokens, answer.output_tokens))
-            status = "ignore_schema" if answer.ignored_schema else "200"
-            rid = f"{fmt.id_prefix}{next(self._ids):08x}"
-            if req.stream:
-                body_fault = fault if fault in _BODY_FAULTS else None
-                steps = fmt.render_stream(rid, req, answer, usage, body_fault)
-                return _Stream(
-                    self,
-                    plan,
-                    rid,
-                    steps,
-                    fmt.stream_media_type(req),
-                    status=body_fault or status,
-                    close=body_fault is not None,
-                )
-
-            if plan.delay_s > 0 and not await _wait_unless_gone(plan.delay_s, receive):
-                state.record(name, "disconnected")
-                return _Nothing()
-            out = fmt.render(rid, req, answer, usage)
-            if fault == "malformed_json":
-                state.record(name, "malformed_json")
-                return _JSON(200, fmt.malformed(out), {"x-request-id": rid})
-            if fault == "truncated_stream":
-                state.record(name, "truncated_stream")
-                return _JSON(200, fmt.truncated(out), {"x-request-id": rid})
-            if usage is not None:  # tokens the client was never told of are not billed (the module's one rule)
-                state.bill(profile, usage.input_tokens, usage.output_tokens)
-            state.record(name, status)
-            return _JSON(200, out, {"x-request-id": rid})
+            return await self._answer(receive, fmt, req, plan, input_tokens)
         except Exception:  # noqa: BLE001 - a simulator bug: answer 500 and count it, never crash uncounted
             state.record(name, "500")
             return _reply(fmt.fault("server_error", req, profile, 0.0))
 
-    def _without_answer(self, fmt: WireFormat, req, plan: Plan) -> Any:
-        """A fault that answers nothing: hang, reset, or an HTTP error in the format's shape."""
-        name, fault = plan.profile.name, plan.fault
+    async def _answer(self, receive, fmt: WireFormat, req: SimRequest, plan: Plan, input_tokens: int) -> _Responder:
+        """The answer to an admitted request the profile can take: a stream, or a plain body after the
+        profile's latency. Either may carry the plan's body fault; ignore_schema answers in prose."""
+        state, profile, fault, name = self.state, plan.profile, plan.fault, plan.profile.name
+        answer = make_answer(req, profile.seed, ignore_schema=fault == "ignore_schema")
+        usage = None if profile.no_usage else Usage((input_tokens, answer.output_tokens))
+        status = "ignore_schema" if answer.ignored_schema else "200"
+        rid = f"{fmt.id_prefix}{next(self._ids):08x}"
+        if req.stream:
+            body_fault = fault if fault in _BODY_FAULTS else None
+            steps = fmt.render_stream(rid, req, answer, usage, body_fault)
+            return _Stream(
+                self,
+                plan,
+                rid,
+                steps,
+                fmt.stream_media_type(req),
+                status=body_fault or status,
+                close=body_fault is not None,
+            )
+
+        if plan.delay_s > 0 and not await _wait_unless_gone(plan.delay_s, receive):
+            state.record(name, "disconnected")
+            return _Nothing()
+        out = fmt.render(rid, req, answer, usage)
+        if fault == "malformed_json":
+            state.record(name, "malformed_json")
+            return _JSON(200, fmt.malformed(out), {"x-request-id": rid})
+        if fault == "truncated_stream":
+            state.record(name, "truncated_stream")
+            return _JSON(200, fmt.truncated(out), {"x-request-id": rid})
+        if usage is not None:  # tokens the client was never told of are not billed (the module's one rule)
+            state.bill(profile, usage.input_tokens, usage.output_tokens)
+        state.record(name, status)
+        return _JSON(200, out, {"x-request-id": rid})
+
+    def _without_answer(self, fmt: WireFormat, req: SimRequest, plan: Plan, fault: str) -> _Responder:
+        """A fault (``plan.fault``) that answers nothing: hang, reset, or an HTTP error in the format's shape."""
+        name = plan.profile.name
         if fault == "hang":
             self.state.record(name, "hang")
             return _Hang(self)
@@ -385,7 +394,7 @@ class SimApp:
             raise ConfigError(f"the request body must be a JSON {'object' if expected is dict else 'array'}")
         return data
 
-    async def _update_profile(self, request: Request) -> Response:
+    async def _update_profile(self, request: Request) -> JSONResponse | _JSON:
         name = request.path_params["name"]
         try:
             changes = await self._control_body(request, dict)
@@ -394,7 +403,7 @@ class SimApp:
             return self._control_error(name, exc)
         return JSONResponse({"profile": profile.to_dict()})
 
-    async def _inject(self, request: Request) -> Response:
+    async def _inject(self, request: Request) -> JSONResponse | _JSON:
         name = request.path_params["name"]
         try:
             queued = self.state.inject(name, await self._control_body(request, list))
@@ -402,6 +411,6 @@ class SimApp:
             return self._control_error(name, exc)
         return JSONResponse({"queued": queued})
 
-    def _control_error(self, name: str, exc: ConfigError) -> Response:
+    def _control_error(self, name: str, exc: ConfigError) -> _JSON:
         unknown = self.state.get(name) is None
         return _reply(DEFAULT_FORMAT.error("not_found" if unknown else "invalid_request", str(exc)))

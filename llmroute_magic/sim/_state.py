@@ -111,14 +111,17 @@ class SimState:
             return len(self._queued[name])
 
     # -- per request ------------------------------------------------------------------------
-    def admit(self, name: str, *, stream: bool, key_ok: Callable[[ProviderProfile], bool]) -> Plan:
-        """Count the request and decide its fate: auth, then the rpm limit, then injected, then random faults."""
+    def admit(self, name: str, *, stream: bool, key_ok: Callable[[str], bool]) -> Plan:
+        """Count the request and decide its fate: auth, then the rpm limit, then injected, then random faults.
+
+        ``key_ok(key)``: whether the request carries the API key ``key`` (asked only of a profile that requires one).
+        """
         with self._lock:
             profile = self._profiles[name]
             s = self._stats[name]
             s["requests"] += 1
             s["max_in_flight"] = max(s["max_in_flight"], s["requests"] - sum(s["statuses"].values()))
-            if profile.require_api_key is not None and not key_ok(profile):
+            if profile.require_api_key is not None and not key_ok(profile.require_api_key):
                 return Plan(profile, "unauthorized", 0.0)
             if profile.rate_limit_rpm is not None:
                 now = self._clock()

@@ -77,7 +77,9 @@ def error_body(type_: str, message: str) -> bytes:
 
 def _image(block: dict, where: str) -> None:
     source = block.get("source")
-    kind = source.get("type") if isinstance(source, dict) else None
+    if not isinstance(source, dict):
+        source = {}
+    kind = source.get("type")
     if kind == "base64":
         if source.get("media_type") not in _MEDIA_TYPES:
             raise BadRequest(
@@ -178,14 +180,14 @@ class AnthropicMessages(WireFormat):
         choice = data.get("tool_choice")
         if choice is None:
             return
-        kind = choice.get("type") if isinstance(choice, dict) else None
-        if kind not in ("auto", "any", "tool", "none"):
+        if not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "tool", "none"):
             raise BadRequest('tool_choice: expected {"type": "auto" | "any" | "tool" | "none"}.', "tool_choice")
+        kind: str = choice["type"]
         if kind != "none" and not req.tools:
             raise BadRequest("tool_choice: may only be specified while providing tools.", "tool_choice")
         if kind == "tool":
             name = choice.get("name")
-            if req.tool(name) is None:
+            if not isinstance(name, str) or req.tool(name) is None:
                 raise BadRequest(
                     f"tool_choice.name: the tool {name!r} is not among the tools given.", "tool_choice.name"
                 )
@@ -228,73 +230,13 @@ class AnthropicMessages(WireFormat):
     ) -> list[Step]:
         if fault == "malformed_json":
             return [(b'event: message_start\ndata: {"type": "message_start", <<not json>>\n\n', False, None)]
-        message: dict[str, Any] = {
-            "id": rid,
-            "type": "message",
-            "role": "assistant",
-            "model": req.model,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-        }
-        if usage is not None:
-            message["usage"] = {"input_tokens": usage.input_tokens, "output_tokens": 0}
-        steps: list[Step] = [
-            (
-                sse({"type": "message_start", "message": message}, "message_start"),
-                False,
-                (usage.input_tokens, 0) if usage is not None else None,
-            )
-        ]
-        ping = sse({"type": "ping"}, "ping")
         sent = broken_stream(answer, fault)
-
-        def block_start(index: int, block: dict) -> None:
-            steps.append(
-                (
-                    sse({"type": "content_block_start", "index": index, "content_block": block}, "content_block_start"),
-                    False,
-                    None,
-                )
-            )
-            if index == 0:
-                steps.append((ping, False, None))
-
-        def delta(index: int, d: dict, paced: bool = True) -> Step:
-            return sse({"type": "content_block_delta", "index": index, "delta": d}, "content_block_delta"), paced, None
-
-        def block_stop(index: int) -> Step:
-            return sse({"type": "content_block_stop", "index": index}, "content_block_stop"), False, None
-
-        if answer.tool_calls:
-            for i, c in enumerate(sent.tool_calls):
-                block_start(i, {"type": "tool_use", "id": "toolu_" + c.id, "name": c.name, "input": {}})
-                steps.append(delta(i, {"type": "input_json_delta", "partial_json": ""}, False))
-                steps.extend(delta(i, {"type": "input_json_delta", "partial_json": p}) for p in c.pieces)
-                if fault is None or i < len(sent.tool_calls) - 1:
-                    steps.append(block_stop(i))
-        else:
-            block_start(0, {"type": "text", "text": ""})
-            steps.extend(delta(0, {"type": "text_delta", "text": p}) for p in sent.pieces)
-            if fault is None:
-                steps.append(block_stop(0))
+        steps = [_message_start(rid, req, usage)]
+        steps += _tool_use_blocks(sent, fault) if answer.tool_calls else _text_block(sent, fault)
         if fault == "stream_error":
-            steps.append(
-                (
-                    sse({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, "error"),
-                    False,
-                    None,
-                )
-            )
+            steps.append((_OVERLOADED, False, None))
         elif fault is None:
-            event: dict[str, Any] = {
-                "type": "message_delta",
-                "delta": {"stop_reason": self._stop(answer), "stop_sequence": None},
-            }
-            if usage is not None:
-                event["usage"] = {"output_tokens": usage.output_tokens}
-            steps.append((sse(event, "message_delta"), False, (0, usage.output_tokens) if usage is not None else None))
-            steps.append((sse({"type": "message_stop"}, "message_stop"), False, None))
+            steps += _message_end(self._stop(answer), usage)
         return steps
 
     # -- errors ---------------------------------------------------------------------------------
@@ -320,3 +262,78 @@ class AnthropicMessages(WireFormat):
 
     def error(self, kind: str, message: str, param: str | None = None) -> Reply:
         return Reply(ERROR_STATUS[kind], error_body(_ERROR_TYPES[kind], message))
+
+
+# -- stream events (render_stream) ---------------------------------------------------------------
+_PING = sse({"type": "ping"}, "ping")
+_OVERLOADED = sse({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, "error")
+
+
+def _message_start(rid: str, req: SimRequest, usage: Usage | None) -> Step:
+    """message_start: the empty message, with (and billing) the input tokens when the profile sends usage."""
+    message: dict[str, Any] = {
+        "id": rid,
+        "type": "message",
+        "role": "assistant",
+        "model": req.model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+    }
+    if usage is not None:
+        message["usage"] = {"input_tokens": usage.input_tokens, "output_tokens": 0}
+    return (
+        sse({"type": "message_start", "message": message}, "message_start"),
+        False,
+        (usage.input_tokens, 0) if usage is not None else None,
+    )
+
+
+def _block_start(index: int, block: dict[str, Any]) -> list[Step]:
+    """content_block_start, and after the first block's start the ping Anthropic sends there."""
+    start: Step = (
+        sse({"type": "content_block_start", "index": index, "content_block": block}, "content_block_start"),
+        False,
+        None,
+    )
+    return [start, (_PING, False, None)] if index == 0 else [start]
+
+
+def _delta(index: int, delta: dict[str, Any], paced: bool = True) -> Step:
+    return sse({"type": "content_block_delta", "index": index, "delta": delta}, "content_block_delta"), paced, None
+
+
+def _block_stop(index: int) -> Step:
+    return sse({"type": "content_block_stop", "index": index}, "content_block_stop"), False, None
+
+
+def _tool_use_blocks(sent: Answer, fault: str | None) -> list[Step]:
+    """A tool_use block per call sent, its input as input_json_delta pieces; a broken stream leaves the last open."""
+    steps: list[Step] = []
+    for i, c in enumerate(sent.tool_calls):
+        steps += _block_start(i, {"type": "tool_use", "id": "toolu_" + c.id, "name": c.name, "input": {}})
+        steps.append(_delta(i, {"type": "input_json_delta", "partial_json": ""}, False))
+        steps.extend(_delta(i, {"type": "input_json_delta", "partial_json": p}) for p in c.pieces)
+        if fault is None or i < len(sent.tool_calls) - 1:
+            steps.append(_block_stop(i))
+    return steps
+
+
+def _text_block(sent: Answer, fault: str | None) -> list[Step]:
+    """The one text block, as text_delta pieces; a broken stream leaves it open."""
+    steps = _block_start(0, {"type": "text", "text": ""})
+    steps.extend(_delta(0, {"type": "text_delta", "text": p}) for p in sent.pieces)
+    if fault is None:
+        steps.append(_block_stop(0))
+    return steps
+
+
+def _message_end(stop_reason: str, usage: Usage | None) -> list[Step]:
+    """message_delta (the stop reason, and the output tokens it bills when the profile sends usage), message_stop."""
+    event: dict[str, Any] = {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None}}
+    if usage is not None:
+        event["usage"] = {"output_tokens": usage.output_tokens}
+    return [
+        (sse(event, "message_delta"), False, (0, usage.output_tokens) if usage is not None else None),
+        (sse({"type": "message_stop"}, "message_stop"), False, None),
+    ]

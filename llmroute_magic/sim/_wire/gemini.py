@@ -157,6 +157,13 @@ def thought_signature(call: ToolCall) -> str:
     return base64.b64encode(b"sim-thought:" + hashlib.blake2b(call.id.encode(), digest_size=12).digest()).decode()
 
 
+def _sse(req: SimRequest) -> bool:
+    """Whether the request asked for an SSE stream (``?alt=sse``), as ``parse`` recorded in its extras."""
+    if req.extras is None:
+        raise ValueError("a Gemini answer needs the request as GeminiGenerateContent.parse built it (no extras)")
+    return bool(req.extras["sse"])
+
+
 class GeminiGenerateContent(WireFormat):
     api = "gemini"
     routes = tuple(
@@ -178,7 +185,7 @@ class GeminiGenerateContent(WireFormat):
         return got
 
     def stream_media_type(self, req: SimRequest) -> bytes:
-        return self.stream_content_type if req.extras["sse"] else b"application/json"
+        return self.stream_content_type if _sse(req) else b"application/json"
 
     # -- requests -------------------------------------------------------------------------------
     def parse(self, body: bytes, call: Call) -> SimRequest:
@@ -213,7 +220,7 @@ class GeminiGenerateContent(WireFormat):
     def render_stream(
         self, rid: str, req: SimRequest, answer: Answer, usage: Usage | None, fault: str | None
     ) -> list[Step]:
-        sse = req.extras["sse"]
+        sse = _sse(req)
         if fault == "malformed_json":
             return [
                 ((b"data: " if sse else b"[") + b'{"candidates": [<<not json>>' + (_CRLF2 if sse else b""), False, None)

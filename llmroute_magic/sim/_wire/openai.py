@@ -17,7 +17,7 @@ Errors: ``{"error": {"message", "type", "param", "code"}}``; 429s carry retry-af
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._answers import Answer
 from .._neutral import ASSISTANT, BadRequest, SimRequest, Tool
@@ -68,7 +68,7 @@ def error_body(message: str, type_: str, code: str | None = None, param: str | N
 
 class OpenAIChat(WireFormat):
     api = "openai"
-    routes = (Route("v1/chat/completions"),)
+    routes: ClassVar[tuple[Route, ...]] = (Route("v1/chat/completions"),)  # AzureChat serves two
     base_path = "/v1"
     id_prefix = "chatcmpl-sim"
 
@@ -288,7 +288,7 @@ class OpenAIChat(WireFormat):
             )
         elif fault is None:
             steps.append((frame({}, self._finish(answer)), False, None))
-            if with_usage:
+            if req.stream_usage and usage is not None:  # with_usage, spelled out for the type checker
                 obj = dict(base, choices=[], usage=self._usage(usage))
                 steps.append((b"data: " + dumps(obj) + b"\n\n", False, (usage.input_tokens, usage.output_tokens)))
             steps.append((b"data: [DONE]\n\n", False, None))

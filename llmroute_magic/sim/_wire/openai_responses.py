@@ -238,7 +238,7 @@ class OpenAIResponses(WireFormat):
             req.tool_choice = "required"
         elif isinstance(choice, dict) and choice.get("type") == "function":
             name = choice.get("name")
-            if req.tool(name) is None:
+            if not isinstance(name, str) or req.tool(name) is None:
                 raise BadRequest(
                     f"tool_choice.name: the function {name!r} is not among the tools given.", "tool_choice.name"
                 )
