@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-from llmroute_magic._types import AttemptRecord
+from llmroute_magic._types import record_from_fields
 
 from ._table import Section
 
@@ -39,42 +39,53 @@ def _record(
     t: float,
     _ok=tuple((PROVIDERS[k], MODELS[k], 12 + k, 40 + k, 1.2e-5 * (k + 1), 0.05 + k * 0.01) for k in range(3)),
 ):
-    """One attempt as the router records it: the values it has at hand, one constructor call."""
+    """One attempt as the router records it: the values it has at hand, one constructor call
+    (``record_from_fields``, as ``_attempt`` builds every record)."""
     provider, model, inp, out, cost, latency = _ok[i % 3]
     if i % 17:
-        return AttemptRecord(
+        return record_from_fields(
+            (
+                f"a1b2c3-{i}",
+                1 + (i & 1),
+                t + i * 1e-3,
+                provider,
+                model,
+                "round_robin",
+                "ok",
+                None,
+                200,
+                inp,
+                out,
+                cost,
+                latency,
+                None,
+                False,
+                0,
+                0,
+                None,
+            )
+        )
+    return record_from_fields(
+        (
             f"a1b2c3-{i}",
             1 + (i & 1),
             t + i * 1e-3,
             provider,
             model,
             "round_robin",
-            "ok",
-            None,
-            200,
+            "error",
+            "rate_limit",
+            429,
             inp,
-            out,
-            cost,
+            0,
+            0.0,
             latency,
             None,
             False,
+            0,
+            0,
+            None,
         )
-    return AttemptRecord(
-        f"a1b2c3-{i}",
-        1 + (i & 1),
-        t + i * 1e-3,
-        provider,
-        model,
-        "round_robin",
-        "error",
-        "rate_limit",
-        429,
-        inp,
-        0,
-        0.0,
-        latency,
-        None,
-        False,
     )
 
 
@@ -117,7 +128,6 @@ def _child_memory(n: int) -> dict:
     from llmroute_magic._ledger import Ledger
 
     t = time.time()
-    wall = min((_wall_record_and_frame(n, t) for _ in range(2)), key=lambda w: w["total_wall_s"])
     edge = 10_000 if n >= 100_000 else max(n // 10, 100)
     chunk = 10_000
     gc.collect()
@@ -161,6 +171,10 @@ def _child_memory(n: int) -> dict:
     rss1 = _rss_bytes()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     assert len(df) == n, (len(df), n)
+    frame_memory_mb = float(df.memory_usage(deep=False).sum()) / 2**20
+    del df, ledger
+    # The wall runs come after the memory figures, which must not include what they leave behind.
+    wall = min((_wall_record_and_frame(n, t) for _ in range(2)), key=lambda w: w["total_wall_s"])
     return {
         **wall,
         "n": n,
@@ -174,7 +188,7 @@ def _child_memory(n: int) -> dict:
         "rss_peak_added_mb": (peak - rss0) / 2**20,
         "first_append_us": first_cost * 1e6,
         "last_append_us": last_cost * 1e6,
-        "frame_memory_mb": float(df.memory_usage(deep=False).sum()) / 2**20,
+        "frame_memory_mb": frame_memory_mb,
         "calibration_loop_s": _calibrate(),
     }
 
@@ -185,10 +199,10 @@ def _probe_tail(ledger, records) -> float:
     cost = _chunk_cost(ledger, records)
     with ledger._lock:
         ledger._fold()
-        del ledger._rid_data[ledger._rid_off[before] :]
-        del ledger._rid_off[before + 1 :]
+        del ledger._rid_data[ledger._rid_off.since(before)[0] :]
+        ledger._rid_off.truncate(before + 1)
         for column in (*ledger._num.values(), *ledger._coded.values()):
-            del column[before:]
+            column.truncate(before)
     return cost
 
 

@@ -29,7 +29,7 @@ from ._limits import ProviderSlots, SharedSlots
 from ._providers._base import ProviderResult, StreamItem
 from ._providers._failures import AttemptContext
 from ._reply import CompletedReply, Reply
-from ._types import AttemptRecord, Completion, ProviderSpec
+from ._types import AttemptRecord, Completion, ProviderSpec, record_from_fields
 
 if TYPE_CHECKING:
     from ._pool import InFlight
@@ -262,25 +262,27 @@ class _Attempt:
         cache_write: int = 0,
     ) -> AttemptRecord:
         r = self.request
-        return AttemptRecord(
-            r.request_id,
-            self.number,
-            self.started_wall,
-            self.spec.name,
-            model,
-            r.settings.strategy.value,
-            status,
-            error_type,
-            http_status,
-            input_tokens,
-            output_tokens,
-            cost,
-            self.provider_s,
-            self.ttft_s,
-            r.streamed,
-            cache_read,
-            cache_write,
-            r.conversation,
+        return record_from_fields(
+            (
+                r.request_id,
+                self.number,
+                self.started_wall,
+                self.spec.name,
+                model,
+                r.settings.strategy.value,
+                status,
+                error_type,
+                http_status,
+                input_tokens,
+                output_tokens,
+                cost,
+                self.provider_s,
+                self.ttft_s,
+                r.streamed,
+                cache_read,
+                cache_write,
+                r.conversation,
+            )
         )
 
     def end(self, record: AttemptRecord, error: ProviderError | None = None, after_text: bool = False) -> None:

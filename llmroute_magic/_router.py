@@ -63,6 +63,7 @@ def compare_target(entry: str, configured: list[str]) -> tuple[str, str | None]:
 
 def _compare_row(name: str, sample: int, r: Completion | LLMRouteError, model: str, elapsed_s: float) -> dict[str, Any]:
     """One answer of a comparison; a failed one shows its error, the model asked for and no tokens."""
+    figures: tuple[Any, ...]
     if isinstance(r, Completion):
         figures = (r.model, r.text, r.latency_s, r.ttft_s, r.input_tokens, r.output_tokens, r.cost, None)
     else:

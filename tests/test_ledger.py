@@ -74,6 +74,29 @@ def test_a_million_row_ledger_keeps_unknown_tokens_cheaply():
     )
 
 
+def test_rows_across_the_column_blocks_come_back_in_order_from_any_start(monkeypatch):
+    from llmroute_magic import _ledger
+
+    monkeypatch.setattr(_ledger._Column, "BLOCK", 1000)  # a million rows' worth of block edges, small
+    ledger = Ledger()
+    want = [rec(i) for i in range(2600)]
+    for r in want[:700]:
+        ledger.append(r)
+    assert len(ledger.to_frame()) == 700  # a read folds a part batch; appends go on after it
+    for r in want[700:]:
+        ledger.append(r)
+    df = ledger.to_frame()
+    assert df["request_id"].tolist() == [r.request_id for r in want]
+    assert df["input_tokens"].tolist() == [r.input_tokens for r in want]
+    assert df["http_status"].isna().tolist() == [r.http_status is None for r in want]
+    assert df["model"].tolist() == [r.model for r in want]
+    for start in (0, 999, 1000, 1001, 2599, 2600):
+        rows = [r["request_id"] for r in ledger.records()][start:]
+        assert rows == [r.request_id for r in want[start:]], start
+        cols = ledger.columns(start)
+        assert list(cols["latency_s"]) == [r.latency_s for r in want[start:]], start
+
+
 # -- views -----------------------------------------------------------------------------------------
 
 
