@@ -87,16 +87,32 @@ class _Codes:
 
     def __init__(self) -> None:
         self.values: list[str] = []
-        self.index: dict[str, int] = {}
+        self.index: dict[str | None, int] = {None: -1}
 
     def code(self, value: str | None) -> int:
-        if value is None:
-            return -1
         c = self.index.get(value)
         if c is None:
             c = self.index[value] = len(self.values)
-            self.values.append(value)
+            self.values.append(value)  # type: ignore[arg-type]  # None is in the index from the start
         return c
+
+    def column(self, values: tuple, name: str) -> array:
+        """A batch of strings as an array of codes: one dict lookup per row, none for a batch of
+        one value throughout (strategy, most statuses), which is counted instead."""
+        first = values[0]
+        if values.count(first) == len(values):
+            return array("i", (self._checked(first, name),)) * len(values)
+        try:
+            return _packed("i", operator.itemgetter(*values)(self.index))
+        except KeyError:  # a string not seen before: register the batch's new ones, then look up
+            for v in dict.fromkeys(values):
+                self._checked(v, name)
+            return _packed("i", operator.itemgetter(*values)(self.index))
+
+    def _checked(self, value: Any, name: str) -> int:
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{name}: expected a string, got {type(value).__name__}")
+        return self.code(value)
 
 
 class _Column:
@@ -150,17 +166,17 @@ class _Column:
 
 
 def _coded(values: tuple, code: Callable[[Any], int], name: str) -> array:
-    """A column of strings as an array of codes: a handful of distinct strings per batch."""
-    first = values[0]
-    # one value throughout (strategy, most statuses) is counted, not hashed
-    distinct: dict[Any, int] = {first: 0} if values.count(first) == len(values) else dict.fromkeys(values, 0)
+    """A column of strings as an array of codes given by ``code`` (the file's table of names)."""
+    distinct = dict.fromkeys(values, 0)
     for v in distinct:
         if v is not None and not isinstance(v, str):
             raise TypeError(f"{name}: expected a string, got {type(v).__name__}")
         distinct[v] = code(v)
-    if len(distinct) == 1:
-        return array("i", distinct.values()) * len(values)
-    return _packed("i", operator.itemgetter(*values)(distinct))
+    return (
+        _packed("i", operator.itemgetter(*values)(distinct))
+        if len(distinct) > 1
+        else array("i", distinct.values()) * len(values)
+    )
 
 
 def _packed(code: str, values: tuple) -> array:
@@ -199,11 +215,20 @@ def _numeric(batch: list[AttemptRecord]) -> tuple[tuple, dict[str, array]]:
         "cost": _typed("d", cost, math.nan),
         "latency_s": _packed("d", latency),
         "ttft_s": ttft_column,
-        "streamed": _packed("b", streamed),  # any truthy value is True, as bool() has it
-        "cache_read_tokens": _packed("i", cache_read),
-        "cache_write_tokens": _packed("i", cache_write),
+        "streamed": _mostly_one("b", streamed),  # any truthy value is True, as bool() has it
+        "cache_read_tokens": _mostly_one("i", cache_read),
+        "cache_write_tokens": _mostly_one("i", cache_write),
     }
     return cols, numeric
+
+
+def _mostly_one(code: str, values: tuple) -> array:
+    """A column that is usually one value throughout a batch (no prompt cache, all streamed or
+    none): counting it is a third of the cost of converting it."""
+    first = values[0]
+    if values.count(first) == len(values) and type(first) in (int, bool):
+        return _packed(code, (first,)) * len(values)
+    return _packed(code, values)
 
 
 def _typed(code: str, values: tuple, none: float | int) -> array:
@@ -305,11 +330,10 @@ class Ledger:
         joined = "".join(request_ids)  # TypeError unless every id is a str
         data = joined.encode()
         # ASCII (ours always are): lengths in characters are lengths in bytes
-        lengths = _packed(
-            "q",
-            tuple(map(len, request_ids)) if len(data) == len(joined) else tuple(len(r.encode()) for r in request_ids),
+        lengths = (
+            tuple(map(len, request_ids)) if len(data) == len(joined) else tuple(len(r.encode()) for r in request_ids)
         )
-        coded = {name: _coded(cols[_FIELD[name]], self._codes[name].code, name) for name in _TEXT_CODED}
+        coded = {name: self._codes[name].column(cols[_FIELD[name]], name) for name in _TEXT_CODED}
         return (data, lengths), numeric, coded
 
     # -- views -------------------------------------------------------------------------------
