@@ -40,53 +40,16 @@ def _record(
     _ok=tuple((PROVIDERS[k], MODELS[k], 12 + k, 40 + k, 1.2e-5 * (k + 1), 0.05 + k * 0.01) for k in range(3)),
 ):
     """One attempt as the router records it: the values it has at hand, one constructor call
-    (``record_from_fields``, as ``_attempt`` builds every record)."""
+    (``record_from_fields``, as ``_attempt`` builds every record). One in 17 is a rate-limited one."""
     provider, model, inp, out, cost, latency = _ok[i % 3]
-    if i % 17:
-        return record_from_fields(
-            (
-                f"a1b2c3-{i}",
-                1 + (i & 1),
-                t + i * 1e-3,
-                provider,
-                model,
-                "round_robin",
-                "ok",
-                None,
-                200,
-                inp,
-                out,
-                cost,
-                latency,
-                None,
-                False,
-                0,
-                0,
-                None,
-            )
-        )
-    return record_from_fields(
-        (
-            f"a1b2c3-{i}",
-            1 + (i & 1),
-            t + i * 1e-3,
-            provider,
-            model,
-            "round_robin",
-            "error",
-            "rate_limit",
-            429,
-            inp,
-            0,
-            0.0,
-            latency,
-            None,
-            False,
-            0,
-            0,
-            None,
-        )
-    )
+    ok = i % 17
+    # fmt: off
+    return record_from_fields((
+        f"a1b2c3-{i}", 1 + (i & 1), t + i * 1e-3, provider, model, "round_robin",
+        "ok" if ok else "error", None if ok else "rate_limit", 200 if ok else 429,
+        inp, out if ok else 0, cost if ok else 0.0, latency, None, False, 0, 0, None,
+    ))
+    # fmt: on
 
 
 # CPU seconds of this process: the ledger is single-threaded Python, so on a machine busy with
