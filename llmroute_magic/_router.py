@@ -18,7 +18,7 @@ from ._errors import ConfigError, LLMRouteError
 from ._events import AttemptEnded, UsageReset
 from ._ledger import Ledger
 from ._request import Prompt, RequestOptions
-from ._types import Completion
+from ._types import AttemptRecord, Completion
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,14 +61,34 @@ def compare_target(entry: str, configured: list[str]) -> tuple[str, str | None]:
     )
 
 
-def _compare_row(name: str, sample: int, r: Completion | LLMRouteError, model: str, elapsed_s: float) -> dict[str, Any]:
-    """One answer of a comparison; a failed one shows its error, the model asked for and no tokens."""
+def _compare_row(
+    name: str, sample: int, r: Completion | LLMRouteError, model: str, elapsed_s: float, spent: list[AttemptRecord]
+) -> dict[str, Any]:
+    """One arm of a comparison. Tokens and cost are what the arm spent: every attempt of its
+    request, failed and retried ones included (a failed arm is not free). A failed arm shows its
+    error, the model asked for, and the providers' time its attempts took (as ``latency_s`` is
+    everywhere: not the other arms' time, not backoff)."""
+    input_tokens, output_tokens, cost = _spent(spent)
     figures: tuple[Any, ...]
     if isinstance(r, Completion):
-        figures = (r.model, r.text, r.latency_s, r.ttft_s, r.input_tokens, r.output_tokens, r.cost, None)
+        figures = (r.model, r.text, r.latency_s, r.ttft_s, input_tokens, output_tokens, cost, None)
     else:
-        figures = (model, None, elapsed_s, None, 0, 0, 0.0, str(r))
+        latency_s = sum(a.latency_s for a in spent) if spent else elapsed_s
+        figures = (model, None, latency_s, None, input_tokens, output_tokens, cost, str(r))
     return dict(zip(COMPARE_COLUMNS, (name, figures[0], sample, *figures[1:])))
+
+
+def _spent(records: list[AttemptRecord]) -> tuple[int | None, int | None, float]:
+    """Summed tokens (None when any attempt's are unknown) and cost (NaN when any is unknown)."""
+    return (
+        _total([r.input_tokens for r in records]),
+        _total([r.output_tokens for r in records]),
+        float(sum(r.cost for r in records)),
+    )
+
+
+def _total(tokens: list[int | None]) -> int | None:
+    return None if None in tokens else sum(t for t in tokens if t is not None)
 
 
 class ModelClientRouter(RouterCore):
@@ -156,19 +176,33 @@ class ModelClientRouter(RouterCore):
         rest.pop("provider", None)
         default_model = rest.pop("model", None)
         jobs = [(name, model or default_model, i) for name, model in targets for i in range(n)]
-        t0 = time.perf_counter()
+        spent: dict[str, list[AttemptRecord]] = {}
 
-        async def one(name: str, model: str | None) -> Completion | LLMRouteError:
+        async def one(name: str, model: str | None) -> tuple[Completion | LLMRouteError, float, list[AttemptRecord]]:
+            t0 = time.perf_counter()
             try:
-                return await self.acomplete(prompt, provider=name, model=model, **rest)
+                request = self._request(prompt, {**rest, "provider": name, "model": model}, streamed=False)
             except LLMRouteError as e:
-                return e
+                return e, time.perf_counter() - t0, []
+            attempts = spent[request.request_id] = []
+            try:
+                return await self._complete(request), time.perf_counter() - t0, attempts
+            except LLMRouteError as e:
+                return e, time.perf_counter() - t0, attempts
 
-        results = await asyncio.gather(*(one(name, model) for name, model, _ in jobs))
-        elapsed = time.perf_counter() - t0
+        def note(record: AttemptRecord) -> None:
+            arm = spent.get(record.request_id)
+            if arm is not None:
+                arm.append(record)
+
+        unsubscribe = self.subscribe(note)
+        try:
+            results = await asyncio.gather(*(one(name, model) for name, model, _ in jobs))
+        finally:
+            unsubscribe()
         rows = [
-            _compare_row(name, i, r, model or self._config.provider(name).model, elapsed)
-            for (name, model, i), r in zip(jobs, results)
+            _compare_row(name, i, r, model or self._config.provider(name).model, elapsed, attempts)
+            for (name, model, i), (r, elapsed, attempts) in zip(jobs, results)
         ]
         df = pd.DataFrame(rows, columns=COMPARE_COLUMNS)
         return df.drop(columns="sample") if n == 1 else df

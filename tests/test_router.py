@@ -425,6 +425,26 @@ def test_compare_sends_the_same_prompt_to_each_provider(fresh):
     }
 
 
+def test_compare_rows_show_what_each_arm_spent_and_only_its_own_time(fresh):
+    # alpha answers off-schema three times (billed each time, then gives up), beta is slow,
+    # gamma refuses the key at once: a failed arm is not free, and no arm wears beta's second.
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    fresh.inject("alpha", ["ignore_schema"] * 3)
+    fresh.inject("gamma", ["unauthorized"])
+    fresh.update("beta", latency_s=0.5)
+    with make_router(fresh, max_retries=2) as r:
+        df = r.compare("Where is Paris?", response_format=schema).set_index("provider")
+        ledger = r.usage_df().groupby("provider")[["input_tokens", "output_tokens", "cost"]].sum()
+    billed = fresh.stats()["providers"]["alpha"]
+    assert df.loc["alpha", "error"] and billed["output_tokens"] > 0
+    assert df.loc["alpha", "input_tokens"] == billed["input_tokens"] == ledger.loc["alpha", "input_tokens"]
+    assert df.loc["alpha", "output_tokens"] == billed["output_tokens"]
+    assert df.loc["alpha", "cost"] == pytest.approx(billed["cost"]) and df.loc["alpha", "cost"] > 0
+    assert df.loc["beta", "latency_s"] >= 0.5
+    assert df.loc["gamma", "error"] and df.loc["gamma", "latency_s"] < 0.25
+    assert df.loc["gamma", "cost"] == 0 and df.loc["gamma", "input_tokens"] == 0
+
+
 def test_map_returns_completions_and_errors_in_order(fresh):
     fresh.inject("alpha", ["invalid_request"])
     with make_router(fresh, ("alpha",)) as r:

@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+from llmroute_magic.sim import DEFAULT_PROFILES
+
 try:
     from playwright.sync_api import expect
 except ImportError:  # in CI a missing playwright must fail, not skip
@@ -26,7 +28,8 @@ except ImportError:  # in CI a missing playwright must fail, not skip
 # (measured: ~25 s idle, up to 85 s at load average 9).
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
-PROVIDERS = ("sim-openai", "sim-anthropic", "sim-local")
+# Every provider the default simulator serves, so a new one cannot desynchronise the test.
+PROVIDERS = tuple(p.name for p in DEFAULT_PROFILES)
 BATCH = 12  # prompts in the batch step: ~3 s at concurrency 2 on the slowest simulated provider
 
 # "sim-local · llama-3.1-8b · 568 ms, ttft 269 ms · 14+46 tokens · $0.000000": provider and
