@@ -94,6 +94,15 @@ NATIVE_BASE_URLS: dict[tuple[str, str], str] = {
 AZURE_ENDPOINT_ENV = "AZURE_OPENAI_ENDPOINT"
 AZURE_KEY_ENV = "AZURE_OPENAI_API_KEY"
 
+# The key variables an API's official SDK reads, tried after the provider's own <NAME>_API_KEY so a
+# key set for the SDK works here too (google-genai: GOOGLE_API_KEY, then GEMINI_API_KEY).
+SDK_KEY_ENVS: dict[str, tuple[str, ...]] = {
+    "gemini": ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
+    "azure": (AZURE_KEY_ENV,),
+}
+# Google's SDK variables hold keys for Google's own endpoint only, never for a proxy in front of it.
+SDK_KEY_HOSTS = {"gemini": "generativelanguage.googleapis.com"}
+
 # Servers that run models on the user's own machine: no key, and no public price list applies.
 LOCAL_SERVERS = frozenset({"ollama", "lmstudio", "vllm"})
 
@@ -490,6 +499,22 @@ class ProviderSpec:
         return self.api_key_env or env_var_for(self.name)
 
     @property
+    def key_env_vars(self) -> tuple[str, ...]:
+        """Every variable the key may come from, in the order they are tried: ``key_env_var``, then
+        (when no ``api_key_env`` was given) the ones the API's official SDK reads.
+
+        Examples:
+            >>> ProviderSpec("gemini", "gemini-2.0-flash").key_env_vars
+            ('GEMINI_API_KEY', 'GOOGLE_API_KEY')
+        """
+        first = self.key_env_var
+        sdk = SDK_KEY_ENVS.get(self.api or "", ())
+        host = SDK_KEY_HOSTS.get(self.api or "")
+        if self.api_key_env is not None or (host is not None and urlsplit(self.base_url or "").hostname != host):
+            return (first,)
+        return (first, *(v for v in sdk if v != first))
+
+    @property
     def is_local(self) -> bool:
         """Whether the base URL is on this machine (loopback): such a provider needs no key.
 
@@ -511,7 +536,7 @@ class ProviderSpec:
         if self.api_key is not None:
             return self.api_key.reveal() if isinstance(self.api_key, Secret) else self.api_key
         env = os.environ if environ is None else environ
-        return env.get(self.key_env_var) or None
+        return next((key for var in self.key_env_vars if (key := env.get(var))), None)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ProviderSpec):

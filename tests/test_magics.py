@@ -104,6 +104,12 @@ def test_keys_in_the_environment_pick_real_providers_and_are_never_printed(tmp_p
     assert "SIMULATED" not in info["out"]
 
 
+def test_a_key_set_for_google_s_own_sdk_picks_gemini(tmp_path):
+    info = load_in_subprocess(tmp_path, GOOGLE_API_KEY=SECRET)
+    assert info["names"] == ["gemini"]
+    assert SECRET not in info["out"] and "SIMULATED" not in info["out"]
+
+
 def test_simulate_flag_wins_over_keys_so_demos_never_reach_the_network(tmp_path):
     info = load_in_subprocess(tmp_path, OPENAI_API_KEY=SECRET, LLMROUTE_SIMULATE="1")
     assert info["names"] == DEFAULT_NAMES
@@ -600,6 +606,23 @@ def test_load_ext_says_which_config_providers_and_missing_keys(tmp_path):
     assert "missing API keys: OPENAI_API_KEY (openai)" in first
     assert "GROQ_API_KEY" not in first and "local" not in first.split("missing", 1)[1]
     assert len([x for x in first.splitlines() if x.strip()]) <= 2
+    assert SECRET not in info["out"]
+
+
+def test_load_ext_counts_the_keys_the_official_sdks_read(tmp_path):
+    # GOOGLE_API_KEY (google-genai) and AZURE_OPENAI_API_KEY (openai's AzureOpenAI) are keys for those
+    # providers: the notice must not call them missing (the requests send them).
+    (tmp_path / "llmroute.toml").write_text(
+        '[[providers]]\nname = "gemini"\nmodel = "gemini-2.0-flash"\n'
+        '[[providers]]\nname = "azure"\nmodel = "prod-chat"\napi = "azure"\n'
+        'base_url = "https://res.openai.azure.com"\n'
+    )
+    info = load_in_subprocess(tmp_path, GOOGLE_API_KEY=SECRET, AZURE_OPENAI_API_KEY=SECRET + "x")
+    first = info["out"].split("llmroute router", 1)[0]
+    assert "gemini (gemini-2.0-flash), azure (prod-chat)" in first
+    assert "missing" not in first
+    bare = load_in_subprocess(tmp_path)["out"].split("llmroute router", 1)[0]
+    assert "missing API keys: GEMINI_API_KEY (gemini), AZURE_API_KEY (azure)" in bare
     assert SECRET not in info["out"]
 
 

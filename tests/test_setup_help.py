@@ -132,6 +132,30 @@ def test_providers_shows_api_model_host_key_state_price_source_and_never_a_key(s
     assert "unknown price" in out.stdout
 
 
+def test_providers_counts_a_key_set_under_the_official_sdk_s_name(shell, magics, monkeypatch):
+    for var in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "AZURE_API_KEY", "AZURE_OPENAI_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    specs = [
+        ProviderSpec("gemini", "gemini-2.0-flash"),
+        ProviderSpec("azure", "prod-chat", api="azure", base_url="https://res.openai.azure.com"),
+    ]
+    r = ModelClientRouter(ProviderRoutingConfig(specs))
+    restore = bind(shell, r)
+    try:
+        before = ok(shell, "%llm providers").stdout
+        monkeypatch.setenv("GOOGLE_API_KEY", CANARY)
+        monkeypatch.setenv("AZURE_OPENAI_API_KEY", CANARY + "x")
+        after = ok(shell, "%llm providers").stdout
+    finally:
+        restore()
+        r.close()
+    assert_clean(before + after)
+    assert "GEMINI_API_KEY or GOOGLE_API_KEY missing" in before
+    assert "AZURE_API_KEY or AZURE_OPENAI_API_KEY missing" in before
+    assert "GOOGLE_API_KEY set" in after and "AZURE_OPENAI_API_KEY set" in after
+    assert "missing" not in after.split("name", 1)[1].split("\n\n", 1)[0]
+
+
 def test_a_missing_keys_error_names_the_env_line_to_run(shell, magics, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)

@@ -40,7 +40,10 @@ KEY_PROVIDERS: tuple[tuple[str, str, str], ...] = (
     ("DEEPSEEK_API_KEY", "deepseek", "deepseek-chat"),
     ("TOGETHER_API_KEY", "together", "meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo"),
     ("OPENROUTER_API_KEY", "openrouter", "openai/gpt-4o-mini"),
+    ("GEMINI_API_KEY", "gemini", "gemini-2.0-flash"),
+    ("GOOGLE_API_KEY", "gemini", "gemini-2.0-flash"),  # google-genai's own name for the same key
 )
+# Azure is not among them: its model is a deployment name only its owner knows (write it in llmroute.toml).
 
 HOW_TO_CONFIGURE = (
     f"set OPENAI_API_KEY / ANTHROPIC_API_KEY / GROQ_API_KEY, or write ./{CONFIG_FILE} "
@@ -71,7 +74,7 @@ def config_source(
     local = Path(cwd or os.getcwd()) / CONFIG_FILE
     if local.is_file():
         return "file", local
-    found = [(name, model) for var, name, model in KEY_PROVIDERS if env.get(var)]
+    found = list(dict.fromkeys((name, model) for var, name, model in KEY_PROVIDERS if env.get(var)))
     if found:
         return "keys", found
     return "sim", None
@@ -121,7 +124,7 @@ def missing_keys(config: Any, environ: Mapping[str, str] | None = None) -> list[
     return [
         (p.name, p.key_env_var)
         for p in config.providers
-        if p.api_key is None and not p.is_local and not env.get(p.key_env_var)
+        if p.api_key is None and not p.is_local and not any(env.get(var) for var in p.key_env_vars)
     ]
 
 

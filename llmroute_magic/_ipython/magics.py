@@ -104,12 +104,12 @@ def _key_state(spec: Any) -> str:
     there: no key's value is read out, shown or compared."""
     if spec.api_key is not None:
         return "given in the config"
-    var = spec.key_env_var
-    if os.environ.get(var):
-        return f"{var} set"
+    found = next((var for var in spec.key_env_vars if os.environ.get(var)), None)
+    if found is not None:
+        return f"{found} set"
     if spec.is_local:
         return "none needed (local)"
-    return f"{var} missing"
+    return f"{' or '.join(spec.key_env_vars)} missing"
 
 
 @magics_class

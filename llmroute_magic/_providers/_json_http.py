@@ -142,7 +142,8 @@ class JSONOverHTTPAdapter(ProviderAdapter):
             spec.timeout if spec.timeout is not None else getattr(getattr(client, "timeout", None), "read", None)
         )
         self._needs_key = not spec.is_local
-        self._env_var = spec.key_env_var
+        self._env_vars = spec.key_env_vars
+        self._env_var = self._env_vars[0]  # the one to name when none is set
         # A key given on the spec never changes; one from the environment is looked up per call
         # (it may be set after the router was built), by the name worked out once here.
         key = spec.resolve_api_key({})
@@ -180,7 +181,7 @@ class JSONOverHTTPAdapter(ProviderAdapter):
     def _begin(self, ctx: AttemptContext | None) -> tuple[dict[str, str], AttemptContext]:
         auth = self._auth
         if self._key_from_env:
-            key = os.environ.get(self._env_var) or None
+            key = next((k for var in self._env_vars if (k := os.environ.get(var))), None)
             if key != auth.key:  # set, changed or removed since the last call: rebuild the headers once
                 auth = self._auth = _Auth(key, self.headers_for(key))
         if auth.key is None and self._needs_key:

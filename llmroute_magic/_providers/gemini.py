@@ -45,7 +45,6 @@ from __future__ import annotations
 import hashlib
 import json
 import mimetypes
-import os
 import re
 import threading
 from collections.abc import Mapping
@@ -66,8 +65,6 @@ if TYPE_CHECKING:
     from .._types import ProviderSpec
 
 API_VERSION = "v1"  # google-genai's default (GOOGLE_AI_API_DEFAULT_VERSION)
-GOOGLE_HOST = "generativelanguage.googleapis.com"
-SDK_KEY_VARS = ("GOOGLE_API_KEY", "GEMINI_API_KEY")  # google-genai's order
 MADE_ID_PREFIX = "gcall_"  # ids the adapter made for calls the API gave none: never sent to the API
 SKIP_SIGNATURE = "skip_thought_signature_validator"  # Google's placeholder for a call signed elsewhere
 _VERSIONS = ("v1", "v1beta", "v1alpha")
@@ -109,19 +106,6 @@ class GeminiAdapter(JSONOverHTTPAdapter):
         self._urls: dict[str, tuple[str, str]] = {}  # model -> (plain URL, stream URL)
         self._signatures: dict[str, str] = {}  # call id -> the thoughtSignature it came with
         self._lock = threading.Lock()
-
-    # The base looks the key up in the environment variable ``_env_var`` on every call; here that is
-    # the first of the spec's variable and (for Google's own endpoint) the SDK's ones that is set.
-    @property
-    def _env_var(self) -> str:
-        names = self._key_vars
-        return next((n for n in names if os.environ.get(n)), names[0])
-
-    @_env_var.setter
-    def _env_var(self, name: str) -> None:
-        spec = self.spec
-        own_endpoint = urlsplit(spec.base_url or "").hostname == GOOGLE_HOST and spec.api_key_env is None
-        self._key_vars = (name, *(v for v in SDK_KEY_VARS if v != name)) if own_endpoint else (name,)
 
     def headers_for(self, key: str | None) -> dict[str, str]:
         headers = {"content-type": "application/json", "accept": "application/json"}
