@@ -102,3 +102,21 @@ def test_an_image_cell_skips_a_provider_without_vision(shell, magics):
             assert s.stats()["providers"]["blind"]["requests"] == 0
         finally:
             r.close()
+
+
+def test_compare_sends_the_image_to_every_arm(shell, router):
+    shell.user_ns["photo"] = PNG
+    ok(shell, "%%llm --compare sim-openai,sim-anthropic -o df\nDescribe {photo} in one line.")
+    df = shell.user_ns["df"]
+    text_tokens = count_input_tokens("", ["Describe  in one line."])
+    assert df["error"].isna().all()
+    assert list(df["input_tokens"]) == [text_tokens + IMAGE_TOKENS] * 2  # each arm got the picture, not a marker
+
+
+def test_a_chat_turn_that_only_asked_for_a_tool_is_kept_as_text_the_next_cell_can_send(shell, router, magics):
+    ok(shell, WEATHER)
+    ok(shell, "%%llm --chat trip -p sim-anthropic --tools get_weather\nUse get_weather for Rome, please.")
+    (turn,) = magics.conversations.get("trip").turns
+    assert turn.answer.startswith("[asked to call get_weather(") and "not run" in turn.answer
+    ok(shell, "%%llm --chat trip\nAnd what should I wear?")  # Anthropic refuses an empty assistant turn
+    assert last(router)["status"] == "ok" and last(router)["provider"] == "sim-anthropic"

@@ -23,6 +23,7 @@ A conversation keeps the provider that answered it last and the model a cell ask
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Iterator
@@ -84,7 +85,19 @@ class Turn:
     @classmethod
     def of(cls, key: str, prompt: str, completion: Any) -> Turn:
         c = completion
-        return cls(key, prompt, c.text, c.provider, c.model, c.input_tokens, c.output_tokens, c.cost, c.request_id)
+        answer = _answer_text(c)
+        return cls(key, prompt, answer, c.provider, c.model, c.input_tokens, c.output_tokens, c.cost, c.request_id)
+
+
+def _answer_text(completion: Any) -> str:
+    """What the next cell sends as this turn's assistant message. Never empty: Anthropic refuses an
+    empty assistant turn, and a turn that only asked for tool calls (not run) still said something."""
+    if completion.text:
+        return str(completion.text)
+    calls = [f"{c.name}({json.dumps(c.arguments, ensure_ascii=False)})" for c in completion.tool_calls or ()]
+    if calls:
+        return f"[asked to call {', '.join(calls)}; not run]"
+    return "[no answer]"
 
 
 @dataclass(frozen=True, slots=True)

@@ -561,8 +561,9 @@ class LLMRouteMagics(Magics, Configurable):
                 except ConfigError as e:
                     raise UsageError(f"--compare: {str(e).removeprefix('providers: ')}") from None
         kwargs.pop("strategy", None)  # every named provider answers: there is nothing to route
+        send: Any = [{"role": "user", "content": image_content(prompt, self._images)}] if self._images else prompt
         try:
-            df = router.compare(prompt, providers=names, **kwargs)
+            df = router.compare(send, providers=names, **kwargs)
         except KeyboardInterrupt:
             raise UsageError("interrupted: the comparison was cancelled (recorded in %llm usage)") from None
         except LLMRouteError as e:
