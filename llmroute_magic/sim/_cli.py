@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profiles",
         metavar="FILE.toml",
-        help="TOML file of [[providers]] tables (default: sim-openai, sim-anthropic, sim-local)",
+        help="TOML file of [[providers]] tables (default: one provider per wire format, and sim-local)",
     )
 
 

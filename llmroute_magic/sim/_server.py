@@ -43,7 +43,7 @@ def _as_profiles(profiles: Iterable[ProviderProfile] | Mapping[str, ProviderProf
 class Simulator:
     """Simulated LLM providers on one loopback port. Use as a context manager or with start()/stop().
 
-    ``profiles``: None for ``DEFAULT_PROFILES`` (sim-openai, sim-anthropic, sim-local), or a list /
+    ``profiles``: None for ``DEFAULT_PROFILES`` (one provider per wire format, and sim-local), or a list /
     dict of ``ProviderProfile``. ``port``: 0 picks a free ephemeral port. ``clock`` drives the
     rate-limit window (tests pass a fake one). What it served is in ``stats()`` (and
     ``GET /_sim/stats``): the router's ledger must equal it.
