@@ -160,18 +160,7 @@ class ModelClientRouter(RouterCore):
         """
         import pandas as pd
 
-        if isinstance(providers, str):
-            providers = [p.strip() for p in providers.split(",") if p.strip()]
-        configured = [p.name for p in self._config.providers]
-        targets = (
-            [compare_target(str(p), configured) for p in providers]
-            if providers is not None
-            else [(name, None) for name in self.enabled]
-        )
-        if not targets:
-            raise ConfigError("providers: no provider to compare; enable one or name them", field="providers")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError(f"n: expected a whole number >= 1, got {n!r}", field="n")
+        targets = self._compare_targets(providers, n)
         rest: dict[str, Any] = dict(options)
         rest.pop("provider", None)
         default_model = rest.pop("model", None)
@@ -206,6 +195,22 @@ class ModelClientRouter(RouterCore):
         ]
         df = pd.DataFrame(rows, columns=COMPARE_COLUMNS)
         return df.drop(columns="sample") if n == 1 else df
+
+    def _compare_targets(self, providers: Iterable[str] | str | None, n: int) -> list[tuple[str, str | None]]:
+        """(provider, model or None) per arm, each checked: a mistake is a ConfigError before any request."""
+        if isinstance(providers, str):
+            providers = [p.strip() for p in providers.split(",") if p.strip()]
+        configured = [p.name for p in self._config.providers]
+        targets: list[tuple[str, str | None]] = (
+            [compare_target(str(p), configured) for p in providers]
+            if providers is not None
+            else [(name, None) for name in self.enabled]
+        )
+        if not targets:
+            raise ConfigError("providers: no provider to compare; enable one or name them", field="providers")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"n: expected a whole number >= 1, got {n!r}", field="n")
+        return targets
 
     # -- usage -----------------------------------------------------------------------------------
     @property
