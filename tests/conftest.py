@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+from helpers import fresh_simulator_fixture, simulator_fixture
 
-
-@pytest.fixture(scope="session")
-def sim():
-    """One running simulator with the default profiles (one provider per wire format, and sim-local) for the session."""
-    from llmroute_magic.sim import Simulator
-
-    with Simulator() as s:
-        yield s
-
-
-@pytest.fixture
-def fresh_sim(sim):
-    """The session simulator with default profiles, no queued faults and zero counters."""
-    sim.reset()
-    yield sim
-    sim.reset()
+# One running simulator with the default profiles (one provider per wire format, and sim-local) for the session.
+sim = simulator_fixture(scope="session")
+# The session simulator with default profiles, no queued faults and zero counters.
+fresh_sim = fresh_simulator_fixture()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,4 +1,5 @@
-"""Shared test helpers: a sleep that never waits, routers over the simulator, the ledger == simulator check.
+"""Shared test helpers: simulator fixtures, a sleep that never waits, routers over the simulator, the
+ledger == simulator check, the fault table.
 
 Importable from any test module (pytest puts ``tests/`` on ``sys.path``: ``from helpers import ...``).
 """
@@ -9,12 +10,52 @@ import math
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import pytest
 
 from llmroute_magic import ModelClientRouter, ProviderRoutingConfig
+from llmroute_magic.sim import ProviderProfile, Simulator
+
+
+def simulator_fixture(profiles: Iterable[ProviderProfile] | None = None, *, scope: str = "module", **options: Any):
+    """A fixture: one simulator over ``profiles`` (None: the default ones) for the whole module (or
+    ``scope``), since starting one per test would cost more than most tests. Bind it to the name tests
+    ask for: ``sim = simulator_fixture(PROFILES)``."""
+
+    @pytest.fixture(scope=scope)
+    def simulator():
+        with Simulator(profiles, **options) as s:
+            yield s
+
+    return simulator
+
+
+def fresh_simulator_fixture(simulator: str = "sim", *, quiet_within_s: float = 0.0):
+    """A fixture: the module's simulator (the fixture named ``simulator``) with its profiles as started,
+    no queued faults and zero counters, before the test and again after it, so no test sees another's.
+
+    ``quiet_within_s``: first wait (up to that long) until every request it admitted has ended, for
+    modules whose tests walk away from requests: the simulator counts a dropped connection a moment
+    later, and that count belongs to the test that dropped it.
+    """
+
+    @pytest.fixture
+    def fresh(request):
+        sim = request.getfixturevalue(simulator)
+        sim.reset()
+        yield sim
+        if quiet_within_s:
+            wait_until(lambda: sim_quiet(sim), quiet_within_s)
+        sim.reset()
+
+    return fresh
+
+
+def simulator_fixtures(profiles: Iterable[ProviderProfile] | None = None, *, quiet_within_s: float = 0.0):
+    """``sim, fresh = simulator_fixtures(PROFILES)``: the module's simulator and its reset-per-test view."""
+    return simulator_fixture(profiles), fresh_simulator_fixture(quiet_within_s=quiet_within_s)
 
 
 class Sleeps:
@@ -134,6 +175,25 @@ FAULT_OUTCOMES = {
     "stalled_stream": ("timeout", None),
 }
 NETWORK_FAULTS = ("connect_refused", "read_timeout", "stalled_stream")
+
+
+def injected_fault_outcomes(
+    differences: Mapping[str, tuple[str, int | None]] | None = None,
+) -> dict[str, tuple[str, int | None]]:
+    """fault -> (error_type, http status) of a plain request, for the faults the simulator injects:
+    ``FAULT_OUTCOMES`` with ``differences``, where a wire format answers a fault its own way."""
+    outcomes = {fault: outcome for fault, outcome in FAULT_OUTCOMES.items() if fault not in NETWORK_FAULTS}
+    unknown = set(differences or ()) - set(outcomes)
+    assert not unknown, f"not a fault the simulator injects: {sorted(unknown)}"
+    return {**outcomes, **(differences or {})}
+
+
+def streamed_or_plain_outcome(
+    outcomes: Mapping[str, tuple[str, int | None]], fault: str, streamed: bool
+) -> tuple[str, int | None]:
+    """The outcome from a table of plain outcomes. Streamed, a ``stream_error`` fault is an error after
+    the first words, inside the 200 stream (Anthropic names it otherwise: see ``expected_fault``)."""
+    return ("stream_error", 200) if streamed and fault == "stream_error" else outcomes[fault]
 
 
 def expected_fault(fault: str, api: str, streamed: bool) -> tuple[str, int | None]:

@@ -11,12 +11,12 @@ import copy
 import os
 
 import pytest
+from helpers import simulator_fixture
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from llmroute_magic import ModelClientRouter, ProviderRoutingConfig
-from llmroute_magic.sim import Simulator
 
 MAGIC_SETTINGS = (
     "display_mode",
@@ -32,10 +32,7 @@ MAGIC_SETTINGS = (
 )
 
 
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator() as s:
-        yield s
+sim = simulator_fixture()
 
 
 @pytest.fixture(scope="module")

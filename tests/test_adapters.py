@@ -740,9 +740,8 @@ sim_module = pytest.importorskip("llmroute_magic.sim")
 SIM_NAMES = {"openai": "t-openai", "anthropic": "t-anthropic"}
 
 
-@pytest.fixture(scope="module")
-def sim():
-    profiles = [
+sim, fresh_sim = helpers.simulator_fixtures(
+    [
         sim_module.ProviderProfile(
             "t-openai", api="openai", model="gpt-4o-mini", input_price=0.15, output_price=0.6, retry_after_s=2.5, seed=1
         ),
@@ -758,14 +757,7 @@ def sim():
         sim_module.ProviderProfile("t-keyed", api="openai", require_api_key=CANARY),
         sim_module.ProviderProfile("t-slow", api="openai", tokens_per_s=40.0),
     ]
-    with sim_module.Simulator(profiles) as s:
-        yield s
-
-
-@pytest.fixture
-def fresh_sim(sim):
-    sim.reset()
-    return sim
+)
 
 
 def sim_adapter(sim, api: str, client, **changes: Any):
@@ -1157,58 +1149,55 @@ async def test_openai_tool_calls_plain_and_streamed(server, client):
     assert (final.input_tokens, final.output_tokens) == (20, 9)
 
 
+def anthropic_tool_use_answer(*content: dict) -> Reply:
+    """A plain Anthropic answer that stopped for tool use, with these content blocks."""
+    return json_reply(
+        200,
+        {
+            "model": "claude-test",
+            "stop_reason": "tool_use",
+            "usage": {"input_tokens": 30, "output_tokens": 12},
+            "content": list(content),
+        },
+    )
+
+
+def anthropic_tool_use_stream(call_id: str, name: str, input_pieces: list[str]) -> Reply:
+    """An Anthropic stream whose one content block is a tool_use, its input JSON sent in ``input_pieces``."""
+
+    def ev(event: str, payload: dict) -> str:
+        return f"event: {event}\ndata: {json.dumps({'type': event, **payload})}"
+
+    block = {"type": "tool_use", "id": call_id, "name": name, "input": {}}
+    start = {"model": "claude-test", "usage": {"input_tokens": 30, "output_tokens": 1}}
+    return sse_reply(
+        [
+            ev("message_start", {"message": start}),
+            ev("content_block_start", {"index": 0, "content_block": block}),
+            *(
+                ev("content_block_delta", {"index": 0, "delta": {"type": "input_json_delta", "partial_json": piece}})
+                for piece in input_pieces
+            ),
+            ev("content_block_stop", {"index": 0}),
+            ev("message_delta", {"delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 15}}),
+            ev("message_stop", {}),
+        ]
+    )
+
+
 async def test_anthropic_tool_calls_plain_and_streamed(server, client):
     adapter = anthropic_adapter(server.url, client)
     server.replies.append(
-        json_reply(
-            200,
-            {
-                "model": "claude-test",
-                "stop_reason": "tool_use",
-                "usage": {"input_tokens": 30, "output_tokens": 12},
-                "content": [
-                    {"type": "text", "text": "Let me check."},
-                    {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
-                ],
-            },
+        anthropic_tool_use_answer(
+            {"type": "text", "text": "Let me check."},
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
         )
     )
     result = await adapter.complete(chat("Weather in Paris?", tools=[WEATHER]))
     assert result.text == "Let me check." and result.tool_calls == (
         ToolCall("toolu_1", "get_weather", {"city": "Paris"}),
     )
-
-    def ev(name, payload):
-        return f"event: {name}\ndata: {json.dumps({'type': name, **payload})}"
-
-    server.replies.append(
-        sse_reply(
-            [
-                ev(
-                    "message_start",
-                    {"message": {"model": "claude-test", "usage": {"input_tokens": 30, "output_tokens": 1}}},
-                ),
-                ev(
-                    "content_block_start",
-                    {
-                        "index": 0,
-                        "content_block": {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {}},
-                    },
-                ),
-                ev(
-                    "content_block_delta",
-                    {"index": 0, "delta": {"type": "input_json_delta", "partial_json": '{"city": '}},
-                ),
-                ev(
-                    "content_block_delta",
-                    {"index": 0, "delta": {"type": "input_json_delta", "partial_json": '"Oslo"}'}},
-                ),
-                ev("content_block_stop", {"index": 0}),
-                ev("message_delta", {"delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 15}}),
-                ev("message_stop", {}),
-            ]
-        )
-    )
+    server.replies.append(anthropic_tool_use_stream("toolu_2", "get_weather", ['{"city": ', '"Oslo"}']))
     deltas, final = await collect(adapter, chat("Weather in Oslo?", tools=[WEATHER]))
     assert deltas == [] and final.tool_calls == (ToolCall("toolu_2", "get_weather", {"city": "Oslo"}),)
     assert final.finish_reason == "tool_use" and final.output_tokens == 15
@@ -1217,54 +1206,13 @@ async def test_anthropic_tool_calls_plain_and_streamed(server, client):
 async def test_anthropic_schema_answer_is_the_schema_tools_input_as_text(server, client):
     adapter = anthropic_adapter(server.url, client)
     server.replies.append(
-        json_reply(
-            200,
-            {
-                "model": "claude-test",
-                "stop_reason": "tool_use",
-                "usage": {"input_tokens": 30, "output_tokens": 12},
-                "content": [
-                    {
-                        "type": "tool_use",
-                        "id": "t",
-                        "name": SCHEMA_TOOL,
-                        "input": {"name": "Tokyo", "population": 37000000},
-                    }
-                ],
-            },
+        anthropic_tool_use_answer(
+            {"type": "tool_use", "id": "t", "name": SCHEMA_TOOL, "input": {"name": "Tokyo", "population": 37000000}}
         )
     )
     result = await adapter.complete(chat("Biggest city?", response_format=CITY))
     assert json.loads(result.text) == {"name": "Tokyo", "population": 37000000} and result.tool_calls == ()
-
-    def ev(name, payload):
-        return f"event: {name}\ndata: {json.dumps({'type': name, **payload})}"
-
-    server.replies.append(
-        sse_reply(
-            [
-                ev(
-                    "message_start",
-                    {"message": {"model": "claude-test", "usage": {"input_tokens": 30, "output_tokens": 1}}},
-                ),
-                ev(
-                    "content_block_start",
-                    {"index": 0, "content_block": {"type": "tool_use", "id": "t", "name": SCHEMA_TOOL, "input": {}}},
-                ),
-                ev(
-                    "content_block_delta",
-                    {"index": 0, "delta": {"type": "input_json_delta", "partial_json": '{"name": "Oslo", '}},
-                ),
-                ev(
-                    "content_block_delta",
-                    {"index": 0, "delta": {"type": "input_json_delta", "partial_json": '"population": 7}'}},
-                ),
-                ev("content_block_stop", {"index": 0}),
-                ev("message_delta", {"delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 15}}),
-                ev("message_stop", {}),
-            ]
-        )
-    )
+    server.replies.append(anthropic_tool_use_stream("t", SCHEMA_TOOL, ['{"name": "Oslo", ', '"population": 7}']))
     deltas, final = await collect(adapter, chat("Smallest?", response_format=CITY))
     assert "".join(deltas) == final.text and json.loads(final.text) == {"name": "Oslo", "population": 7}
     assert final.tool_calls == ()

@@ -13,7 +13,7 @@ import base64
 
 import pydantic
 import pytest
-from helpers import Sleeps, assert_ledger_matches_sim, rows
+from helpers import Sleeps, assert_ledger_matches_sim, rows, simulator_fixtures
 
 from llmroute_magic import Completion, ModelClientRouter, ProviderRoutingConfig
 from llmroute_magic._providers import ADAPTERS
@@ -42,18 +42,7 @@ def profile(api: str, name: str | None = None, **kw) -> ProviderProfile:
     )
 
 
-@pytest.fixture(scope="module")
-def sim():
-    profiles = [profile(api) for api in APIS] + [profile(api, f"q-{api}") for api in APIS]
-    with Simulator(profiles) as s:
-        yield s
-
-
-@pytest.fixture
-def fresh(sim):
-    sim.reset()
-    yield sim
-    sim.reset()
+sim, fresh = simulator_fixtures([profile(api) for api in APIS] + [profile(api, f"q-{api}") for api in APIS])
 
 
 def ask(router: ModelClientRouter, streamed: bool, prompt, **options) -> Completion:

@@ -18,11 +18,20 @@ server too slow to answer (read timeout), and a stream that stalls after its fir
 from __future__ import annotations
 
 import pytest
-from helpers import FAULT_OUTCOMES, NETWORK_FAULTS, Sleeps, assert_ledger_matches_sim, closed_port, expected_fault, rows
+from helpers import (
+    FAULT_OUTCOMES,
+    NETWORK_FAULTS,
+    Sleeps,
+    assert_ledger_matches_sim,
+    closed_port,
+    expected_fault,
+    rows,
+    simulator_fixtures,
+)
 
 from llmroute_magic import AllProvidersFailed, Completion, ModelClientRouter, ProviderError, ProviderRoutingConfig
 from llmroute_magic._errors import ERROR_POLICY, Policy
-from llmroute_magic.sim import FAULT_KINDS, ProviderProfile, Simulator
+from llmroute_magic.sim import FAULT_KINDS, ProviderProfile
 
 APIS = ("openai", "anthropic")
 TIMEOUT_S = 0.25  # the spec timeout for the slow cases: long enough for loopback, short for the suite
@@ -67,17 +76,7 @@ def test_the_matrix_covers_every_fault_the_simulator_can_inject():
     assert set(FAULT_KINDS) == set(FAULT_OUTCOMES) - set(NETWORK_FAULTS)
 
 
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(PROFILES) as s:
-        yield s
-
-
-@pytest.fixture
-def fresh(sim):
-    sim.reset()
-    yield sim
-    sim.reset()
+sim, fresh = simulator_fixtures(PROFILES)
 
 
 def arrange(sim, fault: str, api: str, faulty: tuple[str, ...], *, count: int = 1) -> list:

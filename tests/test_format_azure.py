@@ -23,8 +23,17 @@ import httpx
 import jsonschema
 import pydantic
 import pytest
-from helpers import Sleeps, assert_ledger_matches_sim, cancel_after_first_item, rows, wait_until
-from test_adapters import ScriptedServer, collect, json_reply, sse_reply
+from helpers import (
+    Sleeps,
+    assert_ledger_matches_sim,
+    cancel_after_first_item,
+    injected_fault_outcomes,
+    rows,
+    simulator_fixtures,
+    streamed_or_plain_outcome,
+    wait_until,
+)
+from test_adapters import client, collect, json_reply, server, sse_reply  # noqa: F401 - the fixtures
 
 from llmroute_magic import (
     AllProvidersFailed,
@@ -35,13 +44,12 @@ from llmroute_magic import (
     ProviderSpec,
 )
 from llmroute_magic._errors import ERROR_POLICY, Policy
-from llmroute_magic._http import make_client
 from llmroute_magic._providers import adapter_for
 from llmroute_magic._providers.azure import AzureAdapter, endpoint_of, max_tokens_field
 from llmroute_magic._providers.openai import OpenAIAdapter
 from llmroute_magic._request import build_request
 from llmroute_magic._types import ToolCall
-from llmroute_magic.sim import FAULT_KINDS, ProviderProfile, Simulator
+from llmroute_magic.sim import FAULT_KINDS, ProviderProfile
 from llmroute_magic.sim._wire.azure import COMPLETION_FILTER_TRIGGER, PROMPT_FILTER_TRIGGER
 
 PNG = base64.b64decode(
@@ -182,21 +190,6 @@ def test_bodies_are_openais_translation_images_tools_results_schema_params_and_m
 
 
 # -- on the wire (a hand-scripted server sees exactly what is sent) ---------------------------------------------
-
-
-@pytest.fixture
-async def server():
-    s = ScriptedServer()
-    await s.start()
-    yield s
-    await s.stop()
-
-
-@pytest.fixture
-async def client():
-    c = make_client(timeout=10.0)
-    yield c
-    await c.aclose()
 
 
 AZURE_OK = {
@@ -501,18 +494,7 @@ KINDS = {
 }
 
 
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(PROFILES) as s:
-        yield s
-
-
-@pytest.fixture
-def fresh(sim):
-    sim.reset()
-    yield sim
-    wait_until(lambda: all(sum(p["statuses"].values()) == p["requests"] for p in sim.stats()["providers"].values()), 3)
-    sim.reset()
+sim, fresh = simulator_fixtures(PROFILES, quiet_within_s=3)
 
 
 def specs_for(sim, names: list[str], form: str) -> list[ProviderSpec]:
@@ -605,33 +587,14 @@ def test_an_image_skips_a_provider_without_vision(fresh, form, streamed):
 
 # -- faults --------------------------------------------------------------------------------------------------
 
-# fault -> (error_type, http status) of the attempt, for a plain request to an Azure provider
-AZURE_OUTCOMES = {
-    "rate_limit": ("rate_limit", 429),
-    "rate_limit_no_retry_after": ("rate_limit", 429),
-    "insufficient_quota": ("insufficient_quota", 429),  # a 429 asking to come back in a day: a spent quota
-    "server_error": ("server_error", 500),
-    "bad_gateway": ("server_error", 502),
-    "unavailable": ("server_error", 503),
-    "gateway_timeout": ("server_error", 504),
-    "overloaded": ("overloaded", 529),
-    "invalid_request": ("invalid_request", 400),
-    "context_length": ("context_length", 400),
-    "unauthorized": ("authentication", 401),
-    "forbidden": ("permission", 403),
-    "model_not_found": ("not_found", 404),  # DeploymentNotFound
-    "hang": ("timeout", None),
-    "reset": ("connection_reset", None),
-    "malformed_json": ("malformed_response", 200),
-    "truncated_stream": ("malformed_response", 200),
-    "stream_error": ("server_error", 500),
-}
-STREAMED = {"stream_error": ("stream_error", 200)}  # an error event after the first words
+# Azure answers every fault with OpenAI's status (a spent quota is a 429 asking to come back in a
+# day, a missing model is DeploymentNotFound's 404); a streamed stream_error is an error event after the first words.
+AZURE_OUTCOMES = injected_fault_outcomes()
 RETRY_AFTER = {"rate_limit": 0.7, "insufficient_quota": 86400.0}  # retry-after-ms wins over retry-after
 
 
 def expected(fault: str, streamed: bool) -> tuple[str, int | None]:
-    return STREAMED.get(fault, AZURE_OUTCOMES[fault]) if streamed else AZURE_OUTCOMES[fault]
+    return streamed_or_plain_outcome(AZURE_OUTCOMES, fault, streamed)
 
 
 def test_the_table_covers_every_fault_the_simulator_can_inject():

@@ -18,17 +18,25 @@ import httpx
 import jsonschema
 import pydantic
 import pytest
-from helpers import assert_ledger_matches_sim, cancel_after_first_item, make_router, rows, wait_until
-from test_adapters import ScriptedServer, json_reply, sse_reply
+from helpers import (
+    assert_ledger_matches_sim,
+    cancel_after_first_item,
+    injected_fault_outcomes,
+    make_router,
+    rows,
+    simulator_fixtures,
+    streamed_or_plain_outcome,
+    wait_until,
+)
+from test_adapters import client, json_reply, server, sse_reply  # noqa: F401 - the fixtures
 
 from llmroute_magic import AllProvidersFailed, ModelClientRouter, ProviderError, ProviderRoutingConfig, ProviderSpec
 from llmroute_magic._errors import ERROR_POLICY, Policy
-from llmroute_magic._http import make_client
 from llmroute_magic._providers import ChatRequest, ProviderResult, adapter_for
 from llmroute_magic._providers.gemini import MADE_ID_PREFIX, SKIP_SIGNATURE, GeminiAdapter
 from llmroute_magic._request import build_request
 from llmroute_magic._types import ToolCall
-from llmroute_magic.sim import FAULT_KINDS, ProviderProfile, Simulator
+from llmroute_magic.sim import FAULT_KINDS, ProviderProfile
 
 MODEL = "gemini-2.5-flash"
 IN_PRICE, OUT_PRICE = 0.3, 2.5
@@ -69,24 +77,14 @@ def profile(name: str, seed: int, **extra) -> ProviderProfile:
     )
 
 
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(
-        [
-            profile("gem-a", 1, context_window=4000),
-            profile("gem-b", 2, context_window=200_000),
-            profile("gem-blind", 3, vision=False),
-            profile("gem-drip", 4, tokens_per_s=40.0),
-        ]
-    ) as s:
-        yield s
-
-
-@pytest.fixture
-def fresh(sim):
-    sim.reset()
-    yield sim
-    sim.reset()
+sim, fresh = simulator_fixtures(
+    [
+        profile("gem-a", 1, context_window=4000),
+        profile("gem-b", 2, context_window=200_000),
+        profile("gem-blind", 3, vision=False),
+        profile("gem-drip", 4, tokens_per_s=40.0),
+    ]
+)
 
 
 def ask(router, streamed: bool, prompt, **options):
@@ -227,32 +225,17 @@ def test_an_image_request_skips_a_provider_without_vision(fresh):
 # -- 3. faults ---------------------------------------------------------------------------------------------
 
 # fault -> (error_type, HTTP status) of the attempt, plain; Gemini's own where they differ from OpenAI's.
-GEMINI_OUTCOMES = {
-    "rate_limit": ("rate_limit", 429),
-    "rate_limit_no_retry_after": ("rate_limit", 429),
-    "insufficient_quota": ("insufficient_quota", 429),  # a per-day quota: retrying soon cannot help
-    "server_error": ("server_error", 500),
-    "bad_gateway": ("server_error", 502),
-    "unavailable": ("server_error", 503),
-    "gateway_timeout": ("server_error", 504),
-    "overloaded": ("overloaded", 503),  # 503 UNAVAILABLE "The model is overloaded"
-    "invalid_request": ("invalid_request", 400),
-    "context_length": ("context_length", 400),  # "The input token count (...) exceeds the maximum ..."
-    "unauthorized": ("authentication", 400),  # 400 API_KEY_INVALID
-    "forbidden": ("permission", 403),
-    "model_not_found": ("not_found", 404),
-    "hang": ("timeout", None),
-    "reset": ("connection_reset", None),
-    "malformed_json": ("malformed_response", 200),
-    "truncated_stream": ("malformed_response", 200),
-    "stream_error": ("server_error", 500),  # streamed: an error frame after text, ("stream_error", 200)
-}
+# A per-day quota is a 429 (retrying soon cannot help); a streamed stream_error is an error frame after text.
+GEMINI_OUTCOMES = injected_fault_outcomes(
+    {
+        "overloaded": ("overloaded", 503),  # 503 UNAVAILABLE "The model is overloaded"
+        "unauthorized": ("authentication", 400),  # 400 API_KEY_INVALID
+    }
+)
 
 
 def expected(fault: str, streamed: bool) -> tuple[str, int | None, Policy]:
-    error_type, status = GEMINI_OUTCOMES[fault]
-    if fault == "stream_error" and streamed:
-        error_type, status = "stream_error", 200
+    error_type, status = streamed_or_plain_outcome(GEMINI_OUTCOMES, fault, streamed)
     policy = ERROR_POLICY[error_type]
     if streamed and fault in ("stream_error", "truncated_stream"):
         policy = Policy.SURFACE  # the first words were shown
@@ -342,21 +325,6 @@ def test_a_missing_key_says_which_variable_to_set(fresh, monkeypatch):
 
 
 # -- 5. the adapter against hand-written answers ---------------------------------------------------------------
-
-
-@pytest.fixture
-async def server():
-    s = ScriptedServer()
-    await s.start()
-    yield s
-    await s.stop()
-
-
-@pytest.fixture
-async def client():
-    c = make_client(timeout=10.0)
-    yield c
-    await c.aclose()
 
 
 def spec_at(url: str, **kw) -> ProviderSpec:

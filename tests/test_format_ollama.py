@@ -20,7 +20,15 @@ import httpx
 import jsonschema
 import pydantic
 import pytest
-from helpers import assert_ledger_matches_sim, cancel_after_first_item, rows, wait_until
+from helpers import (
+    assert_ledger_matches_sim,
+    cancel_after_first_item,
+    injected_fault_outcomes,
+    rows,
+    simulator_fixtures,
+    streamed_or_plain_outcome,
+    wait_until,
+)
 
 from llmroute_magic import (
     AllProvidersFailed,
@@ -34,7 +42,7 @@ from llmroute_magic._providers import ChatRequest, adapter_for
 from llmroute_magic._providers.ollama import OllamaAdapter, iter_ndjson, usage_of
 from llmroute_magic._request import build_request
 from llmroute_magic._types import ToolCall
-from llmroute_magic.sim import FAULT_KINDS, ProviderProfile, Simulator
+from llmroute_magic.sim import FAULT_KINDS, ProviderProfile
 from llmroute_magic.sim._neutral import IMAGE_TOKENS
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
@@ -69,17 +77,7 @@ PROFILES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(PROFILES) as s:
-        yield s
-
-
-@pytest.fixture
-def fresh(sim):
-    sim.reset()
-    yield sim
-    sim.reset()
+sim, fresh = simulator_fixtures(PROFILES)
 
 
 def router(sim, *names: str, specs=None, **cfg) -> ModelClientRouter:
@@ -296,28 +294,14 @@ def test_a_prompt_over_num_ctx_is_a_context_error_that_moves_to_a_larger_window(
 
 # -- faults -> error types -------------------------------------------------------------------------------
 
-# fault -> (error_type, http status) of the attempt, plain; a stream differs only where noted below.
-OLLAMA_FAULTS = {
-    "rate_limit": ("rate_limit", 429),
-    "rate_limit_no_retry_after": ("rate_limit", 429),
-    "insufficient_quota": ("insufficient_quota", 402),  # ollama.com's usage limit
-    "server_error": ("server_error", 500),
-    "bad_gateway": ("server_error", 502),
-    "unavailable": ("server_error", 503),
-    "gateway_timeout": ("server_error", 504),
-    "overloaded": ("overloaded", 503),  # "server busy": Ollama's queue is full
-    "invalid_request": ("invalid_request", 400),
-    "context_length": ("context_length", 400),
-    "unauthorized": ("authentication", 401),
-    "forbidden": ("permission", 403),
-    "model_not_found": ("not_found", 404),
-    "hang": ("timeout", None),
-    "reset": ("connection_reset", None),
-    "malformed_json": ("malformed_response", 200),
-    "truncated_stream": ("malformed_response", 200),
-    "stream_error": ("server_error", 500),
-}
-STREAMED = {"stream_error": ("stream_error", 200)}  # an {"error": ...} line after text
+# Plain outcomes are OpenAI's but for two Ollama answers its own way; a streamed stream_error is an
+# {"error": ...} line after text.
+OLLAMA_FAULTS = injected_fault_outcomes(
+    {
+        "insufficient_quota": ("insufficient_quota", 402),  # ollama.com's usage limit
+        "overloaded": ("overloaded", 503),  # "server busy": Ollama's queue is full
+    }
+)
 
 
 def test_the_table_covers_every_fault_kind():
@@ -333,7 +317,7 @@ def test_fault_maps_to_its_error_type(fresh, fault, streamed):
         with pytest.raises(LLMRouteError) as info:
             ask(r, "Tell me something.", streamed)
         err = info.value.attempts[-1] if isinstance(info.value, AllProvidersFailed) else info.value
-        error_type, status = STREAMED.get(fault, OLLAMA_FAULTS[fault]) if streamed else OLLAMA_FAULTS[fault]
+        error_type, status = streamed_or_plain_outcome(OLLAMA_FAULTS, fault, streamed)
         assert (err.error_type, err.status_code) == (error_type, status)
         assert [(x["error_type"], x["http_status"], x["streamed"]) for x in rows(r)] == [(error_type, status, streamed)]
         if fault == "rate_limit":

@@ -24,7 +24,16 @@ import jsonschema
 import openai
 import pydantic
 import pytest
-from helpers import assert_ledger_matches_sim, cancel_after_first_item, make_router, rows, wait_until
+from helpers import (
+    assert_ledger_matches_sim,
+    cancel_after_first_item,
+    injected_fault_outcomes,
+    make_router,
+    rows,
+    simulator_fixtures,
+    streamed_or_plain_outcome,
+    wait_until,
+)
 
 from llmroute_magic import (
     AllProvidersFailed,
@@ -40,7 +49,7 @@ from llmroute_magic._providers._sse import ServerSentEvent
 from llmroute_magic._providers.openai_responses import OpenAIResponsesAdapter
 from llmroute_magic._request import build_request
 from llmroute_magic._types import ToolCall
-from llmroute_magic.sim import FAULT_KINDS, ProviderProfile, Simulator
+from llmroute_magic.sim import FAULT_KINDS, ProviderProfile
 from llmroute_magic.sim._neutral import IMAGE_TOKENS
 
 API = "openai-responses"
@@ -82,17 +91,7 @@ class Person(pydantic.BaseModel):
     address: City
 
 
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(PROFILES) as s:
-        yield s
-
-
-@pytest.fixture
-def fresh(sim):
-    sim.reset()
-    yield sim
-    sim.reset()
+sim, fresh = simulator_fixtures(PROFILES)
 
 
 def counters(sim, name: str = "resp-a") -> dict:
@@ -696,28 +695,8 @@ def test_an_image_request_skips_a_provider_without_vision(fresh):
     assert counters(fresh, "resp-blind")["requests"] == 1
 
 
-# fault -> (error_type, http status) of the attempt, plain; STREAMED says where a stream differs
-RESPONSES_FAULTS = {
-    "rate_limit": ("rate_limit", 429),
-    "rate_limit_no_retry_after": ("rate_limit", 429),
-    "insufficient_quota": ("insufficient_quota", 429),
-    "server_error": ("server_error", 500),
-    "bad_gateway": ("server_error", 502),
-    "unavailable": ("server_error", 503),
-    "gateway_timeout": ("server_error", 504),
-    "overloaded": ("overloaded", 529),
-    "invalid_request": ("invalid_request", 400),
-    "context_length": ("context_length", 400),
-    "unauthorized": ("authentication", 401),
-    "forbidden": ("permission", 403),
-    "model_not_found": ("not_found", 404),
-    "hang": ("timeout", None),
-    "reset": ("connection_reset", None),
-    "malformed_json": ("malformed_response", 200),
-    "truncated_stream": ("malformed_response", 200),
-    "stream_error": ("server_error", 500),
-}
-STREAMED = {"stream_error": ("stream_error", 200)}  # a response.failed event inside a 200 stream
+# The Responses API fails as chat completions does; a streamed stream_error is a response.failed event.
+RESPONSES_FAULTS = injected_fault_outcomes()
 
 
 def test_the_fault_table_covers_every_fault_the_simulator_can_inject():
@@ -727,7 +706,7 @@ def test_the_fault_table_covers_every_fault_the_simulator_can_inject():
 @pytest.mark.parametrize("streamed", [False, True], ids=["plain", "stream"])
 @pytest.mark.parametrize("fault", list(RESPONSES_FAULTS))
 def test_each_fault_maps_into_the_error_tree(fresh, fault, streamed):
-    error_type, status = (STREAMED if streamed else {}).get(fault, RESPONSES_FAULTS[fault])
+    error_type, status = streamed_or_plain_outcome(RESPONSES_FAULTS, fault, streamed)
     spec = fresh.provider_specs(["resp-a"])[0]
     if fault == "hang":
         spec = spec.with_timeout(0.3)

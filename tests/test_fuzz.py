@@ -8,6 +8,7 @@ import math
 import string
 
 import pytest
+from helpers import simulator_fixture
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +21,7 @@ from llmroute_magic import (
     ProviderRoutingConfig,
 )
 from llmroute_magic._types import APIS
-from llmroute_magic.sim import ProviderProfile, Simulator
+from llmroute_magic.sim import ProviderProfile
 
 FUZZ = settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
@@ -215,15 +216,12 @@ def test_ledger_path_that_sqlite_cannot_take_is_a_config_error():
 # -- requests -----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(
-        [
-            ProviderProfile("small", context_window=1000, input_price=1, output_price=1),
-            ProviderProfile("big", api="anthropic", context_window=1_000_000, input_price=1, output_price=1),
-        ]
-    ) as s:
-        yield s
+sim = simulator_fixture(
+    [
+        ProviderProfile("small", context_window=1000, input_price=1, output_price=1),
+        ProviderProfile("big", api="anthropic", context_window=1_000_000, input_price=1, output_price=1),
+    ]
+)
 
 
 @pytest.fixture(scope="module")

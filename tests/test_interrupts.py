@@ -19,10 +19,18 @@ import threading
 import time
 
 import pytest
-from helpers import Sleeps, assert_ledger_matches_sim, cancel_after_first_item, make_router, rows, sim_quiet, wait_until
+from helpers import (
+    Sleeps,
+    assert_ledger_matches_sim,
+    cancel_after_first_item,
+    make_router,
+    rows,
+    simulator_fixtures,
+    wait_until,
+)
 
 from llmroute_magic import Completion, LLMRouteError
-from llmroute_magic.sim import ProviderProfile, Simulator
+from llmroute_magic.sim import ProviderProfile
 
 PROFILES = [
     ProviderProfile("slow", api="openai", model="slow-1", latency_s=30.0, input_price=1, output_price=2),
@@ -33,18 +41,7 @@ PROFILES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(PROFILES) as s:
-        yield s
-
-
-@pytest.fixture
-def fresh(sim):
-    sim.reset()
-    yield sim
-    wait_until(lambda: sim_quiet(sim), 3)  # a connection the last test dropped is counted in its own test
-    sim.reset()
+sim, fresh = simulator_fixtures(PROFILES, quiet_within_s=3)
 
 
 def router_threads() -> list[str]:

@@ -5,10 +5,9 @@ these check that the router drives it as they assume. Figures come from the ledg
 from __future__ import annotations
 
 import pandas as pd
-import pytest
-from helpers import make_router
+from helpers import make_router, simulator_fixtures
 
-from llmroute_magic.sim import ProviderProfile, Simulator
+from llmroute_magic.sim import ProviderProfile
 
 PROFILES = [
     ProviderProfile("fast", latency_s=0.01),
@@ -18,17 +17,7 @@ PROFILES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(PROFILES) as s:
-        yield s
-
-
-@pytest.fixture
-def fresh(sim):
-    sim.reset()
-    yield sim
-    sim.reset()
+sim, fresh = simulator_fixtures(PROFILES)
 
 
 def sent_before_first_answer(df: pd.DataFrame, provider: str) -> int:

@@ -13,10 +13,10 @@ import time
 from collections import Counter
 
 import pytest
-from helpers import Sleeps, assert_ledger_matches_sim, make_router
+from helpers import Sleeps, assert_ledger_matches_sim, make_router, simulator_fixture
 
 from llmroute_magic import Completion, LLMRouteError, RoutingStrategy
-from llmroute_magic.sim import ProviderProfile, Simulator
+from llmroute_magic.sim import ProviderProfile
 
 REQUESTS = 2000
 CONCURRENCY = 64
@@ -79,10 +79,7 @@ def test_fault_rate_is_in_the_asked_range():
     assert 0.20 <= sum(FAULTS.values()) <= 0.30
 
 
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(PROFILES) as s:
-        yield s
+sim = simulator_fixture(PROFILES)
 
 
 async def drive(router, n: int) -> list:

@@ -13,9 +13,10 @@ import time
 import warnings
 
 import pytest
+from helpers import simulator_fixture
 
 from llmroute_magic import LedgerPersistenceWarning, ModelClientRouter, ProviderRoutingConfig
-from llmroute_magic.sim import ProviderProfile, Simulator
+from llmroute_magic.sim import ProviderProfile
 
 PROFILES = [
     ProviderProfile("p1", input_price=1.0, output_price=2.0),
@@ -23,10 +24,7 @@ PROFILES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(PROFILES) as s:
-        yield s
+sim = simulator_fixture(PROFILES)
 
 
 def config(sim, path) -> ProviderRoutingConfig:

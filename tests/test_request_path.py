@@ -15,10 +15,10 @@ import time
 import traceback
 
 import pytest
-from helpers import Sleeps, assert_ledger_matches_sim, make_router, rows
+from helpers import Sleeps, assert_ledger_matches_sim, make_router, rows, simulator_fixtures
 
 from llmroute_magic import AllProvidersFailed, ConfigError, ModelClientRouter, ProviderRoutingConfig, ProviderSpec
-from llmroute_magic.sim import ProviderProfile, Simulator
+from llmroute_magic.sim import ProviderProfile
 
 PROFILES = [
     ProviderProfile("quick", api="openai", model="quick-1", latency_s=0.01, input_price=1, output_price=2),
@@ -34,17 +34,7 @@ PROFILES = [
 CONSUMER_PAUSE_S = 0.25  # what a notebook rendering a big Markdown answer may spend per update
 
 
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(PROFILES) as s:
-        yield s
-
-
-@pytest.fixture
-def fresh(sim):
-    sim.reset()
-    yield sim
-    sim.reset()
+sim, fresh = simulator_fixtures(PROFILES)
 
 
 # -- 1. streamed latency is the provider's time, not the consumer's ------------------------------------

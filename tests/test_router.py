@@ -9,7 +9,7 @@ from collections import Counter
 
 import helpers
 import pytest
-from helpers import Sleeps, assert_ledger_matches_sim, rows
+from helpers import Sleeps, assert_ledger_matches_sim, rows, simulator_fixtures
 
 from llmroute_magic import (
     AllProvidersFailed,
@@ -21,7 +21,7 @@ from llmroute_magic import (
     ProviderSpec,
     RoutingStrategy,
 )
-from llmroute_magic.sim import ProviderProfile, Simulator
+from llmroute_magic.sim import ProviderProfile
 
 FAST = dict(latency_s=0.0)
 PROFILES = [
@@ -36,17 +36,7 @@ PROFILES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(PROFILES) as s:
-        yield s
-
-
-@pytest.fixture
-def fresh(sim):
-    sim.reset()  # original profiles back, no queued faults, zero counters
-    yield sim
-    sim.reset()
+sim, fresh = simulator_fixtures(PROFILES)
 
 
 def make_router(sim, names=("alpha", "beta", "gamma"), **kw) -> ModelClientRouter:

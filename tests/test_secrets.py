@@ -15,9 +15,10 @@ import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from helpers import simulator_fixture
 
 from llmroute_magic import AllProvidersFailed, LLMRouteError, ModelClientRouter, ProviderRoutingConfig, ProviderSpec
-from llmroute_magic.sim import ProviderProfile, Simulator
+from llmroute_magic.sim import ProviderProfile
 
 CANARY = "sk-canary-" + os.urandom(12).hex()
 CANARY_B = "sk-canary-b-" + os.urandom(12).hex()
@@ -174,15 +175,13 @@ def test_a_server_that_echoes_the_key_does_not_get_it_shown(servers):
 # -- nowhere a user can see it --------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def sim():
-    profiles = [
+sim = simulator_fixture(
+    [
         ProviderProfile("keyed", require_api_key=CANARY_B, input_price=1, output_price=2),
         ProviderProfile("keyed-a", api="anthropic", require_api_key=CANARY_B, input_price=1, output_price=2),
         ProviderProfile("open", input_price=1, output_price=2),
     ]
-    with Simulator(profiles) as s:
-        yield s
+)
 
 
 def canary_router(sim, **cfg) -> ModelClientRouter:

@@ -13,6 +13,7 @@ import time
 
 import httpx
 import pytest
+from helpers import fresh_simulator_fixture
 
 from llmroute_magic import ConfigError
 from llmroute_magic.sim import DEFAULT_PROFILES, FAULT_KINDS, ProviderProfile, Simulator, load_profiles
@@ -48,11 +49,7 @@ def server(clock):
         yield s
 
 
-@pytest.fixture
-def sv(server):
-    server.reset()
-    yield server
-    server.reset()
+sv = fresh_simulator_fixture("server")
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,9 @@ from typing import Literal
 import openai
 import pydantic
 import pytest
+from helpers import simulator_fixtures
 
-from llmroute_magic.sim import ProviderProfile, Simulator
+from llmroute_magic.sim import ProviderProfile
 from llmroute_magic.sim._wire.azure import COMPLETION_FILTER_TRIGGER, PROMPT_FILTER_TRIGGER
 
 KEY = "azure-test-key"
@@ -25,27 +26,20 @@ PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADh
 FORMS = ["legacy", "v1"]
 
 
-@pytest.fixture(scope="module")
-def sim():
-    profile = ProviderProfile(
-        "az",
-        api="azure",
-        model=DEPLOYMENT,
-        input_price=0.15,
-        output_price=0.6,
-        retry_after_s=2.5,
-        require_api_key=KEY,
-        seed=5,
-    )
-    with Simulator([profile]) as s:
-        yield s
-
-
-@pytest.fixture
-def s(sim):
-    sim.reset()
-    yield sim
-    sim.reset()
+sim, s = simulator_fixtures(
+    [
+        ProviderProfile(
+            "az",
+            api="azure",
+            model=DEPLOYMENT,
+            input_price=0.15,
+            output_price=0.6,
+            retry_after_s=2.5,
+            require_api_key=KEY,
+            seed=5,
+        )
+    ]
+)
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,9 @@ import pydantic
 import pytest
 from google import genai
 from google.genai import errors, types
+from helpers import simulator_fixtures
 
-from llmroute_magic.sim import ProviderProfile, Simulator
+from llmroute_magic.sim import ProviderProfile
 
 MODEL = "gemini-2.5-flash"
 PROMPT = "Name three prime numbers."
@@ -26,22 +27,12 @@ PNG = base64.b64decode(
 PRICES = {"input_price": 0.3, "output_price": 2.5}
 
 
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(
-        [
-            ProviderProfile("sdk-gemini", api="gemini", model=MODEL, retry_after_s=2.5, seed=7, **PRICES),
-            ProviderProfile("sdk-gemini-keyed", api="gemini", model=MODEL, require_api_key="AIza-right", **PRICES),
-        ]
-    ) as s:
-        yield s
-
-
-@pytest.fixture
-def s(sim):
-    sim.reset()
-    yield sim
-    sim.reset()
+sim, s = simulator_fixtures(
+    [
+        ProviderProfile("sdk-gemini", api="gemini", model=MODEL, retry_after_s=2.5, seed=7, **PRICES),
+        ProviderProfile("sdk-gemini-keyed", api="gemini", model=MODEL, require_api_key="AIza-right", **PRICES),
+    ]
+)
 
 
 def client_for(sim, version: str | None = None, name: str = "sdk-gemini", key: str = "test") -> genai.Client:

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
+from helpers import fresh_simulator_fixture, simulator_fixture
 
 from llmroute_magic import ConfigError
 from llmroute_magic.sim import ProviderProfile, Simulator
@@ -350,8 +351,7 @@ class ResponsesClient:
         r.tool_calls = [tuple(calls[i]) for i in sorted(calls)]
         return r
 
-    def error(self, data: dict) -> str:
-        return data["error"]["message"]
+    error = OpenAIClient.error  # the Responses API's HTTP errors have chat completions' shape
 
 
 class GeminiClient:
@@ -528,23 +528,14 @@ def test_every_registered_format_has_a_test_client():
     assert set(CLIENTS) == set(FORMATS), "add a test client for each registered wire format to CLIENTS"
 
 
-@pytest.fixture(scope="module")
-def server():
-    profiles = []
-    for api in APIS:
-        profiles += [
-            ProviderProfile(f"w-{api}", api=api, seed=11, **PRICES),
-            ProviderProfile(f"w-{api}-blind", api=api, seed=11, vision=False, **PRICES),
-        ]
-    with Simulator(profiles) as s:
-        yield s
-
-
-@pytest.fixture
-def sv(server):
-    server.reset()
-    yield server
-    server.reset()
+server = simulator_fixture(
+    [
+        ProviderProfile(name, api=api, seed=11, vision=vision, **PRICES)
+        for api in APIS
+        for name, vision in ((f"w-{api}", True), (f"w-{api}-blind", False))
+    ]
+)
+sv = fresh_simulator_fixture("server")
 
 
 @pytest.fixture(scope="module")

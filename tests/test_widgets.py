@@ -6,20 +6,18 @@ import threading
 import time
 
 import pytest
+from helpers import simulator_fixture
 
 from llmroute_magic import ModelClientRouter, ProviderRoutingConfig, RoutingStrategy
 from llmroute_magic._format import money
 from llmroute_magic._ipython.widgets import RouterPanel, stats_table_html
 from llmroute_magic._types import AttemptRecord
-from llmroute_magic.sim import DEFAULT_PROFILES, Simulator
+from llmroute_magic.sim import DEFAULT_PROFILES
 
 SECRET = "sk-widget-SECRET-777"
 
 
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator() as s:
-        yield s
+sim = simulator_fixture()
 
 
 @pytest.fixture

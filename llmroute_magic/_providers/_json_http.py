@@ -3,7 +3,8 @@
 ``JSONOverHTTPAdapter`` owns what is the same for every API: API-key lookup, the POST, status
 and transport-failure mapping, reading a stream, time to first token. A wire format adds only:
 
-    headers_for(key)                     the auth and content headers
+    key_header, key_scheme               where the API key goes (default: a Bearer ``authorization``)
+    headers_for(key)                     the auth and content headers, when more than the key
     url_for(request, stream)             where to POST (default: base_url + ``path``)
     build_body(request, stream)          the JSON body, translated from the neutral ChatRequest
     parse_response(payload, status, request)   a plain answer -> ProviderResult
@@ -21,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,17 @@ _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encod
 
 def dumps(body: dict[str, Any]) -> bytes:
     return _encode_json(body).encode("utf-8")
+
+
+def with_params_and_stream_flag(body: dict[str, Any], params: Mapping[str, Any], stream: bool) -> dict[str, Any]:
+    """``body`` with the caller's ``params`` laid over it, then ``stream`` as this call needs it: params
+    may set any field of the API, but a plain call reads one JSON answer and a stream reads events."""
+    body.update(params)
+    if stream:
+        body["stream"] = True
+    else:
+        body.pop("stream", None)
+    return body
 
 
 def count(value: Any) -> int | None:
@@ -128,6 +140,9 @@ class _Auth:
 
 class JSONOverHTTPAdapter(ProviderAdapter):
     path = ""  # appended to the spec's base_url
+    # OpenAI's way is the most common one: the OpenAI-compatible formats only inherit it.
+    key_header = "authorization"
+    key_scheme = "Bearer "  # before the key in that header
 
     def __init__(self, spec: ProviderSpec, client: httpx.AsyncClient) -> None:
         super().__init__(spec, client)
@@ -153,7 +168,10 @@ class JSONOverHTTPAdapter(ProviderAdapter):
 
     # -- what a wire format provides ---------------------------------------------------------
     def headers_for(self, key: str | None) -> dict[str, str]:
-        raise NotImplementedError
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        if key is not None:
+            headers[self.key_header] = f"{self.key_scheme}{key}"
+        return headers
 
     def url_for(self, request: ChatRequest, stream: bool) -> httpx.URL | str:
         return self._url

@@ -15,7 +15,7 @@ from typing import Any
 
 from ._base import ChatRequest, ProviderResult
 from ._failures import AttemptContext, error_from_event, malformed
-from ._json_http import JSONOverHTTPAdapter, StreamParser, count
+from ._json_http import JSONOverHTTPAdapter, StreamParser, count, with_params_and_stream_flag
 from ._parts import calls_of, parts_of, tool_call
 from ._sse import ServerSentEvent
 
@@ -27,12 +27,11 @@ SCHEMA_TOOL = "respond_with_json"  # the tool that carries a response_format's s
 class AnthropicAdapter(JSONOverHTTPAdapter):
     api = "anthropic"
     path = "/v1/messages"
+    key_header = "x-api-key"
+    key_scheme = ""
 
     def headers_for(self, key: str | None) -> dict[str, str]:
-        headers = {"content-type": "application/json", "accept": "application/json", "anthropic-version": API_VERSION}
-        if key is not None:
-            headers["x-api-key"] = key
-        return headers
+        return {**super().headers_for(key), "anthropic-version": API_VERSION}
 
     def build_body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
         messages = request.messages
@@ -52,13 +51,7 @@ class AnthropicAdapter(JSONOverHTTPAdapter):
         if request.temperature is not None:
             body["temperature"] = request.temperature
         _add_tools_and_schema(body, request)
-        if request.params:
-            body.update(request.params)
-        if stream:
-            body["stream"] = True
-        elif "stream" in body:
-            del body["stream"]
-        return body
+        return with_params_and_stream_flag(body, request.params, stream)
 
     def parse_response(self, payload: Any, http_status: int, request: ChatRequest) -> ProviderResult:
         blocks = payload["content"]

@@ -68,6 +68,8 @@ def max_tokens_field(api_version: str | None) -> str:
 class AzureAdapter(OpenAIAdapter):
     api = "azure"
     path = "/openai/v1/chat/completions"
+    key_header = "api-key"
+    key_scheme = ""
 
     def __init__(self, spec: ProviderSpec, client: httpx.AsyncClient) -> None:
         super().__init__(spec, client)
@@ -78,12 +80,6 @@ class AzureAdapter(OpenAIAdapter):
         self._api_version = spec.api_version
         self._max_tokens_field = max_tokens_field(spec.api_version)
         self._deployment_urls: dict[str, Any] = {}  # deployment -> its legacy URL
-
-    def headers_for(self, key: str | None) -> dict[str, str]:
-        headers = {"content-type": "application/json", "accept": "application/json"}
-        if key is not None:
-            headers["api-key"] = key
-        return headers
 
     def url_for(self, request: ChatRequest, stream: bool) -> Any:
         if self._api_version is None:

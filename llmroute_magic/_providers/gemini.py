@@ -94,6 +94,8 @@ _TOO_LONG = ("input token count", "exceeds the maximum number of tokens")
 
 class GeminiAdapter(JSONOverHTTPAdapter):
     api = "gemini"
+    key_header = "x-goog-api-key"
+    key_scheme = ""
 
     def __init__(self, spec: ProviderSpec, client: httpx.AsyncClient) -> None:
         super().__init__(spec, client)
@@ -106,12 +108,6 @@ class GeminiAdapter(JSONOverHTTPAdapter):
         self._urls: dict[str, tuple[str, str]] = {}  # model -> (plain URL, stream URL)
         self._signatures: dict[str, str] = {}  # call id -> the thoughtSignature it came with
         self._lock = threading.Lock()
-
-    def headers_for(self, key: str | None) -> dict[str, str]:
-        headers = {"content-type": "application/json", "accept": "application/json"}
-        if key is not None:
-            headers["x-goog-api-key"] = key
-        return headers
 
     def url_for(self, request: ChatRequest, stream: bool) -> str:
         model = request.model_for(self.spec)

@@ -69,12 +69,7 @@ OPTION_NAMES = frozenset(
 class OllamaAdapter(JSONOverHTTPAdapter):
     api = "ollama"
     path = "/api/chat"
-
-    def headers_for(self, key: str | None) -> dict[str, str]:
-        headers = {"content-type": "application/json", "accept": "application/json"}
-        if key is not None:  # a remote Ollama (ollama.com) takes a Bearer key, as the SDK sends OLLAMA_API_KEY
-            headers["authorization"] = f"Bearer {key}"
-        return headers
+    # The inherited Bearer key: a remote Ollama (ollama.com) takes one, as the SDK sends OLLAMA_API_KEY.
 
     def build_body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"model": request.model_for(self.spec), "messages": self._messages(request)}

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from ._base import ChatRequest, ProviderResult
 from ._failures import AttemptContext, error_from_event, malformed
-from ._json_http import JSONOverHTTPAdapter, StreamParser, count
+from ._json_http import JSONOverHTTPAdapter, StreamParser, count, with_params_and_stream_flag
 from ._parts import arguments_json, calls_of, data_url, parts_of, tool_call
 from ._sse import ServerSentEvent
 
@@ -36,12 +36,6 @@ class OpenAIAdapter(JSONOverHTTPAdapter):
         host = urlsplit(spec.base_url or "").hostname or ""
         self._max_tokens_field = "max_completion_tokens" if host == "api.openai.com" else "max_tokens"
 
-    def headers_for(self, key: str | None) -> dict[str, str]:
-        headers = {"content-type": "application/json", "accept": "application/json"}
-        if key is not None:
-            headers["authorization"] = f"Bearer {key}"
-        return headers
-
     def build_body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
         messages = [openai_message(m) for m in request.messages]
         if request.system is not None:
@@ -54,14 +48,10 @@ class OpenAIAdapter(JSONOverHTTPAdapter):
         if request.temperature is not None:
             body["temperature"] = request.temperature
         add_tools_and_schema(body, request)
-        if params:
-            body.update(params)
+        with_params_and_stream_flag(body, params, stream)
         if stream:
-            body["stream"] = True
             # Without include_usage a stream reports no tokens, and the ledger could not bill it.
             body["stream_options"] = {**(params.get("stream_options") or {}), "include_usage": True}
-        elif "stream" in body:
-            del body["stream"]
         return body
 
     def parse_response(self, payload: Any, http_status: int, request: ChatRequest) -> ProviderResult:

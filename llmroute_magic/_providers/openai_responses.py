@@ -29,7 +29,7 @@ from typing import Any
 from .._types import ToolCall
 from ._base import ChatRequest, ProviderResult
 from ._failures import AttemptContext, error_from_event, malformed
-from ._json_http import JSONOverHTTPAdapter, StreamParser, count
+from ._json_http import JSONOverHTTPAdapter, StreamParser, count, with_params_and_stream_flag
 from ._parts import arguments_json, calls_of, data_url, parts_of, tool_call
 from ._sse import ServerSentEvent
 from .openai import schema_name
@@ -42,12 +42,6 @@ _END_EVENTS = ("response.completed", "response.incomplete")
 class OpenAIResponsesAdapter(JSONOverHTTPAdapter):
     api = "openai-responses"
     path = "/responses"
-
-    def headers_for(self, key: str | None) -> dict[str, str]:
-        headers = {"content-type": "application/json", "accept": "application/json"}
-        if key is not None:
-            headers["authorization"] = f"Bearer {key}"
-        return headers
 
     def build_body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -63,13 +57,7 @@ class OpenAIResponsesAdapter(JSONOverHTTPAdapter):
         if request.temperature is not None:
             body["temperature"] = request.temperature
         _add_tools_and_schema(body, request)
-        if params:
-            body.update(params)
-        if stream:
-            body["stream"] = True
-        elif "stream" in body:
-            del body["stream"]
-        return body
+        return with_params_and_stream_flag(body, params, stream)
 
     def parse_response(self, payload: Any, http_status: int, request: ChatRequest) -> ProviderResult:
         if payload.get("status") == "failed":  # a 200 that says the response failed: nothing to use

@@ -120,26 +120,6 @@ class Call:
         return {k: v[-1] for k, v in parse_qs(self.query_string.decode("latin-1"), keep_blank_values=True).items()}
 
 
-# Faults that answer with an HTTP error; the other fault kinds are handled by the app
-# (hang, reset) or change a 200 answer (malformed_json, truncated_stream, stream_error, ignore_schema).
-HTTP_FAULTS = frozenset(
-    {
-        "rate_limit",
-        "rate_limit_no_retry_after",
-        "insufficient_quota",
-        "server_error",
-        "bad_gateway",
-        "unavailable",
-        "gateway_timeout",
-        "overloaded",
-        "invalid_request",
-        "context_length",
-        "unauthorized",
-        "forbidden",
-        "model_not_found",
-    }
-)
-
 # fault kind -> (HTTP status most providers use, a message formats may reuse)
 FAULT_STATUS: dict[str, tuple[int, str]] = {
     "rate_limit": (429, "Rate limit reached for requests (simulated). Please try again later."),
@@ -160,6 +140,11 @@ FAULT_STATUS: dict[str, tuple[int, str]] = {
     "forbidden": (403, "Your API key does not have permission to use this resource (simulated)."),
     "model_not_found": (404, "The model does not exist or you do not have access to it (simulated)."),
 }
+
+# Faults that answer with an HTTP error: those with a status above but stream_error, which breaks a
+# stream after its first words (a plain request gets its 500). The other fault kinds are handled by
+# the app (hang, reset) or change a 200 answer (malformed_json, truncated_stream, ignore_schema).
+HTTP_FAULTS = frozenset(FAULT_STATUS) - {"stream_error"}
 
 # The simulator's own errors, passed to ``WireFormat.error``: kind -> HTTP status.
 ERROR_STATUS = {"invalid_request": 400, "not_found": 404, "method_not_allowed": 405}
