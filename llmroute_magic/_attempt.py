@@ -180,24 +180,12 @@ class _Attempt:
         else:  # up to the first text, then only the provider's time
             before = self.committed_at - self.request.started
             latency, ttft = before + (self.provider_s - (self.ttft_s or 0.0)), before
-        parsed = self.parse(result)
         model = result.model or self.model
         cost = self.price(
             result.input_tokens, result.output_tokens, result.cache_read_tokens, result.cache_write_tokens, model
         )
-        self.end(
-            self.record(
-                "ok",
-                None,
-                result.http_status,
-                result.input_tokens,
-                result.output_tokens,
-                cost,
-                model,
-                result.cache_read_tokens,
-                result.cache_write_tokens,
-            )
-        )
+        parsed = self.parse(result, model, cost)
+        self.end(self.answered("ok", None, result, model, cost))
         return Completion(
             text=result.text,
             provider=self.spec.name,
@@ -214,9 +202,10 @@ class _Attempt:
             parsed=parsed,
         )
 
-    def parse(self, result: ProviderResult) -> object:
-        """The answer as the schema's object; an answer that does not meet it is a retryable failure
-        (billed: the provider did answer)."""
+    def parse(self, result: ProviderResult, model: str, cost: float) -> object:
+        """The answer as the schema's object; an answer that does not meet it is a retryable failure,
+        recorded as the answer it is: the provider's usage (unknown stays unknown), cache tokens,
+        model and price, exactly as an ok row would be."""
         fmt = self.request.chat.response_format
         if fmt is None or result.tool_calls:
             return None
@@ -224,8 +213,27 @@ class _Attempt:
             return fmt.parse(result.text)
         except ValueError as e:
             err = self.ctx.error("malformed_response", str(e), status_code=result.http_status)
+            err.model = model
+            # ProviderError's tokens are ints (0 when unreported); the ledger row keeps None.
             err.input_tokens, err.output_tokens = result.input_tokens or 0, result.output_tokens or 0
-            raise self.failed(err, after_text=self.committed_at is not None) from None
+            self.end(self.answered("error", err.error_type, result, model, cost), err, self.committed_at is not None)
+            raise err from None
+
+    def answered(
+        self, status: str, error_type: str | None, result: ProviderResult, model: str, cost: float
+    ) -> AttemptRecord:
+        """The row of an attempt the provider answered, from what the answer reported."""
+        return self.record(
+            status,
+            error_type,
+            result.http_status,
+            result.input_tokens,
+            result.output_tokens,
+            cost,
+            model,
+            result.cache_read_tokens,
+            result.cache_write_tokens,
+        )
 
     def failed(self, err: ProviderError, *, after_text: bool = False) -> ProviderError:
         # What a failed attempt reported before failing (usually nothing: 0 tokens, $0).
