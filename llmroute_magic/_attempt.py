@@ -67,7 +67,14 @@ class AttemptLayer:
         slots = self._slots.get(spec.name)
         if slots is not None:
             await slots.acquire()  # waiting for a slot is not the provider's time
-        attempt = _Attempt(self, request, spec, number, slots, claim)
+        try:
+            attempt = _Attempt(self, request, spec, number, slots, claim)
+        except BaseException:
+            # No attempt owns the slot yet (its end() frees it): give it back, or the provider's
+            # next request waits for ever.
+            if slots is not None:
+                slots.release()
+            raise
         if request.streamed and "streaming" in spec.effective_capabilities:
             return await attempt.open_stream(adapter)
         return await attempt.complete(adapter)  # a provider that cannot stream answers in one chunk

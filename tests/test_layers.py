@@ -338,6 +338,25 @@ async def test_a_cancelled_waiter_for_a_concurrency_slot_leaves_no_row():
     assert rig.layer._slots.get("p").free == 1
 
 
+async def test_an_attempt_that_fails_to_start_gives_its_concurrency_slot_back():
+    """Whatever stops an attempt between taking its slot and running (here Ctrl-C in a listener of
+    AttemptStarted), the slot is given back: the provider's next attempt runs."""
+    rig = Rig(streamed=False, max_concurrency=1)
+    interrupts = [KeyboardInterrupt()]
+
+    def interrupt(event: AttemptStarted) -> None:
+        if interrupts:
+            raise interrupts.pop()
+
+    rig.events.subscribe(AttemptStarted, interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        await rig.layer.handle(rig.request, rig.spec, 1)
+    assert rig.layer._slots.get("p").free == 1
+    rig.adapter.release(result())
+    c = await (await asyncio.wait_for(rig.layer.handle(rig.request, rig.spec, 2), 5)).result()
+    assert c.text == "hello" and [e.record.status for e in rig.ended()] == ["ok"]
+
+
 # -- the failover driver over the attempt layer ---------------------------------------------------------
 
 

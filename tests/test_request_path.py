@@ -13,11 +13,19 @@ import json
 import threading
 import time
 import traceback
+import warnings
 
 import pytest
 from helpers import Sleeps, assert_ledger_matches_sim, make_router, rows
 
-from llmroute_magic import AllProvidersFailed, ConfigError, ModelClientRouter, ProviderRoutingConfig, ProviderSpec
+from llmroute_magic import (
+    AllProvidersFailed,
+    ConfigError,
+    ModelClientRouter,
+    ProviderRoutingConfig,
+    ProviderSpec,
+    UnknownPriceWarning,
+)
 from llmroute_magic.sim import ProviderProfile, Simulator
 
 PROFILES = [
@@ -171,6 +179,23 @@ async def test_a_request_cancelled_while_waiting_for_a_slot_gives_no_slot_away(f
         statuses = [x["status"] for x in rows(r)]
     assert statuses == ["ok", "ok"]  # the waiter never reached a provider: no attempt, no row
     assert fresh.stats()["providers"]["slow"]["max_in_flight"] == 1
+
+
+def test_an_attempt_stopped_before_it_is_sent_gives_its_slot_back(fresh):
+    """Warnings as errors (pytest -W error): the unknown price of a loopback gateway stops the first
+    request before anything is sent. The provider's only slot must not go with it: the next request,
+    warnings back to normal, is served instead of waiting for ever."""
+    spec = ProviderSpec("gw", "my-model", base_url=fresh.base_url("zed"), max_concurrency=1)
+    with ModelClientRouter(ProviderRoutingConfig([spec])) as r:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(UnknownPriceWarning, match="no price known for provider 'gw'"):
+                r.complete("stopped", max_tokens=4)
+        c = asyncio.run(asyncio.wait_for(r.acomplete("served", max_tokens=4), 5))
+        statuses = [x["status"] for x in rows(r)]
+    assert c.provider == "gw" and c.text
+    assert statuses == ["ok"]  # the stopped request never reached the provider: no attempt, no row
+    assert fresh.stats()["providers"]["zed"]["requests"] == 1
 
 
 # -- 10. new(primary, fallbacks) tries the primary first ---------------------------------------------------
