@@ -1,17 +1,19 @@
 """The attempt layer: one attempt at one provider, timed, priced and told to the world.
 
-It takes a provider's concurrency slot, calls the adapter, and returns a ``Reply`` at the
-commit point (the whole answer, or a stream's first text). It emits ``AttemptStarted`` before
-the request goes out and ``AttemptEnded`` exactly once, with the attempt's final ledger row,
-when the attempt is over: answered, failed, or cancelled (a stream closed early, a task
-cancelled, Ctrl-C). What to do after a failure is not its business: it raises the
-``ProviderError`` and the failover layer decides.
+It looks the provider's price up (warning when it is unknown), takes a provider's concurrency
+slot, calls the adapter, and returns a ``Reply`` at the commit point (the whole answer, or a
+stream's first text). It emits ``AttemptStarted`` before the request goes out and
+``AttemptEnded`` exactly once, with the attempt's final ledger row, when the attempt is over:
+answered, failed, or cancelled (a stream closed early, a task cancelled, Ctrl-C). What to do
+after a failure is not its business: it raises the ``ProviderError`` and the failover layer
+decides.
 
-Latency is the provider's time only. For a stream that is the time spent waiting on the
-adapter; time the caller spends between chunks (a notebook rendering) is not counted, so a slow
-consumer never makes a fast provider look slow. The attempt's running state lives in an
-``AttemptContext`` this layer keeps for the attempt's whole life, so a cancelled attempt is
-billed for what the provider had already reported, whichever task cancels it.
+Latency is the provider's time only (not the wait for a slot, nor a first price look-up). For a
+stream that is the time spent waiting on the adapter; time the caller spends between chunks (a
+notebook rendering) is not counted, so a slow consumer never makes a fast provider look slow.
+The attempt's running state lives in an ``AttemptContext`` this layer keeps for the attempt's
+whole life, so a cancelled attempt is billed for what the provider had already reported,
+whichever task cancels it.
 """
 
 from __future__ import annotations
@@ -64,6 +66,12 @@ class AttemptLayer:
 
         ``claim`` (the request counted in flight at that provider) is released when the attempt ends."""
         adapter = self._adapters()[spec.name]
+        prices = self._prices
+        if not prices.ready(spec):
+            # The first look-up loads genai-prices' data (~0.2 s): off the event loop, before the
+            # attempt's timer and before its slot, so it is nobody's latency and blocks no one.
+            await asyncio.to_thread(prices.known, spec)
+        prices.warn_if_unknown(spec)  # now, not in the middle of a streamed answer
         slots = self._slots.get(spec.name)
         if slots is not None:
             await slots.acquire()  # waiting for a slot is not the provider's time
@@ -106,7 +114,6 @@ class _Attempt:
         self.ttft_s: float | None = None  # provider time to the first text
         self.committed_at: float | None = None  # perf_counter() when the first text reached the caller's side
         self.ended = False
-        layer._prices.warn_if_unknown(spec)  # now, not in the middle of a streamed answer
         if layer._events.wants(AttemptStarted):
             layer._events.emit(AttemptStarted(request.request_id, number, spec.name, self.model, request.streamed))
 

@@ -303,7 +303,9 @@ class PriceBook:
     Calls for the router:
 
     - ``warm(specs)`` once, from a background thread, when the router is built;
-    - ``warn_if_unknown(spec)`` before each attempt sends anything (warns once per provider);
+    - ``warn_if_unknown(spec)`` before each attempt sends anything (warns once per provider),
+      after ``known(spec)`` in a worker thread while ``ready(spec)`` is False (the first look-up
+      may load genai-prices);
     - ``cost(spec, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, model=)``
       when the attempt ends, with what the provider reported (None tokens: usage unknown);
     - ``rates(spec)`` for LOWEST_COST's ranking.
@@ -379,6 +381,12 @@ class PriceBook:
 
     def known(self, spec: ProviderSpec) -> bool:
         return bool(self._entry(spec).known)
+
+    def ready(self, spec: ProviderSpec) -> bool:
+        """True when ``spec``'s price has been looked up already: asking about it again is cheap.
+        Else the first look-up may import genai-prices and load its data (~0.2 s)."""
+        hit = self._by_id.get(id(spec))
+        return hit is not None and hit[0] is spec
 
     def warn_if_unknown(self, spec: ProviderSpec) -> bool:
         """Call before an attempt sends anything: warns (once per provider name) when its price

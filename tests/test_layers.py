@@ -214,8 +214,10 @@ class Rig:
         self.seen: list[Any] = []
         self.events.subscribe(AttemptStarted, self.seen.append)
         self.events.subscribe(AttemptEnded, self.seen.append)
+        prices = PriceBook()
+        prices.warm([self.spec])  # as the router does when it is built: an attempt starts at once
         self.layer = AttemptLayer(
-            lambda: {self.spec.name: self.adapter}, PriceBook(), self.events, ProviderSlots([self.spec])
+            lambda: {self.spec.name: self.adapter}, prices, self.events, ProviderSlots([self.spec])
         )
         self.request = build_request(
             "hi", options, config=ProviderRoutingConfig([self.spec]), request_id="r-1", streamed=streamed
