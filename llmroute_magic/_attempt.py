@@ -67,11 +67,12 @@ class AttemptLayer:
         ``claim`` (the request counted in flight at that provider) is released when the attempt ends."""
         adapter = self._adapters()[spec.name]
         prices = self._prices
-        if not prices.ready(spec):
+        model = request.chat.model  # asked for by this request; None: the spec's
+        if not prices.ready(spec, model):
             # The first look-up loads genai-prices' data (~0.2 s): off the event loop, before the
             # attempt's timer and before its slot, so it is nobody's latency and blocks no one.
-            await asyncio.to_thread(prices.known, spec)
-        prices.warn_if_unknown(spec)  # now, not in the middle of a streamed answer
+            await asyncio.to_thread(prices.known, spec, model)
+        prices.warn_if_unknown(spec, model)  # now, not in the middle of a streamed answer
         slots = self._slots.get(spec.name)
         if slots is not None:
             await slots.acquire()  # waiting for a slot is not the provider's time
@@ -268,8 +269,11 @@ class _Attempt:
     def price(
         self, input_tokens: int | None, output_tokens: int | None, cache_read: int, cache_write: int, model: str | None
     ) -> float:
-        """USD; NaN when the price or the usage (None tokens) is unknown."""
-        return self.layer._prices.cost(self.spec, input_tokens, output_tokens, cache_read, cache_write, model=model)
+        """USD; NaN when the price or the usage (None tokens) is unknown. ``model``: the answer's;
+        the model this attempt asked for when genai-prices does not know it."""
+        return self.layer._prices.cost(
+            self.spec, input_tokens, output_tokens, cache_read, cache_write, model=model, requested=self.model
+        )
 
     def record(
         self,
