@@ -1,17 +1,19 @@
 """The attempt layer: one attempt at one provider, timed, priced and told to the world.
 
-It takes a provider's concurrency slot, calls the adapter, and returns a ``Reply`` at the
-commit point (the whole answer, or a stream's first text). It emits ``AttemptStarted`` before
-the request goes out and ``AttemptEnded`` exactly once, with the attempt's final ledger row,
-when the attempt is over: answered, failed, or cancelled (a stream closed early, a task
-cancelled, Ctrl-C). What to do after a failure is not its business: it raises the
-``ProviderError`` and the failover layer decides.
+It looks the provider's price up (warning when it is unknown), takes a provider's concurrency
+slot, calls the adapter, and returns a ``Reply`` at the commit point (the whole answer, or a
+stream's first text). It emits ``AttemptStarted`` before the request goes out and
+``AttemptEnded`` exactly once, with the attempt's final ledger row, when the attempt is over:
+answered, failed, or cancelled (a stream closed early, a task cancelled, Ctrl-C). What to do
+after a failure is not its business: it raises the ``ProviderError`` and the failover layer
+decides.
 
-Latency is the provider's time only. For a stream that is the time spent waiting on the
-adapter; time the caller spends between chunks (a notebook rendering) is not counted, so a slow
-consumer never makes a fast provider look slow. The attempt's running state lives in an
-``AttemptContext`` this layer keeps for the attempt's whole life, so a cancelled attempt is
-billed for what the provider had already reported, whichever task cancels it.
+Latency is the provider's time only (not the wait for a slot, nor a first price look-up). For a
+stream that is the time spent waiting on the adapter; time the caller spends between chunks (a
+notebook rendering) is not counted, so a slow consumer never makes a fast provider look slow.
+The attempt's running state lives in an ``AttemptContext`` this layer keeps for the attempt's
+whole life, so a cancelled attempt is billed for what the provider had already reported,
+whichever task cancels it.
 """
 
 from __future__ import annotations
@@ -64,10 +66,24 @@ class AttemptLayer:
 
         ``claim`` (the request counted in flight at that provider) is released when the attempt ends."""
         adapter = self._adapters()[spec.name]
+        prices = self._prices
+        model = request.chat.model  # asked for by this request; None: the spec's
+        if not prices.ready(spec, model):
+            # The first look-up loads genai-prices' data (~0.2 s): off the event loop, before the
+            # attempt's timer and before its slot, so it is nobody's latency and blocks no one.
+            await asyncio.to_thread(prices.known, spec, model)
+        prices.warn_if_unknown(spec, model)  # now, not in the middle of a streamed answer
         slots = self._slots.get(spec.name)
         if slots is not None:
             await slots.acquire()  # waiting for a slot is not the provider's time
-        attempt = _Attempt(self, request, spec, number, slots, claim)
+        try:
+            attempt = _Attempt(self, request, spec, number, slots, claim)
+        except BaseException:
+            # No attempt owns the slot yet (its end() frees it): give it back, or the provider's
+            # next request waits for ever.
+            if slots is not None:
+                slots.release()
+            raise
         if request.streamed and "streaming" in spec.effective_capabilities:
             return await attempt.open_stream(adapter)
         return await attempt.complete(adapter)  # a provider that cannot stream answers in one chunk
@@ -99,7 +115,6 @@ class _Attempt:
         self.ttft_s: float | None = None  # provider time to the first text
         self.committed_at: float | None = None  # perf_counter() when the first text reached the caller's side
         self.ended = False
-        layer._prices.warn_if_unknown(spec)  # now, not in the middle of a streamed answer
         if layer._events.wants(AttemptStarted):
             layer._events.emit(AttemptStarted(request.request_id, number, spec.name, self.model, request.streamed))
 
@@ -180,24 +195,12 @@ class _Attempt:
         else:  # up to the first text, then only the provider's time
             before = self.committed_at - self.request.started
             latency, ttft = before + (self.provider_s - (self.ttft_s or 0.0)), before
-        parsed = self.parse(result)
         model = result.model or self.model
         cost = self.price(
             result.input_tokens, result.output_tokens, result.cache_read_tokens, result.cache_write_tokens, model
         )
-        self.end(
-            self.record(
-                "ok",
-                None,
-                result.http_status,
-                result.input_tokens,
-                result.output_tokens,
-                cost,
-                model,
-                result.cache_read_tokens,
-                result.cache_write_tokens,
-            )
-        )
+        parsed = self.parse(result, model, cost)
+        self.end(self.answered("ok", None, result, model, cost))
         return Completion(
             text=result.text,
             provider=self.spec.name,
@@ -214,9 +217,10 @@ class _Attempt:
             parsed=parsed,
         )
 
-    def parse(self, result: ProviderResult) -> object:
-        """The answer as the schema's object; an answer that does not meet it is a retryable failure
-        (billed: the provider did answer)."""
+    def parse(self, result: ProviderResult, model: str, cost: float) -> object:
+        """The answer as the schema's object; an answer that does not meet it is a retryable failure,
+        recorded as the answer it is: the provider's usage (unknown stays unknown), cache tokens,
+        model and price, exactly as an ok row would be."""
         fmt = self.request.chat.response_format
         if fmt is None or result.tool_calls:
             return None
@@ -224,8 +228,27 @@ class _Attempt:
             return fmt.parse(result.text)
         except ValueError as e:
             err = self.ctx.error("malformed_response", str(e), status_code=result.http_status)
+            err.model = model
+            # ProviderError's tokens are ints (0 when unreported); the ledger row keeps None.
             err.input_tokens, err.output_tokens = result.input_tokens or 0, result.output_tokens or 0
-            raise self.failed(err, after_text=self.committed_at is not None) from None
+            self.end(self.answered("error", err.error_type, result, model, cost), err, self.committed_at is not None)
+            raise err from None
+
+    def answered(
+        self, status: str, error_type: str | None, result: ProviderResult, model: str, cost: float
+    ) -> AttemptRecord:
+        """The row of an attempt the provider answered, from what the answer reported."""
+        return self.record(
+            status,
+            error_type,
+            result.http_status,
+            result.input_tokens,
+            result.output_tokens,
+            cost,
+            model,
+            result.cache_read_tokens,
+            result.cache_write_tokens,
+        )
 
     def failed(self, err: ProviderError, *, after_text: bool = False) -> ProviderError:
         # What a failed attempt reported before failing (usually nothing: 0 tokens, $0).
@@ -246,8 +269,11 @@ class _Attempt:
     def price(
         self, input_tokens: int | None, output_tokens: int | None, cache_read: int, cache_write: int, model: str | None
     ) -> float:
-        """USD; NaN when the price or the usage (None tokens) is unknown."""
-        return self.layer._prices.cost(self.spec, input_tokens, output_tokens, cache_read, cache_write, model=model)
+        """USD; NaN when the price or the usage (None tokens) is unknown. ``model``: the answer's;
+        the model this attempt asked for when genai-prices does not know it."""
+        return self.layer._prices.cost(
+            self.spec, input_tokens, output_tokens, cache_read, cache_write, model=model, requested=self.model
+        )
 
     def record(
         self,

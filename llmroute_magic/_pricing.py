@@ -5,11 +5,17 @@
 - **genai-prices**: the attempt is priced by genai-prices' own calculation with its input,
   cache-read, cache-write and output tokens, so cache writes, cache reads and tiered prices
   (a >200k-token prompt moves every token to the higher tier) come out as the provider bills them.
-  The model is the one the answer came from (``model=``), else the spec's.
+  The model is the one the answer came from (``model=``); when genai-prices does not know it (a
+  snapshot newer than its data), the one the request asked for (``requested=``: a per-request
+  ``model=``, else the spec's). On Azure the spec's model is a deployment name, so the answer's
+  model is what prices it.
 - **Unknown** (a local server without prices, a model genai-prices does not know, or an attempt
-  whose usage the provider did not report) is NaN, never 0. ``cost()`` is silent: the router
-  calls ``warn_if_unknown(spec)`` before an attempt sends anything, which warns once per
-  provider (so a warning never lands in the middle of a streamed answer).
+  whose usage the provider did not report) is NaN, never 0; a model asked for per request that
+  genai-prices does not know is unknown too, never priced as the spec's. ``cost()`` is silent:
+  the router calls ``warn_if_unknown(spec, model)`` before an attempt sends anything, which
+  warns once per provider and model asked for (so a warning never lands in the middle of a
+  streamed answer). An Azure deployment is not flagged before it answers: its model is not known
+  until then.
 
 Speed. ``calc_price`` takes ~200 µs (model lookup, then a unit-registry walk in Decimal), too
 much for every attempt. genai-prices' calculation is linear in each token count within one price
@@ -47,33 +53,54 @@ _MAX_MODELS_PER_SPEC = 64  # answers naming many models (a gateway) must not gro
 _LOOKUP_ERRORS = (LookupError, ValueError, TypeError, ArithmeticError)
 
 
+# A price entry (one per spec) answers: ``priced`` (may some attempt of it have a price),
+# ``known`` (has the spec's own model one), ``known_model(m)`` (has model m one; None: not until
+# the answer names the model), ``resolved(m)`` (is asking about m cheap), ``cost`` and ``rates``.
+
+
 class _Flat:
-    """Spec prices, USD per 1M tokens, the same for every kind of prompt token."""
+    """Spec prices, USD per 1M tokens, the same for every kind of prompt token and every model."""
 
     __slots__ = ("input", "output")
-    known = True
+    priced = known = True
 
     def __init__(self, input_price: float, output_price: float) -> None:
         self.input = input_price
         self.output = output_price
 
-    def cost(self, inp: int, out: int, cache_read: int, cache_write: int, model: str | None) -> float:
+    def cost(
+        self, inp: int, out: int, cache_read: int, cache_write: int, model: str | None, requested: str | None
+    ) -> float:
         # Written as the simulator bills, so the ledger equals it to the last bit.
         return inp * self.input / MTOK + out * self.output / MTOK
 
     def rates(self) -> tuple[float, float]:
         return (self.input, self.output)
 
+    def known_model(self, model: str) -> bool | None:
+        return True
+
+    def resolved(self, model: str) -> bool:
+        return True
+
 
 class _Unknown:
     __slots__ = ()
-    known = False
+    priced = known = False
 
-    def cost(self, inp: int, out: int, cache_read: int, cache_write: int, model: str | None) -> float:
+    def cost(
+        self, inp: int, out: int, cache_read: int, cache_write: int, model: str | None, requested: str | None
+    ) -> float:
         return _NAN
 
     def rates(self) -> None:
         return None
+
+    def known_model(self, model: str) -> bool | None:
+        return False
+
+    def resolved(self, model: str) -> bool:
+        return True
 
 
 _UNKNOWN = _Unknown()
@@ -217,26 +244,35 @@ def _make_form(period: Any, calc) -> _Form | None:
 
 
 class _Catalogue:
-    """A spec priced by genai-prices: one pricer per model name that answers came from."""
+    """A spec priced by genai-prices: one pricer per model name asked for or answered from (None:
+    genai-prices does not know it). ``default``, the spec's model's, may be None: an Azure
+    deployment name, or a gateway's alias, whose answers may still name a model it knows."""
 
-    __slots__ = ("spec", "lookup", "default", "_by_model", "_lock")
-    known = True
+    __slots__ = ("spec", "lookup", "default", "known", "deferred", "_by_model", "_lock")
+    priced = True
 
-    def __init__(self, spec: ProviderSpec, lookup: dict[str, str], default: _ModelPricer) -> None:
+    def __init__(self, spec: ProviderSpec, lookup: dict[str, str], default: _ModelPricer | None) -> None:
         self.spec = spec
         self.lookup = lookup
         self.default = default
+        self.known = default is not None
+        self.deferred = spec.api == "azure"  # the model asked for names a deployment; the answer names the model
         self._by_model: dict[str, _ModelPricer | None] = {spec.model: default}
         self._lock = threading.Lock()
 
-    def pricer(self, model: str | None) -> _ModelPricer:
-        if model is None:
-            return self.default
+    def pricer(self, model: str) -> _ModelPricer | None:
         try:
-            p = self._by_model[model]
+            return self._by_model[model]
         except KeyError:
-            p = self._resolve(model)
-        return self.default if p is None else p
+            return self._resolve(model)
+
+    def known_model(self, model: str) -> bool | None:
+        if self.pricer(model) is not None:
+            return True
+        return None if self.deferred else False
+
+    def resolved(self, model: str) -> bool:
+        return model in self._by_model
 
     def _resolve(self, model: str) -> _ModelPricer | None:
         p = _find(model, self.lookup)
@@ -246,11 +282,18 @@ class _Catalogue:
             self._by_model[model] = p
         return p
 
-    def cost(self, inp: int, out: int, cache_read: int, cache_write: int, model: str | None) -> float:
-        return self.pricer(model).cost(inp, out, cache_read, cache_write)
+    def cost(
+        self, inp: int, out: int, cache_read: int, cache_write: int, model: str | None, requested: str | None
+    ) -> float:
+        p = None if model is None else self.pricer(model)
+        if p is None:
+            asked = self.spec.model if requested is None else requested
+            if asked != model:
+                p = self.pricer(asked)
+        return _NAN if p is None else p.cost(inp, out, cache_read, cache_write)
 
     def rates(self) -> tuple[float, float] | None:
-        return self.default.rates()
+        return None if self.default is None else self.default.rates()
 
 
 def _find(model: str, lookup: dict[str, str]) -> _ModelPricer | None:
@@ -293,8 +336,7 @@ def _resolve(spec: ProviderSpec):
         return _UNKNOWN  # a local server's model name says nothing about what it costs
     else:
         lookup = {"provider_api_url": spec.base_url or ""}
-    default = _find(spec.model, lookup)
-    return _UNKNOWN if default is None else _Catalogue(spec, lookup, default)
+    return _Catalogue(spec, lookup, _find(spec.model, lookup))
 
 
 class PriceBook:
@@ -303,7 +345,9 @@ class PriceBook:
     Calls for the router:
 
     - ``warm(specs)`` once, from a background thread, when the router is built;
-    - ``warn_if_unknown(spec)`` before each attempt sends anything (warns once per provider);
+    - ``warn_if_unknown(spec)`` before each attempt sends anything (warns once per provider),
+      after ``known(spec)`` in a worker thread while ``ready(spec)`` is False (the first look-up
+      may load genai-prices);
     - ``cost(spec, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, model=)``
       when the attempt ends, with what the provider reported (None tokens: usage unknown);
     - ``rates(spec)`` for LOWEST_COST's ranking.
@@ -312,7 +356,7 @@ class PriceBook:
     def __init__(self) -> None:
         self._entries: dict[ProviderSpec, Any] = {}
         self._by_id: dict[int, tuple[ProviderSpec, Any]] = {}  # the router's own spec objects: no hashing
-        self._warned: set[str] = set()
+        self._warned: set[tuple[str, str | None]] = set()  # (provider, model asked for; None: any)
         self._lock = threading.Lock()
 
     def _entry(self, spec: ProviderSpec):
@@ -344,13 +388,15 @@ class PriceBook:
         cache_write_tokens: int = 0,
         *,
         model: str | None = None,
+        requested: str | None = None,
     ) -> float:
         """USD for one attempt; NaN when its price or its usage is unknown; 0.0 when it used no tokens.
 
         ``input_tokens`` counts every prompt token, cache reads and writes included;
         ``cache_read_tokens``/``cache_write_tokens`` are those shares. ``model``: the model the
-        answer came from (or the one the request asked for); the spec's model when genai-prices
-        does not know it. Never raises, never warns (see ``warn_if_unknown``)."""
+        answer came from; when genai-prices does not know it, ``requested``, the model the
+        request asked for (None: the spec's); NaN when it knows neither. Never raises, never
+        warns (see ``warn_if_unknown``)."""
         if input_tokens is None or output_tokens is None:
             return _NAN
         if not input_tokens and not output_tokens:
@@ -361,10 +407,10 @@ class PriceBook:
             return _NAN  # usage that cannot be right is not priced as if it were
         hit = self._by_id.get(id(spec))
         entry = hit[1] if hit is not None and hit[0] is spec else self._entry(spec)
-        if not entry.known:
+        if not entry.priced:
             return _NAN
         try:
-            return entry.cost(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, model)
+            return entry.cost(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, model, requested)
         except Exception:  # a pricing bug must not fail a request that succeeded
             log.exception("llmroute_magic: pricing an attempt of %s failed", spec.name)
             return _NAN
@@ -377,26 +423,45 @@ class PriceBook:
             log.exception("llmroute_magic: the price of %s could not be read", spec.name)
             return None
 
-    def known(self, spec: ProviderSpec) -> bool:
-        return bool(self._entry(spec).known)
+    def known(self, spec: ProviderSpec, model: str | None = None) -> bool:
+        """Whether an attempt at ``spec`` asking for ``model`` (None: the spec's) has a known price
+        before it answers (an Azure deployment's is not known until then)."""
+        entry = self._entry(spec)
+        if model is None or model == spec.model:
+            return bool(entry.known)
+        return bool(entry.known_model(model))
 
-    def warn_if_unknown(self, spec: ProviderSpec) -> bool:
-        """Call before an attempt sends anything: warns (once per provider name) when its price
-        is unknown, so the warning never lands inside a streamed answer. True when known."""
-        if self._entry(spec).known:
+    def ready(self, spec: ProviderSpec, model: str | None = None) -> bool:
+        """True when ``spec``'s price (and ``model``'s, asked for per request) has been looked up
+        already: asking again is cheap. Else the first look-up may load genai-prices (~0.2 s)."""
+        hit = self._by_id.get(id(spec))
+        return hit is not None and hit[0] is spec and (model is None or hit[1].resolved(model))
+
+    def warn_if_unknown(self, spec: ProviderSpec, model: str | None = None) -> bool:
+        """Call before an attempt sends anything, with the model the request asks for (None: the
+        spec's): warns (once per provider and model) when its price is unknown, so the warning
+        never lands inside a streamed answer. True when known."""
+        entry = self._entry(spec)
+        if model is None or model == spec.model:
+            if entry.known:
+                return True
+            model = spec.model
+        known = entry.known_model(model)
+        if known:
             return True
-        self._warn(spec)
+        if known is not None:  # None: an Azure deployment, known once it answers
+            self._warn(spec, model, model if entry.priced else None)
         return False
 
-    def _warn(self, spec: ProviderSpec) -> None:
+    def _warn(self, spec: ProviderSpec, model: str, key: str | None) -> None:
         with self._lock:
-            if spec.name in self._warned:
+            if (spec.name, key) in self._warned:
                 return
-            self._warned.add(spec.name)
+            self._warned.add((spec.name, key))
         # warnings only: a log record as well reached the console a second time through
         # logging's last-resort handler (two lines for one fact).
         msg = (
-            f"no price known for provider {spec.name!r} (model {spec.model!r}): its cost shows as NaN "
+            f"no price known for provider {spec.name!r} (model {model!r}): its cost shows as NaN "
             f"(unknown, not $0). Set one with ProviderSpec.with_prices(input=..., output=...) in USD per "
             f"1M tokens (0, 0 for a free local model)."
         )

@@ -10,6 +10,7 @@ registry join these tests without a line here.
 from __future__ import annotations
 
 import base64
+import math
 
 import pydantic
 import pytest
@@ -115,3 +116,26 @@ def test_an_image_never_goes_to_a_provider_without_vision(api):
             c = r.complete([{"role": "user", "content": ["What is this?", {"type": "image", "data": PNG}]}])
             assert c.provider == "eyes" and r.complete("text goes anywhere").provider == "blind"
         assert s.stats()["providers"]["blind"]["requests"] == 1  # the text request only
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("api", APIS)
+def test_prose_for_a_schema_without_usage_is_unknown_not_free(fresh, api, streamed):
+    """A provider that reports no usage answers a schema request with prose: the failed row's tokens
+    and cost are unknown (None, NaN) like its ok rows', never 0, and it names the answering model.
+    The simulator, which billed nothing it did not report, served both attempts with 200s."""
+    name = f"p-{api}"
+    fresh.update(name, no_usage=True)
+    fresh.inject(name, ["ignore_schema"])
+    with ModelClientRouter(ProviderRoutingConfig(fresh.provider_specs([name])), sleep=Sleeps()) as r:
+        c = ask(r, streamed, "The biggest city in Japan?", response_format=City)
+        failed, ok = rows(r)
+    assert isinstance(c.parsed, City) and c.attempts == 2
+    assert (failed["status"], failed["error_type"], failed["http_status"]) == ("error", "malformed_response", 200)
+    for row in (failed, ok):
+        assert (row["input_tokens"], row["output_tokens"]) == (None, None), row
+        assert math.isnan(row["cost"]), row
+        assert (row["model"], row["cache_read_tokens"], row["cache_write_tokens"]) == (c.model, 0, 0)
+    billed = fresh.stats()["providers"][name]
+    assert billed["requests"] == 2 and (billed["input_tokens"], billed["output_tokens"], billed["cost"]) == (0, 0, 0.0)
+    assert billed["statuses"] == {"ignore_schema": 1, "200": 1}

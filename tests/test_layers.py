@@ -205,16 +205,22 @@ def result(text: str = "hello", tokens: tuple[int | None, int | None] = (10, 5))
 
 
 class Rig:
-    def __init__(self, *, streamed: bool, max_concurrency: int | None = None) -> None:
-        self.spec = spec("p", max_concurrency=max_concurrency)
+    def __init__(
+        self, *, streamed: bool, max_concurrency: int | None = None, at: ProviderSpec | None = None, **options: Any
+    ) -> None:
+        self.spec = at or spec("p", max_concurrency=max_concurrency)
         self.adapter = ScriptedAdapter(self.spec)
         self.events = EventBus()
         self.seen: list[Any] = []
         self.events.subscribe(AttemptStarted, self.seen.append)
         self.events.subscribe(AttemptEnded, self.seen.append)
-        self.layer = AttemptLayer(lambda: {"p": self.adapter}, PriceBook(), self.events, ProviderSlots([self.spec]))
+        prices = PriceBook()
+        prices.warm([self.spec])  # as the router does when it is built: an attempt starts at once
+        self.layer = AttemptLayer(
+            lambda: {self.spec.name: self.adapter}, prices, self.events, ProviderSlots([self.spec])
+        )
         self.request = build_request(
-            "hi", {}, config=ProviderRoutingConfig([self.spec]), request_id="r-1", streamed=streamed
+            "hi", options, config=ProviderRoutingConfig([self.spec]), request_id="r-1", streamed=streamed
         )
 
     def ended(self) -> list[AttemptEnded]:
@@ -248,6 +254,33 @@ async def test_usage_that_is_not_reported_costs_nan_not_zero():
     c = await (await rig.layer.handle(rig.request, rig.spec, 1)).result()
     row = rig.ended()[0].record
     assert row.input_tokens is None and math.isnan(row.cost) and math.isnan(c.cost)
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["plain", "stream"])
+async def test_an_answer_that_fails_its_schema_is_recorded_like_an_ok_answer(streamed):
+    """Prose for a schema: the failed row carries what the answer reported, as an ok row would:
+    the model that answered (a dated gpt-4o-mini for a gpt-4o spec), its cache tokens, and the
+    price of both (genai-prices: cache reads are cheaper)."""
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    at = ProviderSpec("openai", "gpt-4o", base_url="http://127.0.0.1:9/openai/v1")
+    answered = "gpt-4o-mini-2024-07-18"
+    billed = ProviderResult(
+        text="no JSON here", model=answered, input_tokens=1000, output_tokens=10, cache_read_tokens=400
+    )
+    rigs = []
+    for fmt in (schema, None):
+        rig = Rig(streamed=streamed, at=at, **({"response_format": fmt} if fmt else {}))
+        rig.adapter.release(billed)
+        rigs.append(rig)
+    with pytest.raises(ProviderError, match="not JSON"):
+        await rigs[0].layer.handle(rigs[0].request, rigs[0].spec, 1)
+    await (await rigs[1].layer.handle(rigs[1].request, rigs[1].spec, 1)).result()
+    failed, ok = (r.ended()[0].record for r in rigs)
+    assert (failed.status, failed.error_type, ok.status) == ("error", "malformed_response", "ok")
+    fields = ("model", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost")
+    assert [getattr(failed, f) for f in fields] == [getattr(ok, f) for f in fields]
+    mini = (600 * 0.15 + 400 * 0.075 + 10 * 0.60) / 1e6  # gpt-4o-mini, USD per 1M: input, cache read, output
+    assert (failed.model, failed.cache_read_tokens, failed.cost) == (answered, 400, pytest.approx(mini, rel=1e-9))
 
 
 async def test_an_error_before_the_first_text_is_raised_for_failover():
@@ -305,6 +338,25 @@ async def test_a_cancelled_waiter_for_a_concurrency_slot_leaves_no_row():
         await waiter
     assert [e.record.status for e in rig.ended()] == ["ok"]
     assert rig.layer._slots.get("p").free == 1
+
+
+async def test_an_attempt_that_fails_to_start_gives_its_concurrency_slot_back():
+    """Whatever stops an attempt between taking its slot and running (here Ctrl-C in a listener of
+    AttemptStarted), the slot is given back: the provider's next attempt runs."""
+    rig = Rig(streamed=False, max_concurrency=1)
+    interrupts = [KeyboardInterrupt()]
+
+    def interrupt(event: AttemptStarted) -> None:
+        if interrupts:
+            raise interrupts.pop()
+
+    rig.events.subscribe(AttemptStarted, interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        await rig.layer.handle(rig.request, rig.spec, 1)
+    assert rig.layer._slots.get("p").free == 1
+    rig.adapter.release(result())
+    c = await (await asyncio.wait_for(rig.layer.handle(rig.request, rig.spec, 2), 5)).result()
+    assert c.text == "hello" and [e.record.status for e in rig.ended()] == ["ok"]
 
 
 # -- the failover driver over the attempt layer ---------------------------------------------------------

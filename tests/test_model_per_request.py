@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
-import pytest
+import math
+import warnings
 
-from llmroute_magic import ConfigError, ModelClientRouter, ProviderRoutingConfig, ProviderSpec
+import pytest
+from genai_prices import Usage, calc_price
+
+from llmroute_magic import ConfigError, ModelClientRouter, ProviderRoutingConfig, ProviderSpec, UnknownPriceWarning
 from llmroute_magic._events import AttemptStarted
 from llmroute_magic._router import compare_target
 
@@ -63,3 +67,26 @@ def test_a_failed_pair_names_the_model_it_asked_for(fresh_sim):
     with ModelClientRouter(ProviderRoutingConfig([spec], max_retries=0)) as r:
         df = r.compare("hi", providers=["down:m9"])
     assert df["model"].tolist() == ["m9"] and df["error"].iloc[0]
+
+
+def test_a_model_genai_prices_does_not_know_costs_nan_not_the_specs_price(fresh_sim):
+    """OpenAI behind a local proxy, priced from genai-prices: ``model=`` naming a model it does not
+    know gives NaN (unknown) and one UnknownPriceWarning naming that model, never gpt-4o's price;
+    a model it knows is priced as itself, silently."""
+    spec = ProviderSpec("openai", "gpt-4o", base_url=fresh_sim.base_url("sim-openai"))
+    with ModelClientRouter(ProviderRoutingConfig([spec])) as r:
+        with pytest.warns(UnknownPriceWarning, match="provider 'openai' \\(model 'my-ft-model'\\)") as caught:
+            first = r.complete("hello", model="my-ft-model", max_tokens=8)
+            again = r.stream("hello again", model="my-ft-model", max_tokens=8)
+            "".join(again)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            mini = r.complete("hello", model="gpt-4o-mini", max_tokens=8)
+        df = r.usage_df()
+    assert len(caught) == 1
+    for c in (first, again.completion):
+        assert c.model == "my-ft-model" and c.input_tokens > 0 and math.isnan(c.cost)
+    usage = Usage(input_tokens=mini.input_tokens, output_tokens=mini.output_tokens)
+    assert mini.cost == pytest.approx(float(calc_price(usage, "gpt-4o-mini", provider_id="openai").total_price))
+    assert df["model"].tolist() == ["my-ft-model", "my-ft-model", "gpt-4o-mini"]
+    assert df["cost"].isna().tolist() == [True, True, False]

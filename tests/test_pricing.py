@@ -128,6 +128,42 @@ def test_the_answers_model_is_priced_else_the_specs():
     assert book.cost(OPENAI, 1000, 100, model="house-finetune-7") == book.cost(OPENAI, 1000, 100)
 
 
+def test_a_model_asked_for_per_request_that_genai_prices_does_not_know_is_unknown():
+    """``model=`` on a request (``requested``) replaces the spec's model: unknown to genai-prices,
+    the attempt's cost is NaN and the book warns once for that model, never the spec model's price.
+    A known one is priced as itself; an answer naming an unknown snapshot falls back to it."""
+    book = PriceBook()
+    assert math.isnan(book.cost(OPENAI, 1000, 100, model="my-ft-model", requested="my-ft-model"))
+    assert math.isnan(book.cost(OPENAI, 1000, 100, requested="my-ft-model"))
+    mini = genai("gpt-4o-mini", input_tokens=1000, output_tokens=100, provider_id="openai")
+    assert book.cost(OPENAI, 1000, 100, requested="gpt-4o-mini") == pytest.approx(mini, rel=1e-12)
+    assert book.cost(OPENAI, 1000, 100, model="gpt-4o-mini-2099", requested="gpt-4o-mini") == pytest.approx(mini)
+    with pytest.warns(UnknownPriceWarning, match="provider 'openai' \\(model 'my-ft-model'\\)") as caught:
+        assert book.warn_if_unknown(OPENAI, "my-ft-model") is False
+        assert book.warn_if_unknown(OPENAI, "my-ft-model") is False
+    assert len(caught) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert book.warn_if_unknown(OPENAI, "gpt-4o-mini") is True and book.warn_if_unknown(OPENAI) is True
+        assert book.warn_if_unknown(OPENAI.with_prices(input=1, output=2), "my-ft-model") is True  # flat: any model
+
+
+def test_an_azure_deployment_is_priced_by_the_model_its_answer_names():
+    """On Azure the spec's model is a deployment name genai-prices cannot know ("prod-chat"): the
+    attempt is priced by the model the answer reports, and nothing is flagged before it answers."""
+    deployment = ProviderSpec("azure", "prod-chat", api="azure", base_url="https://myres.openai.azure.com")
+    book = PriceBook()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        book.warn_if_unknown(deployment)
+    want = genai("gpt-4o-2024-08-06", input_tokens=1000, output_tokens=100, cache_read_tokens=600, provider_id="azure")
+    got = book.cost(deployment, 1000, 100, 600, model="gpt-4o-2024-08-06", requested="prod-chat")
+    assert got == pytest.approx(want, rel=1e-12) and want > 0
+    assert math.isnan(book.cost(deployment, 1000, 100, model="prod-chat", requested="prod-chat"))
+    assert math.isnan(book.cost(deployment, 1000, 100)) and book.rates(deployment) is None
+    assert not book.known(deployment)
+
+
 def test_spec_prices_override_the_catalogue_at_a_flat_rate():
     spec = OPENAI.with_prices(input=1.0, output=2.0)
     book = PriceBook()

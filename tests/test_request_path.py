@@ -13,11 +13,19 @@ import json
 import threading
 import time
 import traceback
+import warnings
 
 import pytest
 from helpers import Sleeps, assert_ledger_matches_sim, make_router, rows, simulator_fixtures
 
-from llmroute_magic import AllProvidersFailed, ConfigError, ModelClientRouter, ProviderRoutingConfig, ProviderSpec
+from llmroute_magic import (
+    AllProvidersFailed,
+    ConfigError,
+    ModelClientRouter,
+    ProviderRoutingConfig,
+    ProviderSpec,
+    UnknownPriceWarning,
+)
 from llmroute_magic.sim import ProviderProfile
 
 PROFILES = [
@@ -161,6 +169,66 @@ async def test_a_request_cancelled_while_waiting_for_a_slot_gives_no_slot_away(f
         statuses = [x["status"] for x in rows(r)]
     assert statuses == ["ok", "ok"]  # the waiter never reached a provider: no attempt, no row
     assert fresh.stats()["providers"]["slow"]["max_in_flight"] == 1
+
+
+def test_a_first_price_lookup_is_not_provider_time_and_holds_no_slot_nor_the_loop(fresh, monkeypatch):
+    """The first attempt at a catalogue-priced provider looks its price up (genai-prices' data,
+    ~0.2 s cold; here held for 0.8 s) before its timer starts and before it takes a concurrency
+    slot, off the event loop: the row's latency is the provider's alone, the provider's only slot
+    stays free meanwhile, and another request on the same loop is served in the meantime."""
+    from llmroute_magic import _pricing
+
+    loading = threading.Event()
+    real = _pricing._resolve
+
+    def slow_resolve(spec: ProviderSpec):
+        if spec.name == "openai":
+            loading.wait(5)  # the router's warm-up thread waits here too
+        return real(spec)
+
+    monkeypatch.setattr(_pricing, "_resolve", slow_resolve)
+    openai = ProviderSpec("openai", "gpt-4o", base_url=fresh.base_url("quick"), max_concurrency=1)
+    quick = fresh.provider_specs(["quick"])[0]
+    with ModelClientRouter(ProviderRoutingConfig([openai, quick])) as r:
+        slots = r._chain._attempts._slots.get("openai")
+        free_while_loading: list[int] = []
+
+        def loaded() -> None:
+            free_while_loading.append(slots.free)
+            loading.set()
+
+        async def go():
+            timer = threading.Timer(0.8, loaded)
+            timer.start()
+            first = asyncio.create_task(r.acomplete("priced on first use", provider="openai", max_tokens=4))
+            other = await r.acomplete("meanwhile", provider="quick", max_tokens=4)
+            served_while_loading = not loading.is_set()
+            return await first, other, served_while_loading
+
+        first, other, served_while_loading = asyncio.run(go())
+        row = next(x for x in rows(r) if x["provider"] == "openai")
+    assert first.provider == "openai" and other.provider == "quick"
+    assert served_while_loading  # the event loop was not blocked by the look-up
+    assert free_while_loading == [1]  # the look-up held no slot
+    assert row["latency_s"] < 0.4  # the provider's time only, not the 0.8 s look-up
+    assert row["cost"] > 0  # and the price was found
+
+
+def test_an_attempt_stopped_before_it_is_sent_gives_its_slot_back(fresh):
+    """Warnings as errors (pytest -W error): the unknown price of a loopback gateway stops the first
+    request before anything is sent. The provider's only slot must not go with it: the next request,
+    warnings back to normal, is served instead of waiting for ever."""
+    spec = ProviderSpec("gw", "my-model", base_url=fresh.base_url("zed"), max_concurrency=1)
+    with ModelClientRouter(ProviderRoutingConfig([spec])) as r:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(UnknownPriceWarning, match="no price known for provider 'gw'"):
+                r.complete("stopped", max_tokens=4)
+        c = asyncio.run(asyncio.wait_for(r.acomplete("served", max_tokens=4), 5))
+        statuses = [x["status"] for x in rows(r)]
+    assert c.provider == "gw" and c.text
+    assert statuses == ["ok"]  # the stopped request never reached the provider: no attempt, no row
+    assert fresh.stats()["providers"]["zed"]["requests"] == 1
 
 
 # -- 10. new(primary, fallbacks) tries the primary first ---------------------------------------------------
