@@ -199,6 +199,8 @@ class _Attempt:
         cost = self.price(
             result.input_tokens, result.output_tokens, result.cache_read_tokens, result.cache_write_tokens, model
         )
+        if cost != cost and result.input_tokens is not None and result.output_tokens is not None:
+            self.layer._prices.warn_if_unpriced_answer(self.spec, model)  # the stream, if any, is over
         parsed = self.parse(result, model, cost)
         self.end(self.answered("ok", None, result, model, cost))
         return Completion(

@@ -453,6 +453,19 @@ class PriceBook:
             self._warn(spec, model, model if entry.priced else None)
         return False
 
+    def priced_by_answer(self, spec: ProviderSpec) -> bool:
+        """True when ``spec``'s model names no model genai-prices knows but its answers will (an
+        Azure deployment): each attempt is priced by the model its answer names."""
+        entry = self._entry(spec)
+        return bool(getattr(entry, "deferred", False)) and not entry.known
+
+    def warn_if_unpriced_answer(self, spec: ProviderSpec, model: str) -> None:
+        """After an answer whose cost is NaN though its usage is known: warns (once per provider and
+        model) when only the answer could tell the price (``priced_by_answer``), and it did not.
+        Every other unknown price was warned of before the attempt was sent."""
+        if self.priced_by_answer(spec):
+            self._warn(spec, model, model)
+
     def _warn(self, spec: ProviderSpec, model: str, key: str | None) -> None:
         with self._lock:
             if (spec.name, key) in self._warned:

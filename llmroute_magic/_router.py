@@ -65,15 +65,15 @@ def _compare_row(
     name: str, sample: int, r: Completion | LLMRouteError, model: str, elapsed_s: float, spent: list[AttemptRecord]
 ) -> dict[str, Any]:
     """One arm of a comparison. Tokens and cost are what the arm spent: every attempt of its
-    request, failed and retried ones included (a failed arm is not free). A failed arm shows its
-    error, the model asked for, and the providers' time its attempts took (as ``latency_s`` is
-    everywhere: not the other arms' time, not backoff)."""
+    request, failed and retried ones included (a failed arm is not free). ``latency_s`` is the
+    providers' time its attempts took, as in the ledger: not the wait for a concurrency slot
+    behind the other arms, not backoff. A failed arm shows its error and the model asked for."""
     input_tokens, output_tokens, cost = _spent(spent)
+    latency_s = sum(a.latency_s for a in spent) if spent else elapsed_s
     figures: tuple[Any, ...]
     if isinstance(r, Completion):
-        figures = (r.model, r.text, r.latency_s, r.ttft_s, input_tokens, output_tokens, cost, None)
+        figures = (r.model, r.text, latency_s, r.ttft_s, input_tokens, output_tokens, cost, None)
     else:
-        latency_s = sum(a.latency_s for a in spent) if spent else elapsed_s
         figures = (model, None, latency_s, None, input_tokens, output_tokens, cost, str(r))
     return dict(zip(COMPARE_COLUMNS, (name, figures[0], sample, *figures[1:])))
 

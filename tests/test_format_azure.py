@@ -18,6 +18,8 @@ import asyncio
 import base64
 import dataclasses
 import json
+import math
+import warnings
 
 import httpx
 import jsonschema
@@ -42,6 +44,7 @@ from llmroute_magic import (
     ProviderError,
     ProviderRoutingConfig,
     ProviderSpec,
+    UnknownPriceWarning,
 )
 from llmroute_magic._errors import ERROR_POLICY, Policy
 from llmroute_magic._providers import adapter_for
@@ -545,6 +548,23 @@ def test_the_requests_model_is_the_deployment(fresh, form):
     assert c.model == s.completion.model == "team-deployment"
     assert [x["model"] for x in rows(r)] == ["team-deployment"] * 2
     assert_ledger_matches_sim(r, fresh)
+
+
+def test_a_deployment_whose_answers_name_no_priced_model_is_nan_with_one_warning(fresh):
+    # Unknown before it answers (a deployment name), unknown after (the answer's model is no model
+    # genai-prices lists): said once, when that is known, as every other unknown price is.
+    (az,) = fresh.provider_specs(["az-a"])
+    spec = dataclasses.replace(az, model="prod-chat", input_price=None, output_price=None)
+    with ModelClientRouter(ProviderRoutingConfig([spec])) as r:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            c = r.complete("hello", max_tokens=8)
+            s = r.stream("hello", max_tokens=8)
+            "".join(s)
+    unknown = [w for w in caught if issubclass(w.category, UnknownPriceWarning)]
+    assert c.model == s.completion.model == "prod-chat" and c.input_tokens > 0
+    assert math.isnan(c.cost) and math.isnan(s.completion.cost)
+    assert len(unknown) == 1 and "'prod-chat'" in str(unknown[0].message)
 
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["plain", "stream"])

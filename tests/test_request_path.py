@@ -214,10 +214,12 @@ def test_a_first_price_lookup_is_not_provider_time_and_holds_no_slot_nor_the_loo
     assert row["cost"] > 0  # and the price was found
 
 
-def test_an_attempt_stopped_before_it_is_sent_gives_its_slot_back(fresh):
+def test_an_unknown_price_raised_as_an_error_leaves_the_provider_usable(fresh):
     """Warnings as errors (pytest -W error): the unknown price of a loopback gateway stops the first
     request before anything is sent. The provider's only slot must not go with it: the next request,
-    warnings back to normal, is served instead of waiting for ever."""
+    warnings back to normal, is served instead of waiting for ever. (The warning comes before the
+    slot is taken; that a slot taken is given back whatever stops the attempt is
+    test_layers' test_an_attempt_that_fails_to_start_gives_its_concurrency_slot_back.)"""
     spec = ProviderSpec("gw", "my-model", base_url=fresh.base_url("zed"), max_concurrency=1)
     with ModelClientRouter(ProviderRoutingConfig([spec])) as r:
         with warnings.catch_warnings():

@@ -431,8 +431,24 @@ def test_compare_rows_show_what_each_arm_spent_and_only_its_own_time(fresh):
     assert df.loc["alpha", "output_tokens"] == billed["output_tokens"]
     assert df.loc["alpha", "cost"] == pytest.approx(billed["cost"]) and df.loc["alpha", "cost"] > 0
     assert df.loc["beta", "latency_s"] >= 0.5
+    assert df.loc["alpha", "latency_s"] < 0.5  # its three attempts' time, not the slow arm's
     assert df.loc["gamma", "error"] and df.loc["gamma", "latency_s"] < 0.25
     assert df.loc["gamma", "cost"] == 0 and df.loc["gamma", "input_tokens"] == 0
+
+
+def test_compare_latency_is_provider_time_not_the_wait_for_a_slot_or_a_retry(fresh):
+    # three samples of a one-slot provider queue behind each other; gamma's first attempt fails
+    # and is retried after a backoff: each row's latency is what its attempts took, as in the ledger.
+    fresh.update("alpha", latency_s=0.3)
+    fresh.inject("gamma", ["server_error"])
+    specs = [s.with_max_concurrency(1) if s.name == "alpha" else s for s in fresh.provider_specs(["alpha", "gamma"])]
+    with make_router(fresh, specs=specs, max_retries=1) as r:
+        df = r.compare("hello there", providers=["alpha", "gamma"], n=3, max_tokens=16)
+        ledger = r.usage_df().groupby("request_id")["latency_s"].sum()
+    assert df["error"].isna().all()
+    alpha = df[df.provider == "alpha"]["latency_s"]
+    assert (alpha >= 0.3).all() and (alpha < 0.5).all(), list(alpha)  # not 0.3, 0.6, 0.9
+    assert sorted(df["latency_s"]) == pytest.approx(sorted(ledger), abs=1e-9)
 
 
 def test_map_returns_completions_and_errors_in_order(fresh):

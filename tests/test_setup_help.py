@@ -153,6 +153,9 @@ def test_providers_counts_a_key_set_under_the_official_sdk_s_name(shell, magics,
     assert "GEMINI_API_KEY or GOOGLE_API_KEY missing" in before
     assert "AZURE_API_KEY or AZURE_OPENAI_API_KEY missing" in before
     assert "GOOGLE_API_KEY set" in after and "AZURE_OPENAI_API_KEY set" in after
+    # a deployment name is priced by the model each answer names: not "unknown"
+    azure_row = next(x for x in after.splitlines() if x.startswith("azure "))
+    assert "answer's model" in azure_row and "unknown" not in azure_row and "unknown price" not in after
     assert "missing" not in after.split("name", 1)[1].split("\n\n", 1)[0]
 
 

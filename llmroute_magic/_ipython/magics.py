@@ -671,9 +671,12 @@ class LLMRouteMagics(Magics, Configurable):
                 price, source = f"{money(p.input_price)} / {money(p.output_price)}", "spec"
             else:
                 rates = book.rates(p)
-                price, source = (
-                    (f"{money(rates[0])} / {money(rates[1])}", "genai-prices") if rates else ("–", "unknown")
-                )
+                if rates:
+                    price, source = f"{money(rates[0])} / {money(rates[1])}", "genai-prices"
+                elif book.priced_by_answer(p):  # an Azure deployment: priced by the model each answer names
+                    price, source = "–", "answer's model"
+                else:
+                    price, source = "–", "unknown"
             state = ("enabled" if p.name in enabled else "disabled") + (", cooling down" if p.name in cooling else "")
             rows.append(
                 (

@@ -308,12 +308,15 @@ DEFAULT_PROFILES: tuple[ProviderProfile, ...] = (
     ),
 )
 """The providers a ``Simulator()`` serves when given no profiles (and ``llmroute sim`` without
-``--profiles``): sim-openai (fast, cheap), sim-anthropic (slower, dearer, 200k context) and
-sim-local (slow, free, 8k context).
+``--profiles``): one per wire format — sim-openai (fast, cheap), sim-anthropic (slower, dearer,
+200k context), sim-gemini, sim-azure, sim-ollama (free, local), sim-responses — and sim-local
+(slow, free, 8k context), an OpenAI-compatible server on this machine.
 
 Examples:
-    >>> [(p.name, p.api) for p in DEFAULT_PROFILES]
-    [('sim-openai', 'openai'), ('sim-anthropic', 'anthropic'), ('sim-local', 'openai')]
+    >>> [(p.name, p.api) for p in DEFAULT_PROFILES]  # doctest: +NORMALIZE_WHITESPACE
+    [('sim-openai', 'openai'), ('sim-anthropic', 'anthropic'), ('sim-local', 'openai'),
+     ('sim-gemini', 'gemini'), ('sim-azure', 'azure'), ('sim-ollama', 'ollama'),
+     ('sim-responses', 'openai-responses')]
 """
 
 
