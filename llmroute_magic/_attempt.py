@@ -134,7 +134,14 @@ class _Attempt:
             self.provider_s = perf_counter() - self.t0
             raise self.failed(self.unexpected(e)) from e
         self.provider_s = perf_counter() - self.t0
-        return CompletedReply(self.succeeded(result))
+        try:
+            return CompletedReply(self.succeeded(result))
+        except ProviderError:
+            raise  # an answer that missed its schema: recorded as such
+        except Exception as e:
+            if self.ended:  # raised after the row was written (a warning turned into an error)
+                raise
+            raise self.failed(self.unexpected(e)) from e
 
     # -- streamed ---------------------------------------------------------------------------------
     async def step(self, items: AsyncIterator[StreamItem]) -> StreamItem | None:
@@ -178,6 +185,8 @@ class _Attempt:
             raise
         except Exception as e:
             await _close(items)
+            if self.ended:  # raised after the row was written (a warning turned into an error)
+                raise
             raise self.failed(self.unexpected(e)) from e
 
     def ended_without_result(self) -> ProviderError:
@@ -199,10 +208,12 @@ class _Attempt:
         cost = self.price(
             result.input_tokens, result.output_tokens, result.cache_read_tokens, result.cache_write_tokens, model
         )
-        if cost != cost and result.input_tokens is not None and result.output_tokens is not None:
-            self.layer._prices.warn_if_unpriced_answer(self.spec, model)  # the stream, if any, is over
         parsed = self.parse(result, model, cost)
         self.end(self.answered("ok", None, result, model, cost))
+        if cost != cost and result.input_tokens is not None and result.output_tokens is not None:
+            # After end(): a warning raised as an error must not leave the attempt open. The
+            # stream, if any, is over.
+            self.layer._prices.warn_if_unpriced_answer(self.spec, model)
         return Completion(
             text=result.text,
             provider=self.spec.name,
@@ -354,6 +365,8 @@ class StreamedReply(Reply):
             att.cancelled()
             raise
         except Exception as e:
+            if att.ended:  # raised after the row was written (a warning turned into an error)
+                raise
             raise att.failed(att.unexpected(e), after_text=True) from e
         finally:
             await _close(self._items)

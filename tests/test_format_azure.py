@@ -568,6 +568,21 @@ def test_a_deployment_whose_answers_name_no_priced_model_is_nan_with_one_warning
 
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["plain", "stream"])
+def test_that_warning_raised_as_an_error_keeps_the_row_and_frees_the_slot(fresh, streamed):
+    (az,) = fresh.provider_specs(["az-a"])
+    spec = dataclasses.replace(az, model="prod-chat", input_price=None, output_price=None, max_concurrency=1)
+    with ModelClientRouter(ProviderRoutingConfig([spec])) as r:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # pytest -W error
+            with pytest.raises(UnknownPriceWarning):
+                ask(r, streamed, "hello", max_tokens=8)
+        c = asyncio.run(asyncio.wait_for(r.acomplete("again", max_tokens=8), 5))  # the only slot is free
+        statuses = [x["status"] for x in rows(r)]
+    assert c.provider == "az-a" and statuses == ["ok", "ok"]  # the answered attempt kept its row
+    assert fresh.stats()["providers"]["az-a"]["requests"] == 2
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["plain", "stream"])
 @pytest.mark.parametrize("form", FORMS)
 def test_prose_instead_of_json_fails_over_to_an_azure_provider_that_answers_json(fresh, form, streamed):
     fresh.inject("az-a", ["ignore_schema"])
