@@ -122,6 +122,18 @@ def test_anthropic_max_tokens_cuts_the_answer(s, claude):
     assert cut.usage.output_tokens == 3 and cut.stop_reason == "max_tokens"
 
 
+def test_anthropic_refuses_what_the_api_refuses(s, claude):
+    """A temperature above 1 (Anthropic's range is 0..1) is the API's 400."""
+    with pytest.raises(anthropic.BadRequestError) as info:
+        ask_claude(claude, extra_body={"temperature": 1.5})  # create() here has no temperature=
+    assert info.value.body == {
+        "type": "error",
+        "error": {"type": "invalid_request_error", "message": "temperature: range: 0..1"},
+    }
+    assert ask_claude(claude, extra_body={"temperature": 1.0}).content[0].text
+    assert counters(s, "sim-anthropic")["statuses"] == {"400": 1, "200": 1}
+
+
 # -- errors ----------------------------------------------------------------------------------------
 
 # fault -> (openai exception, anthropic exception, status)

@@ -1005,3 +1005,15 @@ def test_responses_max_output_tokens_below_16_is_the_apis_400(sv, http, stream):
     }
     assert_refused_unbilled(sv, "openai-responses", 1)
     assert post_raw(sv, http, "openai-responses", lambda b: b.update(max_output_tokens=16)).status_code == 200
+
+
+@pytest.mark.parametrize("temperature", [1.5, 2, -0.1])
+def test_anthropic_temperature_outside_0_to_1_is_the_apis_400(sv, http, temperature):
+    r = post_raw(sv, http, "anthropic", lambda b: b.update(temperature=temperature))
+    assert r.status_code == 400 and r.json() == {
+        "type": "error",
+        "error": {"type": "invalid_request_error", "message": "temperature: range: 0..1"},
+    }
+    assert_refused_unbilled(sv, "anthropic", 1)
+    for fine in (0, 0.7, 1):
+        assert post_raw(sv, http, "anthropic", lambda b, t=fine: b.update(temperature=t)).status_code == 200

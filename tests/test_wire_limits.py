@@ -3,6 +3,10 @@
 - A field the router adds on its own (OpenAI's ``stream_options``) that a compatible server refuses
   (Mistral answers 422 ``extra_forbidden``): that attempt is sent again at once without it, and
   the provider never gets it again. A stand-in Mistral server plays the refusing side.
+- Values a format cannot carry route like capabilities: a temperature above 1 never goes to
+  Anthropic (its range is 0..1); another provider serves it as asked, and when none can, a
+  ConfigError says why. The simulator refuses it as the real API does, so a request that slipped
+  through would fail here.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from helpers import rows
 
-from llmroute_magic import ModelClientRouter, ProviderError, ProviderRoutingConfig, ProviderSpec
+from llmroute_magic import ConfigError, ModelClientRouter, ProviderError, ProviderRoutingConfig, ProviderSpec
 from llmroute_magic._providers import ChatRequest
 from llmroute_magic._providers.openai import OpenAIAdapter
 from llmroute_magic.sim import Simulator
@@ -176,3 +180,55 @@ def test_api_mistral_ai_never_gets_stream_options():
     assert "stream_options" in OpenAIAdapter(other, None).build_body(
         ChatRequest([{"role": "user", "content": "hi"}]), True
     )  # type: ignore[arg-type]
+
+
+# -- values a wire format cannot carry: routed elsewhere, never changed ----------------------------------
+
+
+@pytest.fixture
+def fresh(sim):
+    sim.reset()
+    yield sim
+    sim.reset()
+
+
+def ask(router: ModelClientRouter, streamed: bool, prompt, **options):
+    if not streamed:
+        return router.complete(prompt, **options)
+    s = router.stream(prompt, **options)
+    assert "".join(s) == s.completion.text
+    return s.completion
+
+
+def requests_to(sim, name: str) -> int:
+    return sim.stats()["providers"][name]["requests"]
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["plain", "stream"])
+def test_a_temperature_above_1_skips_anthropic_and_is_served_as_asked(fresh, streamed):
+    specs = fresh.provider_specs(["sim-anthropic", "sim-openai"])  # Anthropic first
+    with ModelClientRouter(ProviderRoutingConfig(specs, strategy="priority")) as r:
+        hot = ask(r, streamed, "Write a wild haiku.", temperature=1.5)
+        assert (hot.provider, hot.attempts) == ("sim-openai", 1)
+        assert ask(r, streamed, "Write a calm haiku.", temperature=1.0).provider == "sim-anthropic"
+        assert ask(r, streamed, "Write a haiku.").provider == "sim-anthropic"
+        assert [(x["provider"], x["status"]) for x in rows(r)] == [
+            ("sim-openai", "ok"),
+            ("sim-anthropic", "ok"),
+            ("sim-anthropic", "ok"),
+        ]
+    assert (requests_to(fresh, "sim-anthropic"), requests_to(fresh, "sim-openai")) == (2, 1)
+
+
+def test_a_temperature_above_1_with_only_anthropic_says_why_and_sends_nothing(fresh):
+    specs = fresh.provider_specs(["sim-anthropic", "sim-openai"])
+    with ModelClientRouter(ProviderRoutingConfig(specs)) as r:
+        with pytest.raises(ConfigError) as info:
+            r.complete("Write a wild haiku.", temperature=1.5, provider="sim-anthropic")
+        msg = str(info.value)
+        assert "temperature" in msg and "sim-anthropic lacks temperature_above_1" in msg and "0 to 1" in msg
+        r.disable("sim-openai")
+        with pytest.raises(ConfigError, match="temperature_above_1"):
+            "".join(r.stream("Write a wild haiku.", temperature=2))
+        assert rows(r) == []
+    assert requests_to(fresh, "sim-anthropic") == 0

@@ -13,6 +13,8 @@ input}`` (stop_reason ``tool_use``); streamed as message_start (usage: input tok
 content_block_start / ping / content_block_delta (``text_delta``, or ``input_json_delta`` with
 ``partial_json``) / content_block_stop per block, message_delta (stop reason, output tokens),
 message_stop. Errors: ``{"type": "error", "error": {"type", "message"}}``.
+
+Refused as the API refuses it (400 ``invalid_request_error``): a ``temperature`` outside 0..1.
 """
 
 from __future__ import annotations
@@ -97,6 +99,16 @@ def _image(block: dict, where: str) -> None:
         )
 
 
+def _temperature(value: Any) -> None:
+    """Anthropic's range is 0..1 (OpenAI's 0..2): anything else is the API's 400."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadRequest("temperature: Input should be a valid number", "temperature")
+    if not 0 <= value <= 1:
+        raise BadRequest("temperature: range: 0..1", "temperature")
+
+
 class AnthropicMessages(WireFormat):
     api = "anthropic"
     routes = (Route("v1/messages"),)
@@ -143,6 +155,7 @@ class AnthropicMessages(WireFormat):
         max_tokens = data.get("max_tokens")
         if max_tokens is not None:
             positive_int(max_tokens, "max_tokens")
+        _temperature(data.get("temperature"))
         req = SimRequest(model, system, turns, max_tokens, data.get("stream") is True, True, images)
         if "tools" in data or "tool_choice" in data:
             self._parse_tools(data, req)
