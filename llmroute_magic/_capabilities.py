@@ -26,6 +26,7 @@ Some needs no spec declares: whether a provider meets them is up to its wire for
 (``WIRE_NEEDS``), whatever the model can do. They route the same way, so such a request is
 served as asked by a provider whose API takes it, never changed behind the caller's back:
 
+    image_url            an image given by URL: Ollama's API takes only the image's bytes
     temperature_above_1  a temperature above 1: Anthropic's range is 0 to 1 (the others' 0 to 2)
 """
 
@@ -38,9 +39,11 @@ CAPABILITIES = ("tools", "vision", "json_schema", "streaming")
 
 # need -> the apis whose wire format cannot carry it
 WIRE_NEEDS: dict[str, frozenset[str]] = {
+    "image_url": frozenset({"ollama"}),
     "temperature_above_1": frozenset({"anthropic"}),
 }
 _WIRE_REMEDIES = {
+    "image_url": "pass the image itself ({'type': 'image', 'data': <bytes or base64>}) instead of its URL",
     "temperature_above_1": "give a temperature from 0 to 1",
 }
 
@@ -102,6 +105,7 @@ def describe_need(capability: str) -> str:
         "vision": "vision (the prompt has an image)",
         "json_schema": "json_schema (response_format= was given)",
         "streaming": "streaming (a streamed answer was asked for)",
+        "image_url": "image_url (an image is given by URL, which Ollama's API cannot fetch)",
         "temperature_above_1": "temperature_above_1 (temperature is above 1, Anthropic's highest)",
     }[capability]
 

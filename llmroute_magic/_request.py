@@ -195,6 +195,8 @@ def _needs(chat: ChatRequest) -> frozenset[str]:
         needs.add("json_schema")
     if has_image(chat.messages):
         needs.add("vision")
+        if any(isinstance(m["content"], list) and any("url" in p for p in m["content"]) for m in chat.messages):
+            needs.add("image_url")
     if hot:
         needs.add("temperature_above_1")
     return frozenset(needs)

@@ -1017,3 +1017,12 @@ def test_anthropic_temperature_outside_0_to_1_is_the_apis_400(sv, http, temperat
     assert_refused_unbilled(sv, "anthropic", 1)
     for fine in (0, 0.7, 1):
         assert post_raw(sv, http, "anthropic", lambda b, t=fine: b.update(temperature=t)).status_code == 200
+
+
+def test_ollama_image_given_by_url_is_the_apis_400(sv, http):
+    def with_url(body):
+        body["messages"][-1]["images"] = ["https://example.com/cat.png"]
+
+    r = post_raw(sv, http, "ollama", with_url)
+    assert r.status_code == 400 and r.json() == {"error": "illegal base64 data at input byte 5"}
+    assert_refused_unbilled(sv, "ollama", 1)

@@ -4,14 +4,15 @@
   (Mistral answers 422 ``extra_forbidden``): that attempt is sent again at once without it, and
   the provider never gets it again. A stand-in Mistral server plays the refusing side.
 - Values a format cannot carry route like capabilities: a temperature above 1 never goes to
-  Anthropic (its range is 0..1); another provider serves it as asked, and when none can, a
-  ConfigError says why. The simulator refuses it as the real API does, so a request that slipped
-  through would fail here.
+  Anthropic (its range is 0..1), an image given by URL never to Ollama (it takes only bytes);
+  another provider serves them as asked, and when none can, a ConfigError says why. The
+  simulator refuses both as the real APIs do, so a request that slipped through would fail here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import math
 import threading
@@ -184,6 +185,14 @@ def test_api_mistral_ai_never_gets_stream_options():
 
 # -- values a wire format cannot carry: routed elsewhere, never changed ----------------------------------
 
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+BY_URL = [
+    {"role": "user", "content": ["What is in this picture?", {"type": "image", "url": "https://example.com/a.png"}]}
+]
+INLINE = [{"role": "user", "content": ["What is in this picture?", {"type": "image", "data": PNG}]}]
+
 
 @pytest.fixture
 def fresh(sim):
@@ -232,3 +241,28 @@ def test_a_temperature_above_1_with_only_anthropic_says_why_and_sends_nothing(fr
             "".join(r.stream("Write a wild haiku.", temperature=2))
         assert rows(r) == []
     assert requests_to(fresh, "sim-anthropic") == 0
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["plain", "stream"])
+def test_an_image_given_by_url_skips_ollama_and_inline_images_still_go_there(fresh, streamed):
+    specs = fresh.provider_specs(["sim-ollama", "sim-openai"])  # Ollama first
+    with ModelClientRouter(ProviderRoutingConfig(specs, strategy="priority")) as r:
+        by_url = ask(r, streamed, BY_URL)
+        assert (by_url.provider, by_url.attempts) == ("sim-openai", 1)
+        assert ask(r, streamed, INLINE).provider == "sim-ollama"  # the bytes themselves: Ollama takes them
+        assert [(x["provider"], x["status"]) for x in rows(r)] == [("sim-openai", "ok"), ("sim-ollama", "ok")]
+    assert (requests_to(fresh, "sim-ollama"), requests_to(fresh, "sim-openai")) == (1, 1)
+
+
+def test_an_image_given_by_url_with_only_ollama_says_why_and_sends_nothing(fresh):
+    specs = fresh.provider_specs(["sim-ollama", "sim-openai"])
+    with ModelClientRouter(ProviderRoutingConfig(specs)) as r:
+        r.disable("sim-openai")
+        with pytest.raises(ConfigError) as info:
+            r.complete(BY_URL)
+        msg = str(info.value)
+        assert "image_url" in msg and "sim-ollama lacks image_url" in msg and "instead of its URL" in msg
+        with pytest.raises(ConfigError, match="image_url"):
+            r.complete(BY_URL, provider="sim-ollama")
+        assert rows(r) == []
+    assert requests_to(fresh, "sim-ollama") == 0
