@@ -1019,6 +1019,37 @@ def test_anthropic_temperature_outside_0_to_1_is_the_apis_400(sv, http, temperat
         assert post_raw(sv, http, "anthropic", lambda b, t=fine: b.update(temperature=t)).status_code == 200
 
 
+@pytest.mark.parametrize(
+    "messages, message",
+    [
+        ([{"role": "user", "content": ""}], "messages.0: all messages must have non-empty content"),
+        (
+            [
+                {"role": "user", "content": "Hi."},
+                {"role": "assistant", "content": []},
+                {"role": "user", "content": "?"},
+            ],
+            "messages.1: all messages must have non-empty content except for the optional final assistant message",
+        ),
+        (
+            [{"role": "user", "content": [{"type": "text", "text": ""}]}],
+            "messages: text content blocks must be non-empty",
+        ),
+    ],
+    ids=["empty-string", "empty-blocks", "empty-text-block"],
+)
+def test_anthropic_empty_content_is_the_apis_400(sv, http, messages, message):
+    r = post_raw(sv, http, "anthropic", lambda b: b.update(messages=messages))
+    assert r.status_code == 400 and r.json()["type"] == "error"
+    assert r.json()["error"]["type"] == "invalid_request_error" and r.json()["error"]["message"].startswith(message)
+    assert_refused_unbilled(sv, "anthropic", 1)
+
+
+def test_anthropic_takes_an_empty_final_assistant_message_a_prefill(sv, http):
+    prefill = [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": ""}]
+    assert post_raw(sv, http, "anthropic", lambda b: b.update(messages=prefill)).status_code == 200
+
+
 def test_ollama_image_given_by_url_is_the_apis_400(sv, http):
     def with_url(body):
         body["messages"][-1]["images"] = ["https://example.com/cat.png"]

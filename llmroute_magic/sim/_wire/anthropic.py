@@ -14,7 +14,9 @@ content_block_start / ping / content_block_delta (``text_delta``, or ``input_jso
 ``partial_json``) / content_block_stop per block, message_delta (stop reason, output tokens),
 message_stop. Errors: ``{"type": "error", "error": {"type", "message"}}``.
 
-Refused as the API refuses it (400 ``invalid_request_error``): a ``temperature`` outside 0..1.
+Refused as the API refuses them (400 ``invalid_request_error``): a ``temperature`` outside 0..1,
+a message with empty content (but for a final assistant message, a prefill) and an empty text
+block.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ LOW_CREDIT = (
     "Please go to Plans & Billing to upgrade or purchase credits."
 )
 _MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+EMPTY_CONTENT = "all messages must have non-empty content except for the optional final assistant message"
 
 
 def error_body(type_: str, message: str) -> bytes:
@@ -133,10 +136,16 @@ class AnthropicMessages(WireFormat):
                     f"messages.{i}: each message must be an object with a role and content.", f"messages.{i}"
                 )
             content, role = m.get("content"), m["role"]
+            if content is None:
+                raise BadRequest(f"messages.{i}.content: Field required", f"messages.{i}.content")
+            if not content and (i < len(messages) - 1 or role != ASSISTANT):
+                raise BadRequest(f"messages.{i}: {EMPTY_CONTENT}", f"messages.{i}")
             text = content if isinstance(content, str) else content_text(content)
             if isinstance(content, list):
                 for j, block in enumerate(content):
                     kind = block.get("type") if isinstance(block, dict) else None
+                    if kind == "text" and block.get("text") == "":
+                        raise BadRequest("messages: text content blocks must be non-empty", f"messages.{i}.content.{j}")
                     if kind == "image":
                         _image(block, f"messages.{i}.content.{j}")
                         images += 1
