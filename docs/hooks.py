@@ -77,6 +77,7 @@ _POLICY_TEXT = {
     "LARGER_CONTEXT": "falls back only to a provider with a larger context window",
     "FAIL_FAST": "raised at once as a ProviderError: retrying cannot help",
     "SURFACE": "not retried: the user already saw part of the answer",
+    "RESEND": "sent again at once to the same provider without the field it refused (not counted as a retry)",
 }
 
 

@@ -21,6 +21,13 @@ by wire format and model name (the first matching row wins):
 A request that needs a capability goes only to providers that have it (filtered before the
 strategy orders them); when none has it, a ``ConfigError`` names the capability and the providers
 that lack it.
+
+Some needs no spec declares: whether a provider meets them is up to its wire format's limits
+(``WIRE_NEEDS``), whatever the model can do. They route the same way, so such a request is
+served as asked by a provider whose API takes it, never changed behind the caller's back:
+
+    image_url            an image given by URL: Ollama's API takes only the image's bytes
+    temperature_above_1  a temperature above 1: Anthropic's range is 0 to 1 (the others' 0 to 2)
 """
 
 from __future__ import annotations
@@ -29,6 +36,20 @@ import re
 from collections.abc import Iterable
 
 CAPABILITIES = ("tools", "vision", "json_schema", "streaming")
+
+# need -> the apis whose wire format cannot carry it
+WIRE_NEEDS: dict[str, frozenset[str]] = {
+    "image_url": frozenset({"ollama"}),
+    "temperature_above_1": frozenset({"anthropic"}),
+}
+_WIRE_REMEDIES = {
+    "image_url": "pass the image itself ({'type': 'image', 'data': <bytes or base64>}) instead of its URL",
+    "temperature_above_1": "give a temperature from 0 to 1",
+}
+
+_DECLARE = (
+    "enable a provider that has it, or declare it with ProviderSpec(capabilities={...}) if the model does support it"
+)
 
 _ALL = frozenset(CAPABILITIES)
 _TEXT = frozenset({"tools", "json_schema", "streaming"})
@@ -70,10 +91,30 @@ def check_capabilities(name: str, values: Iterable[str]) -> frozenset[str]:
     return chosen
 
 
+def unmet(needs: frozenset[str], api: str, capabilities: frozenset[str]) -> frozenset[str]:
+    """What of ``needs`` a provider of ``api`` with ``capabilities`` cannot serve (empty: it can)."""
+    missing = needs - capabilities  # a wire need is never a capability: it stays when the api cannot meet it
+    if missing:
+        missing = frozenset(n for n in missing if api in WIRE_NEEDS.get(n, (api,)))
+    return missing
+
+
 def describe_need(capability: str) -> str:
     return {
         "tools": "tools (tools= was given)",
         "vision": "vision (the prompt has an image)",
         "json_schema": "json_schema (response_format= was given)",
         "streaming": "streaming (a streamed answer was asked for)",
+        "image_url": "image_url (an image is given by URL, which Ollama's API cannot fetch)",
+        "temperature_above_1": "temperature_above_1 (temperature is above 1, Anthropic's highest)",
     }[capability]
+
+
+def remedy(unserved: frozenset[str]) -> str:
+    """What the user can do when no provider serves these needs."""
+    tips = [_WIRE_REMEDIES[n] for n in sorted(unserved) if n in WIRE_NEEDS]
+    if tips and unserved <= WIRE_NEEDS.keys():
+        text = "; ".join(tips) + ", or enable a provider whose API takes it"
+    else:
+        text = "; ".join([*tips, _DECLARE])
+    return text[:1].upper() + text[1:]

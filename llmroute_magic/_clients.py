@@ -28,6 +28,7 @@ class ClientsPerLoop:
         self._timeout = timeout
         self._lock = threading.Lock()
         self._entries: dict[asyncio.AbstractEventLoop, tuple[ClientSet, dict[str, ProviderAdapter], Any]] = {}
+        self._refused: dict[str, set[str]] = {}  # provider -> fields it refused, learnt on any loop
         self.closed = False
 
     def adapters(self) -> dict[str, ProviderAdapter]:
@@ -48,6 +49,10 @@ class ClientsPerLoop:
         adapters = {p.name: adapter_for(p.api or "openai")(p, clients[p.name]) for p in self._specs}
         entry = (clients, adapters, _closed_with_loop(clients))
         with self._lock:
+            for name, adapter in adapters.items():  # what a provider refused holds on every loop
+                shared = self._refused.setdefault(name, set())
+                shared |= adapter.refused_fields
+                adapter.refused_fields = shared
             for old in [lp for lp in self._entries if lp.is_closed()]:
                 _close_clients_on(old, self._entries.pop(old)[0])
             self._entries[loop] = entry

@@ -25,6 +25,7 @@ class Policy(Enum):
     LARGER_CONTEXT = "larger_context"  # fall back only to a provider with a larger context window
     FAIL_FAST = "fail_fast"  # the request itself is wrong; retrying cannot help
     SURFACE = "surface"  # not retried: the user already saw part of the answer
+    RESEND = "resend"  # the router's own addition was refused and is now left out: the same provider again
 
 
 ERROR_POLICY: dict[str, Policy] = {
@@ -45,6 +46,9 @@ ERROR_POLICY: dict[str, Policy] = {
     "tls_error": Policy.DROP_PROVIDER,  # certificate or handshake refused: no retry makes it trusted
     "context_length": Policy.LARGER_CONTEXT,  # 400 prompt too long
     "invalid_request": Policy.FAIL_FAST,  # 400, 422
+    # 400 or 422 naming a field the adapter adds on its own (OpenAI's stream_options): the request
+    # was the router's mistake, not the caller's; the provider never gets that field again.
+    "unsupported_parameter": Policy.RESEND,
     "cancelled": Policy.FAIL_FAST,
 }
 

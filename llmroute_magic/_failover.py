@@ -14,6 +14,8 @@ result back. What to do about a failed attempt depends on its ``error_type`` alo
     DROP_PROVIDER  skip that provider for this request (the pool cools it down)
     LARGER_CONTEXT only providers with a larger context window remain; none -> ProviderError
     FAIL_FAST      raise the ProviderError (the request itself is wrong)
+    RESEND         the same provider again at once: it refused a field the adapter adds on its own
+                   (not the caller's), which the adapter now leaves out; not counted as a retry
 
 Moving to another provider never waits; a backoff (or the provider's Retry-After) comes only
 before retrying the same provider or starting the candidate list again. Errors after a stream's
@@ -71,6 +73,7 @@ class FailoverState:
     position: int = 0
     retries_of: dict[str, int] = field(default_factory=dict)  # same-provider retries so far, per provider
     named: bool = False  # pinned by the caller (never falls back), not by fallback being off
+    resend: ProviderHealth | None = None  # serves the next attempt at once (Policy.RESEND)
 
 
 class FailoverPolicy:
@@ -80,6 +83,9 @@ class FailoverPolicy:
 
     def next_step(self, state: FailoverState) -> Try | Stop:
         while state.attempts < state.max_attempts:
+            if state.resend is not None:
+                again, state.resend = state.resend, None
+                return Try(again)
             h, retrying = self._choose(state)
             if h is None:
                 break
@@ -123,6 +129,15 @@ class FailoverPolicy:
         policy = err.policy
         if policy in (Policy.FAIL_FAST, Policy.SURFACE):
             return Stop(err)
+        if policy is Policy.RESEND:
+            # The router's own request was at fault, and the adapter now leaves the field out: the
+            # same provider again, at once, without spending one of the caller's retries.
+            h = next((h for h in state.order if h.name == err.provider), state.pinned)
+            if h is None or h.name != err.provider:
+                return Stop(err)
+            state.resend = h
+            state.max_attempts += 1
+            return None
         if policy is Policy.DROP_PROVIDER:
             state.excluded.add(err.provider)
         elif policy is Policy.LARGER_CONTEXT:

@@ -14,7 +14,7 @@ import random
 import threading
 from collections.abc import Callable, Iterable, Iterator
 
-from ._capabilities import describe_need
+from ._capabilities import describe_need, remedy, unmet
 from ._errors import ConfigError, Policy
 from ._events import AttemptEnded, EventBus
 from ._health import Clock, ProviderHealth
@@ -84,7 +84,7 @@ class ProviderPool:
             usable: list[ProviderHealth] = []
             resting: list[ProviderHealth] = []
             for h in self._by_priority:
-                if not h.enabled or h.name in excluded or (needs and not needs <= h.spec.effective_capabilities):
+                if not h.enabled or h.name in excluded or (needs and _unmet(needs, h.spec)):
                     continue
                 if min_context is not None and (h.spec.context_window or 0) <= min_context:
                     continue
@@ -100,15 +100,15 @@ class ProviderPool:
         if not needs:
             return
         names = [pinned] if pinned is not None else self.enabled
-        specs = [self._health[n].spec for n in names]
-        if any(needs <= s.effective_capabilities for s in specs):
+        missing = [(s.name, _unmet(needs, s)) for s in (self._health[n].spec for n in names)]
+        if any(not m for _, m in missing):
             return
-        lacking = "; ".join(f"{s.name} lacks {', '.join(sorted(needs - s.effective_capabilities))}" for s in specs)
+        lacking = "; ".join(f"{name} lacks {', '.join(sorted(m))}" for name, m in missing)
         wanted = ", ".join(describe_need(c) for c in sorted(needs))
+        unserved = frozenset().union(*(m for _, m in missing)) or needs
         raise ConfigError(
             f"capabilities: this request needs {wanted}, and no {'such' if pinned is None else 'pinned'} provider "
-            f"has it ({lacking or 'no provider is enabled'}). Enable a provider that has it, or declare it with "
-            "ProviderSpec(capabilities={...}) if the model does support it",
+            f"has it ({lacking or 'no provider is enabled'}). {remedy(unserved)}",
             field="capabilities",
         )
 
@@ -145,6 +145,10 @@ class ProviderPool:
                         cooldown_s=self._cooldown_s(),
                         latency_s=record.latency_s if record.error_type == "timeout" else None,
                     )
+
+
+def _unmet(needs: frozenset[str], spec: ProviderSpec) -> frozenset[str]:
+    return unmet(needs, spec.api or "openai", spec.effective_capabilities)
 
 
 class InFlight:

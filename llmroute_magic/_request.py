@@ -179,7 +179,14 @@ _NO_NEEDS: frozenset[str] = frozenset()
 
 
 def _needs(chat: ChatRequest) -> frozenset[str]:
-    if not chat.tools and chat.response_format is None and all(isinstance(m["content"], str) for m in chat.messages):
+    """The capabilities, and the wire formats' limits (``_capabilities.WIRE_NEEDS``), a provider must meet."""
+    hot = chat.temperature is not None and chat.temperature > 1
+    if (
+        not chat.tools
+        and chat.response_format is None
+        and not hot
+        and all(isinstance(m["content"], str) for m in chat.messages)
+    ):
         return _NO_NEEDS
     needs = set()
     if chat.tools and (chat.tool_choice is None or chat.tool_choice.mode != "none"):
@@ -188,6 +195,10 @@ def _needs(chat: ChatRequest) -> frozenset[str]:
         needs.add("json_schema")
     if has_image(chat.messages):
         needs.add("vision")
+        if any(isinstance(m["content"], list) and any("url" in p for p in m["content"]) for m in chat.messages):
+            needs.add("image_url")
+    if hot:
+        needs.add("temperature_above_1")
     return frozenset(needs)
 
 

@@ -37,7 +37,9 @@ def test_images_are_normalised_from_every_common_spelling():
     assert parts[0] == {"type": "text", "text": "What is in these?"}
     assert parts[1] == parts[2] == {"type": "image", "data": b64, "media_type": "image/png"}
     assert parts[3] == {"type": "image", "url": "https://example.com/cat.jpg"}
-    assert request(msgs).needs == {"vision"}
+    assert request(msgs).needs == {"vision", "image_url"}  # by URL: not for a format that takes only bytes
+    inline = [{"role": "user", "content": msgs[0]["content"][:3]}]
+    assert request(inline).needs == {"vision"}
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ from helpers import (
 
 from llmroute_magic import (
     AllProvidersFailed,
+    ConfigError,
     LLMRouteError,
     ModelClientRouter,
     ProviderError,
@@ -239,16 +240,14 @@ def test_an_image_skips_a_provider_without_vision(fresh, streamed):
     assert_ledger_matches_sim(r, fresh)
 
 
-def test_an_image_by_url_fails_before_sending_and_says_to_pass_the_bytes(fresh):
+def test_an_image_by_url_is_never_routed_to_ollama_and_alone_it_says_to_pass_the_bytes(fresh):
     prompt = [{"role": "user", "content": ["Describe it.", {"type": "image", "url": "https://example.com/a.png"}]}]
     with router(fresh, "ol-a") as r:
-        with pytest.raises(ProviderError) as info:
+        with pytest.raises(ConfigError) as info:
             r.complete(prompt)
-        assert info.value.error_type == "invalid_request" and info.value.status_code is None
-        assert "bytes, not URLs" in str(info.value) and "'data'" in str(info.value)
-        assert [(x["status"], x["error_type"], x["http_status"]) for x in rows(r)] == [
-            ("error", "invalid_request", None)
-        ]
+        assert "image_url" in str(info.value) and "ol-a lacks image_url" in str(info.value)
+        assert "'data'" in str(info.value) and "instead of its URL" in str(info.value)
+        assert rows(r) == []  # refused before any attempt
     assert fresh.stats()["providers"]["ol-a"]["requests"] == 0
 
 

@@ -395,12 +395,25 @@ def test_sdk_plain_raw_stream_and_stream_helper_agree_with_the_stats(fresh, oai)
 
 
 def test_sdk_max_output_tokens_gives_an_incomplete_response(fresh, oai):
-    cut = oai.responses.create(model="gpt-4o-mini", input=PROMPT, max_output_tokens=4)
+    cut = oai.responses.create(model="gpt-4o-mini", input=PROMPT, max_output_tokens=16)
     assert cut.status == "incomplete" and cut.incomplete_details.reason == "max_output_tokens"
-    assert cut.usage.output_tokens == 4 and cut.output[0].status == "incomplete"
-    events = list(oai.responses.create(model="gpt-4o-mini", input=PROMPT, max_output_tokens=4, stream=True))
+    assert cut.usage.output_tokens == 16 and cut.output[0].status == "incomplete"
+    events = list(oai.responses.create(model="gpt-4o-mini", input=PROMPT, max_output_tokens=16, stream=True))
     assert events[-1].type == "response.incomplete" and events[-1].response.usage == cut.usage
     assert_billed(fresh, [cut, events[-1].response], {"200": 2})
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_sdk_max_output_tokens_below_16_is_the_apis_400(fresh, oai, stream):
+    with pytest.raises(openai.BadRequestError) as info:
+        oai.responses.create(model="gpt-4o-mini", input=PROMPT, max_output_tokens=8, stream=stream)
+    err = info.value
+    assert (err.status_code, err.code, err.param) == (400, "integer_below_min_value", "max_output_tokens")
+    assert err.body["message"] == (
+        "Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got 8 instead."
+    )
+    st = counters(fresh, "resp-a")
+    assert (st["statuses"], st["input_tokens"], st["output_tokens"], st["cost"]) == ({"400": 1}, 0, 0, 0.0)
 
 
 def test_sdk_tool_calls_plain_parsed_streamed_and_answered(fresh, oai):
@@ -628,11 +641,23 @@ def test_a_tool_result_goes_back_and_the_answer_is_text(fresh):
 
 def test_max_tokens_cuts_the_answer_with_finish_reason_length(fresh):
     with make_router(fresh, ["resp-a"]) as r:
-        plain = r.complete("Tell me a story.", max_tokens=3)
-        s = r.stream("Tell me a story.", max_tokens=3)
+        plain = r.complete("Tell me a story.", max_tokens=20)
+        s = r.stream("Tell me a story.", max_tokens=20)
         assert "".join(s) == plain.text
-    assert (plain.output_tokens, plain.finish_reason) == (3, "length")
-    assert (s.completion.output_tokens, s.completion.finish_reason) == (3, "length")
+    assert (plain.output_tokens, plain.finish_reason) == (20, "length")
+    assert (s.completion.output_tokens, s.completion.finish_reason) == (20, "length")
+    assert_ledger_matches_sim(r, fresh)
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["plain", "stream"])
+def test_max_tokens_below_the_apis_minimum_is_sent_as_16_and_billed_as_answered(fresh, streamed):
+    """The API refuses max_output_tokens < 16: the router asks for 16, and the answer, up to 16
+    tokens, is shown and billed whole (not cut to what was asked: the billed tokens would not match)."""
+    with make_router(fresh, ["resp-a"]) as r:
+        c, _ = ask(r, streamed, "Tell me a story.", max_tokens=3)
+        assert [(x["status"], x["output_tokens"]) for x in rows(r)] == [("ok", 16)]
+    assert (c.output_tokens, c.finish_reason, len(c.text.split())) == (16, "length", 16)
+    assert fresh.stats()["providers"]["resp-a"]["statuses"] == {"200": 1}
     assert_ledger_matches_sim(r, fresh)
 
 

@@ -134,6 +134,25 @@ def test_invalid_request_stops_at_once_with_the_provider_error():
     assert isinstance(stop, Stop) and isinstance(stop.error, ProviderError)
 
 
+@pytest.mark.parametrize("fallback", [True, False], ids=["fallback", "no-fallback"])
+def test_a_refused_field_of_the_routers_own_resends_to_the_same_provider_without_spending_a_retry(fallback):
+    a, b = health("a", "b")
+    st = state([a, b], max_attempts=1, fallback=fallback)  # max_retries=0
+    POLICY.next_step(st)
+    st.attempts += 1
+    assert POLICY.after_failure(st, error("a", "unsupported_parameter")) is None
+    again = POLICY.next_step(st)
+    assert (names(again), again.wait_s) == ("a", 0.0)  # the same provider, at once, though no retry is left
+    st.attempts += 1
+    POLICY.after_failure(st, error("a", "server_error"))
+    assert isinstance(POLICY.next_step(st), Stop)  # the caller's retries: none
+    pinned = state([a, b], pinned=b)
+    POLICY.next_step(pinned)
+    pinned.attempts += 1
+    POLICY.after_failure(pinned, error("b", "unsupported_parameter"))
+    assert names(POLICY.next_step(pinned)) == "b"
+
+
 def test_context_length_moves_only_to_a_larger_window():
     small, mid, big = (
         ProviderHealth(spec(n, context_window=w), clock=lambda: 0.0)

@@ -122,6 +122,31 @@ def test_anthropic_max_tokens_cuts_the_answer(s, claude):
     assert cut.usage.output_tokens == 3 and cut.stop_reason == "max_tokens"
 
 
+def test_anthropic_refuses_what_the_api_refuses(s, claude):
+    """A temperature above 1 (Anthropic's range is 0..1) and empty content are the API's 400s; an
+    empty final assistant message (a prefill) is not."""
+    with pytest.raises(anthropic.BadRequestError) as info:
+        ask_claude(claude, extra_body={"temperature": 1.5})  # create() here has no temperature=
+    assert info.value.body == {
+        "type": "error",
+        "error": {"type": "invalid_request_error", "message": "temperature: range: 0..1"},
+    }
+    assert ask_claude(claude, extra_body={"temperature": 1.0}).content[0].text
+    empty = [
+        {"role": "user", "content": ""},
+        {"role": "assistant", "content": "Hi."},
+        {"role": "user", "content": "2?"},
+    ]
+    with pytest.raises(anthropic.BadRequestError, match="messages.0: all messages must have non-empty content except"):
+        claude.messages.create(model="claude-3-5-haiku-latest", max_tokens=50, messages=empty)
+    blank_block = [{"role": "user", "content": [{"type": "text", "text": ""}]}]
+    with pytest.raises(anthropic.BadRequestError, match="text content blocks must be non-empty"):
+        claude.messages.create(model="claude-3-5-haiku-latest", max_tokens=50, messages=blank_block)
+    prefill = [{"role": "user", "content": PROMPT}, {"role": "assistant", "content": ""}]
+    assert claude.messages.create(model="claude-3-5-haiku-latest", max_tokens=50, messages=prefill).content
+    assert counters(s, "sim-anthropic")["statuses"] == {"400": 3, "200": 2}
+
+
 # -- errors ----------------------------------------------------------------------------------------
 
 # fault -> (openai exception, anthropic exception, status)

@@ -275,6 +275,7 @@ class AnthropicClient:
 class ResponsesClient:
     path = "/responses"
     json_mode = True
+    min_max_tokens = 16  # the API refuses a smaller max_output_tokens
 
     def body(self, a: Ask) -> dict:
         content: Any = a.prompt
@@ -595,8 +596,9 @@ def test_the_same_conversation_gets_the_same_answer_in_every_format(sv, http):
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 @pytest.mark.parametrize("api", APIS)
 def test_max_tokens_cuts_text(sv, http, api, stream):
-    _, r = ask(sv, http, api, Ask(max_tokens=3, stream=stream))
-    assert r.finish == "length" and r.output_tokens == 3 and len(r.text.split()) == 3
+    n = max(3, getattr(CLIENTS[api], "min_max_tokens", 1))
+    _, r = ask(sv, http, api, Ask(max_tokens=n, stream=stream))
+    assert r.finish == "length" and r.output_tokens == n and len(r.text.split()) == n
 
 
 # -- tool calls ---------------------------------------------------------------------------------------
@@ -671,8 +673,9 @@ def test_plain_json_mode_answers_a_json_object(sv, http, api):
 
 @pytest.mark.parametrize("api", APIS)
 def test_a_schema_answer_cut_by_max_tokens_is_invalid_json(sv, http, api):
-    _, r = ask(sv, http, api, Ask(schema=PERSON, max_tokens=5))
-    assert r.finish == "length" and r.output_tokens == 5 and len(r.text) == 5 * JSON_CHARS_PER_TOKEN
+    n = max(5, getattr(CLIENTS[api], "min_max_tokens", 1))
+    _, r = ask(sv, http, api, Ask(schema=PERSON, max_tokens=n))
+    assert r.finish == "length" and r.output_tokens == n and len(r.text) == n * JSON_CHARS_PER_TOKEN
     with pytest.raises(ValueError):
         json.loads(r.text)
 
@@ -970,3 +973,87 @@ def test_a_schema_that_nests_forever_still_gets_an_answer(sv, http):
     for api in APIS:
         _, r = ask(sv, http, api, Ask(schema=forever))
         assert r.text.startswith('{"n":{"n":') and r.finish == "stop"
+
+
+# -- limits the real APIs enforce: the same status and error body -----------------------------------------
+
+
+def post_raw(sv, http, api: str, patch) -> httpx.Response:
+    """A well-formed request of the format (``CLIENTS[api].body``), changed by ``patch(body)``."""
+    client = CLIENTS[api]
+    body = client.body(Ask())
+    patch(body)
+    return http.post(sv.base_url(f"w-{api}") + client.path, json=body)
+
+
+def assert_refused_unbilled(sv, api: str, count: int) -> None:
+    s = sv.stats()["providers"][f"w-{api}"]
+    assert (s["statuses"], s["input_tokens"], s["output_tokens"], s["cost"]) == ({"400": count}, 0, 0, 0.0)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_responses_max_output_tokens_below_16_is_the_apis_400(sv, http, stream):
+    r = post_raw(sv, http, "openai-responses", lambda b: b.update(max_output_tokens=8, stream=stream))
+    assert r.status_code == 400 and r.json() == {
+        "error": {
+            "message": "Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, "
+            "but got 8 instead.",
+            "type": "invalid_request_error",
+            "param": "max_output_tokens",
+            "code": "integer_below_min_value",
+        }
+    }
+    assert_refused_unbilled(sv, "openai-responses", 1)
+    assert post_raw(sv, http, "openai-responses", lambda b: b.update(max_output_tokens=16)).status_code == 200
+
+
+@pytest.mark.parametrize("temperature", [1.5, 2, -0.1])
+def test_anthropic_temperature_outside_0_to_1_is_the_apis_400(sv, http, temperature):
+    r = post_raw(sv, http, "anthropic", lambda b: b.update(temperature=temperature))
+    assert r.status_code == 400 and r.json() == {
+        "type": "error",
+        "error": {"type": "invalid_request_error", "message": "temperature: range: 0..1"},
+    }
+    assert_refused_unbilled(sv, "anthropic", 1)
+    for fine in (0, 0.7, 1):
+        assert post_raw(sv, http, "anthropic", lambda b, t=fine: b.update(temperature=t)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "messages, message",
+    [
+        ([{"role": "user", "content": ""}], "messages.0: all messages must have non-empty content"),
+        (
+            [
+                {"role": "user", "content": "Hi."},
+                {"role": "assistant", "content": []},
+                {"role": "user", "content": "?"},
+            ],
+            "messages.1: all messages must have non-empty content except for the optional final assistant message",
+        ),
+        (
+            [{"role": "user", "content": [{"type": "text", "text": ""}]}],
+            "messages: text content blocks must be non-empty",
+        ),
+    ],
+    ids=["empty-string", "empty-blocks", "empty-text-block"],
+)
+def test_anthropic_empty_content_is_the_apis_400(sv, http, messages, message):
+    r = post_raw(sv, http, "anthropic", lambda b: b.update(messages=messages))
+    assert r.status_code == 400 and r.json()["type"] == "error"
+    assert r.json()["error"]["type"] == "invalid_request_error" and r.json()["error"]["message"].startswith(message)
+    assert_refused_unbilled(sv, "anthropic", 1)
+
+
+def test_anthropic_takes_an_empty_final_assistant_message_a_prefill(sv, http):
+    prefill = [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": ""}]
+    assert post_raw(sv, http, "anthropic", lambda b: b.update(messages=prefill)).status_code == 200
+
+
+def test_ollama_image_given_by_url_is_the_apis_400(sv, http):
+    def with_url(body):
+        body["messages"][-1]["images"] = ["https://example.com/cat.png"]
+
+    r = post_raw(sv, http, "ollama", with_url)
+    assert r.status_code == 400 and r.json() == {"error": "illegal base64 data at input byte 5"}
+    assert_refused_unbilled(sv, "ollama", 1)

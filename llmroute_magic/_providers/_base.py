@@ -90,6 +90,9 @@ class ProviderAdapter:
     def __init__(self, spec: ProviderSpec, client: httpx.AsyncClient) -> None:
         self.spec = spec
         self.client = client
+        # Fields of the format's own that this provider refused: never sent to it again. The router
+        # gives a provider's adapters on every event loop one shared set.
+        self.refused_fields: set[str] = set()
 
     async def complete(self, request: ChatRequest, ctx: AttemptContext | None = None) -> ProviderResult:
         """The whole answer. ``ctx`` (made by the caller, who keeps it) collects what was received."""

@@ -11,6 +11,7 @@ and transport-failure mapping, reading a stream, time to first token. A wire for
     stream_parser(ctx, request)          a StreamParser for its events
     events(response)                     how a stream is framed (default SSE; NDJSON formats override)
     error_for_status(ctx, status, body, headers)  its error bodies (default: OpenAI's and Anthropic's)
+    own_fields                           fields it adds on its own that a compatible server may refuse
 
 The neutral request (text and image parts, tools, tool choice, a response schema, a model for
 this request) is described in ``_content.py``; what a format cannot express it leaves out, and
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from collections.abc import AsyncIterator, Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -143,6 +145,11 @@ class JSONOverHTTPAdapter(ProviderAdapter):
     # OpenAI's way is the most common one: the OpenAI-compatible formats only inherit it.
     key_header = "authorization"
     key_scheme = "Bearer "  # before the key in that header
+    # Fields the format adds on its own, not asked for by the caller, that some compatible servers
+    # refuse with a 400 or 422 naming them (Mistral: stream_options). Such an answer fails the
+    # attempt as ``unsupported_parameter``: the field joins ``refused_fields``, this provider never
+    # gets it again, and the router sends the request again at once (``Policy.RESEND``).
+    own_fields: tuple[str, ...] = ()
 
     def __init__(self, spec: ProviderSpec, client: httpx.AsyncClient) -> None:
         super().__init__(spec, client)
@@ -219,9 +226,27 @@ class JSONOverHTTPAdapter(ProviderAdapter):
         request = client.build_request("POST", url, content=content, headers=headers, timeout=self._timeout)
         return await client.send(request, stream=stream)
 
+    def _status_error(
+        self, ctx: AttemptContext, status: int, body: bytes, headers: Any, sent: dict[str, Any], request: ChatRequest
+    ) -> ProviderError:
+        """``error_for_status``, unless the answer refuses one of ``own_fields`` that ``sent`` carried."""
+        err = self.error_for_status(ctx, status, body, headers)
+        if not self.own_fields or status not in (400, 422) or err.error_type != "invalid_request":
+            return err
+        for name in self.own_fields:
+            if name in sent and name not in request.params and _names_field(body, name):
+                self.refused_fields.add(name)
+                return ctx.error(
+                    "unsupported_parameter",
+                    f"refused {name!r}, which the router adds on its own; sending again without it ({err.message})",
+                    status_code=status,
+                )
+        return err
+
     async def complete(self, request: ChatRequest, ctx: AttemptContext | None = None) -> ProviderResult:
         headers, ctx = self._begin(ctx)
-        content = dumps(self.build_body(request, False))
+        body = self.build_body(request, False)
+        content = dumps(body)
         url = self.url_for(request, False)
         try:
             if self._deadline_s is None:
@@ -238,7 +263,7 @@ class JSONOverHTTPAdapter(ProviderAdapter):
             raise err from exc
         status = response.status_code
         if status >= 300:
-            raise self.error_for_status(ctx, status, response.content, response.headers)
+            raise self._status_error(ctx, status, response.content, response.headers, body, request)
         return self._parse_body(ctx, response.content, status, request)
 
     def _parse_body(self, ctx: AttemptContext, body: bytes, status: int, request: ChatRequest) -> ProviderResult:
@@ -253,7 +278,8 @@ class JSONOverHTTPAdapter(ProviderAdapter):
 
     async def stream(self, request: ChatRequest, ctx: AttemptContext | None = None) -> AsyncIterator[StreamItem]:
         headers, ctx = self._begin(ctx)
-        content = dumps(self.build_body(request, True))
+        body = self.build_body(request, True)
+        content = dumps(body)
         url = self.url_for(request, True)
         parser = self.stream_parser(ctx, request)
         ttft: float | None = None
@@ -265,7 +291,7 @@ class JSONOverHTTPAdapter(ProviderAdapter):
             try:
                 status = response.status_code
                 if status >= 300:
-                    raise self.error_for_status(ctx, status, await response.aread(), response.headers)
+                    raise self._status_error(ctx, status, await response.aread(), response.headers, body, request)
                 if response.headers.get("content-type", "").startswith("application/json"):
                     # A server that ignores "stream": true answers in one piece; take it as such.
                     result = self._parse_body(ctx, await response.aread(), status, request)
@@ -297,6 +323,26 @@ class JSONOverHTTPAdapter(ProviderAdapter):
                 raise
             raise err from exc
         yield parser.result(status, ttft)
+
+
+def _names_field(body: bytes, name: str) -> bool:
+    """Whether an error body names the field ``name``: in its messages, parameter names and
+    locations, not in the request values a server may echo back (pydantic's ``input``)."""
+    word = re.compile(rf"\b{re.escape(name)}\b")
+
+    def names(value: Any) -> bool:
+        if isinstance(value, str):
+            return word.search(value) is not None
+        if isinstance(value, dict):
+            return any(names(v) for k, v in value.items() if k != "input")
+        if isinstance(value, list):
+            return any(names(v) for v in value)
+        return False
+
+    try:
+        return names(json.loads(body))
+    except ValueError:
+        return names(body.decode("utf-8", "replace"))
 
 
 def _proxy_credentials(proxy: str | None) -> tuple[str, ...]:

@@ -116,10 +116,9 @@ class OllamaAdapter(JSONOverHTTPAdapter):
         return out
 
     def _images(self, content: Any, request: ChatRequest) -> list[str]:
-        """The base64 data of a content's images. Ollama takes nothing else; an image given by URL
-        fails this attempt as ``invalid_request`` (not retried: no retry turns a URL into bytes, and
-        a ConfigError cannot be raised here, since whether an Ollama provider serves the request is
-        known only once routed). Nothing has been sent, so the server never saw it."""
+        """The base64 data of a content's images. Ollama takes nothing else: the router never routes
+        an image given by URL here (the ``image_url`` need, ``_capabilities.WIRE_NEEDS``); should one
+        come anyway, it fails this attempt as ``invalid_request`` before anything is sent."""
         images = []
         for part in parts_of(content) if isinstance(content, list) else ():
             if part.get("type") != "image":

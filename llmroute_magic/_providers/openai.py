@@ -25,9 +25,14 @@ if TYPE_CHECKING:
     from .._types import ProviderSpec
 
 
+# Hosts that refuse stream_options (422 extra_forbidden) and send a stream's usage without it.
+_NO_STREAM_OPTIONS = frozenset({"api.mistral.ai"})
+
+
 class OpenAIAdapter(JSONOverHTTPAdapter):
     api = "openai"
     path = "/chat/completions"
+    own_fields = ("stream_options",)
 
     def __init__(self, spec: ProviderSpec, client: httpx.AsyncClient) -> None:
         super().__init__(spec, client)
@@ -35,6 +40,8 @@ class OpenAIAdapter(JSONOverHTTPAdapter):
         # compatible servers (vLLM, Ollama, Groq, ...) know max_tokens, not always the new name.
         host = urlsplit(spec.base_url or "").hostname or ""
         self._max_tokens_field = "max_completion_tokens" if host == "api.openai.com" else "max_tokens"
+        if host in _NO_STREAM_OPTIONS:
+            self.refused_fields.add("stream_options")
 
     def build_body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
         messages = [openai_message(m) for m in request.messages]
@@ -51,7 +58,8 @@ class OpenAIAdapter(JSONOverHTTPAdapter):
         with_params_and_stream_flag(body, params, stream)
         if stream:
             # Without include_usage a stream reports no tokens, and the ledger could not bill it.
-            body["stream_options"] = {**(params.get("stream_options") or {}), "include_usage": True}
+            if "stream_options" not in self.refused_fields:  # a server that refuses it: tokens as it sends them
+                body["stream_options"] = {**(params.get("stream_options") or {}), "include_usage": True}
         return body
 
     def parse_response(self, payload: Any, http_status: int, request: ChatRequest) -> ProviderResult:

@@ -2,8 +2,9 @@
 
 The request: ``input`` items (messages with ``input_text`` / ``input_image`` parts, earlier tool calls as
 ``function_call`` items and their results as ``function_call_output`` items), the system prompt as
-``instructions``, ``max_output_tokens``, function tools (``strict: false``: the API's default is
-strict, which rejects ordinary schemas; the router checks answers itself), ``tool_choice`` and a
+``instructions``, ``max_output_tokens`` (at least 16: the API's minimum), function tools
+(``strict: false``: the API's default is strict, which rejects ordinary schemas; the router
+checks answers itself), ``tool_choice`` and a
 response schema as ``text.format: json_schema`` (not strict, for the same reason). ``store: false``:
 the router sends the whole conversation every time and never refers back to a stored response, so
 storing one would only keep the user's prompts on the provider's side for nothing (a caller's
@@ -34,6 +35,8 @@ from ._parts import arguments_json, calls_of, data_url, parts_of, tool_call
 from ._sse import ServerSentEvent
 from .openai import schema_name
 
+# The API refuses max_output_tokens below this (400 integer_below_min_value).
+MIN_OUTPUT_TOKENS = 16
 # Why an answer stopped, in chat completions' words (what Completion.finish_reason says for OpenAI).
 _INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
 _END_EVENTS = ("response.completed", "response.incomplete")
@@ -53,7 +56,10 @@ class OpenAIResponsesAdapter(JSONOverHTTPAdapter):
             body["instructions"] = request.system
         params = request.params
         if request.max_tokens is not None and "max_output_tokens" not in params:
-            body["max_output_tokens"] = request.max_tokens
+            # A smaller max_tokens is raised to the API's minimum rather than refused (a 400 that no
+            # retry mends): the answer may run to 16 tokens and is shown and billed whole, as the
+            # provider sent it. Cutting it here would show text that the billed tokens do not match.
+            body["max_output_tokens"] = max(MIN_OUTPUT_TOKENS, request.max_tokens)
         if request.temperature is not None:
             body["temperature"] = request.temperature
         _add_tools_and_schema(body, request)

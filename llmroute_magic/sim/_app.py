@@ -294,6 +294,8 @@ class SimApp:
             req = fmt.parse(body, call)
         except BadRequest as exc:
             state.count_unadmitted(name, str(exc.status))
+            if exc.body is not None:
+                return _reply(Reply(exc.status, exc.body))
             return _reply(fmt.error("invalid_request", exc.message, exc.param))
         except Exception as exc:  # noqa: BLE001 - a format bug still ends as a counted answer, never a bare crash
             state.count_unadmitted(name, "400")

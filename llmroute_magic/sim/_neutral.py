@@ -25,13 +25,17 @@ TOOL_CHOICES = ("auto", "none", "required", "tool")
 
 
 class BadRequest(Exception):
-    """The request body is unusable; the message says which field and why. Counted, never billed."""
+    """The request body is unusable; the message says which field and why. Counted, never billed.
 
-    def __init__(self, message: str, param: str | None = None, status: int = 400) -> None:
+    ``body``: the whole error body, when the real API's carries more than the format's ``error``
+    writes (OpenAI's ``code``); sent as is with ``status``."""
+
+    def __init__(self, message: str, param: str | None = None, status: int = 400, body: bytes | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.status = status
+        self.body = body
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,10 @@ input}`` (stop_reason ``tool_use``); streamed as message_start (usage: input tok
 content_block_start / ping / content_block_delta (``text_delta``, or ``input_json_delta`` with
 ``partial_json``) / content_block_stop per block, message_delta (stop reason, output tokens),
 message_stop. Errors: ``{"type": "error", "error": {"type", "message"}}``.
+
+Refused as the API refuses them (400 ``invalid_request_error``): a ``temperature`` outside 0..1,
+a message with empty content (but for a final assistant message, a prefill) and an empty text
+block.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ LOW_CREDIT = (
     "Please go to Plans & Billing to upgrade or purchase credits."
 )
 _MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+EMPTY_CONTENT = "all messages must have non-empty content except for the optional final assistant message"
 
 
 def error_body(type_: str, message: str) -> bytes:
@@ -97,6 +102,16 @@ def _image(block: dict, where: str) -> None:
         )
 
 
+def _temperature(value: Any) -> None:
+    """Anthropic's range is 0..1 (OpenAI's 0..2): anything else is the API's 400."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadRequest("temperature: Input should be a valid number", "temperature")
+    if not 0 <= value <= 1:
+        raise BadRequest("temperature: range: 0..1", "temperature")
+
+
 class AnthropicMessages(WireFormat):
     api = "anthropic"
     routes = (Route("v1/messages"),)
@@ -121,10 +136,16 @@ class AnthropicMessages(WireFormat):
                     f"messages.{i}: each message must be an object with a role and content.", f"messages.{i}"
                 )
             content, role = m.get("content"), m["role"]
+            if content is None:
+                raise BadRequest(f"messages.{i}.content: Field required", f"messages.{i}.content")
+            if not content and (i < len(messages) - 1 or role != ASSISTANT):
+                raise BadRequest(f"messages.{i}: {EMPTY_CONTENT}", f"messages.{i}")
             text = content if isinstance(content, str) else content_text(content)
             if isinstance(content, list):
                 for j, block in enumerate(content):
                     kind = block.get("type") if isinstance(block, dict) else None
+                    if kind == "text" and block.get("text") == "":
+                        raise BadRequest("messages: text content blocks must be non-empty", f"messages.{i}.content.{j}")
                     if kind == "image":
                         _image(block, f"messages.{i}.content.{j}")
                         images += 1
@@ -143,6 +164,7 @@ class AnthropicMessages(WireFormat):
         max_tokens = data.get("max_tokens")
         if max_tokens is not None:
             positive_int(max_tokens, "max_tokens")
+        _temperature(data.get("temperature"))
         req = SimRequest(model, system, turns, max_tokens, data.get("stream") is True, True, images)
         if "tools" in data or "tool_choice" in data:
             self._parse_tools(data, req)

@@ -7,6 +7,7 @@ images: [base64], tool_calls: [{function: {name, arguments: object}}], tool_name
 ``format`` (``"json"`` or a JSON schema), ``options`` (``num_predict`` caps the answer; ``num_ctx``
 is the context window, 4096 when not given), ``tools`` (``{type: function, function: {name,
 description, parameters}}``) and ``truncate``. There is no ``tool_choice``: the model decides.
+An image given by URL is no base64, and a 400 as Go's JSON decoder words it: Ollama fetches nothing.
 
 A prompt longer than the context window is cut as Ollama cuts it: the oldest messages go first
 (system messages stay), then the front of the last one, and the answer is billed for what was
@@ -69,6 +70,7 @@ _MESSAGES = {
     "invalid_request": "invalid request (simulated)",
 }
 _EMPTY_PARAMETERS = {"type": "object", "properties": {}}
+_BASE64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
 _FAKE_NS = (48_000_000, 2_000_000)  # load_duration, and nanoseconds per evaluated token: plausible, not measured
 
 
@@ -92,8 +94,17 @@ def _check_images(images: Any, where: str) -> int:
                 raise ValueError
             b64decode(image, validate=True)
         except (ValueError, binascii.Error):
-            raise BadRequest(f"{where}: illegal base64 data (Ollama takes images as base64, not URLs)", where) from None
+            # What Go's JSON decoder says of a string that is not base64, e.g. an image's URL: Ollama
+            # fetches nothing (https://... fails at its ':', byte 5).
+            raise BadRequest(f"illegal base64 data at input byte {_first_bad_byte(image)}", where) from None
     return len(images)
+
+
+def _first_bad_byte(text: Any) -> int:
+    """Where base64 decoding fails: the first character outside the alphabet (or the end)."""
+    if not isinstance(text, str):
+        return 0
+    return next((i for i, c in enumerate(text) if c not in _BASE64), len(text))
 
 
 def _call_text(calls: Any, where: str) -> str:

@@ -5,9 +5,10 @@ user, assistant, system or developer; content a string or parts ``input_text``, 
 with ``image_url`` (an http(s) or base64 data: URL) or ``file_id``, and ``output_text`` in earlier
 assistant turns), ``function_call`` ``{call_id, name, arguments}`` (an earlier tool call) and
 ``function_call_output`` ``{call_id, output}`` (its result); ``reasoning`` items are skipped.
-``instructions`` is the system prompt (system and developer messages join it); ``max_output_tokens``,
-``stream``, ``tools`` (``{type: function, name, description, parameters, strict}``; hosted tools such
-as ``web_search`` are accepted and never called), ``tool_choice`` (``auto``, ``none``, ``required``,
+``instructions`` is the system prompt (system and developer messages join it); ``max_output_tokens``
+(at least 16, as the API demands: less is a 400 ``integer_below_min_value``), ``stream``, ``tools``
+(``{type: function, name, description, parameters, strict}``; hosted tools such as
+``web_search`` are accepted and never called), ``tool_choice`` (``auto``, ``none``, ``required``,
 ``{type: function, name}``), ``parallel_tool_calls``, ``text.format`` (``text``, ``json_object``,
 ``json_schema`` with ``{name, schema, strict}``). Other settings (``store``, ``temperature``,
 ``metadata``, ...) are echoed back, not acted on. ``previous_response_id`` and ``conversation`` are
@@ -66,6 +67,19 @@ _EMPTY_PARAMETERS = {"type": "object", "properties": {}}
 _ROLES = (USER, ASSISTANT, "system", "developer")
 _TEXT_PARTS = ("input_text", "output_text")
 _ECHOED = ("instructions", "temperature", "top_p", "store", "metadata", "tools", "tool_choice", "text")
+MIN_OUTPUT_TOKENS = 16  # the API refuses a smaller max_output_tokens
+
+
+def _max_output_tokens(value: Any) -> int | None:
+    """``max_output_tokens``, refused below 16 with the API's own error body."""
+    if isinstance(value, int) and not isinstance(value, bool) and value < MIN_OUTPUT_TOKENS:
+        message = (
+            f"Invalid 'max_output_tokens': integer below minimum value. Expected a value >= {MIN_OUTPUT_TOKENS}, "
+            f"but got {value} instead."
+        )
+        body = error_body(message, "invalid_request_error", "integer_below_min_value", "max_output_tokens")
+        raise BadRequest(message, "max_output_tokens", body=body)
+    return positive_int(value, "max_output_tokens")
 
 
 def _message_id(rid: str) -> str:
@@ -113,7 +127,7 @@ class OpenAIResponses(WireFormat):
         system, turns, images = self._parse_input(data.get("input"))
         if instructions:
             system = [instructions, *system]
-        max_tokens = positive_int(data.get("max_output_tokens"), "max_output_tokens")
+        max_tokens = _max_output_tokens(data.get("max_output_tokens"))
         req = SimRequest(model, "\n".join(system), turns, max_tokens, data.get("stream") is True, True, images)
         if "tools" in data or "tool_choice" in data:
             self._parse_tools(data, req)
