@@ -206,7 +206,11 @@ class JSONOverHTTPAdapter(ProviderAdapter):
     def _begin(self, ctx: AttemptContext | None) -> tuple[dict[str, str], AttemptContext]:
         auth = self._auth
         if self._key_from_env:
-            key = next((k for var in self._env_vars if (k := os.environ.get(var))), None)
+            key = None
+            for var in self._env_vars:  # a plain loop: this runs on every request
+                key = os.environ.get(var) or None
+                if key is not None:
+                    break
             if key != auth.key:  # set, changed or removed since the last call: rebuild the headers once
                 auth = self._auth = _Auth(key, self.headers_for(key))
         if auth.key is None and self._needs_key:
