@@ -47,9 +47,7 @@ _WIRE_REMEDIES = {
     "temperature_above_1": "give a temperature from 0 to 1",
 }
 
-_DECLARE = (
-    "enable a provider that has it, or declare it with ProviderSpec(capabilities={...}) if the model does support it"
-)
+_DECLARE = "declare it with ProviderSpec(capabilities={...}) if the model does support it"
 
 _ALL = frozenset(CAPABILITIES)
 _TEXT = frozenset({"tools", "json_schema", "streaming"})
@@ -110,11 +108,15 @@ def describe_need(capability: str) -> str:
     }[capability]
 
 
-def remedy(unserved: frozenset[str]) -> str:
-    """What the user can do when no provider serves these needs."""
+def remedy(unserved: frozenset[str], *, pinned: bool = False) -> str:
+    """What the user can do when no provider serves these needs (``pinned``: the request named
+    its provider, so enabling another would change nothing)."""
     tips = [_WIRE_REMEDIES[n] for n in sorted(unserved) if n in WIRE_NEEDS]
+    elsewhere = "name a provider that has it" if pinned else "enable a provider that has it"
     if tips and unserved <= WIRE_NEEDS.keys():
-        text = "; ".join(tips) + ", or enable a provider whose API takes it"
+        text = "; ".join(tips) + (
+            ", or name a provider whose API takes it" if pinned else ", or enable a provider whose API takes it"
+        )
     else:
-        text = "; ".join([*tips, _DECLARE])
+        text = "; ".join([*tips, f"{elsewhere}, or {_DECLARE}"])
     return text[:1].upper() + text[1:]

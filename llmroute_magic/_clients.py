@@ -20,6 +20,7 @@ from ._types import ProviderSpec
 if TYPE_CHECKING:
     from ._http import ClientSet
     from ._providers import ProviderAdapter
+    from ._providers._base import RefusedFields
 
 
 class ClientsPerLoop:
@@ -28,7 +29,7 @@ class ClientsPerLoop:
         self._timeout = timeout
         self._lock = threading.Lock()
         self._entries: dict[asyncio.AbstractEventLoop, tuple[ClientSet, dict[str, ProviderAdapter], Any]] = {}
-        self._refused: dict[str, set[str]] = {}  # provider -> fields it refused, learnt on any loop
+        self._refused: dict[str, RefusedFields] = {}  # provider -> fields it refused, learnt on any loop
         self.closed = False
 
     def adapters(self) -> dict[str, ProviderAdapter]:
@@ -50,9 +51,7 @@ class ClientsPerLoop:
         entry = (clients, adapters, _closed_with_loop(clients))
         with self._lock:
             for name, adapter in adapters.items():  # what a provider refused holds on every loop
-                shared = self._refused.setdefault(name, set())
-                shared |= adapter.refused_fields
-                adapter.refused_fields = shared
+                adapter.refused_fields = self._refused.setdefault(name, adapter.refused_fields)
             for old in [lp for lp in self._entries if lp.is_closed()]:
                 _close_clients_on(old, self._entries.pop(old)[0])
             self._entries[loop] = entry

@@ -108,7 +108,7 @@ class ProviderPool:
         unserved = frozenset().union(*(m for _, m in missing)) or needs
         raise ConfigError(
             f"capabilities: this request needs {wanted}, and no {'such' if pinned is None else 'pinned'} provider "
-            f"has it ({lacking or 'no provider is enabled'}). {remedy(unserved)}",
+            f"has it ({lacking or 'no provider is enabled'}). {remedy(unserved, pinned=pinned is not None)}",
             field="capabilities",
         )
 

@@ -461,9 +461,10 @@ class PriceBook:
 
     def warn_if_unpriced_answer(self, spec: ProviderSpec, model: str) -> None:
         """After an answer whose cost is NaN though its usage is known: warns (once per provider and
-        model) when only the answer could tell the price (``priced_by_answer``), and it did not.
+        model) when only the answer could tell the price (an Azure deployment, the spec's or one a
+        request named), and it did not.
         Every other unknown price was warned of before the attempt was sent."""
-        if self.priced_by_answer(spec):
+        if getattr(self._entry(spec), "deferred", False):  # whatever model the request named
             self._warn(spec, model, model)
 
     def _warn(self, spec: ProviderSpec, model: str, key: str | None) -> None:

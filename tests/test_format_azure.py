@@ -565,6 +565,16 @@ def test_a_deployment_whose_answers_name_no_priced_model_is_nan_with_one_warning
     assert c.model == s.completion.model == "prod-chat" and c.input_tokens > 0
     assert math.isnan(c.cost) and math.isnan(s.completion.cost)
     assert len(unknown) == 1 and "'prod-chat'" in str(unknown[0].message)
+    # the same deployment named per request, beside a configured model genai-prices knows
+    priced = dataclasses.replace(az, input_price=None, output_price=None)
+    with ModelClientRouter(ProviderRoutingConfig([priced])) as r:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            c = r.complete("hello", model="prod-chat", max_tokens=8)
+            df = r.compare("hello", providers=["az-a:prod-chat"], max_tokens=8)
+    unknown = [w for w in caught if issubclass(w.category, UnknownPriceWarning)]
+    assert math.isnan(c.cost) and math.isnan(df["cost"][0])
+    assert len(unknown) == 1 and "'prod-chat'" in str(unknown[0].message)
 
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["plain", "stream"])

@@ -53,6 +53,7 @@ class MistralStandIn(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _MistralHandler)
         self.bodies: list[dict] = []
         self.usage = True
+        self.refuses_stream_options = True  # False: a vLLM-like server, which takes them
 
     @property
     def base_url(self) -> str:
@@ -68,8 +69,12 @@ class _MistralHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
         self.server.bodies.append(body)
-        if "stream_options" in body:
+        if "stream_options" in body and self.server.refuses_stream_options:
             return self._send(422, "application/json", json.dumps(EXTRA_FORBIDDEN).encode())
+        if not isinstance(body.get("top_k", 0), int):  # a caller's mistake, answered with the whole request quoted
+            errors = [{"loc": ["body", "top_k"], "msg": "Input should be a valid integer"}, {"input": body}]
+            quoted = {"object": "error", "message": str(errors), "type": "BadRequestError", "param": None}
+            return self._send(400, "application/json", json.dumps(quoted).encode())
         usage = {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}
         model = body["model"]
         if not body.get("stream"):
@@ -172,6 +177,20 @@ def test_stream_options_the_caller_gave_are_the_callers_and_fail_fast(mistral, s
         assert [x[3] for x in summary(r)[1:]] == ["unsupported_parameter", None]
 
 
+def test_an_error_that_only_quotes_the_field_does_not_take_it_away(mistral, sim):
+    # A server that takes stream_options answers a caller's bad parameter with a 400 quoting the
+    # whole request: the field is tried without once, then restored when that is refused too.
+    mistral.refuses_stream_options = False
+    with mistral_router(mistral, sim, max_retries=0) as r:
+        with pytest.raises(ProviderError) as info:
+            "".join(r.stream("Hi", top_k="bad"))
+        assert info.value.error_type == "invalid_request"
+        s = r.stream("Hi again")
+        assert "".join(s) == "Bonjour !"
+    assert ["stream_options" in b for b in mistral.bodies] == [True, False, True]
+    assert (s.completion.input_tokens, s.completion.output_tokens) == (7, 2)  # usage still asked for
+
+
 def test_api_mistral_ai_never_gets_stream_options():
     spec = ProviderSpec("mistral", "mistral-small-latest", api_key="k")
     assert spec.base_url == "https://api.mistral.ai/v1"
@@ -236,9 +255,11 @@ def test_a_temperature_above_1_with_only_anthropic_says_why_and_sends_nothing(fr
             r.complete("Write a wild haiku.", temperature=1.5, provider="sim-anthropic")
         msg = str(info.value)
         assert "temperature" in msg and "sim-anthropic lacks temperature_above_1" in msg and "0 to 1" in msg
+        assert "name a provider whose API takes it" in msg  # pinned: enabling another would not help
         r.disable("sim-openai")
-        with pytest.raises(ConfigError, match="temperature_above_1"):
+        with pytest.raises(ConfigError, match="temperature_above_1") as routed:
             "".join(r.stream("Write a wild haiku.", temperature=2))
+        assert "enable a provider whose API takes it" in str(routed.value)
         assert rows(r) == []
     assert requests_to(fresh, "sim-anthropic") == 0
 

@@ -82,6 +82,44 @@ def _images(content: Any) -> int:
 StreamItem = str | ProviderResult
 
 
+class RefusedFields:
+    """Fields of a format's own (not the caller's) that a provider refused, so they are left out.
+
+    A refusal read from an error body is on trial until a request without the field is answered:
+    if that request is refused as well, the error only quoted the field (a server echoing the whole
+    request in its message), the field was never the cause, and it is sent again."""
+
+    __slots__ = ("_refused", "_on_trial")
+
+    def __init__(self) -> None:
+        self._refused: set[str] = set()
+        self._on_trial: set[str] = set()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._refused
+
+    def __repr__(self) -> str:
+        return f"RefusedFields({sorted(self._refused)}, on trial: {sorted(self._on_trial)})"
+
+    @property
+    def on_trial(self) -> bool:
+        return bool(self._on_trial)
+
+    def add(self, name: str, *, on_trial: bool = False) -> None:
+        self._refused.add(name)
+        if on_trial:
+            self._on_trial.add(name)
+
+    def answered(self) -> None:
+        """A request without the fields on trial was answered: their refusals stand."""
+        self._on_trial.clear()
+
+    def refused_anyway(self) -> None:
+        """A request without the fields on trial was refused too: they were not the cause."""
+        self._refused -= self._on_trial
+        self._on_trial.clear()
+
+
 class ProviderAdapter:
     """Base of the per-wire-format adapters. One instance per provider per router."""
 
@@ -90,9 +128,9 @@ class ProviderAdapter:
     def __init__(self, spec: ProviderSpec, client: httpx.AsyncClient) -> None:
         self.spec = spec
         self.client = client
-        # Fields of the format's own that this provider refused: never sent to it again. The router
-        # gives a provider's adapters on every event loop one shared set.
-        self.refused_fields: set[str] = set()
+        # Fields of the format's own that this provider refused: not sent to it again. The router
+        # gives a provider's adapters on every event loop one shared record.
+        self.refused_fields = RefusedFields()
 
     async def complete(self, request: ChatRequest, ctx: AttemptContext | None = None) -> ProviderResult:
         """The whole answer. ``ctx`` (made by the caller, who keeps it) collects what was received."""

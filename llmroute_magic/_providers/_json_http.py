@@ -147,8 +147,9 @@ class JSONOverHTTPAdapter(ProviderAdapter):
     key_scheme = "Bearer "  # before the key in that header
     # Fields the format adds on its own, not asked for by the caller, that some compatible servers
     # refuse with a 400 or 422 naming them (Mistral: stream_options). Such an answer fails the
-    # attempt as ``unsupported_parameter``: the field joins ``refused_fields``, this provider never
-    # gets it again, and the router sends the request again at once (``Policy.RESEND``).
+    # attempt as ``unsupported_parameter``, the router sends the request again at once without the
+    # field (``Policy.RESEND``), and ``refused_fields`` keeps it out for this provider from then on
+    # — unless that request is refused as well: then the error only quoted the field.
     own_fields: tuple[str, ...] = ()
 
     def __init__(self, spec: ProviderSpec, client: httpx.AsyncClient) -> None:
@@ -237,9 +238,11 @@ class JSONOverHTTPAdapter(ProviderAdapter):
         err = self.error_for_status(ctx, status, body, headers)
         if not self.own_fields or status not in (400, 422) or err.error_type != "invalid_request":
             return err
+        if self.refused_fields.on_trial:  # refused without the field too: it was not the cause
+            self.refused_fields.refused_anyway()
         for name in self.own_fields:
             if name in sent and name not in request.params and _names_field(body, name):
-                self.refused_fields.add(name)
+                self.refused_fields.add(name, on_trial=True)
                 return ctx.error(
                     "unsupported_parameter",
                     f"refused {name!r}, which the router adds on its own; sending again without it ({err.message})",
@@ -268,6 +271,8 @@ class JSONOverHTTPAdapter(ProviderAdapter):
         status = response.status_code
         if status >= 300:
             raise self._status_error(ctx, status, response.content, response.headers, body, request)
+        if self.refused_fields.on_trial:
+            self.refused_fields.answered()
         return self._parse_body(ctx, response.content, status, request)
 
     def _parse_body(self, ctx: AttemptContext, body: bytes, status: int, request: ChatRequest) -> ProviderResult:
@@ -296,6 +301,8 @@ class JSONOverHTTPAdapter(ProviderAdapter):
                 status = response.status_code
                 if status >= 300:
                     raise self._status_error(ctx, status, await response.aread(), response.headers, body, request)
+                if self.refused_fields.on_trial:
+                    self.refused_fields.answered()
                 if response.headers.get("content-type", "").startswith("application/json"):
                     # A server that ignores "stream": true answers in one piece; take it as such.
                     result = self._parse_body(ctx, await response.aread(), status, request)
