@@ -20,7 +20,6 @@ the router never sends it a request that needs it (``_capabilities.py``).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ProviderError
 from ._base import ChatRequest, ProviderAdapter, ProviderResult, StreamItem
+from ._deadline import Deadline
 from ._failures import (
     AttemptContext,
     error_from_exception,
@@ -259,7 +259,7 @@ class JSONOverHTTPAdapter(ProviderAdapter):
             if self._deadline_s is None:
                 response = await self._send(url, headers, content, stream=False)
             else:
-                async with asyncio.timeout(self._deadline_s):
+                with Deadline(self._deadline_s):
                     response = await self._send(url, headers, content, stream=False)
         except TimeoutError:
             raise ctx.error("timeout", f"no complete answer within {self._deadline_s:g} s") from None
