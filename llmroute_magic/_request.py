@@ -115,7 +115,7 @@ def build_request(
             settings,
             streamed,
             started,
-            _needs(chat),
+            _NO_NEEDS if isinstance(prompt, str) else _needs(chat),  # plain text and no options: none
         )  # the size: estimate_tokens(chat), inlined on the hot path
     chat = _chat(messages, options, config)
     conversation = options.get("conversation")

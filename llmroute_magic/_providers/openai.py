@@ -22,7 +22,7 @@ from ._sse import ServerSentEvent
 if TYPE_CHECKING:
     import httpx
 
-    from .._types import ProviderSpec
+    from .._types import ProviderSpec, ToolCall
 
 
 # Hosts that refuse stream_options (422 extra_forbidden) and send a stream's usage without it.
@@ -67,10 +67,8 @@ class OpenAIAdapter(JSONOverHTTPAdapter):
         message = choice["message"]
         usage = payload.get("usage") or {}  # some compatible servers omit it: tokens unknown (None)
         details = usage.get("prompt_tokens_details") or {}
-        calls = tuple(
-            tool_call(c.get("id"), (c.get("function") or {}).get("name"), (c.get("function") or {}).get("arguments"))
-            for c in message.get("tool_calls") or ()
-        )
+        wanted = message.get("tool_calls")
+        calls = tuple(_call(c) for c in wanted) if wanted else ()  # most answers: no generator to build
         return ProviderResult(
             text=message.get("content") or "",
             model=payload.get("model") or request.model_for(self.spec),
@@ -84,6 +82,11 @@ class OpenAIAdapter(JSONOverHTTPAdapter):
 
     def stream_parser(self, ctx: AttemptContext, request: ChatRequest) -> StreamParser:
         return _OpenAIStream(ctx, request.model_for(self.spec))
+
+
+def _call(c: dict[str, Any]) -> ToolCall:
+    fn = c.get("function") or {}
+    return tool_call(c.get("id"), fn.get("name"), fn.get("arguments"))
 
 
 def openai_message(m: dict[str, Any]) -> dict[str, Any]:
