@@ -223,3 +223,12 @@ async def cancel_after_first_item(stream) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+def ask(router, streamed: bool, prompt, **options):
+    """The Completion of ``prompt``, plain or streamed; a stream's chunks must add up to its text."""
+    if not streamed:
+        return router.complete(prompt, **options)
+    s = router.stream(prompt, **options)
+    assert "".join(s) == s.completion.text
+    return s.completion

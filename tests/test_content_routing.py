@@ -14,9 +14,9 @@ import math
 
 import pydantic
 import pytest
-from helpers import Sleeps, assert_ledger_matches_sim, rows, simulator_fixtures
+from helpers import Sleeps, ask, assert_ledger_matches_sim, rows, simulator_fixtures
 
-from llmroute_magic import Completion, ModelClientRouter, ProviderRoutingConfig
+from llmroute_magic import ModelClientRouter, ProviderRoutingConfig
 from llmroute_magic._providers import ADAPTERS
 from llmroute_magic.sim import ProviderProfile, Simulator
 from llmroute_magic.sim._wire import FORMATS
@@ -44,15 +44,6 @@ def profile(api: str, name: str | None = None, **kw) -> ProviderProfile:
 
 
 sim, fresh = simulator_fixtures([profile(api) for api in APIS] + [profile(api, f"q-{api}") for api in APIS])
-
-
-def ask(router: ModelClientRouter, streamed: bool, prompt, **options) -> Completion:
-    if not streamed:
-        return router.complete(prompt, **options)
-    s = router.stream(prompt, **options)
-    text = "".join(s)
-    assert text == s.completion.text
-    return s.completion
 
 
 KINDS = {

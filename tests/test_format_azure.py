@@ -27,6 +27,7 @@ import pydantic
 import pytest
 from helpers import (
     Sleeps,
+    ask,
     assert_ledger_matches_sim,
     cancel_after_first_item,
     injected_fault_outcomes,
@@ -503,14 +504,6 @@ sim, fresh = simulator_fixtures(PROFILES, quiet_within_s=3)
 def specs_for(sim, names: list[str], form: str) -> list[ProviderSpec]:
     specs = sim.provider_specs(names)
     return specs if form == "v1" else [dataclasses.replace(s, api_version=VERSION) for s in specs]
-
-
-def ask(router: ModelClientRouter, streamed: bool, prompt, **options):
-    if not streamed:
-        return router.complete(prompt, **options)
-    s = router.stream(prompt, **options)
-    assert "".join(s) == s.completion.text
-    return s.completion
 
 
 @pytest.mark.parametrize("kind", list(KINDS))

@@ -19,6 +19,7 @@ import jsonschema
 import pydantic
 import pytest
 from helpers import (
+    ask,
     assert_ledger_matches_sim,
     cancel_after_first_item,
     injected_fault_outcomes,
@@ -85,16 +86,6 @@ sim, fresh = simulator_fixtures(
         profile("gem-drip", 4, tokens_per_s=40.0),
     ]
 )
-
-
-def ask(router, streamed: bool, prompt, **options):
-    """One request as a user makes it: a completion, or a stream read to its end (its text checked)."""
-    if not streamed:
-        return router.complete(prompt, **options)
-    s = router.stream(prompt, **options)
-    shown = "".join(s)
-    assert shown == s.completion.text
-    return s.completion
 
 
 def cost(i: int, o: int) -> float:

@@ -19,7 +19,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from helpers import rows
+from helpers import ask, rows
 
 from llmroute_magic import ConfigError, ModelClientRouter, ProviderError, ProviderRoutingConfig, ProviderSpec
 from llmroute_magic._providers import ChatRequest
@@ -218,14 +218,6 @@ def fresh(sim):
     sim.reset()
     yield sim
     sim.reset()
-
-
-def ask(router: ModelClientRouter, streamed: bool, prompt, **options):
-    if not streamed:
-        return router.complete(prompt, **options)
-    s = router.stream(prompt, **options)
-    assert "".join(s) == s.completion.text
-    return s.completion
 
 
 def requests_to(sim, name: str) -> int:
