@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import pydantic
 import pytest
 
 from llmroute_magic import ModelClientRouter, ProviderRoutingConfig
@@ -232,3 +233,16 @@ def ask(router, streamed: bool, prompt, **options):
     s = router.stream(prompt, **options)
     assert "".join(s) == s.completion.text
     return s.completion
+
+
+# A tool and a response model that the tests of every wire format share.
+WEATHER = {
+    "name": "get_weather",
+    "description": "Weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+class City(pydantic.BaseModel):
+    name: str
+    population: int

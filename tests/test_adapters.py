@@ -16,6 +16,7 @@ from typing import Any
 
 import helpers
 import pytest
+from helpers import WEATHER
 
 from llmroute_magic._config import ProviderRoutingConfig
 from llmroute_magic._errors import ProviderError
@@ -976,11 +977,6 @@ def test_http_layer_imports_no_httpx_until_used():
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 8
 PNG_B64 = base64.b64encode(PNG).decode()
-WEATHER = {
-    "name": "get_weather",
-    "description": "Weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-}
 CITY = {
     "type": "object",
     "properties": {"name": {"type": "string"}, "population": {"type": "integer"}},

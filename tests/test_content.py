@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 
-import pydantic
 import pytest
+from helpers import City
 
 from llmroute_magic import ConfigError, ProviderRoutingConfig, ProviderSpec
 from llmroute_magic._capabilities import default_capabilities
@@ -83,11 +83,6 @@ def test_tools_and_tool_choice():
         request("hi", tools=tools, tool_choice="get_stock")
     with pytest.raises(ConfigError, match="tools\\[0\\]"):
         request("hi", tools=[{"name": "has space"}])
-
-
-class City(pydantic.BaseModel):
-    name: str
-    population: int
 
 
 def test_a_schema_answer_is_parsed_or_rejected_with_the_reason():

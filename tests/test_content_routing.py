@@ -12,9 +12,8 @@ from __future__ import annotations
 import base64
 import math
 
-import pydantic
 import pytest
-from helpers import Sleeps, ask, assert_ledger_matches_sim, rows, simulator_fixtures
+from helpers import WEATHER, City, Sleeps, ask, assert_ledger_matches_sim, rows, simulator_fixtures
 
 from llmroute_magic import ModelClientRouter, ProviderRoutingConfig
 from llmroute_magic._providers import ADAPTERS
@@ -25,16 +24,6 @@ PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 )
 APIS = sorted(api for api in FORMATS if api in ADAPTERS)  # served by the simulator and spoken by the router
-WEATHER = {
-    "name": "get_weather",
-    "description": "Weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-}
-
-
-class City(pydantic.BaseModel):
-    name: str
-    population: int
 
 
 def profile(api: str, name: str | None = None, **kw) -> ProviderProfile:

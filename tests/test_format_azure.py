@@ -23,9 +23,10 @@ import warnings
 
 import httpx
 import jsonschema
-import pydantic
 import pytest
 from helpers import (
+    WEATHER,
+    City,
     Sleeps,
     ask,
     assert_ledger_matches_sim,
@@ -62,16 +63,6 @@ PNG = base64.b64decode(
 PNG_B64 = base64.b64encode(PNG).decode()
 VERSION = "2024-10-21"
 KEY = "azure-key-XYZ"
-WEATHER = {
-    "name": "get_weather",
-    "description": "Weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-}
-
-
-class City(pydantic.BaseModel):
-    name: str
-    population: int
 
 
 def chat(prompt, **options):

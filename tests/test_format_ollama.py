@@ -18,9 +18,9 @@ import math
 
 import httpx
 import jsonschema
-import pydantic
 import pytest
 from helpers import (
+    City,
     assert_ledger_matches_sim,
     cancel_after_first_item,
     injected_fault_outcomes,
@@ -61,11 +61,6 @@ TIME = {
     "description": "The time in a zone",
     "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]},
 }
-
-
-class City(pydantic.BaseModel):
-    name: str
-    population: int
 
 
 PRICES = {"input_price": 2.0, "output_price": 8.0}

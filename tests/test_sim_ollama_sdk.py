@@ -8,19 +8,14 @@ import json
 
 import httpx
 import ollama
-import pydantic
 import pytest
+from helpers import City
 
 from llmroute_magic.sim import ProviderProfile, Simulator
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
 PROMPT = "Name three prime numbers."
 MODEL = "gemma3:4b"
-
-
-class City(pydantic.BaseModel):
-    name: str
-    population: int
 
 
 def get_weather(city: str, unit: str) -> str:
