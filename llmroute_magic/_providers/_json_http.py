@@ -38,6 +38,7 @@ from ._failures import (
     missing_key_error,
 )
 from ._sse import ServerSentEvent, iter_sse
+from ._wire_json import dumps, loads
 
 if TYPE_CHECKING:
     import httpx
@@ -46,13 +47,6 @@ if TYPE_CHECKING:
 
 # What parsing JSON of the wrong shape raises (a field missing, a list where an object belongs).
 _SHAPE_ERRORS = (KeyError, TypeError, IndexError, ValueError, AttributeError)
-
-# Compact separators: fewer bytes on the wire; ensure_ascii off: non-English prompts stay small.
-_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-
-def dumps(body: dict[str, Any]) -> bytes:
-    return _encode_json(body).encode("utf-8")
 
 
 def with_params_and_stream_flag(body: dict[str, Any], params: Mapping[str, Any], stream: bool) -> dict[str, Any]:
@@ -277,7 +271,7 @@ class JSONOverHTTPAdapter(ProviderAdapter):
 
     def _parse_body(self, ctx: AttemptContext, body: bytes, status: int, request: ChatRequest) -> ProviderResult:
         try:
-            payload = json.loads(body)
+            payload = loads(body)
         except ValueError:
             raise malformed(ctx, f"response body is not JSON: {_preview(body)}") from None
         try:

@@ -18,6 +18,7 @@ from ._failures import AttemptContext, error_from_event, malformed
 from ._json_http import JSONOverHTTPAdapter, StreamParser, count, with_params_and_stream_flag
 from ._parts import calls_of, parts_of, tool_call
 from ._sse import ServerSentEvent
+from ._wire_json import loads
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024  # the API requires max_tokens; this is what we send when the caller gave none
@@ -188,7 +189,7 @@ class _AnthropicStream(StreamParser):
         if name == "ping":
             return None
         try:
-            payload = json.loads(event.data)
+            payload = loads(event.data)
         except ValueError:
             raise malformed(self.ctx, f"stream event {name!r} is not JSON: {event.data[:80]!r}") from None
         if not isinstance(payload, dict):

@@ -58,6 +58,7 @@ from ._failures import AttemptContext, classify_status, error_from_status, malfo
 from ._json_http import JSONOverHTTPAdapter, StreamParser
 from ._parts import calls_of, parts_of, tool_call
 from ._sse import ServerSentEvent
+from ._wire_json import loads
 
 if TYPE_CHECKING:
     import httpx
@@ -274,7 +275,7 @@ class _GeminiStream(StreamParser):
 
     def feed(self, event: ServerSentEvent) -> str | None:
         try:
-            chunk = json.loads(event.data)
+            chunk = loads(event.data)
         except ValueError:
             raise malformed(self.ctx, f"stream frame is not JSON: {event.data[:80]!r}") from None
         if not isinstance(chunk, dict):

@@ -34,6 +34,7 @@ from ._failures import AttemptContext, error_from_event, error_from_status, malf
 from ._json_http import JSONOverHTTPAdapter, StreamParser, count
 from ._parts import calls_of, parts_of, tool_call
 from ._sse import ServerSentEvent
+from ._wire_json import loads
 
 if TYPE_CHECKING:
     import httpx
@@ -298,7 +299,7 @@ class _OllamaStream(StreamParser):
 
     def feed(self, event: ServerSentEvent) -> str | None:
         try:
-            obj = json.loads(event.data)
+            obj = loads(event.data)
         except ValueError:
             raise malformed(self.ctx, f"stream line is not JSON: {event.data[:80]!r}") from None
         if not isinstance(obj, dict):

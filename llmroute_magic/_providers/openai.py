@@ -9,7 +9,6 @@ streamed as ``delta.tool_calls`` pieces whose argument strings are joined per in
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -18,6 +17,7 @@ from ._failures import AttemptContext, error_from_event, malformed
 from ._json_http import JSONOverHTTPAdapter, StreamParser, count, with_params_and_stream_flag
 from ._parts import arguments_json, calls_of, data_url, parts_of, tool_call
 from ._sse import ServerSentEvent
+from ._wire_json import loads
 
 if TYPE_CHECKING:
     import httpx
@@ -165,7 +165,7 @@ class _OpenAIStream(StreamParser):
             self.tool_calls = [tool_call(c[0], c[1], "".join(c[2])) for _, c in sorted(self._calls.items())]
             return None
         try:
-            chunk = json.loads(data)
+            chunk = loads(data)
         except ValueError:
             raise malformed(self.ctx, f"stream chunk is not JSON: {data[:80]!r}") from None
         if not isinstance(chunk, dict):

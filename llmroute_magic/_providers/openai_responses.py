@@ -24,7 +24,6 @@ says it) and ``usage`` (``input_tokens`` counts every prompt token; ``cached_tok
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from .._types import ToolCall
@@ -33,6 +32,7 @@ from ._failures import AttemptContext, error_from_event, malformed
 from ._json_http import JSONOverHTTPAdapter, StreamParser, count, with_params_and_stream_flag
 from ._parts import arguments_json, calls_of, data_url, parts_of, tool_call
 from ._sse import ServerSentEvent
+from ._wire_json import loads
 from .openai import schema_name
 
 # The API refuses max_output_tokens below this (400 integer_below_min_value).
@@ -192,7 +192,7 @@ class _ResponsesStream(StreamParser):
 
     def feed(self, event: ServerSentEvent) -> str | None:
         try:
-            payload = json.loads(event.data)
+            payload = loads(event.data)
         except ValueError:
             raise malformed(self.ctx, f"stream event {event.event!r} is not JSON: {event.data[:80]!r}") from None
         if not isinstance(payload, dict):
