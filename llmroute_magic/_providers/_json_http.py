@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ProviderError
 from ._base import ChatRequest, ProviderAdapter, ProviderResult, StreamItem
-from ._deadline import Deadline
+from ._deadline import DeadlineWatch
 from ._failures import (
     AttemptContext,
     error_from_exception,
@@ -158,6 +158,7 @@ class JSONOverHTTPAdapter(ProviderAdapter):
         self._deadline_s: float | None = (
             spec.timeout if spec.timeout is not None else getattr(getattr(client, "timeout", None), "read", None)
         )
+        self._deadlines = DeadlineWatch(self._deadline_s) if self._deadline_s is not None else None
         self._needs_key = not spec.is_local
         self._env_vars = spec.key_env_vars
         self._env_var = self._env_vars[0]  # the one to name when none is set
@@ -250,10 +251,11 @@ class JSONOverHTTPAdapter(ProviderAdapter):
         content = dumps(body)
         url = self.url_for(request, False)
         try:
-            if self._deadline_s is None:
+            deadlines = self._deadlines
+            if deadlines is None:
                 response = await self._send(url, headers, content, stream=False)
             else:
-                with Deadline(self._deadline_s):
+                with deadlines.start():
                     response = await self._send(url, headers, content, stream=False)
         except TimeoutError:
             raise ctx.error("timeout", f"no complete answer within {self._deadline_s:g} s") from None
