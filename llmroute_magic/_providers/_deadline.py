@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from types import TracebackType
+from typing import Any
 
 
 class Deadline:
@@ -30,9 +31,9 @@ class Deadline:
 
     __slots__ = ("_watch", "task", "_cancelling", "expires", "expired")
 
-    def __init__(self, watch: DeadlineWatch, task: asyncio.Task, expires: float) -> None:
+    def __init__(self, watch: DeadlineWatch, task: asyncio.Task[Any], expires: float) -> None:
         self._watch = watch
-        self.task: asyncio.Task | None = task  # None once over: a finished task is not kept alive
+        self.task: asyncio.Task[Any] | None = task  # None once over: a finished task is not kept alive
         self._cancelling = task.cancelling()  # cancellations asked for before ours: not ours to take back
         self.expires = expires
         self.expired = False
