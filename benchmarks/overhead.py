@@ -11,7 +11,8 @@ hits them all alike; each ratio is the median over rounds of (this round's media
 median in the same round). What each row times:
 
 - sequential: one request after another, wall time per request, and this process's CPU time;
-- throughput: requests per second with 100 concurrent workers on one event loop;
+- throughput: requests per second with 100 concurrent workers on one event loop, many short runs,
+  the floor's and the router's back to back (see ``_throughput_rounds``);
 - stream TTFT / whole answer: the server sends three chunks 3 ms apart, so the time to the first
   text differs from the time to the end of the stream;
 - per extra chunk: the slope of a stream's total time from 10 to 210 chunks sent back to back,
@@ -24,6 +25,7 @@ median in the same round). What each row times:
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
 import json
 import statistics
@@ -286,6 +288,28 @@ async def _throughput(fn: Callable[[], Awaitable[None]], total: int, concurrency
     return total / (time.perf_counter() - t0)
 
 
+def _throughput_rounds(run: Callable, fns: dict[str, Callable], total: int, rounds: int) -> dict[str, list[float]]:
+    """Requests per second, ``rounds`` runs each, the floor and the router back to back in every
+    round (alternating which goes first) and every run after a full garbage collection.
+
+    On this shared 2-core machine the speed of the host drifts from one second to the next: one
+    pair of runs reads anywhere from 0.55x to 1.5x. Many short pairs, each run a few tenths of a
+    second from its partner, follow the drift: the median ratio of 31 pairs of 500 requests read
+    0.899 and 0.890 in two runs of the same code, where 11 pairs of 1500, with a whole round
+    between partners, read 0.851 and 0.938. The collection keeps a generation-2 collection owed
+    to one contender's garbage from landing in the next one's run (~50 ms here)."""
+    pair = [FLOOR, "router.acomplete"]
+    others = [name for name in fns if name not in pair]
+    rates: dict[str, list[float]] = {name: [] for name in fns}
+    for r in range(rounds):
+        flip = r % 2 == 1
+        for name in (others[::-1] if flip else others) + (pair[::-1] if flip else pair):
+            slow = name.startswith("raw httpx")
+            gc.collect()
+            rates[name].append(run(_throughput(fns[name], total // 10 if slow else total, 100)))
+    return rates
+
+
 def _fallback(server: LoopbackServer, run: Callable, floor: Any, kind: str, n: int) -> dict[str, float]:
     """Per request: straight to the backup; through a primary answering ``kind`` every time and contacted
     every time (cooldown off); and with that primary cooled down. Interleaved request by request."""
@@ -379,14 +403,8 @@ def _measure(server: LoopbackServer, loop: asyncio.AbstractEventLoop, quick: boo
         seq = _interleaved(run, contenders, rounds)
 
         fns = {name: fn for name, (is_async, fn, _) in contenders.items() if is_async}
-        total = 300 if quick else 1500
-        rates: dict[str, list[float]] = {name: [] for name in fns}
-        # Nine runs: on a shared 2-core machine one pair of runs reads anywhere from 0.75x to 1.27x
-        # (measured), so the median of five still moved by 0.1 from one full run to the next.
-        for _, order in _rotations(list(fns), 3 if quick else 9):
-            for name in order:
-                slow = name.startswith("raw httpx")
-                rates[name].append(run(_throughput(fns[name], total // 10 if slow else total, 100)))
+        total = 300 if quick else 600
+        rates = _throughput_rounds(run, fns, total, 3 if quick else 25)
 
         stream_fns = {
             "raw aiohttp": (True, c.aiohttp_stream),
@@ -574,7 +592,8 @@ def _section(
     )
     s.notes.append(
         f"throughput: {total} requests by 100 concurrent workers (raw httpx: a tenth), "
-        f"{len(rates[FLOOR])} interleaved runs; medians, ratio = median of paired runs"
+        f"{len(rates[FLOOR])} rounds, the floor and the router back to back in each; medians, "
+        "ratio = median of the pairs"
     )
     s.notes.append(
         f"streams: {rounds} rounds x {stream_n} streams per client; 'added ms' of a per-chunk row = "
