@@ -296,8 +296,9 @@ def _throughput_rounds(run: Callable, fns: dict[str, Callable], total: int, roun
     pair of runs reads anywhere from 0.55x to 1.5x. Many short pairs, each run a few tenths of a
     second from its partner, follow the drift: the median ratio of 31 pairs of 500 requests read
     0.899 and 0.890 in two runs of the same code, where 11 pairs of 1500, with a whole round
-    between partners, read 0.851 and 0.938. The collection keeps a generation-2 collection owed
-    to one contender's garbage from landing in the next one's run (~50 ms here)."""
+    between partners, read 0.851 and 0.938. The collection before each run keeps a generation-2
+    collection owed to the previous contender's garbage (25-50 ms here) from landing in the next
+    one's run; the collections a run triggers itself are in its time."""
     pair = [FLOOR, "router.acomplete"]
     others = [name for name in fns if name not in pair]
     rates: dict[str, list[float]] = {name: [] for name in fns}

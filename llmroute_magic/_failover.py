@@ -27,6 +27,7 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._errors import AllProvidersFailed, LLMRouteError, Policy, ProviderError
@@ -180,10 +181,8 @@ class FailoverLayer:
         settings = request.settings
         pinned = self._pool.get(request.provider) if request.provider is not None else None
         self._pool.require(request.needs, request.provider)
-
-        def candidates(excluded: set[str], min_context: int | None) -> list[ProviderHealth]:
-            return self._pool.candidates(settings.strategy, request.info, excluded, min_context, request.needs)
-
+        # A partial, not a closure: one object per request in flight instead of a function and its cells.
+        candidates = partial(self._pool.candidates, settings.strategy, request.info, request.needs)
         return FailoverState(
             candidates, 1 + settings.max_retries, settings.fallback_enabled, pinned=pinned, named=pinned is not None
         )

@@ -74,9 +74,9 @@ class ProviderPool:
         self,
         strategy: RoutingStrategy,
         info: RequestInfo,
+        needs: frozenset[str],
         excluded: set[str],
         min_context: int | None,
-        needs: frozenset[str] = frozenset(),
     ) -> list[ProviderHealth]:
         """The strategy's order over usable providers; all cooling down -> the least recently failed."""
         with self.lock:

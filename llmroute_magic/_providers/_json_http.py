@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -217,14 +217,16 @@ class JSONOverHTTPAdapter(ProviderAdapter):
         ctx.hidden = self._hidden
         return auth.headers, ctx
 
-    async def _send(
+    def _send(
         self, url: httpx.URL | str, headers: dict[str, str], content: bytes, stream: bool
-    ) -> httpx.Response:
+    ) -> Awaitable[httpx.Response]:
         """One POST through the client's public API: its mounts pick the proxy route, if any; with
-        ``stream=False`` the whole body has been read (and the connection released) on return."""
+        ``stream=False`` the whole body has been read (and the connection released) once awaited.
+        Not a coroutine itself: ``client.send``'s is awaited by the caller, one frame fewer for
+        every suspension of every request in flight."""
         client = self.client
         request = client.build_request("POST", url, content=content, headers=headers, timeout=self._timeout)
-        return await client.send(request, stream=stream)
+        return client.send(request, stream=stream)
 
     def _status_error(
         self, ctx: AttemptContext, status: int, body: bytes, headers: Any, sent: dict[str, Any], request: ChatRequest
