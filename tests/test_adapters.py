@@ -573,6 +573,43 @@ async def test_unusable_body_is_malformed(server, client, body):
     assert (info.value.error_type, info.value.status_code) == ("malformed_response", 200)
 
 
+# What Python servers (vLLM, SGLang, hand-rolled ones) write with json.dumps: a -inf logprob as
+# -Infinity; a UTF-8 byte-order mark; a tool argument beyond 64 bits. Each is read as the standard
+# library reads it, never refused and never rounded.
+PYTHONIC_ANSWER = (
+    b'\xef\xbb\xbf{"model":"m","choices":[{"message":{"role":"assistant","content":"hi","tool_calls":'
+    b'[{"id":"c1","type":"function","function":{"name":"transfer","arguments":"{}"}}]},"finish_reason":"stop",'
+    b'"logprobs":{"content":[{"token":"hi","logprob":-Infinity}]}}],"usage":{"prompt_tokens":3,"completion_tokens":1}}'
+)
+
+
+async def test_an_answer_as_python_servers_write_it_is_read(server, client):
+    server.replies.append(json_reply(200, PYTHONIC_ANSWER))
+    result = await OpenAIAdapter(openai_spec(server.url), client).complete(HELLO)
+    assert (result.text, result.input_tokens, result.output_tokens) == ("hi", 3, 1)
+
+
+async def test_a_stream_event_with_infinity_is_read(server, client):
+    chunks = openai_chunks(["a", "b"])
+    chunks[0] = chunks[0].replace('"index": 0', '"index": 0, "logprobs": {"content": [{"logprob": -Infinity}]}', 1)
+    assert "Infinity" in chunks[0]
+    server.replies.append(sse_reply(chunks))
+    texts, result = await collect(OpenAIAdapter(openai_spec(server.url), client), HELLO)
+    assert "".join(texts) == "ab" and result.output_tokens == 2
+
+
+async def test_a_tool_argument_beyond_64_bits_stays_exact(server, client):
+    answer = {
+        "model": "claude-test-1",
+        "content": [{"type": "tool_use", "id": "t1", "name": "transfer", "input": {"account": 2**97 + 1}}],
+        "stop_reason": "tool_use",
+        "usage": {"input_tokens": 5, "output_tokens": 3},
+    }
+    server.replies.append(json_reply(200, json.dumps(answer).encode()))
+    result = await AnthropicAdapter(anthropic_spec(server.url), client).complete(HELLO)
+    assert result.tool_calls[0].arguments == {"account": 2**97 + 1}
+
+
 async def test_stream_ending_early_is_malformed_and_keeps_what_arrived(server, client):
     server.replies.append(sse_reply(openai_chunks(["a", "b"], done=False)))
     with pytest.raises(ProviderError) as info:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 import weakref
 
 import pytest
@@ -37,16 +38,16 @@ def test_only_the_requests_that_outlive_the_deadline_time_out():
 
         # Out of order: a slow one first, quick ones after it; a slow one begun 60 ms later has
         # to be served by the timer armed again after the first expiry.
-        tasks = [begin(s) for s in (0.5, 0.01, 0.05, 0.1)]
+        tasks = [begin(s) for s in (1.0, 0.01, 0.05, 0.1)]
         await asyncio.sleep(0.06)
-        tasks.append(begin(0.6))
+        tasks.append(begin(1.2))
         results = await asyncio.gather(*tasks)
         return results, finished_at, len(watch)
 
     results, finished_at, kept = asyncio.run(main())
     assert results == ["timeout", "done", "done", "done", "timeout"]
-    assert 0.19 <= finished_at[0] < 0.3  # on time
-    assert 0.25 <= finished_at[4] < 0.36  # 0.2 s after it began, not at the first one's expiry
+    assert 0.19 <= finished_at[0] < 0.6  # at its deadline, long before its work would have ended
+    assert 0.25 <= finished_at[4] < 0.7  # 0.2 s after it began: not at the first one's expiry, nor never
     assert kept == 0
 
 
@@ -68,17 +69,37 @@ def test_a_cancellation_at_the_moment_of_expiry_is_the_callers():
 
         async def victim():
             with watch.start():
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(5)
 
         task = asyncio.create_task(victim())
-        await asyncio.sleep(0.049)
-        # Both land before the task runs again: the caller asked too, so it is not a timeout.
-        asyncio.get_running_loop().call_later(0.001, task.cancel)
-        await asyncio.sleep(0.003)
+        await asyncio.sleep(0)  # the victim is inside its deadline
+        asyncio.get_running_loop().call_later(0.06, task.cancel)  # the caller's, 10 ms after expiry
+        time.sleep(0.15)  # hold the loop: when it runs again, both are due in one pass
         with pytest.raises(asyncio.CancelledError):
             await task
 
     asyncio.run(main())
+
+
+def test_an_expired_deadline_takes_its_cancel_request_back_whatever_the_way_out():
+    async def main():
+        watch = DeadlineWatch(0.02)
+        try:
+            with watch.start():
+                try:
+                    await asyncio.sleep(5)
+                except asyncio.CancelledError:
+                    raise ConnectionError("closing the connection failed while cancelling") from None
+        except ConnectionError:
+            pass
+        left = asyncio.current_task().cancelling()
+        # The caller's own timeout, later in the same task, still works as a timeout.
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.01):
+                await asyncio.sleep(5)
+        return left
+
+    assert asyncio.run(main()) == 0
 
 
 def test_ended_requests_are_not_kept_alive_while_an_older_one_runs():
@@ -101,6 +122,23 @@ def test_ended_requests_are_not_kept_alive_while_an_older_one_runs():
     alive, queued, after = asyncio.run(main())
     assert alive == 0  # ended deadlines behind a running one hold no task
     assert queued == 51 and after == 0
+
+
+def test_ended_deadlines_behind_a_slow_one_do_not_pile_up():
+    async def main():
+        watch = DeadlineWatch(60.0)
+        slow = asyncio.create_task(_bounded(watch, 0.2))
+        await asyncio.sleep(0)
+        most = 0
+        for _ in range(2000):
+            await _bounded(watch, 0)
+            most = max(most, len(watch))
+        await slow
+        return most, len(watch)
+
+    most, after = asyncio.run(main())
+    assert most <= 2 * 1 + 64 + 1  # the slow one, and at most as many ended ones again plus 64
+    assert after == 0
 
 
 def test_a_watch_serves_a_new_loop_after_its_first_one_closed():

@@ -31,7 +31,29 @@ def test_nan_goes_as_null_not_as_invalid_json():
     assert json.loads(dumps({"temperature": float("nan")})) == {"temperature": None}
 
 
-@pytest.mark.parametrize("raw", [b"\xff{}", b"NaN", b'{"a": 1', b""])
+@pytest.mark.parametrize("raw", [b"\xff{}", b'{"a": 1', b"", b"{'a': 1}", '{"a": nan}'])
 def test_what_is_not_json_raises_value_error(raw):
     with pytest.raises(ValueError):
         loads(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"logprob":-Infinity,"top":Infinity,"x":NaN}',  # Python servers' json.dumps writes these
+        '{"logprob":-Infinity}',  # a stream event's data, as text
+        b'\xef\xbb\xbf{"text":"hi"}',  # a UTF-8 byte-order mark
+        '{"text":"hi"}'.encode("utf-16"),
+        b'{"text":"\\ud83d"}',  # an escaped lone surrogate
+    ],
+)
+def test_what_servers_send_is_read_as_the_standard_library_reads_it(raw):
+    out = loads(raw)
+    assert repr(out) == repr(json.loads(raw))  # repr: NaN != NaN
+
+
+@pytest.mark.parametrize("number", [2**63, 123456789012345678901234567890, -(2**63) - 1, 2**64 + 1])
+def test_integers_beyond_64_bits_stay_exact(number):
+    body = f'{{"name":"transfer","input":{{"account":{number}}}}}'
+    assert loads(body.encode())["input"]["account"] == number
+    assert loads(body)["input"]["account"] == number

@@ -45,10 +45,14 @@ class Deadline:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         task, self.task = self.task, None
+        if task is None:  # left twice: nothing more to do
+            return
         self._watch.ended()
-        if self.expired and task is not None and exc_type is asyncio.CancelledError:
-            if task.uncancel() <= self._cancelling:
-                raise TimeoutError from exc
+        # Once expired, the deadline's cancel request is taken back whatever the way out (as
+        # asyncio.Timeout does): code that turned the cancellation into another error must not
+        # leave the task marked as cancelling for the caller's own timeouts and task groups.
+        if self.expired and task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
+            raise TimeoutError from exc
 
 
 class DeadlineWatch:
@@ -57,6 +61,7 @@ class DeadlineWatch:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self._queue: deque[Deadline] = deque()  # in the order they began, hence of expiry
+        self._live = 0  # deadlines begun and not yet ended
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -69,19 +74,27 @@ class DeadlineWatch:
             self._rebind(loop)
         deadline = Deadline(self, task, loop.time() + self.seconds)
         self._queue.append(deadline)
+        self._live += 1
         if self._timer is None:
             self._timer = loop.call_at(deadline.expires, self._fire)
         return deadline
 
     def __len__(self) -> int:
-        """Deadlines kept: the live ones, and ended ones behind a live one still running."""
+        """Deadlines kept: the live ones, and ended ones behind a live one (at most as many again, plus 64)."""
         return len(self._queue)
 
     def ended(self) -> None:
-        """Drop the ended deadlines at the head (usually all but the ones still running)."""
+        """Drop the ended deadlines at the head (usually all but the ones still running). Behind
+        one slow request they would pile up (a minute of requests, at a 60 s deadline) and go in
+        one long sweep when it ends: once they outnumber the live ones (and 64), the queue is
+        rebuilt without them, which costs each ended deadline one step, once."""
+        if self._live:  # (a deadline begun on a loop this watch has left is not counted)
+            self._live -= 1
         queue = self._queue
         while queue and queue[0].task is None:
             queue.popleft()
+        if len(queue) > 2 * self._live + 64:
+            self._queue = deque(d for d in queue if d.task is not None)
 
     def _fire(self) -> None:
         self._timer = None
@@ -107,4 +120,5 @@ class DeadlineWatch:
             self._timer.cancel()
             self._timer = None
         self._queue.clear()  # another loop's deadlines cannot be served from this one
+        self._live = 0
         self._loop = loop
