@@ -101,19 +101,19 @@ class DeadlineWatch:
         loop = self._loop
         if loop is None:
             return
-        now = loop.time()
         queue = self._queue
-        while queue:
-            head = queue[0]
-            if head.task is None:
+        try:
+            now = loop.time()
+            while queue and (queue[0].task is None or queue[0].expires <= now):
+                head = queue.popleft()
+                if head.task is not None:
+                    head.expired = True
+                    head.task.cancel()
+        finally:  # even if interrupted (Ctrl-C lands anywhere), the next live deadline has its timer
+            while queue and queue[0].task is None:
                 queue.popleft()
-            elif head.expires <= now:
-                queue.popleft()
-                head.expired = True
-                head.task.cancel()
-            else:
-                self._timer = loop.call_at(head.expires, self._fire)
-                return
+            if queue and self._timer is None:
+                self._timer = loop.call_at(queue[0].expires, self._fire)
 
     def _rebind(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._timer is not None:
