@@ -90,11 +90,14 @@ class DeadlineWatch:
         rebuilt without them, which costs each ended deadline one step, once."""
         if self._live:  # (a deadline begun on a loop this watch has left is not counted)
             self._live -= 1
+        self._drop_ended_head()
+        if len(self._queue) > 2 * self._live + 64:
+            self._queue = deque(d for d in self._queue if d.task is not None)
+
+    def _drop_ended_head(self) -> None:
         queue = self._queue
         while queue and queue[0].task is None:
             queue.popleft()
-        if len(queue) > 2 * self._live + 64:
-            self._queue = deque(d for d in queue if d.task is not None)
 
     def _fire(self) -> None:
         self._timer = None
@@ -110,8 +113,7 @@ class DeadlineWatch:
                     head.expired = True
                     head.task.cancel()
         finally:  # even if interrupted (Ctrl-C lands anywhere), the next live deadline has its timer
-            while queue and queue[0].task is None:
-                queue.popleft()
+            self._drop_ended_head()
             if queue and self._timer is None:
                 self._timer = loop.call_at(queue[0].expires, self._fire)
 
