@@ -288,6 +288,12 @@ async def _throughput(fn: Callable[[], Awaitable[None]], total: int, concurrency
     return total / (time.perf_counter() - t0)
 
 
+def _fewer(total: int) -> int:
+    """Requests per throughput run for a contender ~10x slower (raw httpx, LiteLLM): a tenth, but
+    never so few that the 100 workers would not all have one in flight."""
+    return max(total // 10, 150)
+
+
 def _throughput_rounds(run: Callable, fns: dict[str, Callable], total: int, rounds: int) -> dict[str, list[float]]:
     """Requests per second, ``rounds`` runs each, the floor and the router back to back in every
     round (alternating which goes first) and every run after a full garbage collection.
@@ -307,9 +313,9 @@ def _throughput_rounds(run: Callable, fns: dict[str, Callable], total: int, roun
     for r in range(rounds):
         flip = r % 2 == 1
         for name in (others[::-1] if flip else others) + (pair[::-1] if flip else pair):
-            slow = name.startswith("raw httpx")  # ~10x slower: fewer requests, still 100 in flight
+            slow = name.startswith("raw httpx")
             gc.collect()
-            rates[name].append(run(_throughput(fns[name], max(total // 10, 150) if slow else total, 100)))
+            rates[name].append(run(_throughput(fns[name], _fewer(total) if slow else total, 100)))
     return rates
 
 
@@ -464,7 +470,7 @@ def _litellm_phase(c: _Clients, run: Callable, rounds: int, per_round: int, tota
     rates: dict[str, list[float]] = {name: [] for name in contenders}
     for _, order in _rotations(list(contenders), 3):
         for name in order:
-            rates[name].append(run(_throughput(contenders[name][1], max(total // 10, 150), 100)))
+            rates[name].append(run(_throughput(contenders[name][1], _fewer(total), 100)))
     return {"seq": seq, "rates": rates, "import_s": import_s, "per_round": n}
 
 
@@ -594,7 +600,7 @@ def _section(
         "order; CPU = this process's CPU time per request (the router's loop thread included)"
     )
     s.notes.append(
-        f"throughput: {total} requests by 100 concurrent workers (raw httpx: {max(total // 10, 150)}), "
+        f"throughput: {total} requests by 100 concurrent workers (raw httpx: {_fewer(total)}), "
         f"{len(rates[FLOOR])} rounds, the floor and the router back to back in each; medians, "
         "ratio = median of the pairs"
     )
@@ -616,7 +622,7 @@ def _section(
     else:
         s.notes.append(
             f"LiteLLM row: measured last, interleaved with the floor and router.acomplete only "
-            f"({rounds} rounds x {lite['per_round']}; throughput: {max(total // 10, 150)} requests, 3 runs); "
+            f"({rounds} rounds x {lite['per_round']}; throughput: {_fewer(total)} requests, 3 runs); "
             f"its Router took {lite['import_s']:.1f} s to import and build"
         )
     s.notes.append(
